@@ -1,0 +1,275 @@
+"""The frozen CLIP backbone: resolve a spec through open_clip, encode images and texts in batches.
+
+Spec grammar (one string, as on the command line):
+  ARCH:TAG          a pretrained tag open_clip knows        ViT-B-32:laion2b_s34b_b79k, RN50:openai
+  ARCH:FILE         local weights (.safetensors/.pt/.pth/.bin)   tiny-clip:assets/demo/backbone.safetensors
+  ARCH:random       random initialisation (seed 0), for tests and from-scratch pre-training
+  hf-hub:ORG/REPO   an open_clip model repository on the Hugging Face hub
+  local-dir:DIR     a folder with open_clip_config.json and weights
+Architectures are open_clip's plus the small JSON configs in cmr_demo/model_configs/.
+
+Why the reachability check: open_clip retries a download for ~45 s when the hub cannot be
+reached. We look in the local caches first and, when weights are missing and the hub is out of
+reach (or HF_HUB_OFFLINE=1), fail at once with the ways to provide weights locally.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+
+from .compat import ensure_torchvision
+
+ensure_torchvision()
+import open_clip  # noqa: E402  (must follow the compat step)
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+DEFAULT_BACKBONE = "RN50:openai"  # the paper's frozen backbone
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_REACH_TIMEOUT_S = 1.0
+
+
+class BackboneError(ValueError):
+    """A backbone spec cannot be resolved or loaded; the message says how to fix it."""
+
+
+@lru_cache(maxsize=None)
+def register_model_configs() -> list[str]:
+    """Make the package's JSON architectures known to open_clip (idempotent)."""
+    open_clip.add_model_config(CONFIG_DIR)
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    kind: str  # "tag", "file", "random", "hf-hub", "local-dir"
+    arch: str  # architecture name ("" for hf-hub / local-dir, whose config travels with the weights)
+    value: str  # tag, path or repo id
+
+    @property
+    def text(self) -> str:
+        return {"hf-hub": f"hf-hub:{self.value}", "local-dir": f"local-dir:{self.value}"}.get(
+            self.kind, f"{self.arch}:{self.value}")
+
+
+def _forms(arch: str) -> str:
+    tags = open_clip.list_pretrained_tags_by_model(arch) if arch in open_clip.list_models() else []
+    return (f"'{arch}:TAG' (tags: {', '.join(tags) or 'none published'}), '{arch}:/path/weights.safetensors', "
+            f"'{arch}:random', 'hf-hub:ORG/REPO' or 'local-dir:/path/to/folder'")
+
+
+def parse_backbone_spec(spec: str) -> BackboneSpec:
+    register_model_configs()
+    head, sep, rest = spec.partition(":")
+    if head in ("hf-hub", "local-dir"):
+        if not rest:
+            raise BackboneError(f"'{spec}' names no {'repository' if head == 'hf-hub' else 'folder'}")
+        return BackboneSpec(head, "", rest)
+    if head not in open_clip.list_models():
+        raise BackboneError(f"unknown architecture '{head}' in backbone '{spec}'; known: "
+                            f"{', '.join(open_clip.list_models())}")
+    if not sep or not rest:
+        raise BackboneError(f"backbone '{spec}' names no weights; use one of {_forms(head)}")
+    if rest == "random":
+        return BackboneSpec("random", head, rest)
+    if open_clip.get_pretrained_cfg(head, rest):
+        return BackboneSpec("tag", head, rest)
+    if rest.endswith(WEIGHT_SUFFIXES) or os.sep in rest or Path(rest).exists():
+        if not Path(rest).is_file():
+            raise BackboneError(f"weights file '{rest}' for backbone '{spec}' does not exist")
+        return BackboneSpec("file", head, rest)
+    raise BackboneError(f"'{rest}' is neither a pretrained tag of {head} nor a weights file; use one of {_forms(head)}")
+
+
+def _reachable(url: str) -> bool:
+    """TCP connect within ~1 s (in a thread, so a hanging DNS lookup cannot block us longer)."""
+    host, port = urlparse(url).hostname or "", urlparse(url).port or 443
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=_REACH_TIMEOUT_S).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(_REACH_TIMEOUT_S + 0.2)
+    return bool(result and result[0])
+
+
+def _hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _cached_hf(repo_id: str, filenames: Sequence[str]) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+    for name in filenames:
+        hit = try_to_load_from_cache(repo_id, name)
+        if isinstance(hit, str):
+            return hit
+    return None
+
+
+def _check_downloadable(spec: BackboneSpec) -> None:
+    """Raise at once when the weights are neither cached nor reachable."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if spec.kind == "hf-hub":
+        where, cached = endpoint, _cached_hf(spec.value, ["open_clip_config.json"])
+    else:
+        cfg = open_clip.get_pretrained_cfg(spec.arch, spec.value)
+        if cfg.get("hf_hub"):  # open_clip's rule: "org/repo/file" or "org/repo/" (default names)
+            repo, filename = os.path.split(cfg["hf_hub"])
+            names = [filename, filename.replace(".bin", ".safetensors")] if filename else [
+                "open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+            where, cached = endpoint, _cached_hf(repo, names)
+        else:
+            where = cfg.get("url", "")
+            local = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(urlparse(where).path)
+            cached = str(local) if local.is_file() else None
+    if cached:
+        return
+    why = "HF_HUB_OFFLINE is set" if _hf_offline() else (None if _reachable(where) else f"{where} cannot be reached")
+    if why:
+        raise BackboneError(
+            f"weights for backbone '{spec.text}' are not in the local cache and {why}. Provide them locally: "
+            f"a weights file ('{spec.arch or 'ARCH'}:/path/to/open_clip_model.safetensors'), a folder "
+            f"('local-dir:/path' with open_clip_config.json and weights), or fetch them once on a machine "
+            f"with network access (HF_HUB_OFFLINE unset) to fill the cache.")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _ImageItems(torch.utils.data.Dataset):
+    """Paths or PIL images -> preprocessed tensors (a Dataset so DataLoader workers can decode)."""
+
+    def __init__(self, images: Sequence[Any], preprocess):
+        self.images, self.preprocess = images, preprocess
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from PIL import Image
+        item = self.images[i]
+        if isinstance(item, (str, Path)):
+            with Image.open(item) as im:
+                return self.preprocess(im.convert("RGB"))
+        return self.preprocess(item.convert("RGB"))
+
+
+@dataclass
+class Backbone:
+    """A frozen open_clip model with its preprocessing and tokenizer, and what identifies its weights."""
+    spec: str
+    model: torch.nn.Module
+    preprocess: Any
+    tokenizer: Any
+    weights_sha256: str
+    device: torch.device
+    precision: str = "fp32"
+    feature_dim: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model.eval().requires_grad_(False)
+        with torch.no_grad():
+            self.feature_dim = int(self.model.encode_text(self.tokenizer(["probe"]).to(self.device)).shape[-1])
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    @torch.no_grad()
+    def encode_images(self, images: Sequence[Any], batch_size: int = 64, num_workers: int = 0,
+                      progress: bool = True) -> np.ndarray:
+        """[N] paths or PIL images -> [N, feature_dim] float32 (not normalised, as in CLIP4CMR)."""
+        from tqdm.auto import tqdm
+        loader = torch.utils.data.DataLoader(_ImageItems(images, self.preprocess), batch_size=batch_size,
+                                             num_workers=num_workers, pin_memory=self.device.type == "cuda")
+        out = []
+        for batch in tqdm(loader, desc="encode images", unit="batch", disable=not progress):
+            with self._autocast():
+                out.append(self.model.encode_image(batch.to(self.device, non_blocking=True)).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim), np.float32)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256, progress: bool = True) -> np.ndarray:
+        """[N] strings -> [N, feature_dim] float32; long texts are truncated to the context length."""
+        from tqdm.auto import tqdm
+        out = []
+        for start in tqdm(range(0, len(texts), batch_size), desc="encode texts", unit="batch",
+                          disable=not progress):
+            tokens = self.tokenizer(list(texts[start:start + batch_size])).to(self.device)
+            with self._autocast():
+                out.append(self.model.encode_text(tokens).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim), np.float32)
+
+
+def _resolve_device(device: str, precision: str) -> torch.device:
+    if precision not in PRECISIONS:
+        raise BackboneError(f"precision '{precision}' is not one of {list(PRECISIONS)}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackboneError("device 'cuda' asked for but no CUDA GPU is visible; use --device cpu")
+    if dev.type == "cpu" and precision == "fp16":
+        raise BackboneError("fp16 autocast needs a CUDA device; on CPU use --precision fp32 or bf16")
+    return dev
+
+
+def _create(spec: BackboneSpec, device: torch.device):
+    if spec.kind in ("hf-hub", "local-dir"):
+        return open_clip.create_model_and_transforms(spec.text, device=device), open_clip.get_tokenizer(spec.text)
+    pretrained = None if spec.kind == "random" else spec.value
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # ARCH:random is the same network in every process
+        created = open_clip.create_model_and_transforms(spec.arch, pretrained=pretrained, device=device)
+    return created, open_clip.get_tokenizer(spec.arch)
+
+
+def _weights_identity(spec: BackboneSpec) -> str:
+    if spec.kind == "file":
+        return file_sha256(spec.value)
+    if spec.kind == "local-dir":
+        files = sorted(p for p in Path(spec.value).iterdir() if p.suffix in WEIGHT_SUFFIXES)
+        return file_sha256(files[0]) if files else "no-weights-file"
+    if spec.kind == "random":
+        return "random-init-seed-0:" + hashlib.sha256(open_clip.__version__.encode()).hexdigest()[:16]
+    return "published:" + spec.text  # public tags name immutable published weights
+
+
+@lru_cache(maxsize=32)
+def weights_identity(spec: str) -> str:
+    """What the weights behind `spec` are, without loading the model (memoised per process)."""
+    return _weights_identity(parse_backbone_spec(spec))
+
+
+def load_backbone(spec: str, device: str = "cpu", precision: str = "fp32") -> Backbone:
+    """Resolve `spec` (see module docstring) and load it frozen, in eval mode, on `device`."""
+    parsed = parse_backbone_spec(spec)
+    dev = _resolve_device(device, precision)
+    if parsed.kind == "local-dir" and not (Path(parsed.value) / "open_clip_config.json").is_file():
+        raise BackboneError(f"'{spec}': folder must hold open_clip_config.json and a weights file")
+    if parsed.kind in ("tag", "hf-hub"):
+        _check_downloadable(parsed)
+    try:
+        (model, _, preprocess), tokenizer = _create(parsed, dev)
+    except (RuntimeError, OSError, KeyError) as err:
+        raise BackboneError(f"open_clip could not load backbone '{spec}': {err}") from err
+    return Backbone(spec=parsed.text, model=model, preprocess=preprocess, tokenizer=tokenizer,
+                    weights_sha256=weights_identity(spec), device=dev, precision=precision)

@@ -1,0 +1,88 @@
+"""Frozen backbone features per split, cached on disk by backbone + weights + data content.
+
+Why a cache: extraction is the only expensive stage (minutes to hours); heads train in seconds.
+The key hashes the backbone spec, its weights identity (a file's sha256, or the published tag)
+and the split's content hash, so a changed image, caption or weights file misses the cache and
+a renamed folder hits it. Datasets that ship pre-computed features skip the backbone entirely.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_tensors, save_tensors
+from .data import Dataset, DataError, Split
+
+CACHE_VERSION = "1"  # bump when extraction changes in a way that alters features
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CMR_CACHE_DIR", Path.home() / ".cache" / "cmr_demo" / "features"))
+
+
+@dataclass
+class FeatureSource:
+    """Where features come from; recorded with every checkpoint and checked when it is loaded."""
+    kind: str  # "backbone" or "precomputed"
+    name: str  # the backbone spec, or the data spec for pre-computed features
+    weights_sha256: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.name if self.kind == "backbone" else f"precomputed:{self.name}"
+
+
+def cache_key(backbone_spec: str, weights: str, split: Split) -> str:
+    text = "\n".join([CACHE_VERSION, backbone_spec, weights, split.content_hash()])
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def split_features(split: Split, backbone_spec: str, cache_dir: Path, load, batch_size: int = 64,
+                   num_workers: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(image [N, d], text [N, d]) for a split with raw media, from the cache or the backbone.
+
+    `load` is a zero-argument callable returning the Backbone: it is only called on a cache miss,
+    so a second run never loads the model at all.
+    """
+    from .backbone import weights_identity
+    path = Path(cache_dir) / f"{cache_key(backbone_spec, weights_identity(backbone_spec), split)}.safetensors"
+    if path.is_file():
+        try:
+            tensors, _ = load_tensors(path)
+            return tensors["image"].numpy(), tensors["text"].numpy()
+        except (CheckpointError, KeyError):
+            path.unlink()  # a damaged cache entry is recomputed, never trusted
+    backbone = load()
+    image = backbone.encode_images(split.images, batch_size, num_workers, progress)
+    text = backbone.encode_texts(split.texts, batch_size=4 * batch_size, progress=progress)
+    save_tensors(path, {"image": torch.from_numpy(image), "text": torch.from_numpy(text)},
+                 {"backbone": backbone_spec, "items": str(len(split))})
+    return image, text
+
+
+def dataset_features(dataset: Dataset, backbone_spec: str | None, device: str = "cpu", precision: str = "fp32",
+                     cache_dir: Path | None = None, batch_size: int = 64, num_workers: int = 0,
+                     progress: bool = True) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], FeatureSource]:
+    """Features of every split, and their source. Pre-computed features win over the backbone."""
+    splits = dataset.splits()
+    if all(s.has_features for s in splits.values()):
+        return ({k: (s.image_features, s.text_features) for k, s in splits.items()},
+                FeatureSource("precomputed", dataset.spec))
+    if not all(s.has_media for s in splits.values()):
+        raise DataError(f"data '{dataset.spec}' has neither pre-computed features nor images and texts")
+    from .backbone import DEFAULT_BACKBONE, load_backbone, parse_backbone_spec, weights_identity
+    spec = parse_backbone_spec(backbone_spec or DEFAULT_BACKBONE).text
+    loaded = []
+
+    def load():
+        if not loaded:
+            loaded.append(load_backbone(spec, device=device, precision=precision))
+        return loaded[0]
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    out = {k: split_features(s, spec, cache_dir, load, batch_size, num_workers, progress) for k, s in splits.items()}
+    return out, FeatureSource("backbone", spec, weights_identity(spec))

@@ -1,0 +1,57 @@
+"""CLIP4CMR's projection heads: one small MLP per modality into an L2-normalised common space.
+
+The default is the paper's head (Linear d_in->256, GELU, Linear 256->1024, Dropout 0.1, then
+L2-normalise; no norm layers, no residual, no weight sharing between modalities). Optional
+per-modality feature standardisation (mean/std fitted on train) lives inside the heads as
+buffers, so a saved checkpoint encodes live queries exactly as it encoded the training data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class HeadConfig:
+    image_dim: int  # width of the image features (1024 for CLIP RN50)
+    text_dim: int  # width of the text features
+    hidden_dim: int = 256  # the paper's bottleneck
+    embed_dim: int = 1024  # the paper's common space (equals RN50's feature width)
+    dropout: float = 0.1  # the paper's; applied after the second linear layer
+    standardize: bool = False  # z-score features with train statistics (helps non-CLIP features)
+
+
+def _mlp(d_in: int, cfg: HeadConfig) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, cfg.hidden_dim), nn.GELU(),
+                         nn.Linear(cfg.hidden_dim, cfg.embed_dim), nn.Dropout(cfg.dropout))
+
+
+class Heads(nn.Module):
+    """`encode_image` / `encode_text`: features [B, d_in] -> unit-norm embeddings [B, embed_dim]."""
+
+    def __init__(self, cfg: HeadConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.image = _mlp(cfg.image_dim, cfg)
+        self.text = _mlp(cfg.text_dim, cfg)
+        for name, dim in (("image", cfg.image_dim), ("text", cfg.text_dim)):
+            self.register_buffer(f"{name}_mean", torch.zeros(dim))
+            self.register_buffer(f"{name}_std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit_standardization(self, image_features: torch.Tensor, text_features: torch.Tensor) -> None:
+        """Store train mean/std; a no-op unless cfg.standardize (buffers stay 0/1)."""
+        if not self.cfg.standardize:
+            return
+        for name, x in (("image", image_features), ("text", text_features)):
+            getattr(self, f"{name}_mean").copy_(x.float().mean(0))
+            getattr(self, f"{name}_std").copy_(x.float().std(0).clamp(min=1e-6))
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image((x - self.image_mean) / self.image_std), dim=-1)
+
+    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text((x - self.text_mean) / self.text_std), dim=-1)

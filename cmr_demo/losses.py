@@ -1,0 +1,285 @@
+"""Every learning objective of the study behind one signature and one registry.
+
+`objective(img_emb [Bi, D], txt_emb [Bt, D], labels [B], image_mask=None, text_mask=None)` returns
+a dict with the total under "loss" and its named terms. Embeddings are unit-norm head outputs.
+Masks drop rows of one modality (the paper's modality-imbalance setting: a pair whose text is
+withheld trains its image only); every objective here works on unpaired, labelled sets, since
+relevance is class membership. Objectives that own parameters (classifier, prototypes, proxies)
+own them here, so the heads are identical across objectives.
+
+Deliberately unlike the official code: the PAN (prototype) objective is not silently replaced,
+semi-hard and all-negative triplets are what their names say, and Proxy-NCA / Proxy-Anchor work.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Terms = dict[str, torch.Tensor]
+
+
+def sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances [A, B] (in [0, 4] for unit vectors)."""
+    return (a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T).clamp(min=0)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over mask; exactly 0 (still in the graph) when the mask is empty, never NaN."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+class Objective(nn.Module):
+    """Base class: applies the masks, then `terms(img, yi, txt, yt)` returns named loss terms."""
+    name: ClassVar[str]
+    kind: ClassVar[str]  # "pair-wise" or "class-wise", as in the study
+    defaults: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, num_classes: int, embed_dim: int, **options: float):
+        super().__init__()
+        unknown = set(options) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"objective '{self.name}' has no option(s) {sorted(unknown)}; "
+                             f"its options are {self.defaults or 'none'}")
+        self.num_classes, self.embed_dim = num_classes, embed_dim
+        self.options = {**self.defaults, **{k: float(v) for k, v in options.items()}}
+
+    def forward(self, img_emb, txt_emb, labels, image_mask=None, text_mask=None) -> Terms:
+        yi = yt = labels
+        if image_mask is not None:
+            img_emb, yi = img_emb[image_mask], labels[image_mask]
+        if text_mask is not None:
+            txt_emb, yt = txt_emb[text_mask], labels[text_mask]
+        terms = self.terms(img_emb.float(), yi, txt_emb.float(), yt)
+        return {"loss": sum(terms.values()), **terms}
+
+    def terms(self, img, yi, txt, yt) -> Terms:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- pair-wise objectives
+class Contrastive(Objective):
+    """Same-class image-text pairs pulled together, other pairs pushed past a squared-distance margin."""
+    name, kind, defaults = "cl", "pair-wise", {"margin": 0.2}
+
+    def terms(self, img, yi, txt, yt):
+        d2, pos = sq_dist(img, txt), yi[:, None] == yt[None, :]
+        return {"positive": masked_mean(d2, pos),
+                "negative": masked_mean(F.relu(self.options["margin"] - d2), ~pos)}
+
+
+class ModalityInvariance(Objective):
+    """Only the pull term: same-class image-text pairs together (collapse is what the study shows)."""
+    name, kind, defaults = "ml", "pair-wise", {"weight": 1.0}
+
+    def terms(self, img, yi, txt, yt):
+        d2, pos = sq_dist(img, txt), yi[:, None] == yt[None, :]
+        return {"positive": self.options["weight"] * masked_mean(d2, pos)}
+
+
+class Triplet(Objective):
+    """Cross-modal triplets (anchor in one modality, positive and negative in the other), both ways.
+
+    All negatives: the mean hinge over every valid (anchor, positive, negative) triplet.
+    """
+    name, kind, defaults = "tl", "pair-wise", {"margin": 0.2}
+    semi_hard: ClassVar[bool] = False
+
+    def _one_way(self, anchor, ya, other, yo) -> torch.Tensor:
+        d2, same = sq_dist(anchor, other), ya[:, None] == yo[None, :]  # [A, O]
+        d_ap, d_an = d2[:, :, None], d2[:, None, :]  # [A, O(pos), 1], [A, 1, O(neg)]
+        valid = same[:, :, None] & ~same[:, None, :]
+        if self.semi_hard:  # negatives farther than the positive but inside the margin
+            valid = valid & (d_an > d_ap) & (d_an < d_ap + self.options["margin"])
+        return masked_mean(F.relu(self.options["margin"] + d_ap - d_an), valid)
+
+    def terms(self, img, yi, txt, yt):
+        return {"image_anchor": self._one_way(img, yi, txt, yt),
+                "text_anchor": self._one_way(txt, yt, img, yi)}
+
+
+class SemiHardTriplet(Triplet):
+    """Triplets whose negative is farther than the positive but still violates the margin."""
+    name, semi_hard = "tl-semihard", True
+
+
+# ---------------------------------------------------------------- class-wise objectives
+class ClassWise(Objective):
+    """Class-wise objectives score each embedding against class parameters, one term per modality."""
+    kind = "class-wise"
+
+    def item_loss(self, emb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def terms(self, img, yi, txt, yt):
+        return {name: self.item_loss(emb, y) if len(y) else emb.sum() * 0
+                for name, emb, y in (("image", img, yi), ("text", txt, yt))}
+
+
+class CosineClassifier(nn.Module):
+    """The shared classifier: Linear(D -> C, bias) with weight rows re-normalised at every forward."""
+
+    def __init__(self, embed_dim: int, num_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, emb):
+        return F.linear(emb, F.normalize(self.linear.weight, dim=1), self.linear.bias)
+
+
+class LabelRegression(ClassWise):
+    """DSCMR's label-space term: L2 norm of (classifier output - one-hot), averaged over items."""
+    name, defaults = "lrl", {"weight": 1.0}
+
+    def __init__(self, num_classes, embed_dim, **options):
+        super().__init__(num_classes, embed_dim, **options)
+        self.classifier = CosineClassifier(embed_dim, num_classes)
+
+    def item_loss(self, emb, y):
+        diff = self.classifier(emb) - F.one_hot(y, self.num_classes).float()
+        return self.options["weight"] * diff.norm(dim=1).mean()
+
+
+class CrossEntropy(ClassWise):
+    """Softmax cross-entropy on the shared cosine classifier (scale 1 = the official logits)."""
+    name, defaults = "ce", {"scale": 1.0}
+
+    def __init__(self, num_classes, embed_dim, **options):
+        super().__init__(num_classes, embed_dim, **options)
+        self.classifier = CosineClassifier(embed_dim, num_classes)
+
+    def item_loss(self, emb, y):
+        return F.cross_entropy(self.options["scale"] * self.classifier(emb), y)
+
+
+class PrototypeContrastive(ClassWise):
+    """PAN's objective: softmax over -squared distance to fixed random unit prototypes, one per class."""
+    name, defaults = "pcl", {"temperature": 1.0, "prototype_seed": 0.0}
+
+    def __init__(self, num_classes, embed_dim, **options):
+        super().__init__(num_classes, embed_dim, **options)
+        g = torch.Generator().manual_seed(int(self.options["prototype_seed"]))
+        protos = F.normalize(torch.randn(num_classes, embed_dim, generator=g), dim=1)
+        self.register_buffer("prototypes", protos)  # fixed, not learned; saved with the checkpoint
+
+    def item_loss(self, emb, y):
+        return F.cross_entropy(-sq_dist(emb, self.prototypes) / self.options["temperature"], y)
+
+
+class ProxyNCA(ClassWise):
+    """Proxy-NCA (Movshovitz-Attias et al. 2017): learned unit proxies, NCA over scaled distances."""
+    name, defaults = "proxy-nca", {"scale": 3.0}
+
+    def __init__(self, num_classes, embed_dim, **options):
+        super().__init__(num_classes, embed_dim, **options)
+        self.proxies = nn.Parameter(torch.randn(num_classes, embed_dim) / math.sqrt(embed_dim))
+
+    def item_loss(self, emb, y):
+        d2 = self.options["scale"] ** 2 * sq_dist(emb, F.normalize(self.proxies, dim=1))  # [B, C]
+        own = F.one_hot(y, self.num_classes).bool()
+        negatives = torch.logsumexp(-d2.masked_fill(own, float("inf")), dim=1)
+        return (d2[own] + negatives).mean()  # -log(exp(-d_y) / sum_{c != y} exp(-d_c))
+
+
+class ProxyAnchor(ClassWise):
+    """Proxy-Anchor (Kim et al. 2020): each proxy anchors its positives and negatives in the batch."""
+    name, defaults = "proxy-anchor", {"alpha": 32.0, "delta": 0.1}
+
+    def __init__(self, num_classes, embed_dim, **options):
+        super().__init__(num_classes, embed_dim, **options)
+        self.proxies = nn.Parameter(torch.randn(num_classes, embed_dim) * math.sqrt(2.0 / num_classes))
+
+    def item_loss(self, emb, y):
+        alpha, delta = self.options["alpha"], self.options["delta"]
+        cos = emb @ F.normalize(self.proxies, dim=1).T  # [B, C]
+        pos = F.one_hot(y, self.num_classes).bool()
+        # log(1 + sum exp(z)) as softplus(logsumexp(z)): stable for alpha in the hundreds; the finite
+        # fill (not -inf) keeps gradients finite for a class with no member in the batch
+        soft = lambda z, keep: F.softplus(torch.logsumexp(z.masked_fill(~keep, -1e4), dim=0))  # noqa: E731
+        pos_term, neg_term = soft(-alpha * (cos - delta), pos), soft(alpha * (cos + delta), ~pos)  # [C]
+        present = pos.any(0)
+        return pos_term[present].sum() / present.sum().clamp(min=1) + neg_term.sum() / self.num_classes
+
+
+# ---------------------------------------------------------------- registry and hybrids
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (
+    Contrastive, ModalityInvariance, Triplet, SemiHardTriplet,
+    LabelRegression, CrossEntropy, PrototypeContrastive, ProxyNCA, ProxyAnchor)}
+STUDY = ("cl", "ml", "tl", "tl-semihard", "lrl", "ce", "pcl")  # the paper's six + semi-hard variant
+_TERM = re.compile(r"^\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?([a-z][a-z0-9-]*)\s*$")
+
+
+class Hybrid(Objective):
+    """A weighted sum such as `pcl+0.5*tl`; each part keeps its own parameters and options."""
+    kind, defaults = "hybrid", {}
+
+    def __init__(self, name: str, parts: list[tuple[float, Objective]]):
+        super().__init__(parts[0][1].num_classes, parts[0][1].embed_dim)
+        self.name, self.weights = name, [w for w, _ in parts]
+        self.parts = nn.ModuleList([obj for _, obj in parts])
+
+    def terms(self, img, yi, txt, yt):
+        out: Terms = {}
+        for w, obj in zip(self.weights, self.parts):
+            for term, value in obj.terms(img, yi, txt, yt).items():
+                out[f"{obj.name}/{term}"] = w * value
+        return out
+
+
+def list_objectives() -> list[str]:
+    return list(OBJECTIVES)
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown objective '{name}'; valid: {list_objectives()} or 'all', "
+                      f"and hybrids such as 'pcl+tl' or 'pcl+0.5*tl'")
+
+
+def parse_hybrid(spec: str) -> list[tuple[float, str]]:
+    parts = []
+    for term in spec.split("+"):
+        match = _TERM.match(term)
+        if not match or match.group(2) not in OBJECTIVES:
+            raise _unknown(term.strip() or spec)
+        parts.append((float(match.group(1) or 1.0), match.group(2)))
+    return parts
+
+
+def expand_objectives(spec: str) -> list[str]:
+    """'all' -> every registered non-hybrid objective; 'a,b' -> [a, b] (each validated)."""
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    out: list[str] = []
+    for name in names:
+        for item in (list_objectives() if name == "all" else [name]):
+            parse_hybrid(item)
+            if item not in out:
+                out.append(item)
+    if not out:
+        raise _unknown(spec)
+    return out
+
+
+def build_objective(spec: str, num_classes: int, embed_dim: int,
+                    options: dict[str, float] | None = None) -> Objective:
+    """Build one objective (or hybrid). `options` go to every part that declares them; an option
+    no part declares is an error, so a typo never passes silently."""
+    options = dict(options or {})
+    parts = parse_hybrid(spec)
+    used: set[str] = set()
+    built = []
+    for weight, name in parts:
+        cls = OBJECTIVES[name]
+        mine = {k: v for k, v in options.items() if k in cls.defaults}
+        used |= set(mine)
+        built.append((weight, cls(num_classes, embed_dim, **mine)))
+    if set(options) - used:
+        raise ValueError(f"option(s) {sorted(set(options) - used)} belong to no part of '{spec}'; "
+                         f"options there: {sorted({k for _, n in parts for k in OBJECTIVES[n].defaults})}")
+    if len(built) == 1 and built[0][0] == 1.0:
+        return built[0][1]
+    return Hybrid(spec.replace(" ", ""), built)

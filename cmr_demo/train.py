@@ -1,0 +1,206 @@
+"""`python -m cmr_demo.train`: train one CLIP4CMR checkpoint per objective and report mAP@all.
+
+Pipeline: data spec -> frozen features (cached) -> fit heads per objective (select the epoch on
+val, or on test for the paper's protocol) -> DIR/<objective>/{heads.safetensors,
+objective.safetensors, config.json, metrics.json, history.csv} -> a table of all objectives.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoint import save_heads, save_json, save_tensors, atomic_write_bytes
+from .data import load_data
+from .features import FeatureSource, dataset_features
+from .heads import HeadConfig
+from .losses import expand_objectives
+from .metrics import evaluate
+from .trainer import SELECT_ON, Tensors, TrainConfig, fit
+
+STATE_FILE = "train_state.safetensors"
+TEST_PROTOCOL_NOTE = ("NOTE: --select-on test reproduces the paper's protocol (the official code picks the epoch "
+                      "on the test set); the test mAP below is therefore optimistic, not a held-out estimate.")
+
+
+def run_dir_name(objective: str) -> str:
+    """Folder name for an objective: hybrids like 'pcl+0.5*tl' become 'pcl+0.5xtl' (no glob characters)."""
+    return objective.replace("*", "x")
+
+
+def _versions() -> dict:
+    """Versions from package metadata: importing open_clip here would bypass the torchvision compat step."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+    return {"cmr_demo": __version__, "python": platform.python_version(),
+            **{name: of(name) for name in ("torch", "open_clip_torch", "numpy", "safetensors")}}
+
+
+def _history_csv(rows: list[dict]) -> bytes:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def write_run(out: Path, result, cfg: TrainConfig, head_cfg: HeadConfig, source: FeatureSource, dataset,
+              metrics: dict, command: list[str]) -> None:
+    """Everything a later stage needs, each file written atomically; the resume state goes last."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_heads(out / "heads.safetensors", result.heads, {"feature_source": source.text})
+    save_tensors(out / "objective.safetensors", result.objective.state_dict() or {"_empty": torch.zeros(0)},
+                 {"objective": cfg.objective})
+    save_json(out / "config.json", {
+        "format": "cmr_demo.run/1", "train": asdict(cfg), "heads": asdict(head_cfg),
+        "features": asdict(source) | {"text": source.text},
+        "data": {"spec": dataset.spec, "class_names": dataset.class_names, "val_source": dataset.val_source,
+                 "sizes": {k: len(v) for k, v in dataset.splits().items()}, "ingest": dataset.report.to_dict()},
+        "versions": _versions(), "command": command})
+    save_json(out / "metrics.json", metrics)
+    atomic_write_bytes(out / "history.csv", _history_csv(result.history))
+    (out / STATE_FILE).unlink(missing_ok=True)
+
+
+def train_objective(name: str, args, head_cfg: HeadConfig, feats: dict, source: FeatureSource, dataset,
+                    command: list[str]) -> dict | None:
+    out = Path(args.out) / run_dir_name(name)
+    if (out / "metrics.json").is_file():
+        if args.resume:
+            print(f"{name}: already complete in {out}, skipped (--resume)")
+            return json.loads((out / "metrics.json").read_text())
+        raise SystemExit(f"{out} already holds a finished run; pass --resume to keep it or use another --out")
+    if (out / STATE_FILE).is_file() and not args.resume:
+        raise SystemExit(f"{out} holds an interrupted run; pass --resume to continue it or use another --out")
+    cfg = TrainConfig(objective=name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                      seed=args.seed, select_on=args.select_on, text_fraction=args.text_fraction,
+                      image_fraction=args.image_fraction, device=args.device, precision=args.precision,
+                      objective_options=_objective_options(args.objective_opt, name))
+    dev = torch.device(args.device)
+    labels = {k: s.labels for k, s in dataset.splits().items()}
+    data = {k: Tensors.of(*feats[k], labels[k], dev) for k in feats}
+    out.mkdir(parents=True, exist_ok=True)
+    result = fit(cfg, head_cfg, len(dataset.class_names), data["train"], data[args.select_on],
+                 state_path=out / STATE_FILE, progress=not args.quiet)
+    metrics = _final_metrics(result, data, dataset, cfg)
+    write_run(out, result, cfg, head_cfg, source, dataset, metrics, command)
+    return metrics
+
+
+@torch.no_grad()
+def _final_metrics(result, data: dict, dataset, cfg: TrainConfig) -> dict:
+    out = {"objective": cfg.objective, "selected_on": cfg.select_on, "best_epoch": result.best_epoch,
+           "epochs_run": len(result.history), "train_seconds": round(result.seconds, 3)}
+    for split in ("test", "val"):
+        if split in data:
+            emb_i, emb_t = result.heads.encode_image(data[split].image), result.heads.encode_text(data[split].text)
+            m = evaluate(emb_i, emb_t, data[split].labels, data[split].labels, dataset.class_names,
+                         keep_per_query=split == "test")
+            out.update(m) if split == "test" else out.update({"val": {k: m[k] for k in ("i2t_map", "t2i_map", "avg_map")}})
+    return out
+
+
+def _objective_options(pairs: list[str], name: str) -> dict:
+    """'--objective-opt margin=0.3' applies to every selected objective that declares 'margin'."""
+    from .losses import OBJECTIVES, parse_hybrid
+    declared = {k for _, part in parse_hybrid(name) for k in OBJECTIVES[part].defaults}
+    opts = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--objective-opt takes KEY=VALUE, got '{pair}'")
+        if key in declared:
+            opts[key] = float(value)
+    return opts
+
+
+def print_table(rows: dict[str, dict], select_on: str) -> None:
+    header = f"{'objective':<14} {'I->T':>7} {'T->I':>7} {'avg':>7} {'chance':>7} {'best ep':>8} {'epochs':>7} {'sec':>7}"
+    print(f"\ntest mAP@all (epoch selected on {select_on})\n{header}\n{'-' * len(header)}")
+    for name, m in rows.items():
+        print(f"{name:<14} {m['i2t_map']:7.4f} {m['t2i_map']:7.4f} {m['avg_map']:7.4f} {m['chance_map']:7.4f} "
+              f"{m['best_epoch']:8d} {m['epochs_run']:7d} {m['train_seconds']:7.1f}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m cmr_demo.train", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="data spec: wikipedia:DIR, clip4cmr:DIR, manifest:FILE, npz:FILE, synthetic[:N]")
+    p.add_argument("--backbone", default=None, help="backbone spec for raw images/texts (default RN50:openai, the "
+                   "paper's); ignored when the data ships pre-computed features")
+    p.add_argument("--objective", default="pcl", help="NAME[,NAME..] | all | hybrid like pcl+0.5*tl")
+    p.add_argument("--objective-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="objective option, e.g. margin=0.3 or temperature=0.5 (repeatable)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--select-on", default=d.select_on, choices=SELECT_ON)
+    p.add_argument("--text-fraction", type=float, default=d.text_fraction)
+    p.add_argument("--image-fraction", type=float, default=d.image_fraction)
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of train held out for selection when the data has no val split")
+    p.add_argument("--hidden-dim", type=int, default=256)
+    p.add_argument("--embed-dim", type=int, default=1024)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--standardize", action="store_true", help="z-score features with train statistics (for non-CLIP features)")
+    p.add_argument("--strict", action="store_true", help="fail instead of skipping missing/unreadable items")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default $CMR_CACHE_DIR or ~/.cache/cmr_demo/features)")
+    p.add_argument("--extract-batch-size", type=int, default=64)
+    p.add_argument("--num-workers", type=int, default=0, help="image decoding workers for extraction")
+    p.add_argument("--out", required=True, help="output folder; one sub-folder per objective")
+    p.add_argument("--resume", action="store_true", help="continue interrupted runs, keep finished ones")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    args = build_parser().parse_args(argv)
+    names = expand_objectives(args.objective)
+    if args.select_on == "test":
+        print(TEST_PROTOCOL_NOTE)
+    dataset = load_data(args.data, strict=args.strict, seed=args.seed,
+                        val_fraction=0.0 if args.select_on == "test" else args.val_fraction)
+    print(dataset.report.summary())
+    print(f"data {dataset.spec}: " + ", ".join(f"{k} {len(v)}" for k, v in dataset.splits().items())
+          + f"; {len(dataset.class_names)} classes; val {dataset.val_source if dataset.val else 'none'}")
+    t0 = time.perf_counter()
+    feats, source = dataset_features(dataset, args.backbone, args.device, args.precision, args.cache_dir,
+                                     args.extract_batch_size, args.num_workers, progress=not args.quiet)
+    if source.kind == "precomputed" and args.backbone:
+        print(f"note: '{args.data}' ships pre-computed features; --backbone {args.backbone} is not used")
+    dims = (feats["train"][0].shape[1], feats["train"][1].shape[1])
+    print(f"features from {source.text}: image {dims[0]}-d, text {dims[1]}-d ({time.perf_counter() - t0:.1f}s)")
+    head_cfg = HeadConfig(image_dim=dims[0], text_dim=dims[1], hidden_dim=args.hidden_dim,
+                          embed_dim=args.embed_dim, dropout=args.dropout, standardize=args.standardize)
+    command = ["python", "-m", "cmr_demo.train", *(argv if argv is not None else sys.argv[1:])]
+    rows = {name: train_objective(name, args, head_cfg, feats, source, dataset, command) for name in names}
+    print_table(rows, args.select_on)
+    return rows
+
+
+if __name__ == "__main__":
+    from .losses import _unknown  # noqa: F401  (keeps the registry import cheap at module level)
+    try:
+        main()
+    except (ValueError, OSError) as err:  # DataError, BackboneError, CheckpointError, bad objective names
+        raise SystemExit(f"error: {err}") from None

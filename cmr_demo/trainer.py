@@ -1,0 +1,199 @@
+"""The fit loop: train heads + objective on cached features, select the best epoch, resume exactly.
+
+Why resume is exact: every epoch re-seeds torch (dropout) and draws its batch order from
+(seed, epoch), and the state file holds weights, optimiser moments and the best weights so far.
+A run killed anywhere and resumed therefore follows the same path as one never interrupted. The
+state is one safetensors file whose metadata holds the JSON bookkeeping, written atomically, so
+weights and bookkeeping can never come from two different epochs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_tensors, save_tensors
+from .heads import HeadConfig, Heads
+from .losses import build_objective
+from .metrics import average_precision
+
+STATE_FORMAT = "cmr_demo.train-state/1"
+SELECT_ON = ("val", "test")
+
+
+@dataclass
+class TrainConfig:
+    objective: str = "pcl"  # the paper's final model
+    epochs: int = 500  # the paper's cap; early stopping ends runs long before
+    batch_size: int = 300  # the paper's
+    lr: float = 1e-4  # the paper's Adam learning rate
+    beta1: float = 0.5  # the paper's Adam betas (0.5, 0.999)
+    beta2: float = 0.999
+    patience: int = 10  # epochs without a better selection mAP before stopping (the paper's)
+    seed: int = 0
+    select_on: str = "val"  # "test" is the official code's protocol (optimistic); we default to val
+    text_fraction: float = 1.0  # share of training pairs that keep their text (modality imbalance)
+    image_fraction: float = 1.0  # the mirror case
+    device: str = "cpu"
+    precision: str = "fp32"  # "bf16"/"fp16": autocast for the heads (fp16 on CUDA only)
+    objective_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Tensors:
+    """Features and labels of one split on the training device."""
+    image: torch.Tensor  # [N, d_img]
+    text: torch.Tensor  # [N, d_txt]
+    labels: torch.Tensor  # [N] int64
+
+    @classmethod
+    def of(cls, image: np.ndarray, text: np.ndarray, labels: np.ndarray, device) -> "Tensors":
+        as_t = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt, device=device)  # noqa: E731
+        return cls(as_t(image, torch.float32), as_t(text, torch.float32), as_t(labels, torch.int64))
+
+
+@dataclass
+class FitResult:
+    heads: Heads
+    objective: torch.nn.Module
+    history: list[dict]
+    best_epoch: int
+    best_score: float
+    seconds: float
+
+
+def modality_masks(n: int, cfg: TrainConfig) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Seeded keep-masks for the imbalance setting (None = keep every item of that modality)."""
+    rng = np.random.default_rng(cfg.seed + 7919)
+    masks = []
+    for frac in (cfg.image_fraction, cfg.text_fraction):
+        if not 0.0 < frac <= 1.0:
+            raise ValueError(f"modality fractions must be in (0, 1]; got {frac}")
+        keep = np.zeros(n, bool)
+        keep[rng.choice(n, size=max(1, round(frac * n)), replace=False)] = True
+        masks.append(None if frac == 1.0 else torch.from_numpy(keep))
+    return masks[0], masks[1]
+
+
+@torch.no_grad()
+def selection_map(heads: Heads, data: Tensors) -> tuple[float, float]:
+    heads.eval()
+    img, txt = heads.encode_image(data.image), heads.encode_text(data.text)
+    i2t = float(average_precision(img, data.labels, txt, data.labels).mean())
+    t2i = float(average_precision(txt, data.labels, img, data.labels).mean())
+    return i2t, t2i
+
+
+def _state_tensors(heads, objective, optimizer, best) -> dict[str, torch.Tensor]:
+    out = {f"model.{k}": v for k, v in heads.state_dict().items()}
+    out.update({f"objective.{k}": v for k, v in objective.state_dict().items()})
+    out.update({f"best.{k}": v for k, v in best.items()})
+    for i, st in optimizer.state_dict()["state"].items():
+        out.update({f"optim.{i}.{k}": torch.as_tensor(v) for k, v in st.items()})
+    return out
+
+
+def _restore(path: Path, heads, objective, optimizer, cfg_json: str) -> tuple[dict, dict]:
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a training state file")
+    if meta["train_config"] != cfg_json:
+        raise CheckpointError(f"{path} belongs to a run with other settings:\n  saved: {meta['train_config']}"
+                              f"\n  now:   {cfg_json}\nuse another --out or the same settings to resume")
+    pick = lambda p: {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
+    heads.load_state_dict(pick("model."))
+    objective.load_state_dict(pick("objective."))
+    groups = json.loads(meta["param_groups"])
+    per_param: dict[int, dict] = {}
+    for k, v in pick("optim.").items():
+        i, name = k.split(".", 1)
+        per_param.setdefault(int(i), {})[name] = v
+    optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+    return json.loads(meta["progress"]), pick("best.")
+
+
+def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors, select: Tensors,
+        state_path: Path | None = None, log: Callable[[str], None] = print, progress: bool = True) -> FitResult:
+    """Train until early stopping; keep the weights of the epoch with the best selection mAP."""
+    device = train.image.device
+    torch.manual_seed(cfg.seed)
+    heads = Heads(head_cfg).to(device)
+    heads.fit_standardization(train.image, train.text)
+    objective = build_objective(cfg.objective, num_classes, head_cfg.embed_dim, cfg.objective_options).to(device)
+    params = list(heads.parameters()) + list(objective.parameters())
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    image_mask, text_mask = (m if m is None else m.to(device) for m in modality_masks(len(train.labels), cfg))
+    cfg_json = json.dumps(asdict(cfg), sort_keys=True)
+    prog = {"epoch": -1, "best_epoch": -1, "best_score": -math.inf, "bad_epochs": 0, "history": [], "seconds": 0.0}
+    best = {k: v.clone() for k, v in _module_state(heads, objective).items()}
+    if state_path is not None and state_path.is_file():
+        prog, best = _restore(state_path, heads, objective, optimizer, cfg_json)
+        log(f"resuming {cfg.objective} after epoch {prog['epoch'] + 1} (best so far: epoch {prog['best_epoch'] + 1}, "
+            f"selection mAP {prog['best_score']:.4f})")
+    start = time.perf_counter() - prog["seconds"]
+    from tqdm.auto import trange
+    bar = trange(prog["epoch"] + 1, cfg.epochs, desc=cfg.objective, unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        if prog["bad_epochs"] >= cfg.patience:
+            break
+        losses = _train_epoch(cfg, epoch, heads, objective, optimizer, scaler, amp_dtype, train, image_mask, text_mask)
+        i2t, t2i = selection_map(heads, select)
+        score = (i2t + t2i) / 2
+        improved = score > prog["best_score"]
+        if improved:
+            prog.update(best_epoch=epoch, best_score=score, bad_epochs=0)
+            best = {k: v.detach().clone() for k, v in _module_state(heads, objective).items()}
+        else:
+            prog["bad_epochs"] += 1
+        prog["history"].append({"epoch": epoch + 1, **losses, f"{cfg.select_on}_i2t_map": i2t,
+                                f"{cfg.select_on}_t2i_map": t2i, f"{cfg.select_on}_avg_map": score,
+                                "improved": int(improved), "seconds": round(time.perf_counter() - start, 3)})
+        prog["epoch"], prog["seconds"] = epoch, time.perf_counter() - start
+        bar.set_postfix(loss=f"{losses['loss']:.4f}", sel_map=f"{score:.4f}", best=f"{prog['best_score']:.4f}")
+        if state_path is not None:
+            meta = {"format": STATE_FORMAT, "train_config": cfg_json, "progress": json.dumps(prog),
+                    "param_groups": json.dumps(optimizer.state_dict()["param_groups"])}
+            save_tensors(state_path, _state_tensors(heads, objective, optimizer, best), meta)
+    _load_module_state(heads, objective, best)
+    return FitResult(heads.eval(), objective.eval(), prog["history"], prog["best_epoch"] + 1, prog["best_score"],
+                     time.perf_counter() - start)
+
+
+def _module_state(heads, objective) -> dict[str, torch.Tensor]:
+    out = {f"heads.{k}": v for k, v in heads.state_dict().items()}
+    out.update({f"objective.{k}": v for k, v in objective.state_dict().items()})
+    return out
+
+
+def _load_module_state(heads, objective, state) -> None:
+    heads.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("heads.")})
+    objective.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("objective.")})
+
+
+def _train_epoch(cfg, epoch, heads, objective, optimizer, scaler, amp_dtype, train, image_mask, text_mask) -> dict:
+    """One pass over the training pairs in a (seed, epoch)-determined order; returns mean loss terms."""
+    epoch_seed = cfg.seed * 1_000_003 + epoch
+    torch.manual_seed(epoch_seed)  # dropout masks
+    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(epoch_seed))
+    heads.train()
+    objective.train()
+    sums: dict[str, torch.Tensor] = {}
+    for idx in order.to(train.labels.device).split(cfg.batch_size):
+        with torch.autocast(train.image.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            out = objective(heads.encode_image(train.image[idx]), heads.encode_text(train.text[idx]), train.labels[idx],
+                            None if image_mask is None else image_mask[idx], None if text_mask is None else text_mask[idx])
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(out["loss"]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0) + v.detach().float() * len(idx)
+    return {k: round(float(v) / len(train.labels), 6) for k, v in sums.items()}

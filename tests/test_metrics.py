@@ -1,0 +1,82 @@
+"""mAP@all, P@k and per-class AP against naive loops written here, with ties and absent classes."""
+import numpy as np
+import pytest
+
+from cmr_demo.metrics import average_precision, chance_map, evaluate, precision_at_k
+
+
+def naive_ap(q, ql, g, gl):
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    g = g / np.linalg.norm(g, axis=1, keepdims=True)
+    out = []
+    for i in range(len(q)):
+        dist = [np.sum((q[i] - g[j]) ** 2) for j in range(len(g))]  # Euclidean, as the official code
+        order = sorted(range(len(g)), key=lambda j: (round(dist[j], 9), j))
+        hits, total = 0, 0.0
+        for rank, j in enumerate(order, start=1):
+            if gl[j] == ql[i]:
+                hits += 1
+                total += hits / rank
+        out.append(total / hits if hits else 0.0)
+    return np.array(out)
+
+
+def naive_p_at_k(q, ql, g, gl, k):
+    scores = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (g / np.linalg.norm(g, axis=1, keepdims=True)).T
+    return np.mean([np.mean(gl[sorted(range(len(g)), key=lambda j: (-scores[i, j], j))[:k]] == ql[i])
+                    for i in range(len(q))])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ap_matches_naive(seed):
+    rng = np.random.default_rng(seed)
+    q, g = rng.normal(size=(37, 8)), rng.normal(size=(53, 8))
+    ql, gl = rng.integers(0, 4, 37), rng.integers(0, 4, 53)
+    np.testing.assert_allclose(average_precision(q, ql, g, gl), naive_ap(q, ql, g, gl), atol=1e-6)
+
+
+def test_ties_and_queries_without_relevant_items():
+    g = np.array([[1.0, 0], [1.0, 0], [0, 1.0], [1.0, 0]])  # three identical gallery vectors
+    gl = np.array([0, 1, 1, 0])
+    q, ql = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 2])  # class 2 is absent from the gallery
+    np.testing.assert_allclose(average_precision(q, ql, g, gl), naive_ap(q, ql, g, gl), atol=1e-9)
+    assert average_precision(q, ql, g, gl)[1] == 0.0
+
+
+def test_chunking_does_not_change_results(monkeypatch):
+    import cmr_demo.metrics as m
+    rng = np.random.default_rng(5)
+    q, g, ql, gl = rng.normal(size=(50, 6)), rng.normal(size=(40, 6)), rng.integers(0, 3, 50), rng.integers(0, 3, 40)
+    whole = average_precision(q, ql, g, gl)
+    monkeypatch.setattr(m, "_CHUNK", 7)
+    np.testing.assert_allclose(average_precision(q, ql, g, gl), whole)
+
+
+@pytest.mark.parametrize("k", [1, 5, 10, 100])
+def test_p_at_k_matches_naive(k):
+    rng = np.random.default_rng(k)
+    q, g, ql, gl = rng.normal(size=(20, 5)), rng.normal(size=(30, 5)), rng.integers(0, 3, 20), rng.integers(0, 3, 30)
+    got = precision_at_k(q, ql, g, gl, ks=(k,))[k]
+    assert got == pytest.approx(naive_p_at_k(q, ql, g, gl, min(k, 30)))
+
+
+def test_perfect_and_chance_rankings():
+    labels = np.repeat(np.arange(4), 10)
+    onehot = np.eye(4)[labels] + 1e-3 * np.random.default_rng(0).normal(size=(40, 4))
+    m = evaluate(onehot, onehot, labels, labels, ["a", "b", "c", "d"])
+    assert m["i2t_map"] == pytest.approx(1.0) and m["t2i_map"] == pytest.approx(1.0)
+    assert set(m["per_class_ap"]["i2t"]) == {"a", "b", "c", "d"}
+    assert m["p_at_k"]["t2i"]["10"] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    rand = evaluate(rng.normal(size=(400, 16)), rng.normal(size=(400, 16)), np.arange(400) % 4, np.arange(400) % 4,
+                    list("abcd"))
+    assert abs(rand["avg_map"] - chance_map(np.arange(400) % 4, np.arange(400) % 4)) < 0.03
+
+
+def test_per_class_ap_is_the_mean_over_that_class():
+    rng = np.random.default_rng(3)
+    x, y, labels = rng.normal(size=(30, 4)), rng.normal(size=(30, 4)), np.arange(30) % 3
+    m = evaluate(x, y, labels, labels, ["a", "b", "c"], keep_per_query=True)
+    ap = np.array(m["per_query_ap"]["i2t"])
+    assert m["per_class_ap"]["i2t"]["b"] == pytest.approx(ap[labels == 1].mean())
+    assert m["i2t_map"] == pytest.approx(ap.mean())
