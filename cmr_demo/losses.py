@@ -85,18 +85,29 @@ class ModalityInvariance(Objective):
 class Triplet(Objective):
     """Cross-modal triplets (anchor in one modality, positive and negative in the other), both ways.
 
-    All negatives: the mean hinge over every valid (anchor, positive, negative) triplet.
+    All negatives: the mean hinge over every valid (anchor, positive, negative) triplet. Computed
+    exactly without the [A, P, N] cube: per anchor, negatives' distances are sorted once, and the
+    hinge sum over the negatives a positive violates is count * (margin + d_ap) - prefix sum of d_an.
     """
     name, kind, defaults = "tl", "pair-wise", {"margin": 0.2}
     semi_hard: ClassVar[bool] = False
 
     def _one_way(self, anchor, ya, other, yo) -> torch.Tensor:
+        margin = self.options["margin"]
         d2, same = sq_dist(anchor, other), ya[:, None] == yo[None, :]  # [A, O]
-        d_ap, d_an = d2[:, :, None], d2[:, None, :]  # [A, O(pos), 1], [A, 1, O(neg)]
-        valid = same[:, :, None] & ~same[:, None, :]
-        if self.semi_hard:  # negatives farther than the positive but inside the margin
-            valid = valid & (d_an > d_ap) & (d_an < d_ap + self.options["margin"])
-        return masked_mean(F.relu(self.options["margin"] + d_ap - d_an), valid)
+        neg_sorted = torch.sort(d2.masked_fill(same, torch.inf), dim=1).values  # negatives first, ascending
+        finite = torch.isfinite(neg_sorted)
+        prefix = F.pad(torch.where(finite, neg_sorted, 0).cumsum(dim=1), (1, 0))  # [A, O+1], prefix[k] = sum of k smallest
+        key = torch.where(finite, neg_sorted, torch.finfo(d2.dtype).max).detach().contiguous()
+        hi = torch.searchsorted(key, (d2 + margin).detach().contiguous())  # negatives with d_an < d_ap + margin
+        lo = torch.searchsorted(key, d2.detach().contiguous(), right=True) if self.semi_hard else torch.zeros_like(hi)
+        count = (hi - lo).to(d2.dtype)  # semi-hard: only d_ap < d_an < d_ap + margin
+        hinge_sum = count * (margin + d2) - (prefix.gather(1, hi) - prefix.gather(1, lo))  # [A, O], summed over negatives
+        if self.semi_hard:
+            triplets = (count * same).sum()
+        else:
+            triplets = (same.sum(1) * (~same).sum(1)).sum().to(d2.dtype)  # every (positive, negative) per anchor
+        return (hinge_sum * same).sum() / triplets.clamp(min=1)
 
     def terms(self, img, yi, txt, yt):
         return {"image_anchor": self._one_way(img, yi, txt, yt),

@@ -126,3 +126,30 @@ def test_prototypes_are_fixed_and_saved():
     obj = build_objective("pcl", C, D)
     assert "prototypes" in obj.state_dict() and not list(obj.parameters())
     assert torch.allclose(obj.prototypes.norm(dim=1), torch.ones(C))
+
+
+def brute_force_triplet(anchor, ya, other, yo, margin, semi_hard):
+    d2 = torch.cdist(anchor, other) ** 2
+    same = ya[:, None] == yo[None, :]
+    d_ap, d_an = d2[:, :, None], d2[:, None, :]
+    valid = same[:, :, None] & ~same[:, None, :]
+    if semi_hard:
+        valid = valid & (d_an > d_ap) & (d_an < d_ap + margin)
+    hinge = torch.relu(margin + d_ap - d_an)
+    return (hinge * valid).sum() / valid.sum().clamp(min=1)
+
+
+@pytest.mark.parametrize("name", ["tl", "tl-semihard"])
+@pytest.mark.parametrize("seed,margin", [(0, 0.2), (1, 0.5), (2, 1.5)])
+def test_fast_triplet_equals_brute_force_in_value_and_gradient(name, seed, margin):
+    g = torch.Generator().manual_seed(seed)
+    a = F.normalize(torch.randn(23, 6, generator=g), dim=1).requires_grad_()
+    o = F.normalize(torch.randn(29, 6, generator=g), dim=1).requires_grad_()
+    ya, yo = torch.randint(0, 3, (23,), generator=g), torch.randint(0, 3, (29,), generator=g)
+    fast = build_objective(name, 3, 6, {"margin": margin})._one_way(a, ya, o, yo)
+    slow = brute_force_triplet(a, ya, o, yo, margin, name == "tl-semihard")
+    assert torch.allclose(fast, slow, atol=1e-5)
+    ga = torch.autograd.grad(fast, (a, o))
+    gb = torch.autograd.grad(slow, (a, o))
+    for x, y in zip(ga, gb):
+        assert torch.allclose(x, y, atol=1e-5)

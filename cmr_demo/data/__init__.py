@@ -47,6 +47,9 @@ def load_data(spec: str, strict: bool = False, val_fraction: float = 0.1, seed: 
     dataset = _reader(name)(arg, report)
     dataset.spec, dataset.report = spec, report
     report.check(strict)
+    for split_name, split in dataset.splits().items():
+        if len(split) == 0:
+            raise DataError(f"data '{spec}' has an empty {split_name} split\n{report.summary()}")
     if dataset.val is None and val_fraction > 0:
         dataset.train, dataset.val = carve_validation(dataset.train, val_fraction, seed)
         dataset.val_source = f"carved from train ({val_fraction:.0%} per class, seed {seed})"

@@ -31,7 +31,15 @@ class Split:
 
     def __post_init__(self) -> None:
         self.ids = [str(i) for i in self.ids]
-        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        raw = np.asarray(self.labels).reshape(-1)
+        if raw.size and not np.all(np.mod(raw.astype(np.float64), 1) == 0):
+            raise DataError(f"labels must be whole class ids; got e.g. {raw[np.mod(raw.astype(np.float64), 1) != 0][:3]}")
+        self.labels = raw.astype(np.int64)
+        if len(set(self.ids)) != len(self.ids):
+            seen, dups = set(), []
+            for i in self.ids:
+                (dups if i in seen else seen.add(i) or []).append(i)
+            raise DataError(f"item ids must be unique within a split; repeated: {sorted(set(dups))[:5]}")
         n = len(self.ids)
         for name in ("labels", "images", "texts", "image_features", "text_features"):
             value = getattr(self, name)

@@ -1,0 +1,123 @@
+"""The training CLI, called in-process and as a subprocess, on synthetic features."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cmr_demo.checkpoint import load_heads, load_json
+from cmr_demo.train import STATE_FILE, main
+
+SMALL = ["--data", "synthetic:600", "--hidden-dim", "32", "--embed-dim", "64", "--lr", "1e-3",
+         "--batch-size", "100", "--quiet"]  # a few seconds per objective on 2 cores
+
+
+def run(tmp_path, *extra, out="run"):
+    return main([*SMALL, "--out", str(tmp_path / out), *extra])
+
+
+def test_every_objective_far_above_chance(tmp_path):
+    rows = run(tmp_path, "--objective", "all,pcl+0.5*tl", "--epochs", "25")
+    assert len(rows) == 10
+    for name, m in rows.items():  # ml (pull only) collapses by design; the rest go far higher
+        assert m["avg_map"] > 2 * m["chance_map"], (name, m["avg_map"], m["chance_map"])
+    assert rows["pcl"]["avg_map"] > 0.6
+
+
+def test_outputs_and_their_contents(tmp_path):
+    run(tmp_path, "--objective", "pcl", "--epochs", "8")
+    out = tmp_path / "run" / "pcl"
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "heads.safetensors", "history.csv",
+                                                     "metrics.json", "objective.safetensors"]
+    metrics = load_json(out / "metrics.json")
+    for key in ("i2t_map", "t2i_map", "avg_map", "per_class_ap", "p_at_k", "per_query_ap", "best_epoch", "val"):
+        assert key in metrics
+    assert len(metrics["per_query_ap"]["i2t"]) == 150  # the test split of synthetic:600
+    config = load_json(out / "config.json")
+    assert config["train"]["lr"] == 1e-3 and config["heads"]["embed_dim"] == 64
+    assert config["features"]["text"] == "precomputed:synthetic:600"
+    assert config["data"]["val_source"].startswith("carved from train")
+    heads = load_heads(out / "heads.safetensors", image_dim=64, text_dim=48)
+    assert heads.cfg.hidden_dim == 32
+    assert (out / "history.csv").read_text().count("\n") == 1 + metrics["epochs_run"]
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+    a = run(tmp_path, "--epochs", "5", "--objective", "tl", out="a")["tl"]
+    b = run(tmp_path, "--epochs", "5", "--objective", "tl", out="b")["tl"]
+    c = run(tmp_path, "--epochs", "5", "--objective", "tl", "--seed", "1", out="c")["tl"]
+    assert a["avg_map"] == b["avg_map"] and a["per_query_ap"] == b["per_query_ap"]
+    assert c["avg_map"] != a["avg_map"]
+
+
+def test_select_on_test_says_so_and_uses_all_training_data(tmp_path, capsys):
+    m = run(tmp_path, "--epochs", "3", "--select-on", "test")["pcl"]
+    assert "paper's protocol" in capsys.readouterr().out
+    assert "val" not in m
+    assert load_json(tmp_path / "run" / "pcl" / "config.json")["data"]["sizes"] == {"train": 450, "test": 150}
+
+
+def test_text_fraction_changes_training(tmp_path):
+    full = run(tmp_path, "--epochs", "4", out="full")["pcl"]
+    part = run(tmp_path, "--epochs", "4", "--text-fraction", "0.3", out="part")["pcl"]
+    assert part["avg_map"] != full["avg_map"]
+    with pytest.raises(ValueError, match="fractions"):
+        run(tmp_path, "--epochs", "1", "--text-fraction", "0", out="zero")
+
+
+def test_objective_options_reach_the_objective(tmp_path):
+    a = run(tmp_path, "--epochs", "3", "--objective", "tl", out="a")["tl"]
+    b = run(tmp_path, "--epochs", "3", "--objective", "tl", "--objective-opt", "margin=1.0", out="b")["tl"]
+    assert a["avg_map"] != b["avg_map"]
+    assert load_json(tmp_path / "b" / "tl" / "config.json")["train"]["objective_options"] == {"margin": 1.0}
+
+
+def test_existing_runs_are_never_overwritten(tmp_path):
+    run(tmp_path, "--epochs", "2")
+    with pytest.raises(SystemExit, match="--resume"):
+        run(tmp_path, "--epochs", "2")
+    assert run(tmp_path, "--epochs", "2", "--resume")["pcl"]["epochs_run"] == 2
+
+
+def _interrupt_after(args, state_file: Path, epochs_done: int, timeout: float = 120) -> None:
+    """Run the CLI in a subprocess and SIGKILL it once its state file records `epochs_done` epochs."""
+    from cmr_demo.checkpoint import load_tensors
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "cmr_demo.train", *args, "--patience", "1000"]
+                            if "--patience" not in args else [sys.executable, "-m", "cmr_demo.train", *args], env=env)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if state_file.is_file():
+                try:
+                    if json.loads(load_tensors(state_file)[1]["progress"])["epoch"] + 1 >= epochs_done:
+                        break
+                except Exception:  # noqa: BLE001  (file replaced under us: read again)
+                    pass
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def test_kill_9_then_resume_gives_identical_metrics(tmp_path):
+    args = [*SMALL, "--epochs", "40", "--patience", "1000", "--objective", "pcl"]
+    whole = main([*args, "--out", str(tmp_path / "whole")])["pcl"]
+    out = tmp_path / "killed"
+    _interrupt_after([*args, "--out", str(out)], out / "pcl" / STATE_FILE, epochs_done=5)
+    assert not (out / "pcl" / "metrics.json").exists()
+    (out / "pcl" / ".train_state.safetensors.junk.tmp").write_bytes(b"half a write")  # a killed writer's leftover
+    resumed = main([*args, "--out", str(out), "--resume"])["pcl"]
+    assert resumed["per_query_ap"] == whole["per_query_ap"] and resumed["avg_map"] == whole["avg_map"]
+
+
+def test_resume_refuses_a_state_with_other_settings(tmp_path):
+    args = [*SMALL, "--epochs", "40", "--patience", "1000", "--objective", "pcl", "--out", str(tmp_path / "r")]
+    _interrupt_after(args, tmp_path / "r" / "pcl" / STATE_FILE, epochs_done=2)
+    with pytest.raises(ValueError, match="other settings"):
+        main([*args, "--resume", "--lr", "5e-4"])
