@@ -143,26 +143,26 @@ class CosineClassifier(nn.Module):
         return F.linear(emb, F.normalize(self.linear.weight, dim=1), self.linear.bias)
 
 
-class LabelRegression(ClassWise):
-    """DSCMR's label-space term: L2 norm of (classifier output - one-hot), averaged over items."""
-    name, defaults = "lrl", {"weight": 1.0}
+class ClassifierObjective(ClassWise):
+    """A class-wise objective scored through the shared cosine classifier, which it owns."""
 
     def __init__(self, num_classes, embed_dim, **options):
         super().__init__(num_classes, embed_dim, **options)
         self.classifier = CosineClassifier(embed_dim, num_classes)
+
+
+class LabelRegression(ClassifierObjective):
+    """DSCMR's label-space term: L2 norm of (classifier output - one-hot), averaged over items."""
+    name, defaults = "lrl", {"weight": 1.0}
 
     def item_loss(self, emb, y):
         diff = self.classifier(emb) - F.one_hot(y, self.num_classes).float()
         return self.options["weight"] * diff.norm(dim=1).mean()
 
 
-class CrossEntropy(ClassWise):
+class CrossEntropy(ClassifierObjective):
     """Softmax cross-entropy on the shared cosine classifier (scale 1 = the official logits)."""
     name, defaults = "ce", {"scale": 1.0}
-
-    def __init__(self, num_classes, embed_dim, **options):
-        super().__init__(num_classes, embed_dim, **options)
-        self.classifier = CosineClassifier(embed_dim, num_classes)
 
     def item_loss(self, emb, y):
         return F.cross_entropy(self.options["scale"] * self.classifier(emb), y)
