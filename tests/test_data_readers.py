@@ -361,6 +361,7 @@ SPEC_BUILDERS = {  # one fixture per registered reader: a new reader is tested b
     "manifest": lambda tmp: f"manifest:{make_manifest_jsonl(tmp / 'm')}",
     "npz": lambda tmp: f"npz:{make_npz(tmp / 'f.npz')}",
     "synthetic": lambda tmp: "synthetic:200",
+    "shapes": lambda tmp: "shapes:200",
 }
 
 

@@ -121,3 +121,15 @@ def test_resume_refuses_a_state_with_other_settings(tmp_path):
     _interrupt_after(args, tmp_path / "r" / "pcl" / STATE_FILE, epochs_done=2)
     with pytest.raises(ValueError, match="other settings"):
         main([*args, "--resume", "--lr", "5e-4"])
+
+
+def test_raw_images_and_captions_through_a_real_backbone(tmp_path):
+    """shapes (PIL images + captions) -> nano-clip features (cached) -> heads -> metrics, in one CLI call."""
+    args = ["--data", "shapes:200", "--backbone", "nano-clip:random", "--epochs", "3", "--hidden-dim", "16",
+            "--embed-dim", "32", "--quiet", "--objective", "pcl"]
+    m = main([*args, "--out", str(tmp_path / "a")])["pcl"]
+    config = load_json(tmp_path / "a" / "pcl" / "config.json")
+    assert config["features"]["kind"] == "backbone" and config["features"]["name"] == "nano-clip:random"
+    assert config["heads"]["image_dim"] == 32 and 0 <= m["avg_map"] <= 1
+    with pytest.raises(ValueError, match="trained on features from 'nano-clip:random'"):
+        load_heads(tmp_path / "a" / "pcl" / "heads.safetensors", source="tiny-clip:random")

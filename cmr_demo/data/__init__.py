@@ -21,6 +21,7 @@ READERS: dict[str, tuple[str, str]] = {
     "manifest": ("manifest", "your data: FILE.csv|.jsonl with image,text,label[,split]"),
     "npz": ("npz", "pre-computed features with labels in one .npz"),
     "synthetic": ("synthetic", "seeded class-structured features, for tests and smoke runs"),
+    "shapes": ("shapes", "procedural images + captions of 10 shape classes"),
 }
 
 
