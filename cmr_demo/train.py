@@ -16,7 +16,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import __version__
@@ -199,7 +198,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    from .losses import _unknown  # noqa: F401  (keeps the registry import cheap at module level)
     try:
         main()
     except (ValueError, OSError) as err:  # DataError, BackboneError, CheckpointError, bad objective names
