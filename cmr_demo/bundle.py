@@ -1,0 +1,216 @@
+"""Demo bundles: a self-contained folder with a gallery, a backbone, one checkpoint per objective,
+gallery embeddings and aligned 2-D maps; built by `build`, checked by `verify`.
+
+`python -m cmr_demo.bundle build --backbone SPEC --data SPEC --objectives all --out DIR [train options]`
+trains through `cmr_demo.train` (the same code, not a copy), then adds what serving needs.
+`python -m cmr_demo.bundle verify DIR` checks every file's sha256, every array's shape, and that each
+objective is complete. Layout (all paths relative to DIR; see README "Bundles"):
+
+  manifest.json                      format, backbone spec + weights identity, data spec, class names,
+                                     objectives -> folder, sha256 of every file, versions, command
+  backbone/<file>                    the backbone weights when they are not a public pretrained tag
+  gallery/items.jsonl                one line per test item: id, text, label, image (relative path)
+  gallery/images/<n>.png             the test images, small
+  objectives/<dir>/heads.safetensors, objective.safetensors, config.json, metrics.json, history.csv
+  objectives/<dir>/embeddings.safetensors   image [N, D], text [N, D] (float16, unit-norm)
+  objectives/<dir>/map.safetensors          image [N, 2], text [N, 2] (UMAP, aligned across objectives)
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_heads, load_json, load_tensors, save_json, save_tensors, atomic_write_bytes
+from .maps import align_to, fit_map
+
+FORMAT = "cmr_demo.bundle/1"
+RUN_FILES = ("heads.safetensors", "objective.safetensors", "config.json", "metrics.json", "history.csv",
+             "embeddings.safetensors", "map.safetensors")
+THUMB_PX = 256  # gallery images are stored at most this large: enough for the UI, small on disk
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_gallery(out: Path, split) -> list[dict]:
+    """Test images as small PNGs plus items.jsonl; returns the item records."""
+    from PIL import Image
+    (out / "gallery" / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    for n, (item_id, text, label) in enumerate(zip(split.ids, split.texts, split.labels.tolist())):
+        image = split.images[n]
+        im = Image.open(image) if isinstance(image, (str, Path)) else image
+        thumb = im.convert("RGB")
+        thumb.thumbnail((THUMB_PX, THUMB_PX))
+        rel = f"gallery/images/{n:05d}.png"
+        buf = _png_bytes(thumb)
+        atomic_write_bytes(out / rel, buf)
+        records.append({"id": item_id, "text": text, "label": int(label), "image": rel})
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    atomic_write_bytes(out / "gallery" / "items.jsonl", lines.encode())
+    return records
+
+
+def _png_bytes(image) -> bytes:
+    import io
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _bundle_backbone(out: Path, spec: str) -> str:
+    """Copy non-public weights into the bundle; return the spec as the bundle will load it."""
+    from .backbone import parse_backbone_spec
+    parsed = parse_backbone_spec(spec)
+    if parsed.kind in ("tag", "hf-hub", "random"):
+        return parsed.text  # public tags and seeded random init are reproducible without a file
+    (out / "backbone").mkdir(parents=True, exist_ok=True)
+    if parsed.kind == "file":
+        shutil.copyfile(parsed.value, out / "backbone" / Path(parsed.value).name)
+        return f"{parsed.arch}:backbone/{Path(parsed.value).name}"
+    shutil.copytree(parsed.value, out / "backbone" / "local", dirs_exist_ok=True)
+    return "local-dir:backbone/local"
+
+
+def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats, seed: int) -> None:
+    """Gallery embeddings per objective and one UMAP per objective, aligned to the first objective's."""
+    from tqdm.auto import tqdm
+    reference = None
+    for name, run in tqdm(run_dirs.items(), desc="embeddings + maps", unit="objective"):
+        heads = load_heads(run / "heads.safetensors", image_feats.shape[1], text_feats.shape[1])
+        with torch.no_grad():
+            img = heads.encode_image(torch.from_numpy(image_feats)).numpy()
+            txt = heads.encode_text(torch.from_numpy(text_feats)).numpy()
+        coords = fit_map(np.concatenate([img, txt]), seed=seed)
+        reference = coords if reference is None else reference
+        coords = align_to(coords, reference)
+        n = len(img)
+        save_tensors(run / "embeddings.safetensors", {"image": torch.from_numpy(img).half(),
+                                                      "text": torch.from_numpy(txt).half()}, {"objective": name})
+        save_tensors(run / "map.safetensors", {"image": torch.from_numpy(coords[:n]), "text": torch.from_numpy(coords[n:])},
+                     {"objective": name, "method": "umap-cosine+procrustes", "seed": str(seed)})
+
+
+def build(backbone: str, data: str, objectives: str, out: str | Path, seed: int = 0,
+          train_args: list[str] | None = None, overwrite: bool = False, command: list[str] | None = None) -> dict:
+    """Train every objective, then write gallery, embeddings, maps, backbone and manifest into `out`."""
+    from .data import DataError, load_data
+    from .features import dataset_features
+    from .train import _versions, main as train_main, run_dir_name
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise SystemExit(f"{out} is not empty; pass --overwrite to rebuild it")
+        shutil.rmtree(out)
+    dataset = load_data(data, seed=seed)
+    if not dataset.test.has_media:
+        raise DataError(f"a bundle needs images and captions to show; '{data}' ships features only")
+    argv = ["--data", data, "--backbone", backbone, "--objective", objectives, "--seed", str(seed),
+            "--out", str(out / "objectives"), *(train_args or [])]
+    rows = train_main(argv)
+    feats, source = dataset_features(dataset, backbone, progress=False)  # a cache hit: training filled it
+    records = _write_gallery(out, dataset.test)
+    run_dirs = {name: out / "objectives" / run_dir_name(name) for name in rows}
+    _embed_and_map(out, run_dirs, *feats["test"], seed=seed)
+    manifest = {
+        "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command or ["python", "-m", "cmr_demo.train", *argv],
+        "backbone": {"spec": _bundle_backbone(out, backbone), "built_from": backbone,
+                     "weights": source.weights_sha256, "feature_dim": int(feats["test"][0].shape[1])},
+        "data": {"spec": data, "class_names": dataset.class_names, "gallery_items": len(records)},
+        "objectives": {name: {"dir": f"objectives/{run_dir_name(name)}",
+                              **{k: rows[name][k] for k in ("i2t_map", "t2i_map", "avg_map")}} for name in rows},
+        "maps": {"method": "umap (cosine) per objective, orthogonal Procrustes onto the first", "seed": seed},
+        "versions": _versions(),
+    }
+    manifest["files"] = {str(p.relative_to(out)): _sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
+    save_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def backbone_spec(folder: str | Path) -> str:
+    """The bundle's backbone spec with bundled weight paths made absolute (loadable from anywhere)."""
+    folder = Path(folder)
+    spec = load_json(folder / "manifest.json")["backbone"]["spec"]
+    head, _, rest = spec.partition(":")
+    return f"{head}:{folder.resolve() / rest}" if rest.startswith("backbone/") else spec
+
+
+def verify(folder: str | Path) -> list[str]:
+    """Every problem found (an empty list means the bundle is complete and intact)."""
+    folder = Path(folder)
+    try:
+        manifest = load_json(folder / "manifest.json")
+    except ValueError as err:
+        return [str(err)]
+    if manifest.get("format") != FORMAT:
+        return [f"manifest format {manifest.get('format')!r} is not {FORMAT!r}"]
+    problems = []
+    for rel, digest in manifest["files"].items():
+        path = folder / rel
+        if not path.is_file():
+            problems.append(f"missing file {rel}")
+        elif _sha256(path) != digest:
+            problems.append(f"sha256 mismatch for {rel}: the file was changed or damaged")
+    n = manifest["data"]["gallery_items"]
+    for name, entry in manifest["objectives"].items():
+        problems += _verify_objective(folder, name, entry["dir"], n, set(manifest["files"]))
+    return problems
+
+
+def _verify_objective(folder: Path, name: str, rel_dir: str, n: int, listed: set[str]) -> list[str]:
+    missing = [f for f in RUN_FILES if f"{rel_dir}/{f}" not in listed or not (folder / rel_dir / f).is_file()]
+    if missing:
+        return [f"objective '{name}' is incomplete: missing {', '.join(missing)}"]
+    dim = load_json(folder / rel_dir / "config.json")["heads"]["embed_dim"]
+    problems = []
+    for fname, width in (("embeddings.safetensors", dim), ("map.safetensors", 2)):
+        tensors, _ = load_tensors(folder / rel_dir / fname)
+        for modality in ("image", "text"):
+            shape = tuple(tensors[modality].shape) if modality in tensors else None
+            if shape != (n, width):
+                problems.append(f"objective '{name}': {fname}[{modality}] has shape {shape}, expected {(n, width)}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cmr_demo.bundle", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="train and assemble a bundle; other options go to cmr_demo.train")
+    b.add_argument("--backbone", required=True)
+    b.add_argument("--data", required=True)
+    b.add_argument("--objectives", default="all")
+    b.add_argument("--out", required=True)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--overwrite", action="store_true")
+    v = sub.add_parser("verify", help="check hashes, shapes and completeness")
+    v.add_argument("folder")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "build":
+        command = ["python", "-m", "cmr_demo.bundle", *(argv if argv is not None else sys.argv[1:])]
+        manifest = build(args.backbone, args.data, args.objectives, args.out, args.seed, rest, args.overwrite, command)
+        print(f"bundle written to {args.out}: {len(manifest['objectives'])} objectives, "
+              f"{manifest['data']['gallery_items']} gallery items, {len(manifest['files'])} files")
+        return 0
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    problems = verify(args.folder)
+    print("\n".join(problems) if problems else f"{args.folder}: OK")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {err}") from None

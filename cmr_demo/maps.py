@@ -1,0 +1,54 @@
+"""2-D maps of the common space: fitted once at bundle time, aligned across objectives, queried without numba.
+
+Why this split: umap-learn pays 25-30 s of numba compilation on its first fit in every process, so
+the app must never fit. The builder fits one UMAP per objective on both modalities at once (so the
+modality gap is visible), aligns every map to a reference by orthogonal Procrustes (rotation,
+reflection, uniform scale: shapes are kept, panels become comparable), and the app places a live
+query at the similarity-weighted mean of its nearest gallery points' coordinates.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import orthogonal_procrustes
+
+UMAP_NEIGHBORS = 15  # umap-learn's default: local structure without over-fragmenting small classes
+UMAP_MIN_DIST = 0.1
+PLACE_K = 10  # neighbours used to place a query; more smooths, fewer follows the closest items
+
+
+def fit_map(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
+    """[M, D] unit-norm embeddings -> [M, 2] UMAP coordinates (cosine metric, fixed seed), centred, unit RMS."""
+    import umap  # heavy (numba); imported only when a map is fitted
+
+    n_neighbors = max(2, min(UMAP_NEIGHBORS, len(embeddings) - 1))
+    reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=UMAP_MIN_DIST, metric="cosine", random_state=seed,
+                        n_jobs=1, init="spectral" if len(embeddings) > n_neighbors + 2 else "random")
+    return _normalise(reducer.fit_transform(np.asarray(embeddings, dtype=np.float32)))
+
+
+def _normalise(coords: np.ndarray) -> np.ndarray:
+    coords = coords - coords.mean(0)
+    return (coords / max(float(np.sqrt((coords ** 2).sum(1).mean())), 1e-12)).astype(np.float32)
+
+
+def align_to(coords: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Rotate/reflect `coords` (same rows as `reference`, both normalised) onto the reference."""
+    rotation, _ = orthogonal_procrustes(coords, reference)
+    return (coords @ rotation).astype(np.float32)
+
+
+def place(query: np.ndarray, gallery: np.ndarray, coords: np.ndarray, k: int = PLACE_K,
+          sharpness: float = 20.0) -> np.ndarray:
+    """[Q, D] queries -> [Q, 2]: softmax(similarity * sharpness)-weighted mean of the k nearest gallery points.
+
+    A query that equals a gallery item lands (almost) on that item; the weights follow similarity, so
+    a query between two clusters lands between them.
+    """
+    query = np.atleast_2d(np.asarray(query, dtype=np.float32))
+    sims = query @ np.asarray(gallery, dtype=np.float32).T  # [Q, M]
+    k = min(k, sims.shape[1])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # [Q, k]
+    top_sims = np.take_along_axis(sims, top, axis=1)
+    weights = np.exp(sharpness * (top_sims - top_sims.max(1, keepdims=True)))
+    weights /= weights.sum(1, keepdims=True)
+    return np.einsum("qk,qkc->qc", weights, coords[top]).astype(np.float32)

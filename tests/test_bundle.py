@@ -1,0 +1,75 @@
+"""Bundles: build on a very small world, verify, catch damage, and the real-backbone path."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cmr_demo.backbone import load_backbone
+from cmr_demo.bundle import backbone_spec, build, main as bundle_main, verify
+from cmr_demo.checkpoint import load_heads, load_tensors
+
+TRAIN = ["--epochs", "3", "--quiet", "--embed-dim", "64", "--hidden-dim", "32"]
+
+
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    build("nano-clip:random", "shapes:200", "pcl,ce,pcl+0.5*tl", out, train_args=TRAIN)
+    return out
+
+
+def test_round_trip(small_bundle):
+    manifest = json.loads((small_bundle / "manifest.json").read_text())
+    assert verify(small_bundle) == []
+    assert set(manifest["objectives"]) == {"pcl", "ce", "pcl+0.5*tl"}
+    items = [json.loads(line) for line in (small_bundle / "gallery" / "items.jsonl").read_text().splitlines()]
+    assert len(items) == manifest["data"]["gallery_items"] == 40
+    assert all((small_bundle / it["image"]).is_file() for it in items)
+    # stored embeddings equal a fresh encoding of the gallery through the bundle's own backbone + heads
+    backbone = load_backbone(backbone_spec(small_bundle))
+    from PIL import Image
+    with Image.open(small_bundle / items[0]["image"]) as im:
+        feats = backbone.encode_images([im.copy()], progress=False)
+    heads = load_heads(small_bundle / "objectives" / "pcl" / "heads.safetensors", image_dim=backbone.feature_dim)
+    with torch.no_grad():
+        live = heads.encode_image(torch.from_numpy(feats)).numpy()[0]
+    stored = load_tensors(small_bundle / "objectives" / "pcl" / "embeddings.safetensors")[0]["image"][0].float().numpy()
+    np.testing.assert_allclose(live, stored, atol=2e-3)  # float16 storage
+    coords = load_tensors(small_bundle / "objectives" / "ce" / "map.safetensors")[0]
+    assert coords["image"].shape == (40, 2) and torch.isfinite(coords["text"]).all()
+
+
+def test_verify_catches_a_corrupted_file_and_a_missing_objective(small_bundle, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(small_bundle, damaged)
+    heads = damaged / "objectives" / "ce" / "heads.safetensors"
+    heads.write_bytes(heads.read_bytes()[:-8] + b"\x00" * 8)
+    shutil.rmtree(damaged / "objectives" / "pcl")
+    problems = verify(damaged)
+    assert any("sha256 mismatch for objectives/ce/heads.safetensors" in p for p in problems)
+    assert any("objective 'pcl' is incomplete" in p for p in problems)
+    assert bundle_main(["verify", str(damaged)]) == 1
+    assert bundle_main(["verify", str(small_bundle)]) == 0
+
+
+def test_refuses_to_overwrite_and_needs_media(small_bundle, tmp_path):
+    with pytest.raises(SystemExit, match="--overwrite"):
+        build("nano-clip:random", "shapes:200", "pcl", small_bundle, train_args=TRAIN)
+    with pytest.raises(ValueError, match="features only"):
+        build("nano-clip:random", "synthetic:200", "pcl", tmp_path / "x", train_args=TRAIN)
+
+
+def test_real_backbone_path_vit_b32_random_weights_from_a_local_file(tmp_path):
+    """The builder with a ViT-B-32 whose (random) weights come from a local file, on a handful of items."""
+    from safetensors.torch import save_file
+    model = load_backbone("ViT-B-32:random").model
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "vitb32.safetensors")
+    del model
+    out = tmp_path / "vit_bundle"
+    manifest = build(f"ViT-B-32:{tmp_path / 'vitb32.safetensors'}", "shapes:100", "pcl", out,
+                     train_args=["--epochs", "1", "--quiet", "--embed-dim", "32", "--hidden-dim", "16"])
+    assert manifest["backbone"]["spec"] == "ViT-B-32:backbone/vitb32.safetensors"
+    assert manifest["backbone"]["feature_dim"] == 512 and verify(out) == []
+    assert backbone_spec(out).endswith("vit_bundle/backbone/vitb32.safetensors")
