@@ -73,3 +73,25 @@ def test_real_backbone_path_vit_b32_random_weights_from_a_local_file(tmp_path):
     assert manifest["backbone"]["spec"] == "ViT-B-32:backbone/vitb32.safetensors"
     assert manifest["backbone"]["feature_dim"] == 512 and verify(out) == []
     assert backbone_spec(out).endswith("vit_bundle/backbone/vitb32.safetensors")
+
+
+def test_loader_gives_the_app_everything_without_umap(small_bundle, tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys, time; t=time.perf_counter(); from cmr_demo.bundle_loader import load_bundle; "
+            f"b=load_bundle({str(small_bundle)!r}); "
+            "assert 'umap' not in sys.modules and 'numba' not in sys.modules, 'serving imported umap/numba'; "
+            "print(len(b.items), sorted(b.objectives), b.backbone.feature_dim)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "40" and "pcl" in out
+    from cmr_demo.bundle_loader import load_bundle
+    bundle = load_bundle(small_bundle)
+    view = bundle.objectives["pcl"]
+    assert view.image_emb.shape == (40, 64) and view.text_xy.shape == (40, 2)
+    assert bundle.image_path(0).is_file() and len(bundle.labels) == 40
+    damaged = tmp_path / "d"
+    shutil.copytree(small_bundle, damaged)
+    (damaged / "gallery" / "items.jsonl").write_text("")
+    from cmr_demo.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match="sha256 mismatch for gallery/items.jsonl"):
+        load_bundle(damaged)

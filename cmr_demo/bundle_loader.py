@@ -1,0 +1,72 @@
+"""Loading a bundle for serving: everything the app needs, checked, in memory, without numba.
+
+Why a separate module from the builder: serving must start in seconds and never import umap
+(numba compiles for 25-30 s per process). Hashes are verified on load (a damaged or edited bundle
+is refused, naming the file), and the heads are checked against the backbone's feature width.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import backbone_spec, verify
+from .checkpoint import CheckpointError, load_heads, load_json, load_tensors
+from .heads import Heads
+
+
+@dataclass
+class ObjectiveView:
+    """One objective's serving state: its heads, gallery embeddings and map coordinates."""
+    name: str
+    heads: Heads
+    image_emb: np.ndarray  # [N, D] float32, unit-norm
+    text_emb: np.ndarray  # [N, D]
+    image_xy: np.ndarray  # [N, 2] map coordinates
+    text_xy: np.ndarray  # [N, 2]
+    metrics: dict
+
+
+@dataclass
+class Bundle:
+    folder: Path
+    manifest: dict
+    items: list[dict]  # id, text, label, image (relative path)
+    labels: np.ndarray  # [N] int64
+    class_names: list[str]
+    objectives: dict[str, ObjectiveView] = field(default_factory=dict)
+    backbone: object | None = None  # cmr_demo.backbone.Backbone, loaded on request
+
+    def image_path(self, index: int) -> Path:
+        return self.folder / self.items[index]["image"]
+
+
+def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bool = True) -> Bundle:
+    """Read and check a bundle; raise CheckpointError naming every problem when it is not intact."""
+    folder = Path(folder)
+    if check_hashes:
+        problems = verify(folder)
+        if problems:
+            raise CheckpointError(f"bundle {folder} failed verification:\n  " + "\n  ".join(problems[:10]))
+    manifest = load_json(folder / "manifest.json")
+    items = [json.loads(line) for line in (folder / "gallery" / "items.jsonl").read_text().splitlines() if line]
+    bundle = Bundle(folder, manifest, items, np.array([it["label"] for it in items], dtype=np.int64),
+                    manifest["data"]["class_names"])
+    feature_dim = manifest["backbone"]["feature_dim"]
+    for name, entry in manifest["objectives"].items():
+        run = folder / entry["dir"]
+        emb, _ = load_tensors(run / "embeddings.safetensors")
+        xy, _ = load_tensors(run / "map.safetensors")
+        bundle.objectives[name] = ObjectiveView(
+            name, load_heads(run / "heads.safetensors", image_dim=feature_dim, text_dim=feature_dim),
+            emb["image"].float().numpy(), emb["text"].float().numpy(), xy["image"].numpy(), xy["text"].numpy(),
+            load_json(run / "metrics.json"))
+    if load_backbone:
+        from .backbone import load_backbone as load
+        bundle.backbone = load(backbone_spec(folder))
+        if bundle.backbone.feature_dim != feature_dim:
+            raise CheckpointError(f"bundle {folder} was built on {feature_dim}-d features but its backbone "
+                                  f"'{manifest['backbone']['spec']}' gives {bundle.backbone.feature_dim}-d")
+    return bundle
