@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from .checkpoint import load_heads, load_json, load_tensors, save_json, save_tensors, atomic_write_bytes
-from .maps import align_to, fit_map
 
 FORMAT = "cmr_demo.bundle/1"
 RUN_FILES = ("heads.safetensors", "objective.safetensors", "config.json", "metrics.json", "history.csv",
@@ -84,6 +83,8 @@ def _bundle_backbone(out: Path, spec: str) -> str:
 def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats, seed: int) -> None:
     """Gallery embeddings per objective and one UMAP per objective, aligned to the first objective's."""
     from tqdm.auto import tqdm
+
+    from .maps import align_to, fit_map  # scipy/umap: build time only, kept out of the serving import path
     reference = None
     for name, run in tqdm(run_dirs.items(), desc="embeddings + maps", unit="objective"):
         heads = load_heads(run / "heads.safetensors", image_feats.shape[1], text_feats.shape[1])
