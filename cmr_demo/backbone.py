@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from .checkpoint import file_sha256
 from .compat import ensure_torchvision
 
 ensure_torchvision()
@@ -146,14 +147,6 @@ def _check_downloadable(spec: BackboneSpec) -> None:
             f"a weights file ('{spec.arch or 'ARCH'}:/path/to/open_clip_model.safetensors'), a folder "
             f"('local-dir:/path' with open_clip_config.json and weights), or fetch them once on a machine "
             f"with network access (HF_HUB_OFFLINE unset) to fill the cache.")
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _ImageItems(torch.utils.data.Dataset):

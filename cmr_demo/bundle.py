@@ -18,7 +18,6 @@ objective is complete. Layout (all paths relative to DIR; see README "Bundles"):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -28,16 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_heads, load_json, load_tensors, save_json, save_tensors, atomic_write_bytes
+from .checkpoint import (atomic_write_bytes, file_sha256, load_heads, load_json, load_tensors, package_versions,
+                         save_json, save_tensors)
 
 FORMAT = "cmr_demo.bundle/1"
 RUN_FILES = ("heads.safetensors", "objective.safetensors", "config.json", "metrics.json", "history.csv",
              "embeddings.safetensors", "map.safetensors")
 THUMB_PX = 256  # gallery images are stored at most this large: enough for the UI, small on disk
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_gallery(out: Path, split) -> list[dict]:
@@ -106,7 +102,7 @@ def build(backbone: str, data: str, objectives: str, out: str | Path, seed: int 
     """Train every objective, then write gallery, embeddings, maps, backbone and manifest into `out`."""
     from .data import DataError, load_data
     from .features import dataset_features
-    from .train import _versions, main as train_main, run_dir_name
+    from .train import main as train_main, run_dir_name
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -131,9 +127,9 @@ def build(backbone: str, data: str, objectives: str, out: str | Path, seed: int 
         "objectives": {name: {"dir": f"objectives/{run_dir_name(name)}",
                               **{k: rows[name][k] for k in ("i2t_map", "t2i_map", "avg_map")}} for name in rows},
         "maps": {"method": "umap (cosine) per objective, orthogonal Procrustes onto the first", "seed": seed},
-        "versions": _versions(),
+        "versions": package_versions(),
     }
-    manifest["files"] = {str(p.relative_to(out)): _sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
+    manifest["files"] = {str(p.relative_to(out)): file_sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
     save_json(out / "manifest.json", manifest)
     return manifest
 
@@ -160,7 +156,7 @@ def verify(folder: str | Path) -> list[str]:
         path = folder / rel
         if not path.is_file():
             problems.append(f"missing file {rel}")
-        elif _sha256(path) != digest:
+        elif file_sha256(path) != digest:
             problems.append(f"sha256 mismatch for {rel}: the file was changed or damaged")
     n = manifest["data"]["gallery_items"]
     for name, entry in manifest["objectives"].items():

@@ -6,8 +6,10 @@ then rename over the target (rename is atomic on POSIX). Nothing here ever unpic
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,31 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, streamed (weights files can be gigabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions recorded in every artefact, from package metadata (importing open_clip here would
+    bypass the torchvision compat step)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+    return {"cmr_demo": __version__, "python": platform.python_version(),
+            **{name: of(name) for name in ("torch", "open_clip_torch", "numpy", "safetensors")}}
 
 
 def save_json(path: str | Path, obj: Any) -> None:

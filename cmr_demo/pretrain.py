@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from .backbone import Backbone, load_backbone, open_clip, register_model_configs
-from .checkpoint import save_json, save_tensors
+from .checkpoint import package_versions, save_json, save_tensors
 from .data import Split, load_data
 
 PRETRAIN_FORMAT = "cmr_demo.pretrain/1"
@@ -214,12 +213,6 @@ def extraction_speed(backbone: Backbone, images: Sequence[Any]) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
-def _versions() -> dict[str, str]:
-    from . import __version__
-    return {"cmr_demo": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
-            "python": platform.python_version()}
-
-
 def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
     """Build `cfg.arch` at random, train it on the train split, save, reload and score it on test."""
     wall = time.perf_counter()
@@ -242,7 +235,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, progress: bool = True) -> dic
                "reload_max_abs_diff": diff, "backbone_spec": f"{cfg.arch}:{path}",
                "weights_bytes": path.stat().st_size,
                "extract_images_per_s": extraction_speed(backbone, data.test.images),
-               "versions": _versions()}
+               "versions": package_versions()}
     summary["wall_s"] = time.perf_counter() - wall
     save_json(out / SUMMARY_FILE, summary)
     return summary

@@ -10,7 +10,6 @@ import argparse
 import csv
 import io
 import json
-import platform
 import sys
 import time
 from dataclasses import asdict
@@ -18,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .checkpoint import save_heads, save_json, save_tensors, atomic_write_bytes
+from .checkpoint import atomic_write_bytes, package_versions, save_heads, save_json, save_tensors
 from .data import load_data
 from .features import FeatureSource, dataset_features
 from .heads import HeadConfig
@@ -35,19 +33,6 @@ TEST_PROTOCOL_NOTE = ("NOTE: --select-on test reproduces the paper's protocol (t
 def run_dir_name(objective: str) -> str:
     """Folder name for an objective: hybrids like 'pcl+0.5*tl' become 'pcl+0.5xtl' (no glob characters)."""
     return objective.replace("*", "x")
-
-
-def _versions() -> dict:
-    """Versions from package metadata: importing open_clip here would bypass the torchvision compat step."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def of(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "not installed"
-    return {"cmr_demo": __version__, "python": platform.python_version(),
-            **{name: of(name) for name in ("torch", "open_clip_torch", "numpy", "safetensors")}}
 
 
 def _history_csv(rows: list[dict]) -> bytes:
@@ -71,7 +56,7 @@ def write_run(out: Path, result, cfg: TrainConfig, head_cfg: HeadConfig, source:
         "features": asdict(source) | {"text": source.text},
         "data": {"spec": dataset.spec, "class_names": dataset.class_names, "val_source": dataset.val_source,
                  "sizes": {k: len(v) for k, v in dataset.splits().items()}, "ingest": dataset.report.to_dict()},
-        "versions": _versions(), "command": command})
+        "versions": package_versions(), "command": command})
     save_json(out / "metrics.json", metrics)
     atomic_write_bytes(out / "history.csv", _history_csv(result.history))
     (out / STATE_FILE).unlink(missing_ok=True)
