@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from .split import Dataset, DataError, IngestReport, Split, carve_validation
+from .split import Dataset, DataError, IngestReport, Split, stratified_holdout
 
 Reader = Callable[[str, IngestReport], Dataset]
 
@@ -52,7 +52,7 @@ def load_data(spec: str, strict: bool = False, val_fraction: float = 0.1, seed: 
         if len(split) == 0:
             raise DataError(f"data '{spec}' has an empty {split_name} split\n{report.summary()}")
     if dataset.val is None and val_fraction > 0:
-        dataset.train, dataset.val = carve_validation(dataset.train, val_fraction, seed)
+        dataset.train, dataset.val = stratified_holdout(dataset.train, val_fraction, seed)
         dataset.val_source = f"carved from train ({val_fraction:.0%} per class, seed {seed})"
     return dataset
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from .split import Dataset, DataError, IngestReport, Split, carve_validation
+from .split import Dataset, DataError, IngestReport, Split, stratified_holdout
 
 TEST_FRACTION = 0.2  # the usual 80/20 split when the data names none
 TEST_SEED = 0  # fixed: the test set must not change between runs or with the training seed
@@ -36,18 +36,12 @@ def parse_split_name(value: object) -> str | None:
     return name if name in SPLIT_NAMES else None
 
 
-def stratified_holdout(data: Split, fraction: float = TEST_FRACTION,
-                       seed: int = TEST_SEED) -> tuple[Split, Split]:
-    """(rest, held-out): `fraction` of each class, seeded; a class of one item stays in `rest`."""
-    return carve_validation(data, fraction, seed)
-
-
 def assemble(spec: str, data: Split, split_of_row: Sequence[str] | None) -> Dataset:
     """Dataset from all rows: by each row's split name, or with a stratified test hold-out if None."""
     if not len(data):
         raise DataError(f"{spec}: no usable items (every row was skipped or the file is empty)")
     if split_of_row is None:
-        train, test = stratified_holdout(data)
+        train, test = stratified_holdout(data, TEST_FRACTION, TEST_SEED)
         if not len(test):
             raise DataError(f"{spec}: no class has the 2+ items needed to hold out a test split; "
                             f"add items, or give each row a 'split' of train / val / test")

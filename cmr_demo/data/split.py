@@ -146,18 +146,19 @@ class Dataset:
         return {k: v for k, v in out.items() if v is not None}
 
 
-def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Stratified, seeded hold-out of `fraction` of each class (at least one item per class)."""
+def stratified_holdout(data: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(rest, held-out): a seeded `fraction` of each class (at least one item; a class of one stays in
+    `rest`). Carves validation from train in `load_data`, and test from untagged rows in the readers."""
     if not 0.0 < fraction < 1.0:
-        raise DataError(f"validation fraction must be in (0, 1); got {fraction}")
+        raise DataError(f"hold-out fraction (e.g. --val-fraction) must be in (0, 1); got {fraction}")
     rng = np.random.default_rng(seed)
-    val_idx: list[int] = []
-    for c in np.unique(train.labels):
-        members = np.flatnonzero(train.labels == c)
+    held_idx: list[int] = []
+    for c in np.unique(data.labels):
+        members = np.flatnonzero(data.labels == c)
         if len(members) < 2:
-            continue  # a class with one item stays in train; it cannot be both learned and validated
+            continue  # a class of one item stays in `rest`: it cannot be both learned and held out
         take = max(1, int(round(fraction * len(members))))
-        val_idx.extend(rng.choice(members, size=take, replace=False).tolist())
-    val_mask = np.zeros(len(train), dtype=bool)
-    val_mask[val_idx] = True
-    return train.subset(np.flatnonzero(~val_mask)), train.subset(np.flatnonzero(val_mask))
+        held_idx.extend(rng.choice(members, size=take, replace=False).tolist())
+    held = np.zeros(len(data), dtype=bool)
+    held[held_idx] = True
+    return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
