@@ -43,12 +43,14 @@ def _write_gallery(out: Path, split) -> list[dict]:
     records = []
     for n, (item_id, text, label) in enumerate(zip(split.ids, split.texts, split.labels.tolist())):
         image = split.images[n]
-        im = Image.open(image) if isinstance(image, (str, Path)) else image
-        thumb = im.convert("RGB")
+        if isinstance(image, (str, Path)):
+            with Image.open(image) as im:
+                thumb = im.convert("RGB")
+        else:
+            thumb = image.convert("RGB")
         thumb.thumbnail((THUMB_PX, THUMB_PX))
         rel = f"gallery/images/{n:05d}.png"
-        buf = _png_bytes(thumb)
-        atomic_write_bytes(out / rel, buf)
+        atomic_write_bytes(out / rel, _png_bytes(thumb))
         records.append({"id": item_id, "text": text, "label": int(label), "image": rel})
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     atomic_write_bytes(out / "gallery" / "items.jsonl", lines.encode())
@@ -98,7 +100,7 @@ def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats
 
 
 def build(backbone: str, data: str, objectives: str, out: str | Path, seed: int = 0,
-          train_args: list[str] | None = None, overwrite: bool = False, command: list[str] | None = None) -> dict:
+          train_args: list[str] | None = None, overwrite: bool = False) -> dict:
     """Train every objective, then write gallery, embeddings, maps, backbone and manifest into `out`."""
     from .data import DataError, load_data
     from .features import dataset_features
@@ -120,7 +122,8 @@ def build(backbone: str, data: str, objectives: str, out: str | Path, seed: int 
     _embed_and_map(out, run_dirs, *feats["test"], seed=seed)
     manifest = {
         "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": command or ["python", "-m", "cmr_demo.train", *argv],
+        "command": ["python", "-m", "cmr_demo.bundle", "build", "--backbone", backbone, "--data", data,
+                    "--objectives", objectives, "--out", str(out), "--seed", str(seed), *(train_args or [])],
         "backbone": {"spec": _bundle_backbone(out, backbone), "built_from": backbone,
                      "weights": source.weights_sha256, "feature_dim": int(feats["test"][0].shape[1])},
         "data": {"spec": data, "class_names": dataset.class_names, "gallery_items": len(records)},
@@ -194,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("folder")
     args, rest = parser.parse_known_args(argv)
     if args.command == "build":
-        command = ["python", "-m", "cmr_demo.bundle", *(argv if argv is not None else sys.argv[1:])]
-        manifest = build(args.backbone, args.data, args.objectives, args.out, args.seed, rest, args.overwrite, command)
+        manifest = build(args.backbone, args.data, args.objectives, args.out, args.seed, rest, args.overwrite)
         print(f"bundle written to {args.out}: {len(manifest['objectives'])} objectives, "
               f"{manifest['data']['gallery_items']} gallery items, {len(manifest['files'])} files")
         return 0
