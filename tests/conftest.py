@@ -14,3 +14,24 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CMR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "feature-cache"))
+
+
+SMALL_BUNDLE_TRAIN = ["--epochs", "3", "--quiet", "--embed-dim", "64", "--hidden-dim", "32"]
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory):
+    """A real bundle on a very small world (200 items, 40 in the gallery), built once per test session."""
+    from cmr_demo.bundle import build
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    build("nano-clip:random", "shapes:200", "pcl,ce,pcl+0.5*tl", out, train_args=SMALL_BUNDLE_TRAIN)
+    return out
+
+
+@pytest.fixture(scope="session")
+def app_url(small_bundle, tmp_path_factory):
+    """`python app.py --bundle <small bundle>` running in a subprocess for the whole session."""
+    from app_server import start_app, stop_app
+    proc, url, _ = start_app(small_bundle, tmp_path_factory.mktemp("app") / "app.log")
+    yield url
+    stop_app(proc)

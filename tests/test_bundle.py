@@ -13,13 +13,6 @@ from cmr_demo.checkpoint import load_heads, load_tensors
 TRAIN = ["--epochs", "3", "--quiet", "--embed-dim", "64", "--hidden-dim", "32"]
 
 
-@pytest.fixture(scope="module")
-def small_bundle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundle") / "b"
-    build("nano-clip:random", "shapes:200", "pcl,ce,pcl+0.5*tl", out, train_args=TRAIN)
-    return out
-
-
 def test_round_trip(small_bundle):
     manifest = json.loads((small_bundle / "manifest.json").read_text())
     assert verify(small_bundle) == []

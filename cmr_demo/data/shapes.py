@@ -258,19 +258,33 @@ def make_shapes(n: int = DEFAULT_ITEMS, seed: int = SEED) -> Split:
                  class_names=list(CLASS_NAMES), images=[it[0] for it in items], texts=[it[1] for it in items])
 
 
-def read(arg: str, report: IngestReport) -> Dataset:
-    """`shapes` or `shapes:N` (N items in all: 70% train, 10% val, 20% test, by index in whole class blocks)."""
+def parse_arg(arg: str) -> tuple[int, int]:
+    """`N` or `N,seed=S` -> (N, S). A second seed draws a disjoint sample of the same world, e.g. to keep
+    the demo gallery out of the images the tiny CLIP was pre-trained on."""
+    count, _, rest = arg.partition(",")
     try:
-        n = int(arg) if arg else DEFAULT_ITEMS
+        n = int(count) if count else DEFAULT_ITEMS
+        if rest and not rest.startswith("seed="):
+            raise ValueError
+        seed = int(rest[len("seed="):]) if rest else SEED
     except ValueError:
-        raise DataError(f"shapes:N takes an item count, e.g. 'shapes:3000'; got '{arg}'") from None
+        raise DataError(f"shapes takes 'shapes:N' or 'shapes:N,seed=S' (e.g. 'shapes:3000,seed=1'); got '{arg}'") from None
     if n < MIN_ITEMS:
         raise DataError(f"shapes:N needs N >= {MIN_ITEMS} (every class in every split); got {n}")
-    data = make_shapes(n)
+    return n, seed
+
+
+def read(arg: str, report: IngestReport) -> Dataset:
+    """`shapes[:N[,seed=S]]` (N items in all: 70% train, 10% val, 20% test, by index in whole class blocks)."""
+    n, seed = parse_arg(arg)
+    data = make_shapes(n, seed)
+    if seed != SEED:  # ids name the world too, so items of two worlds never share an id
+        data.ids = [f"shapes{seed}-{i:05d}" for i in range(n)]
     # boundaries on multiples of NUM_CLASSES, so every split holds whole blocks of all classes
     n_train = NUM_CLASSES * int(TRAIN_FRACTION * n / NUM_CLASSES)
     n_val = NUM_CLASSES * max(1, int(VAL_FRACTION * n / NUM_CLASSES))
-    return Dataset(spec=f"shapes:{n}", train=data.subset(np.arange(n_train)),
+    spec = f"shapes:{n}" if seed == SEED else f"shapes:{n},seed={seed}"
+    return Dataset(spec=spec, train=data.subset(np.arange(n_train)),
                    val=data.subset(np.arange(n_train, n_train + n_val)),
                    test=data.subset(np.arange(n_train + n_val, n)))
 

@@ -1,0 +1,308 @@
+"""CLIP4CMR demo: cross-modal search, objectives side by side, embedding maps. Layout and wiring only.
+
+    python app.py [--bundle assets/demo] [--host 127.0.0.1] [--port 7860]
+
+Behaviour lives in `cmr_demo.service` (plain Python, unit-tested); this file turns its results into
+component values (`cmr_demo.views`, `cmr_demo.plots`) and user errors into `gr.Error`. `demo` is built
+at import so `gradio app.py` reload mode works; the bundle is loaded once, before the first request.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from cmr_demo import plots, views  # noqa: E402
+from cmr_demo.inputs import MAX_K, InputError  # noqa: E402
+from cmr_demo.service import Hit, RetrievalService, SearchResult  # noqa: E402
+
+log = logging.getLogger("cmr_demo.app")
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "demo"
+EXAMPLES = ["a red star on a striped background", "two hearts", "a shape with three corners",
+            "a big blue hexagon in the top left corner", "hollow round outline on a dark background"]
+CONCURRENCY = 4  # encoding is CPU-bound: more parallel requests than cores only add latency
+QUEUE_SIZE = 64  # beyond this, clients are told the app is busy instead of waiting minutes
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="CLIP4CMR demo app")
+    p.add_argument("--bundle", default=os.environ.get("CMR_BUNDLE", str(DEFAULT_BUNDLE)),
+                   help="bundle folder (python -m cmr_demo.bundle build ...); default assets/demo or $CMR_BUNDLE")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--share", action="store_true", help="ask gradio for a public share link (off by default)")
+    return p.parse_args(argv)
+
+
+def load_service(folder: str) -> RetrievalService:
+    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.checkpoint import CheckpointError
+    if not (Path(folder) / "manifest.json").is_file():
+        raise SystemExit(f"error: no bundle at '{folder}' (manifest.json missing). Build one with "
+                         f"'python -m cmr_demo.bundle build ... --out DIR' and pass --bundle DIR")
+    try:
+        return RetrievalService(load_bundle(folder))
+    except (CheckpointError, ValueError, OSError) as err:
+        raise SystemExit(f"error: bundle '{folder}' cannot be served: {err}") from None
+
+
+def user_errors(fn):
+    """InputError -> gr.Error with its message; anything else is logged and reported without a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as err:
+            raise gr.Error(str(err)) from None
+        except gr.Error:
+            raise
+        except Exception:
+            log.exception("request failed in %s", fn.__name__)
+            raise gr.Error("the request failed inside the app; it was logged. Try another query.") from None
+    return wrapper
+
+
+ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
+SERVICE = load_service(ARGS.bundle)
+OBJECTIVES = SERVICE.objectives
+BEST = SERVICE.leaderboard()[0]["objective"]
+CLASSES = SERVICE.class_names
+ITEMS = SERVICE.bundle.items
+
+
+def _render(result):
+    """A SearchResult -> (image gallery, text table, summary, hits for clicks)."""
+    for note in result.notes:
+        gr.Warning(note)  # a toast: the answer is still given
+    return (views.gallery_value(result), views.text_rows(result), views.summary(result, CLASSES),
+            {"target": result.target, "hits": [{"index": h.index, "modality": h.modality} for h in result.hits]})
+
+
+def show_target(state: dict):
+    """Only the result component of the searched modality is visible (a separate step: the API stays plain)."""
+    image = (state or {}).get("target", "image") == "image"
+    return gr.Gallery(visible=image), gr.Dataframe(visible=not image)
+
+
+@user_errors
+def search_text(query: str, objective: str, k: int, query_class: str = "", same_modality: bool = False):
+    """Text query -> ranked images with captions (or texts with same_modality)."""
+    q = SERVICE.text_query(query, query_class)
+    return _render(SERVICE.search(q, objective, k, "text" if same_modality else "image"))
+
+
+@user_errors
+def search_image(image: str, objective: str, k: int, query_class: str = "", same_modality: bool = False):
+    """Image file -> ranked texts (or images with same_modality)."""
+    q = SERVICE.image_query(image, query_class)
+    return _render(SERVICE.search(q, objective, k, "image" if same_modality else "text"))
+
+
+@user_errors
+def search_hit(state: dict, objective: str, k: int, same_modality: bool, evt: gr.SelectData):
+    """A click on a result: search with that gallery item (its class is known, so AP is shown)."""
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    hits = (state or {}).get("hits", [])
+    if not hits or row is None or not 0 <= row < len(hits):
+        raise InputError("that result is no longer on screen: run the search again")
+    q = SERVICE.item_query(hits[row]["index"], hits[row]["modality"])
+    other = "text" if q.modality == "image" else "image"
+    return _render(SERVICE.search(q, objective, k, q.modality if same_modality else other))
+
+
+@user_errors
+def search_browsed(objective: str, k: int, same_modality: bool, evt: gr.SelectData):
+    q = SERVICE.item_query(evt.index, "image")
+    return _render(SERVICE.search(q, objective, k, "image" if same_modality else "text"))
+
+
+@user_errors
+def compare(query: str, objectives: list[str], k: int, query_class: str = "", item_id: str = "",
+            item_modality: str = "image", progress=gr.Progress()):
+    """One query under several objectives -> {objective: result}; a gallery item id overrides the text."""
+    q = SERVICE.item_query(item_id, item_modality) if item_id and item_id.strip() else \
+        SERVICE.text_query(query, query_class)
+    results = SERVICE.compare(q, objectives or None, k, progress=progress)
+    return {name: r.to_dict() for name, r in results.items()}
+
+
+def render_columns(results: dict):
+    out = []
+    for name in OBJECTIVES:
+        r = results.get(name) if results else None
+        if r is None:
+            out += [gr.Column(visible=False), "", gr.Gallery(value=[]), ""]
+            continue
+        res = SearchResult(**{**r, "hits": [Hit(**h) for h in r["hits"]]})
+        out += [gr.Column(visible=True), views.column_header(res),
+                gr.Gallery(value=views.gallery_value(res), visible=res.target == "image"), views.text_list(res)]
+    return out
+
+
+@user_errors
+def disagreements(a: str, b: str, direction: str):
+    rows = SERVICE.disagreements(a, b, direction, n=25)
+    return [[r["id"], r["class"], round(r[f"ap_{a}"], 3), round(r[f"ap_{b}"], 3), round(r["difference"], 3), r["text"]]
+            for r in rows]
+
+
+def pick_disagreement(table, direction: str, evt: gr.SelectData):
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    item_id = table.iloc[row, 0] if hasattr(table, "iloc") else table[row][0]
+    return item_id, ("image" if direction == "i2t" else "text")
+
+
+@user_errors
+def embedding_map(objective: str, query: str = "", others: list[str] | None = None, classes: list[str] | None = None,
+                  lines: bool = False, k: int = 10, selected: str = "", progress=gr.Progress()):
+    """The common space of `objective` (and `others` beside it) with the query and its top-k placed on it."""
+    names = list(dict.fromkeys([SERVICE.check_objective(objective), *(others or [])]))
+    q = SERVICE.text_query(query) if query and query.strip() else None
+    chosen = [CLASSES.index(c) for c in (classes or []) if c in CLASSES]
+    sel = SERVICE.item_query(selected).item if selected and str(selected).strip() else None
+    map_views = []
+    for n, name in enumerate(names):
+        progress((n, len(names)), desc=f"placing the query on {name}")
+        map_views.append(SERVICE.map_view(name, q, k))
+    return plots.map_figure(map_views, ITEMS, chosen or None, lines, sel)
+
+
+def picked_id(evt: gr.SelectData) -> str:
+    return ITEMS[evt.index]["id"]
+
+
+def leaderboard_plots(direction: str):
+    return plots.heatmap_figure(*SERVICE.class_ap(direction), title=f"AP per class ({direction})")
+
+
+BROWSE = [(str(SERVICE.bundle.image_path(i)), f"{it['id']} · {CLASSES[it['label']]}") for i, it in enumerate(ITEMS)]
+class_choices = [("(unknown)", "")] + [(c, c) for c in CLASSES]
+
+with gr.Blocks(title="CLIP4CMR demo") as demo:
+    gr.Markdown(f"# CLIP4CMR: supervised cross-modal retrieval on a frozen CLIP\n"
+                f"{len(ITEMS)} gallery items · {len(OBJECTIVES)} objectives · backbone "
+                f"`{SERVICE.bundle.manifest['backbone']['built_from']}`. Relevance = same class.")
+    with gr.Tab("Search"):
+        with gr.Row():
+            with gr.Column(scale=3):
+                text_in = gr.Textbox(label="Text query", placeholder=EXAMPLES[0], lines=1)
+                text_class = gr.Dropdown(class_choices, value="", label="Class of this text (optional: shows AP, P@k)")
+                text_btn = gr.Button("Search images", variant="primary", elem_id="search-text-btn")
+            with gr.Column(scale=2):
+                image_in = gr.Image(type="filepath", label="Image query", height=180, sources=["upload", "clipboard"])
+                image_class = gr.Dropdown(class_choices, value="", label="Class of this image (optional)")
+                image_btn = gr.Button("Search texts", elem_id="search-image-btn")
+        with gr.Row():
+            objective = gr.Dropdown(OBJECTIVES, value=BEST, label="Objective")
+            k = gr.Slider(1, MAX_K, value=12, step=1, label="Top k")
+            same = gr.Checkbox(False, label="Same modality (text → texts, image → images)")
+        summary_md = gr.Markdown(elem_id="search-summary", label="summary")
+        results_gallery = gr.Gallery(label="Image results (click one to search with it)", columns=6, height="auto",
+                                     elem_id="results-gallery", allow_preview=False)
+        results_table = gr.Dataframe(headers=views.TEXT_COLUMNS, label="Text results (click a row to search with it)",
+                                     interactive=False, visible=False, wrap=True)
+        hits = gr.State({})
+        gr.Examples([[e] for e in EXAMPLES], inputs=[text_in], label="Text examples")
+        gr.Examples([[str(SERVICE.bundle.image_path(i))] for i in range(0, min(len(ITEMS), 60), 6)],
+                    inputs=[image_in], label="Image examples")
+        with gr.Accordion("Browse the gallery: click an image to search texts with it", open=False):
+            browse = gr.Gallery(BROWSE, columns=10, height=420, allow_preview=False, label="Gallery")
+    out = [results_gallery, results_table, summary_md, hits]
+    events = [(text_btn.click, search_text, [text_in, objective, k, text_class, same], "search_text"),
+              (text_in.submit, search_text, [text_in, objective, k, text_class, same], None),
+              (image_btn.click, search_image, [image_in, objective, k, image_class, same], "search_image"),
+              (results_gallery.select, search_hit, [hits, objective, k, same], None),
+              (results_table.select, search_hit, [hits, objective, k, same], None),
+              (browse.select, search_browsed, [objective, k, same], None)]
+    for trigger, fn, inputs, api_name in events:
+        visibility = {"api_name": api_name} if api_name else {"api_visibility": "private"}
+        trigger(fn, inputs, out, **visibility).then(show_target, hits, [results_gallery, results_table],
+                                                    api_visibility="private", show_progress="hidden")
+
+    with gr.Tab("Compare objectives"):
+        with gr.Row():
+            cmp_query = gr.Textbox(label="Text query", value=EXAMPLES[0], scale=3)
+            cmp_class = gr.Dropdown(class_choices, value="star", label="Class of the query (optional)")
+            cmp_item = gr.Textbox("", label="…or a gallery item id (overrides the text)", placeholder=ITEMS[0]["id"])
+            cmp_modality = gr.Radio(["image", "text"], value="image", label="item modality")
+        with gr.Row():
+            cmp_objs = gr.CheckboxGroup(OBJECTIVES, value=OBJECTIVES, label="Objectives", scale=3)
+            cmp_k = gr.Slider(1, 24, value=6, step=1, label="Top k")
+            cmp_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+        cmp_json = gr.JSON(visible=False)
+        col_parts = []
+        with gr.Row(equal_height=False):
+            for name in OBJECTIVES:
+                with gr.Column(min_width=190) as col:
+                    col_parts += [col, gr.Markdown(f"### {name}"),
+                                  gr.Gallery(columns=2, height="auto", allow_preview=False, show_label=False), gr.Markdown()]
+        gr.Markdown("## Leaderboard (test split of the bundle)")
+        with gr.Row():
+            gr.Dataframe(views.leaderboard_rows(SERVICE), headers=["objective", "I→T mAP", "T→I mAP", "average",
+                                                                   "best epoch", "selected on"], interactive=False)
+            gr.Plot(plots.leaderboard_figure(SERVICE.leaderboard()))
+        heat_dir = gr.Radio(["avg", "i2t", "t2i"], value="avg", label="direction")
+        heatmap = gr.Plot(leaderboard_plots("avg"))
+        gr.Markdown("## Where two objectives disagree most (click a row to compare on it)")
+        with gr.Row():
+            dis_a = gr.Dropdown(OBJECTIVES, value=BEST, label="objective A")
+            dis_b = gr.Dropdown(OBJECTIVES, value=OBJECTIVES[-1] if OBJECTIVES[-1] != BEST else OBJECTIVES[0],
+                                label="objective B")
+            dis_dir = gr.Radio(["t2i", "i2t"], value="t2i", label="query direction")
+            dis_btn = gr.Button("Find disagreements")
+        dis_table = gr.Dataframe(headers=["id", "class", "AP A", "AP B", "A − B", "caption"], interactive=False, wrap=True)
+    cmp_inputs = [cmp_query, cmp_objs, cmp_k, cmp_class, cmp_item, cmp_modality]
+    cmp_btn.click(compare, cmp_inputs, cmp_json, api_name="compare").then(
+        render_columns, cmp_json, col_parts, api_visibility="private")
+    heat_dir.change(leaderboard_plots, heat_dir, heatmap, api_visibility="private")
+    dis_btn.click(disagreements, [dis_a, dis_b, dis_dir], dis_table, api_name="disagreements")
+    dis_table.select(pick_disagreement, [dis_table, dis_dir], [cmp_item, cmp_modality], api_visibility="private").then(
+        compare, cmp_inputs, cmp_json, api_visibility="private").then(
+        render_columns, cmp_json, col_parts, api_visibility="private")
+
+    with gr.Tab("Embedding map"):
+        with gr.Row():
+            map_obj = gr.Dropdown(OBJECTIVES, value=BEST, label="Objective")
+            map_others = gr.CheckboxGroup(OBJECTIVES, value=[o for o in OBJECTIVES if o != BEST][:1],
+                                          label="Side by side with", scale=3)
+        with gr.Row():
+            map_query = gr.Textbox(label="Query placed on the maps (optional)", value=EXAMPLES[0], scale=3)
+            map_k = gr.Slider(1, 50, value=10, step=1, label="Top k highlighted")
+            map_lines = gr.Checkbox(False, label="Lines image ↔ caption")
+        with gr.Row():
+            map_classes = gr.CheckboxGroup(CLASSES, label="Show only these classes (none = all)", scale=3)
+            map_selected = gr.Textbox("", label="Selected gallery item id", placeholder="click an image below")
+            map_btn = gr.Button("Draw maps", variant="primary", elem_id="map-btn")
+        map_plot = gr.Plot(elem_id="map-plot")
+        with gr.Accordion("Pick a gallery item to highlight it on every map", open=False):
+            map_pick = gr.Gallery(BROWSE, columns=10, height=300, allow_preview=False, label="Gallery")
+    map_inputs = [map_obj, map_query, map_others, map_classes, map_lines, map_k, map_selected]
+    map_btn.click(embedding_map, map_inputs, map_plot, api_name="embedding_map")
+    map_pick.select(picked_id, None, map_selected, api_visibility="private").then(
+        embedding_map, map_inputs, map_plot, api_visibility="private")
+    text_btn.click(lambda q: q, text_in, map_query, api_visibility="private")  # the map follows the search query
+
+    with gr.Tab("About"):
+        gr.Markdown(views.about_markdown(SERVICE))
+
+    demo.load(embedding_map, map_inputs, map_plot, api_visibility="private")
+
+demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+
+
+def launch_options() -> dict:
+    """What `launch` needs beyond host/port: only the gallery images are served, no tracebacks to clients."""
+    return {"allowed_paths": [str(Path(SERVICE.bundle.folder).resolve() / "gallery" / "images")],
+            "show_error": False}
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    demo.launch(server_name=ARGS.host, server_port=ARGS.port, share=ARGS.share, **launch_options())

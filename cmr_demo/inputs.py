@@ -1,0 +1,142 @@
+"""Checking what users send: query texts, uploaded images, k, objective and class names.
+
+Why one module: the app, its API and the fuzz tests meet every hostile input here, once. Each check
+returns a clean value or raises `InputError` whose message names the problem and the fix; nothing
+here touches gradio, so the app turns these into `gr.Error` at its edge and keeps serving.
+"""
+from __future__ import annotations
+
+import io
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_QUERY_CHARS = 1000  # the tokenizer keeps ~32-77 tokens anyway; longer input only costs time
+MAX_IMAGE_BYTES = 20 * 2 ** 20  # a generous photo; larger uploads are refused before reading
+MAX_IMAGE_PIXELS = 40_000_000  # ~ a 7000 x 5700 photo; declared sizes above this are refused unread
+MAX_K = 100  # results per query shown or returned
+
+
+class InputError(ValueError):
+    """A user input the service cannot use; the message says what was wrong and what to send instead."""
+
+
+def clean_text(text: object, notes: list[str] | None = None) -> str:
+    """Printable, whitespace-normalised text of at most MAX_QUERY_CHARS characters, or InputError."""
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise InputError(f"the query must be text; got {type(text).__name__}")
+    # control and format characters (NUL, bidi marks, zero-width joiners ...) carry no meaning for CLIP
+    kept = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text[:20 * MAX_QUERY_CHARS])
+    kept = " ".join(kept.split())
+    if not kept:
+        raise InputError("the text query is empty: type a few words, e.g. 'a red star on a striped background'")
+    if len(kept) > MAX_QUERY_CHARS:
+        kept = kept[:MAX_QUERY_CHARS]
+        if notes is not None:
+            notes.append(f"the query was cut to its first {MAX_QUERY_CHARS} characters")
+    return kept
+
+
+def check_k(k: object, gallery_size: int, notes: list[str] | None = None) -> int:
+    """A whole number of results in 1..min(MAX_K, gallery size)."""
+    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)) or not np.isfinite(k):
+        raise InputError(f"k (number of results) must be a whole number from 1 to {MAX_K}; got {k!r}")
+    if k != int(k) or k < 1:
+        raise InputError(f"k (number of results) must be a whole number from 1 to {MAX_K}; got {k!r}")
+    limit = min(MAX_K, gallery_size)
+    if k > limit and notes is not None:
+        notes.append(f"k={int(k)} is more than {'the gallery holds' if limit == gallery_size else 'allowed'}; "
+                     f"showing {limit}")
+    return int(min(k, limit))
+
+
+def check_choice(value: object, choices: Sequence[str], what: str) -> str:
+    """`value` when it is one of `choices` (exactly), else an InputError listing them."""
+    if isinstance(value, str) and value in choices:
+        return value
+    shown = repr(value)[:80]
+    raise InputError(f"unknown {what} {shown}; choose one of: {', '.join(choices)}")
+
+
+def check_class(name: object, class_names: Sequence[str]) -> int | None:
+    """Class id for a stated class name; None when no class was stated (empty or None)."""
+    if name is None or (isinstance(name, str) and not name.strip()):
+        return None
+    return list(class_names).index(check_choice(name.strip() if isinstance(name, str) else name,
+                                                class_names, "class"))
+
+
+def load_image(source: object) -> Image.Image:
+    """An RGB PIL image from a path, bytes or PIL image, refusing bombs and broken files with InputError.
+
+    Orientation follows EXIF; the first frame of an animation is used; transparency is flattened
+    onto white; 16-bit and float images are scaled to 8 bits rather than clipped to white.
+    """
+    if source is None:
+        raise InputError("no image was given: upload one, or pick an example or a gallery item")
+    if isinstance(source, Image.Image):
+        return _to_rgb(source)
+    data = _read_bytes(source)
+    if not data:
+        raise InputError("the image file is empty (0 bytes): upload a PNG, JPEG, GIF or WebP picture")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise InputError(f"the image declares {w} x {h} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+                                 f"allowed: resize it below that and upload again")
+            im.seek(0)
+            im.load()
+            return _to_rgb(im)
+    except InputError:
+        raise
+    except Image.DecompressionBombError:
+        raise InputError(f"the image declares more than {MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?): "
+                         f"resize it and upload again") from None
+    except UnidentifiedImageError as err:
+        raise InputError(f"the file is not an image this app can read ({type(err).__name__}): "
+                         f"upload a PNG, JPEG, GIF or WebP picture") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise InputError(f"the image could not be decoded ({str(err)[:120]}); it may be truncated or damaged: "
+                         f"upload the file again or try another one") from None
+
+
+def _read_bytes(source: object) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"the uploaded image '{path.name}' is missing on the server: upload it again")
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise InputError(f"the image is {path.stat().st_size / 2 ** 20:.0f} MB, more than "
+                             f"{MAX_IMAGE_BYTES // 2 ** 20} MB: upload a smaller file")
+        data = path.read_bytes()
+    else:
+        raise InputError(f"an image must be a file path or picture; got {type(source).__name__}")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InputError(f"the image is more than {MAX_IMAGE_BYTES // 2 ** 20} MB: upload a smaller file")
+    return data
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.width < 1 or im.height < 1:
+        raise InputError("the image has no pixels: upload a real picture")
+    im = ImageOps.exif_transpose(im) or im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth: rescale, do not saturate
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        arr = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255
+        im = Image.fromarray(np.nan_to_num(arr).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", im.size, "white")
+        background.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
+        return background
+    return im.convert("RGB")

@@ -1,0 +1,120 @@
+"""Plotly figures of the service's plain data: embedding maps, the leaderboard and the class x objective heatmap.
+
+Why separate from the service: figures are presentation (colours, markers, hover text), the
+service returns numbers; both the app and the study scripts draw with these functions.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+PALETTE = qualitative.Plotly + qualitative.Dark24  # one colour per class, 34 before repeating
+SYMBOLS = {"image": "circle", "text": "diamond"}
+HOVER = "<b>%{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]}<br>%{customdata[3]}<extra></extra>"
+
+
+def _colour(label: int) -> str:
+    return PALETTE[label % len(PALETTE)]
+
+
+def map_figure(views: Sequence[dict], items: Sequence[dict], classes: Sequence[int] | None = None,
+               pair_lines: bool = False, selected: int | None = None) -> go.Figure:
+    """One panel per objective view (`RetrievalService.map_view`): colour = class, marker = modality.
+
+    The query (a star), its top-k (black rings) and a selected gallery item (both modalities, large
+    outlined markers) are drawn on every panel, so panels can be read side by side.
+    """
+    fig = make_subplots(rows=1, cols=len(views), subplot_titles=[v["objective"] for v in views],
+                        horizontal_spacing=0.03)
+    labels = np.asarray(views[0]["labels"])
+    keep = np.isin(labels, list(classes)) if classes else np.ones(len(labels), bool)
+    for col, view in enumerate(views, start=1):
+        for modality in ("image", "text"):
+            xy = np.asarray(view[f"{modality}_xy"])
+            for c in np.unique(labels[keep]):
+                rows = np.flatnonzero(keep & (labels == c))
+                fig.add_trace(go.Scatter(
+                    x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=view["class_names"][c],
+                    legendgroup=str(c), showlegend=col == 1 and modality == "image",
+                    marker={"color": _colour(int(c)), "symbol": SYMBOLS[modality], "size": 6,
+                            "opacity": 0.75 if modality == "image" else 0.5},
+                    customdata=[(items[r]["id"], modality, view["class_names"][c], items[r]["text"][:90])
+                                for r in rows], hovertemplate=HOVER), row=1, col=col)
+        if pair_lines:
+            _pair_lines(fig, view, np.flatnonzero(keep), col)
+        _overlay(fig, view, items, selected, col)
+    for modality, symbol in SYMBOLS.items():  # legend entries for the marker shapes
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{modality}s",
+                                 marker={"color": "grey", "symbol": symbol, "size": 8}), row=1, col=1)
+    fig.update_xaxes(showticklabels=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False)
+    fig.update_layout(height=480, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"itemsizing": "constant"},
+                      hovermode="closest", template="plotly_white")
+    return fig
+
+
+def _pair_lines(fig: go.Figure, view: dict, rows: np.ndarray, col: int) -> None:
+    """Thin grey segments from each image to its own caption: the modality gap at a glance."""
+    a, b = np.asarray(view["image_xy"])[rows], np.asarray(view["text_xy"])[rows]
+    xs = np.column_stack([a[:, 0], b[:, 0], np.full(len(rows), np.nan)]).ravel()
+    ys = np.column_stack([a[:, 1], b[:, 1], np.full(len(rows), np.nan)]).ravel()
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "rgba(0,0,0,0.12)", "width": 1},
+                             hoverinfo="skip", showlegend=False), row=1, col=col)
+
+
+def _overlay(fig: go.Figure, view: dict, items: Sequence[dict], selected: int | None, col: int) -> None:
+    query = view.get("query")
+    if query is not None:
+        hits = query["hits"]
+        xy = np.asarray(view[f"{query['target']}_xy"])[hits] if hits else np.zeros((0, 2))
+        fig.add_trace(go.Scatter(
+            x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"top {len(hits)}", legendgroup="hits", showlegend=col == 1,
+            marker={"size": 13, "color": "rgba(0,0,0,0)", "line": {"color": "black", "width": 2},
+                    "symbol": SYMBOLS[query["target"]]},
+            customdata=[(items[r]["id"], query["target"], f"rank {n + 1}", items[r]["text"][:90])
+                        for n, r in enumerate(hits)], hovertemplate=HOVER), row=1, col=col)
+        fig.add_trace(go.Scatter(
+            x=[query["xy"][0]], y=[query["xy"][1]], mode="markers", name="query", legendgroup="query",
+            showlegend=col == 1, marker={"size": 20, "symbol": "star", "color": "gold",
+                                         "line": {"color": "black", "width": 1.5}},
+            hovertemplate=f"<b>query</b><br>{_escape(query['description'])[:120]}<extra></extra>"), row=1, col=col)
+    if selected is not None:
+        pts = np.array([view["image_xy"][selected], view["text_xy"][selected]])
+        fig.add_trace(go.Scatter(
+            x=pts[:, 0], y=pts[:, 1], mode="markers+lines", name="selected item", legendgroup="selected",
+            showlegend=col == 1, line={"color": "crimson", "width": 2, "dash": "dot"},
+            marker={"size": 16, "symbol": ["circle-open", "diamond-open"], "color": "crimson",
+                    "line": {"width": 3}},
+            hovertemplate=f"<b>selected</b> {items[selected]['id']}<extra></extra>"), row=1, col=col)
+
+
+def _escape(text: str) -> str:
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def leaderboard_figure(rows: Sequence[dict]) -> go.Figure:
+    """Grouped bars of image->text and text->image mAP per objective, with the chance level."""
+    names = [r["objective"] for r in rows]
+    fig = go.Figure([go.Bar(name="image -> text", x=names, y=[r["i2t_map"] for r in rows]),
+                     go.Bar(name="text -> image", x=names, y=[r["t2i_map"] for r in rows])])
+    chance = rows[0].get("chance_map") if rows else None
+    if chance is not None:
+        fig.add_hline(y=chance, line_dash="dash", line_color="grey", annotation_text=f"chance {chance:.3f}")
+    fig.update_layout(barmode="group", height=360, yaxis_title="mAP@all (test split)", template="plotly_white",
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
+
+
+def heatmap_figure(class_names: Sequence[str], objectives: Sequence[str], grid: np.ndarray,
+                   title: str = "AP per class and objective") -> go.Figure:
+    """[C, O] mean AP as a heatmap with the values written in the cells."""
+    fig = go.Figure(go.Heatmap(z=grid, x=list(objectives), y=list(class_names), colorscale="Viridis", zmin=0, zmax=1,
+                               text=np.round(grid, 2), texttemplate="%{text}", hovertemplate=
+                               "class %{y}<br>objective %{x}<br>AP %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, height=80 + 32 * len(class_names), template="plotly_white",
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig

@@ -1,0 +1,251 @@
+"""What the app does, in plain Python: search, compare objectives, leaderboards, disagreements, map data.
+
+Why no gradio here: every behaviour the app shows is testable as a function returning plain data
+(dataclasses, lists, numpy arrays), and `app.py` keeps only layout and wiring. Read-only state
+(bundle, indexes) is built once in `RetrievalService.__init__`; per-request work is one backbone
+encoding (cached for repeated texts), one head pass per objective and one index search.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from threading import Lock
+
+import numpy as np
+import torch
+
+from .bundle_loader import Bundle
+from .index import GalleryIndex
+from .inputs import InputError, check_choice, check_class, check_k, clean_text, load_image
+from .maps import place
+
+MODALITIES = ("image", "text")
+P_AT = (1, 5, 10)  # precision cut-offs reported per query
+TEXT_CACHE = 512  # backbone features of recent text queries (compare and maps re-use them)
+
+
+@dataclass
+class Query:
+    """A text, an uploaded image, or a gallery item (`item` index; its label is known)."""
+    modality: str  # "image" | "text"
+    text: str | None = None
+    image: object | None = None  # PIL image
+    item: int | None = None
+    label: int | None = None  # class id when known (a gallery item, or stated by the user)
+    notes: list[str] = field(default_factory=list)  # things the user should know (truncation, ...)
+
+    def describe(self, bundle: Bundle) -> str:
+        if self.item is not None:
+            it = bundle.items[self.item]
+            return f"gallery {self.modality} {it['id']}" + (f": \"{it['text']}\"" if self.modality == "text" else "")
+        return f"\"{self.text}\"" if self.modality == "text" else "uploaded image"
+
+
+@dataclass
+class Hit:
+    rank: int
+    index: int  # gallery row
+    id: str
+    modality: str
+    score: float
+    label: int
+    class_name: str
+    text: str
+    image: str  # absolute path of the gallery image of this item
+    relevant: bool | None  # same class as the query; None when the query's class is unknown
+
+
+@dataclass
+class SearchResult:
+    objective: str
+    query: str  # human-readable description
+    query_label: int | None
+    target: str  # modality searched
+    hits: list[Hit]
+    ap: float | None  # average precision over the whole gallery, when the query's class is known
+    p_at_k: dict[str, float] | None
+    first_relevant_rank: int | None
+    exact: bool  # the index was exact (flat) rather than approximate
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RetrievalService:
+    """Serving state of one bundle: indexes per (objective, modality), cached query features."""
+
+    def __init__(self, bundle: Bundle):
+        if bundle.backbone is None:
+            raise ValueError("the service encodes live queries: load the bundle with its backbone")
+        self.bundle = bundle
+        self.objectives = list(bundle.objectives)
+        self.class_names = list(bundle.class_names)
+        self.size = len(bundle.items)
+        self.indexes = {(name, m): GalleryIndex.build(self._gallery(name, m)) for name in self.objectives
+                        for m in MODALITIES}
+        for view in bundle.objectives.values():
+            view.heads.eval()
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = Lock()
+
+    # ---- queries ---------------------------------------------------------------------------------
+    def text_query(self, text: object, class_name: object = None) -> Query:
+        notes: list[str] = []
+        return Query("text", text=clean_text(text, notes), label=check_class(class_name, self.class_names),
+                     notes=notes)
+
+    def image_query(self, image: object, class_name: object = None) -> Query:
+        return Query("image", image=load_image(image), label=check_class(class_name, self.class_names))
+
+    def item_query(self, item: object, modality: str = "image") -> Query:
+        """A gallery item by row number or id; its class is known, so AP and P@k can be shown."""
+        modality = check_choice(modality, MODALITIES, "modality")
+        if isinstance(item, str) and not item.strip().lstrip("-").isdigit():
+            ids = {it["id"]: n for n, it in enumerate(self.bundle.items)}
+            if item.strip() not in ids:
+                raise InputError(f"no gallery item has id {item[:60]!r}; ids look like '{self.bundle.items[0]['id']}'")
+            row = ids[item.strip()]
+        else:
+            try:
+                row = int(item)
+            except (TypeError, ValueError):
+                raise InputError(f"a gallery item is a row number or an id; got {item!r}") from None
+            if not 0 <= row < self.size:
+                raise InputError(f"gallery row {row} does not exist: rows go from 0 to {self.size - 1}")
+        it = self.bundle.items[row]
+        return Query(modality, text=it["text"], item=row, label=int(it["label"]))
+
+    # ---- encoding --------------------------------------------------------------------------------
+    def _gallery(self, objective: str, modality: str) -> np.ndarray:
+        view = self.bundle.objectives[objective]
+        return view.image_emb if modality == "image" else view.text_emb
+
+    def _features(self, query: Query) -> np.ndarray:
+        """Backbone features [1, F] of a live query (texts cached: compare/maps ask for them again)."""
+        backbone = self.bundle.backbone
+        if query.modality == "image":
+            return backbone.encode_images([query.image], progress=False)
+        with self._lock:
+            hit = self._text_cache.get(query.text)
+            if hit is not None:
+                self._text_cache.move_to_end(query.text)
+                return hit
+        feats = backbone.encode_texts([query.text], progress=False)
+        with self._lock:
+            self._text_cache[query.text] = feats
+            while len(self._text_cache) > TEXT_CACHE:
+                self._text_cache.popitem(last=False)
+        return feats
+
+    def embed(self, query: Query, objective: str, features: np.ndarray | None = None) -> np.ndarray:
+        """[D] common-space embedding of the query under `objective`."""
+        if query.item is not None:
+            return self._gallery(objective, query.modality)[query.item]
+        feats = torch.from_numpy(self._features(query) if features is None else features)
+        heads = self.bundle.objectives[objective].heads
+        with torch.no_grad():
+            emb = heads.encode_image(feats) if query.modality == "image" else heads.encode_text(feats)
+        return emb.numpy()[0]
+
+    # ---- search ----------------------------------------------------------------------------------
+    def check_objective(self, objective: object) -> str:
+        return check_choice(objective, self.objectives, "objective")
+
+    def search(self, query: Query, objective: object, k: object = 10, target: object = None,
+               features: np.ndarray | None = None) -> SearchResult:
+        """Top-k of the `target` modality (default: the other one) for `query` under `objective`."""
+        objective = self.check_objective(objective)
+        target = check_choice(target or ("text" if query.modality == "image" else "image"), MODALITIES, "target")
+        notes = list(query.notes)
+        k = check_k(k, self.size, notes)
+        emb = self.embed(query, objective, features)
+        index = self.indexes[objective, target]
+        scores, rows = index.search(emb[None], k + (1 if query.item is not None and target == query.modality else 0))
+        pairs = [(float(s), int(r)) for s, r in zip(scores[0], rows[0]) if r >= 0]
+        if query.item is not None and target == query.modality:  # the item itself is not a result
+            pairs = [p for p in pairs if p[1] != query.item]
+        hits = [self._hit(n + 1, r, s, target, query.label) for n, (s, r) in enumerate(pairs[:k])]
+        ap, p_at, first = self._rank_metrics(emb, objective, target, query) if query.label is not None else (None,) * 3
+        return SearchResult(objective, query.describe(self.bundle), query.label, target, hits, ap, p_at, first,
+                            index.exact, notes)
+
+    def _hit(self, rank: int, row: int, score: float, modality: str, label: int | None) -> Hit:
+        it = self.bundle.items[row]
+        item_label = int(it["label"])
+        return Hit(rank, row, it["id"], modality, score, item_label, self.class_names[item_label], it["text"],
+                   str(self.bundle.image_path(row)), None if label is None else item_label == label)
+
+    def _rank_metrics(self, emb: np.ndarray, objective: str, target: str, query: Query):
+        """AP over the whole gallery, P@k and the rank of the first relevant item (exact scores)."""
+        scores = self._gallery(objective, target) @ emb.astype(np.float32)
+        if query.item is not None and target == query.modality:
+            scores[query.item] = -np.inf
+        order = np.argsort(-scores, kind="stable")
+        if query.item is not None and target == query.modality:
+            order = order[:-1]  # the item itself, ranked last above
+        rel = (self.bundle.labels[order] == query.label).astype(np.float64)
+        if rel.sum() == 0:
+            return 0.0, {str(k): 0.0 for k in P_AT}, None
+        precision = np.cumsum(rel) / np.arange(1, len(rel) + 1)
+        ap = float((precision * rel).sum() / rel.sum())
+        return ap, {str(k): float(rel[:k].mean()) for k in P_AT}, int(np.argmax(rel)) + 1
+
+    def compare(self, query: Query, objectives: Sequence[str] | None = None, k: object = 10,
+                target: object = None, progress=None) -> dict[str, SearchResult]:
+        """The same query under several objectives (all when none are given); one backbone pass."""
+        chosen = [self.check_objective(o) for o in objectives] if objectives else list(self.objectives)
+        feats = None if query.item is not None else self._features(query)
+        out = {}
+        for n, name in enumerate(dict.fromkeys(chosen)):
+            if progress is not None:
+                progress((n, len(chosen)), desc=f"searching with {name}")
+            out[name] = self.search(query, name, k, target, features=feats)
+        return out
+
+    # ---- bundle-level views ----------------------------------------------------------------------
+    def leaderboard(self) -> list[dict]:
+        """One row per objective, best average mAP first: the bundle's test-split metrics."""
+        rows = [{"objective": name, "i2t_map": m.get("i2t_map"), "t2i_map": m.get("t2i_map"),
+                 "avg_map": m.get("avg_map"), "chance_map": m.get("chance_map"), "best_epoch": m.get("best_epoch"),
+                 "selected_on": m.get("selected_on")}
+                for name, m in ((n, v.metrics) for n, v in self.bundle.objectives.items())]
+        return sorted(rows, key=lambda r: -(r["avg_map"] or 0))
+
+    def class_ap(self, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray]:
+        """(class names, objectives, [C, O] mean AP per class) for 'i2t', 't2i' or their average 'avg'."""
+        direction = check_choice(direction, ["i2t", "t2i", "avg"], "direction")
+        dirs = ["i2t", "t2i"] if direction == "avg" else [direction]
+        grid = np.array([[np.mean([v.metrics["per_class_ap"][d].get(c, np.nan) for d in dirs])
+                          for v in self.bundle.objectives.values()] for c in self.class_names])
+        return self.class_names, list(self.objectives), grid
+
+    def disagreements(self, a: object, b: object, direction: str = "t2i", n: int = 20) -> list[dict]:
+        """Gallery queries whose AP differs most between objectives a and b (per-query AP from the bundle)."""
+        a, b = self.check_objective(a), self.check_objective(b)
+        direction = check_choice(direction, ["i2t", "t2i"], "direction")
+        ap_a, ap_b = (np.asarray(self.bundle.objectives[o].metrics["per_query_ap"][direction]) for o in (a, b))
+        order = np.argsort(-np.abs(ap_a - ap_b), kind="stable")[:max(1, min(int(n), self.size))]
+        modality = "image" if direction == "i2t" else "text"
+        return [{"row": int(r), "id": self.bundle.items[r]["id"], "modality": modality,
+                 "class": self.class_names[int(self.bundle.labels[r])], f"ap_{a}": float(ap_a[r]),
+                 f"ap_{b}": float(ap_b[r]), "difference": float(ap_a[r] - ap_b[r]), "text": self.bundle.items[r]["text"]}
+                for r in order]
+
+    def map_view(self, objective: object, query: Query | None = None, k: object = 10,
+                 features: np.ndarray | None = None) -> dict:
+        """Plain data for one objective's map: gallery points, and the query placed with its top-k."""
+        objective = self.check_objective(objective)
+        view = self.bundle.objectives[objective]
+        out = {"objective": objective, "image_xy": view.image_xy, "text_xy": view.text_xy,
+               "labels": self.bundle.labels, "class_names": self.class_names, "query": None}
+        if query is None:
+            return out
+        result = self.search(query, objective, k, features=features)
+        emb = self.embed(query, objective, features)
+        both = np.concatenate([view.image_emb, view.text_emb])
+        xy = place(emb, both, np.concatenate([view.image_xy, view.text_xy]))[0]
+        out["query"] = {"xy": xy, "modality": query.modality, "label": query.label, "description": result.query,
+                        "target": result.target, "hits": [h.index for h in result.hits], "ap": result.ap}
+        return out

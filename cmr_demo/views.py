@@ -1,0 +1,98 @@
+"""Service results as the values the app's components show: gallery lists, table rows, markdown.
+
+Why here and not in app.py: these are plain functions of plain data, tested without gradio; app.py
+only puts their output into components.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .service import Hit, RetrievalService, SearchResult
+
+TEXT_COLUMNS = ["rank", "score", "class", "relevant", "caption", "id"]
+MARK = {True: "✓", False: "✗", None: ""}
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def caption(hit: Hit) -> str:
+    mark = f" {MARK[hit.relevant]}" if hit.relevant is not None else ""
+    return f"#{hit.rank} · {hit.score:.3f} · {hit.class_name}{mark} — {hit.text}"
+
+
+def gallery_value(result: SearchResult) -> list[tuple[str, str]]:
+    """(image path, caption) per hit when the results are images; [] otherwise."""
+    return [(h.image, caption(h)) for h in result.hits] if result.target == "image" else []
+
+
+def text_rows(result: SearchResult) -> list[list]:
+    """One table row per hit when the results are texts; [] otherwise."""
+    if result.target != "text":
+        return []
+    return [[h.rank, round(h.score, 4), h.class_name, MARK[h.relevant], h.text, h.id] for h in result.hits]
+
+
+def summary(result: SearchResult, class_names: Sequence[str]) -> str:
+    """One-line heading: the query, and its AP / P@k / first relevant rank when its class is known."""
+    head = f"**{result.objective}** · query: {result.query} → {result.target}s"
+    if result.query_label is None:
+        tail = " · state the query's class to see AP and P@k"
+    else:
+        p = result.p_at_k or {}
+        tail = (f" · class **{class_names[result.query_label]}** · AP {_fmt(result.ap)} · "
+                + " · ".join(f"P@{k} {_fmt(v, 2)}" for k, v in p.items())
+                + f" · first relevant at rank {result.first_relevant_rank or '–'}")
+    notes = "".join(f"\n\n> note: {n}" for n in result.notes)
+    return head + tail + notes + ("" if result.exact else "\n\n> approximate index (HNSW)")
+
+
+def column_header(result: SearchResult) -> str:
+    if result.query_label is None:
+        return f"### {result.objective}\nclass of the query unknown"
+    p = result.p_at_k or {}
+    return (f"### {result.objective}\nAP **{_fmt(result.ap)}** · P@5 {_fmt(p.get('5'), 2)} · "
+            f"first relevant #{result.first_relevant_rank or '–'}")
+
+
+def text_list(result: SearchResult) -> str:
+    """Markdown list of text hits (for the compare columns)."""
+    if result.target != "text":
+        return ""
+    return "\n".join(f"{h.rank}. {MARK[h.relevant]} *{h.class_name}* {h.score:.3f} — {h.text}" for h in result.hits)
+
+
+def leaderboard_rows(service: RetrievalService) -> list[list]:
+    return [[r["objective"], round(r["i2t_map"], 4), round(r["t2i_map"], 4), round(r["avg_map"], 4),
+             r["best_epoch"], r["selected_on"]] for r in service.leaderboard()]
+
+
+def about_markdown(service: RetrievalService) -> str:
+    """What is being served: backbone, data, objectives, and how to build and serve another bundle."""
+    m = service.bundle.manifest
+    rows = "\n".join(f"| `{r[0]}` | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} |" for r in leaderboard_rows(service))
+    chance = service.leaderboard()[0]["chance_map"]
+    return f"""
+## What is being served
+- **Bundle**: `{service.bundle.folder}` ({m['data']['gallery_items']} gallery items, {len(service.objectives)} objectives,
+  built {m['created']})
+- **Backbone** (frozen): `{m['backbone']['built_from']}` → {m['backbone']['feature_dim']}-d features
+- **Data**: `{m['data']['spec']}`, classes: {', '.join(service.class_names)}
+- **Method**: CLIP4CMR (Zeng & Mao, ICMR 2022): one projection head per modality into a common space,
+  trained with class labels under each learning objective; relevance = same class; mAP over the whole gallery.
+
+| objective | image → text mAP | text → image mAP | average |
+|---|---|---|---|
+{rows}
+
+Chance level (random ranking): {chance:.3f}.
+
+## Your own bundle
+```
+python -m cmr_demo.bundle build --backbone ViT-B-32:laion2b_s34b_b79k --data manifest:my_data.csv \\
+    --objectives all --out my_bundle --device cuda
+python app.py --bundle my_bundle
+```
+`manifest:FILE.csv` takes columns `image,text,label[,split]`. Built with: `{' '.join(m['command'])}`
+"""

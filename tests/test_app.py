@@ -1,0 +1,54 @@
+"""The app as users and clients meet it: `python app.py` launched for real, every named endpoint via gradio_client."""
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return gradio_client.Client(app_url, verbose=False)
+
+
+def test_named_api_is_the_documented_one(client):
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/search_text", "/search_image", "/compare", "/embedding_map", "/disagreements"} <= set(api)
+    first = [p["parameter_name"] for p in api["/search_text"]["parameters"]][:3]
+    assert first == ["query", "objective", "k"]
+    assert [p["parameter_name"] for p in api["/search_image"]["parameters"]][:3] == ["image", "objective", "k"]
+    assert [p["parameter_name"] for p in api["/compare"]["parameters"]][:3] == ["query", "objectives", "k"]
+    assert [p["parameter_name"] for p in api["/embedding_map"]["parameters"]][:2] == ["objective", "query"]
+
+
+def test_search_text_returns_ranked_images_with_captions(client):
+    gallery, table, summary = client.predict("a red star", "pcl", 5, "star", api_name="/search_text")
+    assert len(gallery) == 5 and all(item["image"] and item["caption"].startswith(f"#{n + 1} ·")
+                                     for n, item in enumerate(gallery))
+    assert "AP" in summary and "class **star**" in summary
+    assert not table["data"] or table["data"] == [[None] * len(table["headers"])] or table["data"] == []
+
+
+def test_search_image_returns_ranked_texts(client, small_bundle):
+    image = gradio_client.handle_file(str(small_bundle / "gallery" / "images" / "00003.png"))
+    gallery, table, summary = client.predict(image, "ce", 4, api_name="/search_image")
+    assert gallery == [] and len(table["data"]) == 4
+    assert table["headers"][:3] == ["rank", "score", "class"] and table["data"][0][0] == 1
+
+
+def test_compare_gives_one_result_per_objective(client):
+    out = client.predict("two hearts", ["pcl", "ce"], 3, "heart", "", api_name="/compare")
+    assert list(out) == ["pcl", "ce"]
+    assert all(len(r["hits"]) == 3 and r["ap"] is not None for r in out.values())
+
+
+def test_embedding_map_returns_a_plotly_figure(client):
+    plot = client.predict("pcl", "a star", ["ce"], [], True, 5, "", api_name="/embedding_map")
+    assert plot["type"] == "plotly" and '"query"' in plot["plot"] and '"top 5"' in plot["plot"]
+
+
+def test_user_errors_reach_the_client_and_the_app_keeps_serving(client):
+    with pytest.raises(Exception, match="the text query is empty"):
+        client.predict("   ", "pcl", 3, api_name="/search_text")
+    with pytest.raises(Exception, match="not in the list of choices|unknown objective"):
+        client.predict("a star", "../../etc/passwd", 3, api_name="/search_text")
+    gallery, _, _ = client.predict("a star", "pcl", 2, api_name="/search_text")
+    assert len(gallery) == 2

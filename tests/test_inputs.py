@@ -1,0 +1,138 @@
+"""Hostile user inputs: every image and text either becomes a clean value or an InputError naming the fix."""
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cmr_demo.inputs import MAX_QUERY_CHARS, InputError, check_choice, check_class, check_k, clean_text, load_image
+
+
+def png_bytes(image: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=kw.pop("format", "PNG"), **kw)
+    return buf.getvalue()
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header declaring width x height with almost no data: decoding it would need gigabytes."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    idat = b"IDAT" + zlib.compress(b"\x00" * 16)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+            + struct.pack(">I", len(idat) - 4) + idat + struct.pack(">I", zlib.crc32(idat)))
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "0 bytes"),
+    (b"this is not an image at all", "not an image"),
+    (png_bytes(Image.new("RGB", (64, 64), "red"))[:60], "truncated or damaged"),
+    (bomb_png(100_000, 100_000), "more than 40,000,000 pixels"),  # PIL refuses it at open
+    (bomb_png(8_000, 8_000), "8000 x 8000 pixels"),  # under PIL's limit, over ours: refused before decoding
+])
+def test_broken_and_hostile_files_are_refused_with_a_reason(data, message, tmp_path):
+    path = tmp_path / "upload.png"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=message):
+        load_image(str(path))
+    with pytest.raises(InputError, match=message):
+        load_image(data)
+
+
+def _exif_rotated_jpeg() -> bytes:
+    im = Image.new("RGB", (40, 20), "blue")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees on display
+    return png_bytes(im, format="JPEG", exif=exif.tobytes())
+
+
+def _animated_gif() -> bytes:
+    frames = [Image.new("P", (16, 16), c) for c in (1, 2, 3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("data, size", [
+    (png_bytes(Image.new("RGB", (1, 1), "white")), (1, 1)),
+    (_animated_gif(), (16, 16)),
+    (png_bytes(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), format="JPEG"), (8, 8)),
+    (png_bytes(Image.fromarray(np.arange(0, 65536, 256, dtype=np.uint16).reshape(16, 16))), (16, 16)),
+    (png_bytes(Image.new("P", (8, 8), 3), transparency=3), (8, 8)),
+    (png_bytes(Image.new("LA", (8, 8), (100, 0))), (8, 8)),
+    (_exif_rotated_jpeg(), (20, 40)),  # EXIF orientation applied: portrait
+])
+def test_unusual_but_valid_images_become_rgb(data, size):
+    image = load_image(data)
+    assert image.mode == "RGB" and image.size == size
+
+
+def test_sixteen_bit_images_are_rescaled_not_saturated():
+    ramp = Image.fromarray(np.arange(0, 65536, 256, dtype=np.uint16).reshape(16, 16))
+    pixels = np.asarray(load_image(png_bytes(ramp)))
+    assert pixels.min() == 0 and pixels.max() == 255 and len(np.unique(pixels)) > 100
+
+
+def test_transparency_is_flattened_onto_white():
+    clear = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert np.asarray(load_image(png_bytes(clear))).min() == 255
+
+
+def test_missing_upload_and_wrong_types():
+    with pytest.raises(InputError, match="no image was given"):
+        load_image(None)
+    with pytest.raises(InputError, match="missing on the server"):
+        load_image("/nonexistent/upload.png")
+    with pytest.raises(InputError, match="file path or picture"):
+        load_image(12345)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("  a red   star\n", "a red star"),
+    ("a\x00red\x07star", "a red star"),
+    ("\u202ea red star\u202c", "a red star"),  # right-to-left override marks dropped
+    ("a red ⭐ star 🎉", "a red ⭐ star 🎉"),
+    ("<script>alert(1)</script> star", "<script>alert(1)</script> star"),  # kept as text, never rendered as HTML
+])
+def test_texts_are_cleaned(text, expected):
+    assert clean_text(text) == expected
+
+
+def test_long_texts_are_cut_with_a_note():
+    notes = []
+    assert len(clean_text("star " * 20_000, notes)) == MAX_QUERY_CHARS
+    assert notes and str(MAX_QUERY_CHARS) in notes[0]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\x00\x01", "\u200b\u200e", None])
+def test_empty_texts_are_refused(text):
+    with pytest.raises(InputError, match="empty"):
+        clean_text(text)
+
+
+def test_non_text_query_is_refused():
+    with pytest.raises(InputError, match="must be text"):
+        clean_text(["a", "list"])
+
+
+@pytest.mark.parametrize("k", [0, -3, 2.5, float("nan"), float("inf"), "5", None, True])
+def test_bad_k_is_refused(k):
+    with pytest.raises(InputError, match="whole number"):
+        check_k(k, 100)
+
+
+def test_k_is_capped_to_the_gallery_with_a_note():
+    notes = []
+    assert check_k(12.0, 100) == 12 and check_k(500, 40, notes) == 40 and "showing 40" in notes[0]
+
+
+def test_choices_and_classes():
+    assert check_choice("pcl", ["pcl", "ce"], "objective") == "pcl"
+    with pytest.raises(InputError, match="choose one of: pcl, ce"):
+        check_choice("/etc/passwd", ["pcl", "ce"], "objective")
+    with pytest.raises(InputError, match="unknown objective"):
+        check_choice(["pcl"], ["pcl", "ce"], "objective")
+    assert check_class("", ["star"]) is None and check_class(None, ["star"]) is None
+    assert check_class(" star ", ["ring", "star"]) == 1

@@ -1,0 +1,144 @@
+"""The service layer against naive references: rankings, AP, compare, leaderboard, disagreements, maps."""
+import numpy as np
+import pytest
+
+from cmr_demo import plots, views
+from cmr_demo.bundle_loader import load_bundle
+from cmr_demo.inputs import InputError
+from cmr_demo.service import RetrievalService
+
+
+@pytest.fixture(scope="module")
+def service(small_bundle):
+    return RetrievalService(load_bundle(small_bundle))
+
+
+def naive_ranking(query: np.ndarray, gallery: np.ndarray) -> list[int]:
+    scores = [float(np.dot(query, g)) for g in gallery]
+    return sorted(range(len(gallery)), key=lambda i: (-scores[i], i))
+
+
+def naive_ap(ranking: list[int], labels, label) -> float:
+    hits, total = 0, 0.0
+    for n, row in enumerate(ranking, start=1):
+        if labels[row] == label:
+            hits += 1
+            total += hits / n
+    return total / max(hits, 1)
+
+
+def test_text_search_matches_a_naive_ranking(service):
+    q = service.text_query("a red star on a striped background", "star")
+    result = service.search(q, "pcl", 7)
+    emb = service.embed(q, "pcl")
+    gallery = service.bundle.objectives["pcl"].image_emb
+    expected = naive_ranking(emb, gallery)
+    assert [h.index for h in result.hits] == expected[:7]
+    assert [h.rank for h in result.hits] == list(range(1, 8))
+    assert result.target == "image" and result.exact
+    assert result.ap == pytest.approx(naive_ap(expected, service.bundle.labels, q.label))
+    rel = [service.bundle.labels[r] == q.label for r in expected]
+    assert result.p_at_k["5"] == pytest.approx(np.mean(rel[:5]))
+    assert result.first_relevant_rank == rel.index(True) + 1
+    assert all(h.relevant == (h.label == q.label) for h in result.hits)
+
+
+def test_unlabelled_query_has_no_metrics(service):
+    result = service.search(service.text_query("two hearts"), "ce", 3)
+    assert result.ap is None and result.p_at_k is None and all(h.relevant is None for h in result.hits)
+    assert "state the query's class" in views.summary(result, service.class_names)
+
+
+def test_gallery_item_query_uses_its_stored_embedding_and_excludes_itself(service):
+    q = service.item_query(5, "image")
+    assert q.label == service.bundle.labels[5]
+    cross = service.search(q, "ce", 4)
+    emb = service.bundle.objectives["ce"].image_emb[5]
+    assert [h.index for h in cross.hits] == naive_ranking(emb, service.bundle.objectives["ce"].text_emb)[:4]
+    same = service.search(q, "ce", service.size + 5, target="image")
+    assert 5 not in [h.index for h in same.hits] and len(same.hits) == service.size - 1
+    ranking = [r for r in naive_ranking(emb, service.bundle.objectives["ce"].image_emb) if r != 5]
+    assert same.ap == pytest.approx(naive_ap(ranking, service.bundle.labels, q.label))
+    by_id = service.item_query(service.bundle.items[5]["id"], "text")
+    assert by_id.item == 5 and by_id.modality == "text"
+
+
+def test_image_upload_query_round_trips_a_gallery_image(service):
+    path = service.bundle.image_path(3)
+    result = service.search(service.image_query(str(path)), "pcl", 3, target="image")
+    assert result.hits[0].index == 3  # the gallery's own image comes back first
+    assert result.hits[0].score == pytest.approx(1.0, abs=5e-3)
+
+
+def test_compare_equals_separate_searches(service):
+    q = service.text_query("a shape with three corners", "triangle")
+    both = service.compare(q, ["pcl", "pcl+0.5*tl"], 5)
+    assert list(both) == ["pcl", "pcl+0.5*tl"]
+    for name, result in both.items():
+        alone = service.search(q, name, 5)
+        assert [h.index for h in result.hits] == [h.index for h in alone.hits] and result.ap == alone.ap
+    assert list(service.compare(q, None, 2)) == service.objectives
+    assert both["pcl"].to_dict()["hits"][0]["rank"] == 1
+
+
+def test_leaderboard_class_ap_and_disagreements_come_from_the_bundle(service):
+    board = service.leaderboard()
+    assert [r["avg_map"] for r in board] == sorted((r["avg_map"] for r in board), reverse=True)
+    for row in board:
+        assert row["avg_map"] == pytest.approx(service.bundle.manifest["objectives"][row["objective"]]["avg_map"])
+    classes, objectives, grid = service.class_ap("i2t")
+    assert grid.shape == (len(classes), len(objectives))
+    assert grid[0, 0] == pytest.approx(service.bundle.objectives[objectives[0]].metrics["per_class_ap"]["i2t"][classes[0]])
+    rows = service.disagreements("pcl", "ce", "t2i", n=10)
+    diffs = [abs(r["difference"]) for r in rows]
+    assert diffs == sorted(diffs, reverse=True) and len(rows) == 10
+    ap = service.bundle.objectives["pcl"].metrics["per_query_ap"]["t2i"]
+    assert rows[0]["ap_pcl"] == pytest.approx(ap[rows[0]["row"]])
+
+
+def test_map_view_places_a_gallery_item_on_its_own_point(service):
+    view = service.map_view("pcl", service.item_query(7, "image"), k=5)
+    own = service.bundle.objectives["pcl"].image_xy[7]
+    spread = np.ptp(service.bundle.objectives["pcl"].image_xy, axis=0).max()
+    assert np.linalg.norm(view["query"]["xy"] - own) < 0.25 * spread
+    assert len(view["query"]["hits"]) == 5 and view["query"]["target"] == "text"
+    fig = plots.map_figure([view, service.map_view("ce")], service.bundle.items, classes=[0, 1], pair_lines=True,
+                           selected=7)
+    names = {t.name for t in fig.data}
+    assert {"query", "top 5", "selected item"} <= names
+    assert len(fig.layout.annotations) == 2  # one titled panel per objective
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda s: s.search(s.text_query("x"), "no-such-objective"), "unknown objective 'no-such-objective'"),
+    (lambda s: s.search(s.text_query("x"), "../../etc/passwd"), "choose one of: pcl, ce"),
+    (lambda s: s.search(s.text_query("x"), "pcl", 0), "k (number of results)"),
+    (lambda s: s.search(s.text_query("x"), "pcl", "ten"), "k (number of results)"),
+    (lambda s: s.text_query("   \t "), "the text query is empty"),
+    (lambda s: s.text_query("x", "dragon"), "unknown class 'dragon'"),
+    (lambda s: s.item_query("no-such-id"), "no gallery item has id"),
+    (lambda s: s.item_query(10 ** 6), "rows go from 0 to 39"),
+    (lambda s: s.item_query(1, "audio"), "unknown modality"),
+    (lambda s: s.disagreements("pcl", "ce", "sideways"), "unknown direction"),
+])
+def test_user_errors_name_the_problem(service, call, message):
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        call(service)
+
+
+def test_k_beyond_the_gallery_is_capped_with_a_note(service):
+    result = service.search(service.text_query("a ring"), "pcl", 500)
+    assert len(result.hits) == service.size and any("showing 40" in n for n in result.notes)
+    assert "note:" in views.summary(result, service.class_names)
+
+
+def test_views_format_results(service):
+    images = service.search(service.text_query("a ring", "ring"), "pcl", 3)
+    texts = service.search(service.item_query(0, "image"), "pcl", 3)
+    assert len(views.gallery_value(images)) == 3 and views.text_rows(images) == []
+    rows = views.text_rows(texts)
+    assert len(rows) == 3 and rows[0][0] == 1 and rows[0][3] in ("✓", "✗")
+    assert views.gallery_value(texts) == [] and "AP" in views.column_header(texts)
+    assert "pcl" in views.about_markdown(service) and "python -m cmr_demo.bundle build" in views.about_markdown(service)
+    heat = plots.heatmap_figure(*service.class_ap())
+    assert np.asarray(heat.data[0].z).shape == (len(service.class_names), len(service.objectives))
