@@ -157,7 +157,9 @@ def verify(folder: str | Path) -> list[str]:
     problems = []
     for rel, digest in manifest["files"].items():
         path = folder / rel
-        if not path.is_file():
+        if not path.resolve().is_relative_to(folder.resolve()):
+            problems.append(f"file path {rel!r} points outside the bundle")
+        elif not path.is_file():
             problems.append(f"missing file {rel}")
         elif file_sha256(path) != digest:
             problems.append(f"sha256 mismatch for {rel}: the file was changed or damaged")

@@ -43,6 +43,14 @@ class Bundle:
         return self.folder / self.items[index]["image"]
 
 
+def _check_inside(root: Path, rel_paths: list[str], folder: Path) -> None:
+    """Refuse a bundle whose gallery paths point outside it: the app serves these files to anyone."""
+    root = root.resolve()
+    for rel in rel_paths:
+        if not (folder / rel).resolve().is_relative_to(root):
+            raise CheckpointError(f"bundle {folder}: gallery path {rel!r} points outside {root}; refusing to serve it")
+
+
 def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bool = True) -> Bundle:
     """Read and check a bundle; raise CheckpointError naming every problem when it is not intact."""
     folder = Path(folder)
@@ -52,6 +60,7 @@ def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bo
             raise CheckpointError(f"bundle {folder} failed verification:\n  " + "\n  ".join(problems[:10]))
     manifest = load_json(folder / "manifest.json")
     items = [json.loads(line) for line in (folder / "gallery" / "items.jsonl").read_text().splitlines() if line]
+    _check_inside(folder / "gallery", [it["image"] for it in items], folder)
     bundle = Bundle(folder, manifest, items, np.array([it["label"] for it in items], dtype=np.int64),
                     manifest["data"]["class_names"])
     feature_dim = manifest["backbone"]["feature_dim"]

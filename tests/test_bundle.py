@@ -88,3 +88,23 @@ def test_loader_gives_the_app_everything_without_umap(small_bundle, tmp_path):
     from cmr_demo.checkpoint import CheckpointError
     with pytest.raises(CheckpointError, match="sha256 mismatch for gallery/items.jsonl"):
         load_bundle(damaged)
+
+
+def test_gallery_paths_cannot_escape_the_bundle(small_bundle, tmp_path):
+    """A bundle whose items point at ../../etc/passwd is refused, even with matching hashes (re-signed)."""
+    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.checkpoint import CheckpointError, file_sha256
+    evil = tmp_path / "evil"
+    shutil.copytree(small_bundle, evil)
+    items = evil / "gallery" / "items.jsonl"
+    lines = items.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["image"] = "../../../../etc/passwd"
+    items.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    manifest = json.loads((evil / "manifest.json").read_text())
+    manifest["files"]["gallery/items.jsonl"] = file_sha256(items)
+    manifest["files"]["../outside.txt"] = "0" * 64
+    (evil / "manifest.json").write_text(json.dumps(manifest))
+    assert any("points outside the bundle" in p for p in verify(evil))
+    with pytest.raises(CheckpointError, match="points outside"):
+        load_bundle(evil, check_hashes=False)

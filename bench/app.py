@@ -1,0 +1,121 @@
+"""The app as clients see it: cold start to ready, end-to-end latency of every endpoint under concurrency, peak RSS.
+
+    python bench/app.py [--bundle assets/demo] [--clients 1 8 32] [--requests 20]
+
+Starts `python app.py` in a subprocess (offline), times it until it answers, then for each level of
+concurrency runs that many gradio_client sessions in threads, each sending `--requests` requests per
+endpoint, and records p50/p95 wall latency per endpoint, errors, and the server's peak RSS (VmHWM).
+Writes bench/results/app.json and .md with the goals beside the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from app_server import start_app, stop_app  # noqa: E402
+
+GOALS = {"ready_s": 8.0, "search_text_p50_ms_at_8": 100.0, "search_text_p95_ms_at_8": 250.0, "rss_mb": 1536.0}
+QUERIES = ["a red star", "two blue hearts on a striped background", "a shape with three corners", "a small ring",
+           "an arrow pointing left", "a big hexagon in the centre", "a crescent moon on navy", "three crosses"]
+
+
+def endpoints(bundle: Path) -> dict:
+    from gradio_client import handle_file
+    images = sorted((bundle / "gallery" / "images").glob("*.png"))[:16]
+    return {
+        "search_text": lambda c, i: c.predict(QUERIES[i % len(QUERIES)] + f" {i}", "pcl", 10, api_name="/search_text"),
+        "search_image": lambda c, i: c.predict(handle_file(str(images[i % len(images)])), "pcl", 10,
+                                               api_name="/search_image"),
+        "compare": lambda c, i: c.predict(QUERIES[i % len(QUERIES)], [], 6, api_name="/compare"),
+        "embedding_map": lambda c, i: c.predict("pcl", QUERIES[i % len(QUERIES)], [], api_name="/embedding_map"),
+    }
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def session(url: str, calls: dict, n: int, seed: int) -> dict:
+    from gradio_client import Client
+    client = Client(url, verbose=False)
+    out = {name: [] for name in calls}
+    errors = {name: 0 for name in calls}
+    for i in range(n):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            try:
+                call(client, seed * 1000 + i)
+                out[name].append(time.perf_counter() - start)
+            except Exception:  # counted: the benchmark reports errors instead of stopping
+                errors[name] += 1
+    return {"times": out, "errors": errors}
+
+
+def level(url: str, calls: dict, clients: int, n: int) -> dict:
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(lambda s: session(url, calls, n, s), range(clients)))
+    row = {}
+    for name in calls:
+        times = np.concatenate([r["times"][name] for r in results]) * 1000
+        row[name] = {"p50_ms": float(np.percentile(times, 50)) if len(times) else None,
+                     "p95_ms": float(np.percentile(times, 95)) if len(times) else None,
+                     "requests": int(len(times)), "errors": int(sum(r["errors"][name] for r in results))}
+    return row
+
+
+def markdown(result: dict) -> str:
+    lines = [f"App benchmark, {result['date']}, {result['machine']}", "",
+             f"- cold start to ready: **{result['ready_s']:.2f} s** (goal <= {GOALS['ready_s']} s)",
+             f"- server peak RSS: **{result['peak_rss_mb']:.0f} MB** (goal <= {GOALS['rss_mb']:.0f} MB)", "",
+             "| clients | endpoint | requests | errors | p50 ms | p95 ms |", "|---|---|---|---|---|---|"]
+    for clients, row in result["levels"].items():
+        for name, r in row.items():
+            lines.append(f"| {clients} | {name} | {r['requests']} | {r['errors']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} |")
+    at8 = result["levels"].get("8", {}).get("search_text")
+    if at8:
+        lines += ["", f"search_text at 8 clients: p50 {at8['p50_ms']:.0f} ms (goal <= {GOALS['search_text_p50_ms_at_8']:.0f}),"
+                      f" p95 {at8['p95_ms']:.0f} ms (goal <= {GOALS['search_text_p95_ms_at_8']:.0f})"]
+    return "\n".join(lines + ["", f"command: `{result['command']}`"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", default=str(ROOT / "assets" / "demo"))
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--requests", type=int, default=20, help="requests per endpoint per client")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "app"))
+    args = p.parse_args()
+    os.environ.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    log = Path(args.out + ".log")
+    proc, url, ready = start_app(Path(args.bundle), log)
+    try:
+        calls = endpoints(Path(args.bundle))
+        session(url, calls, 1, 999)  # warm-up: first-request imports and caches
+        levels = {str(c): level(url, calls, c, args.requests) for c in args.clients}
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        stop_app(proc)
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores", "command": " ".join(["python", "bench/app.py", *sys.argv[1:]]),
+              "ready_s": ready, "peak_rss_mb": rss, "levels": levels, "goals": GOALS}
+    Path(args.out + ".json").write_text(json.dumps(result, indent=2))
+    Path(args.out + ".md").write_text(markdown(result) + "\n")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
