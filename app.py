@@ -59,8 +59,8 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except InputError as err:
-            raise gr.Error(str(err)) from None
+        except InputError as err:  # the user's mistake, not the app's: no traceback in the server log
+            raise gr.Error(str(err), print_exception=False) from None
         except gr.Error:
             raise
         except Exception:
@@ -101,6 +101,9 @@ def search_text(query: str, objective: str, k: int, query_class: str = "", same_
 @user_errors
 def search_image(image: str, objective: str, k: int, query_class: str = "", same_modality: bool = False):
     """Image file -> ranked texts (or images with same_modality)."""
+    if isinstance(image, str) and not Path(image).resolve().is_relative_to(Path(image_in.GRADIO_CACHE).resolve()):
+        # an API client can name a server path (a FileData without "meta"); only uploads are images to search with
+        raise InputError("the image must be uploaded to this app, not named by a server path: upload the file")
     q = SERVICE.image_query(image, query_class)
     return _render(SERVICE.search(q, objective, k, "image" if same_modality else "text"))
 
@@ -196,7 +199,10 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
                 text_class = gr.Dropdown(class_choices, value="", label="Class of this text (optional: shows AP, P@k)")
                 text_btn = gr.Button("Search images", variant="primary", elem_id="search-text-btn")
             with gr.Column(scale=2):
-                image_in = gr.Image(type="filepath", label="Image query", height=180, sources=["upload", "clipboard"])
+                # image_mode=None: the file reaches inputs.load_image as uploaded (gradio's RGB conversion would
+                # decode bombs before our size check, and clip 16-bit images and drop transparency badly)
+                image_in = gr.Image(type="filepath", image_mode=None, label="Image query", height=180,
+                                    sources=["upload", "clipboard"])
                 image_class = gr.Dropdown(class_choices, value="", label="Class of this image (optional)")
                 image_btn = gr.Button("Search texts", elem_id="search-image-btn")
         with gr.Row():

@@ -18,10 +18,20 @@ MAX_QUERY_CHARS = 1000  # the tokenizer keeps ~32-77 tokens anyway; longer input
 MAX_IMAGE_BYTES = 20 * 2 ** 20  # a generous photo; larger uploads are refused before reading
 MAX_IMAGE_PIXELS = 40_000_000  # ~ a 7000 x 5700 photo; declared sizes above this are refused unread
 MAX_K = 100  # results per query shown or returned
+MAX_ASPECT = 20  # longer side / shorter side kept of an upload; CLIP only looks at the centre square anyway
 
 
 class InputError(ValueError):
     """A user input the service cannot use; the message says what was wrong and what to send instead."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """repr of a user value for a message, cut to `limit` characters (never fails, even on huge ints)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # ints beyond sys.get_int_max_str_digits(), deep nesting
+        return f"a {type(value).__name__} too large to show"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def clean_text(text: object, notes: list[str] | None = None) -> str:
@@ -44,14 +54,15 @@ def clean_text(text: object, notes: list[str] | None = None) -> str:
 
 def check_k(k: object, gallery_size: int, notes: list[str] | None = None) -> int:
     """A whole number of results in 1..min(MAX_K, gallery size)."""
-    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)) or not np.isfinite(k):
-        raise InputError(f"k (number of results) must be a whole number from 1 to {MAX_K}; got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)) or (
+            isinstance(k, (float, np.floating)) and not np.isfinite(k)):  # np.isfinite fails on ints > 2**64
+        raise InputError(f"k (number of results) must be a whole number from 1 to {MAX_K}; got {shown(k)}")
     if k != int(k) or k < 1:
-        raise InputError(f"k (number of results) must be a whole number from 1 to {MAX_K}; got {k!r}")
+        raise InputError(f"k (number of results) must be a whole number from 1 to {MAX_K}; got {shown(k)}")
     limit = min(MAX_K, gallery_size)
     if k > limit and notes is not None:
-        notes.append(f"k={int(k)} is more than {'the gallery holds' if limit == gallery_size else 'allowed'}; "
-                     f"showing {limit}")
+        holds = "the gallery holds" if limit == gallery_size else "allowed"
+        notes.append(f"k={shown(int(k), 30)} is more than {holds}; showing {limit}")
     return int(min(k, limit))
 
 
@@ -59,8 +70,7 @@ def check_choice(value: object, choices: Sequence[str], what: str) -> str:
     """`value` when it is one of `choices` (exactly), else an InputError listing them."""
     if isinstance(value, str) and value in choices:
         return value
-    shown = repr(value)[:80]
-    raise InputError(f"unknown {what} {shown}; choose one of: {', '.join(choices)}")
+    raise InputError(f"unknown {what} {shown(value)}; choose one of: {', '.join(choices)}")
 
 
 def check_class(name: object, class_names: Sequence[str]) -> int | None:
@@ -75,12 +85,20 @@ def load_image(source: object) -> Image.Image:
     """An RGB PIL image from a path, bytes or PIL image, refusing bombs and broken files with InputError.
 
     Orientation follows EXIF; the first frame of an animation is used; transparency is flattened
-    onto white; 16-bit and float images are scaled to 8 bits rather than clipped to white.
+    onto white; 16-bit and float images are scaled to 8 bits rather than clipped to white; strips
+    longer than MAX_ASPECT:1 are centre-cropped to that (CLIP scales the short side up to its input
+    size, so a 1 x 1,000,000 strip would become gigapixels, and keeps only the centre square anyway).
     """
     if source is None:
         raise InputError("no image was given: upload one, or pick an example or a gallery item")
     if isinstance(source, Image.Image):
-        return _to_rgb(source)
+        try:
+            return _to_rgb(source)
+        except InputError:
+            raise
+        except (OSError, ValueError) as err:  # a mode PIL cannot convert to RGB, e.g. La or RGBa
+            raise InputError(f"the picture cannot be converted to RGB ({str(err)[:120]}): "
+                             f"send it as a PNG or JPEG file") from None
     data = _read_bytes(source)
     if not data:
         raise InputError("the image file is empty (0 bytes): upload a PNG, JPEG, GIF or WebP picture")
@@ -128,11 +146,18 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if im.width < 1 or im.height < 1:
         raise InputError("the image has no pixels: upload a real picture")
     im = ImageOps.exif_transpose(im) or im
+    w, h = im.size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        cw, ch = min(w, MAX_ASPECT * h), min(h, MAX_ASPECT * w)
+        left, top = (w - cw) // 2, (h - ch) // 2
+        im = im.crop((left, top, left + cw, top + ch))
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth: rescale, do not saturate
         arr = np.asarray(im, dtype=np.float64)
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        finite = np.isfinite(arr)  # float images may hold NaN and inf: scale the finite range, the rest is black
+        arr = np.where(finite, arr, np.min(arr, where=finite, initial=np.inf) if finite.any() else 0.0)
+        lo, hi = float(arr.min()), float(arr.max())
         arr = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255
-        im = Image.fromarray(np.nan_to_num(arr).astype(np.uint8), "L")
+        im = Image.fromarray(arr.astype(np.uint8), "L")
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):

@@ -17,7 +17,7 @@ import torch
 
 from .bundle_loader import Bundle
 from .index import GalleryIndex
-from .inputs import InputError, check_choice, check_class, check_k, clean_text, load_image
+from .inputs import InputError, check_choice, check_class, check_k, clean_text, load_image, shown
 from .maps import place
 
 MODALITIES = ("image", "text")
@@ -110,10 +110,10 @@ class RetrievalService:
         else:
             try:
                 row = int(item)
-            except (TypeError, ValueError):
-                raise InputError(f"a gallery item is a row number or an id; got {item!r}") from None
+            except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
+                raise InputError(f"a gallery item is a row number or an id; got {shown(item)}") from None
             if not 0 <= row < self.size:
-                raise InputError(f"gallery row {row} does not exist: rows go from 0 to {self.size - 1}")
+                raise InputError(f"gallery row {shown(row, 30)} does not exist: rows go from 0 to {self.size - 1}")
         it = self.bundle.items[row]
         return Query(modality, text=it["text"], item=row, label=int(it["label"]))
 
@@ -195,6 +195,8 @@ class RetrievalService:
     def compare(self, query: Query, objectives: Sequence[str] | None = None, k: object = 10,
                 target: object = None, progress=None) -> dict[str, SearchResult]:
         """The same query under several objectives (all when none are given); one backbone pass."""
+        if objectives is not None and (isinstance(objectives, str) or not isinstance(objectives, Sequence)):
+            raise InputError(f"objectives must be a list of objective names; got {shown(objectives)}")
         chosen = [self.check_objective(o) for o in objectives] if objectives else list(self.objectives)
         feats = None if query.item is not None else self._features(query)
         out = {}

@@ -29,9 +29,21 @@ def small_bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def app_url(small_bundle, tmp_path_factory):
-    """`python app.py --bundle <small bundle>` running in a subprocess for the whole session."""
+def app_process(small_bundle, tmp_path_factory):
+    """`python app.py --bundle <small bundle>` running in a subprocess for the whole session: (url, log path)."""
     from app_server import start_app, stop_app
-    proc, url, _ = start_app(small_bundle, tmp_path_factory.mktemp("app") / "app.log")
-    yield url
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    proc, url, _ = start_app(small_bundle, log_path)
+    yield url, log_path
     stop_app(proc)
+
+
+@pytest.fixture(scope="session")
+def app_url(app_process):
+    return app_process[0]
+
+
+@pytest.fixture(scope="session")
+def app_log(app_process):
+    """The app's stdout + stderr (its logging and gradio's tracebacks), growing as requests come in."""
+    return app_process[1]
