@@ -5,7 +5,7 @@ ourselves. The architecture comes from open_clip (random init), the objective is
 `ClipLoss` with the model's learnable temperature, and the result is an ordinary open_clip state dict
 that `load_backbone("ARCH:DIR/backbone.safetensors")` loads like any other weights file.
 
-    python -m cmr_demo.pretrain --data shapes:3000 --arch shapes-clip --out runs/pretrain --minutes 18
+    python -m cmr_demo.pretrain --data shapes:40000 --arch shapes-rn --out runs/pretrain --minutes 18
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ MAX_LOGIT_SCALE = math.log(100)  # CLIP's clamp: a larger temperature makes the 
 
 @dataclass
 class PretrainConfig:
-    data: str = "shapes:3000"
-    arch: str = "shapes-clip"  # ~12 MB fp32; tiny-clip (31 MB) is the larger alternative
+    data: str = "shapes:40000"  # 28,000 training pairs: 3,000 were memorised in 18 minutes (zero-shot 0.16)
+    arch: str = "shapes-rn"  # tiny ResNet: ~1.8x the steps/s of the ViT shapes-clip and zero-shot 0.39 vs 0.22
     epochs: int = 100  # an upper bound: on 2 cores the --minutes budget usually ends training first
     batch_size: int = 128  # more negatives per step help contrastive learning; 128 still fits CPU speed
     lr: float = 1e-3  # small transformers from scratch tolerate a high peak lr with warmup

@@ -1,5 +1,6 @@
 """Test-wide settings: offline, CPU, a private feature cache; nothing reaches a network or ~/.cache."""
 import os
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -33,7 +34,8 @@ def app_process(small_bundle, tmp_path_factory):
     """`python app.py --bundle <small bundle>` running in a subprocess for the whole session: (url, log path)."""
     from app_server import start_app, stop_app
     log_path = tmp_path_factory.mktemp("app") / "app.log"
-    proc, url, _ = start_app(small_bundle, log_path)
+    # CMR_APP_BUNDLE serves another bundle (e.g. assets/demo for the README's screenshots)
+    proc, url, _ = start_app(Path(os.environ.get("CMR_APP_BUNDLE") or small_bundle), log_path)
     yield url, log_path
     stop_app(proc)
 

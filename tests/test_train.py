@@ -133,3 +133,39 @@ def test_raw_images_and_captions_through_a_real_backbone(tmp_path):
     assert config["heads"]["image_dim"] == 32 and 0 <= m["avg_map"] <= 1
     with pytest.raises(ValueError, match="trained on features from 'nano-clip:random'"):
         load_heads(tmp_path / "a" / "pcl" / "heads.safetensors", source="tiny-clip:random")
+
+
+# Runs the training CLI with os.fsync / os.replace patched to SIGKILL the process on the Nth call: the
+# kill lands inside atomic_write_bytes, with the temporary file written but not yet renamed into place.
+KILL_IN_WRITE = """
+import os, signal, sys
+import cmr_demo.checkpoint as checkpoint
+target, nth = sys.argv[1], int(sys.argv[2])
+real = getattr(os, target)
+calls = [0]
+def dying(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+setattr(checkpoint.os, target, dying)
+from cmr_demo.train import main
+main(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize("target", ["fsync", "replace"])
+def test_kill_9_inside_a_checkpoint_write_then_resume(tmp_path, target):
+    """No half-written file is ever taken as the latest state: resuming ends with the uninterrupted metrics."""
+    args = [*SMALL, "--epochs", "12", "--patience", "1000", "--objective", "ce"]
+    whole = main([*args, "--out", str(tmp_path / "whole")])["ce"]
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", KILL_IN_WRITE, target, "4", *args, "--out", str(out)], env=env,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    leftovers = list((out / "ce").glob(".*.tmp"))
+    assert leftovers, "the kill should have left the temporary file of the interrupted write"
+    assert not (out / "ce" / "metrics.json").exists()
+    resumed = main([*args, "--out", str(out), "--resume"])["ce"]
+    assert resumed["per_query_ap"] == whole["per_query_ap"] and resumed["avg_map"] == whole["avg_map"]
