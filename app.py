@@ -177,6 +177,11 @@ def embedding_map(objective: str, query: str = "", others: list[str] | None = No
     return plots.map_figure(map_views, ITEMS, chosen or None, lines, sel)
 
 
+def browse_gallery(current):
+    """The whole gallery as thumbnails, sent once: a gallery already filled is left as it is."""
+    return gr.skip() if current else BROWSE
+
+
 def picked_id(evt: gr.SelectData) -> str:
     return ITEMS[evt.index]["id"]
 
@@ -218,8 +223,8 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
         gr.Examples([[e] for e in EXAMPLES], inputs=[text_in], label="Text examples")
         gr.Examples([[str(SERVICE.bundle.image_path(i))] for i in range(0, min(len(ITEMS), 60), 6)],
                     inputs=[image_in], label="Image examples")
-        with gr.Accordion("Browse the gallery: click an image to search texts with it", open=False):
-            browse = gr.Gallery(BROWSE, columns=10, height=420, allow_preview=False, label="Gallery")
+        with gr.Accordion("Browse the gallery: click an image to search texts with it", open=False) as browse_box:
+            browse = gr.Gallery(columns=10, height=420, allow_preview=False, label="Gallery")
     out = [results_gallery, results_table, summary_md, hits]
     events = [(text_btn.click, search_text, [text_in, objective, k, text_class, same], "search_text"),
               (text_in.submit, search_text, [text_in, objective, k, text_class, same], None),
@@ -287,13 +292,17 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
             map_selected = gr.Textbox("", label="Selected gallery item id", placeholder="click an image below")
             map_btn = gr.Button("Draw maps", variant="primary", elem_id="map-btn")
         map_plot = gr.Plot(elem_id="map-plot")
-        with gr.Accordion("Pick a gallery item to highlight it on every map", open=False):
-            map_pick = gr.Gallery(BROWSE, columns=10, height=300, allow_preview=False, label="Gallery")
+        with gr.Accordion("Pick a gallery item to highlight it on every map", open=False) as pick_box:
+            map_pick = gr.Gallery(columns=10, height=300, allow_preview=False, label="Gallery")
     map_inputs = [map_obj, map_query, map_others, map_classes, map_lines, map_k, map_selected]
     map_btn.click(embedding_map, map_inputs, map_plot, api_name="embedding_map")
     map_pick.select(picked_id, None, map_selected, api_visibility="private").then(
         embedding_map, map_inputs, map_plot, api_visibility="private")
     text_btn.click(lambda q: q, text_in, map_query, api_visibility="private")  # the map follows the search query
+
+    # The 600-thumbnail galleries are filled when first opened: building them costs ~2 s each at start-up.
+    browse_box.expand(browse_gallery, browse, browse, api_visibility="private", show_progress="hidden")
+    pick_box.expand(browse_gallery, map_pick, map_pick, api_visibility="private", show_progress="hidden")
 
     with gr.Tab("About"):
         gr.Markdown(views.about_markdown(SERVICE))

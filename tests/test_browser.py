@@ -50,6 +50,16 @@ def test_search_shows_result_images(page, shots):
     page.screenshot(path=str(shots / "search.png"), full_page=True)
 
 
+def test_clicking_a_gallery_item_searches_texts_with_it(page):
+    page.get_by_text("Browse the gallery").click()
+    thumbs = page.locator("button.thumbnail-item img, .thumbnail-item img")
+    thumbs.nth(20).wait_for(state="visible")
+    thumbs.nth(3).click()
+    page.get_by_text("gallery image", exact=False).first.wait_for(state="visible")
+    summary = page.locator("#search-summary").inner_text()
+    assert "→ texts" in summary and "AP" in summary  # a gallery item's class is known: AP is shown
+
+
 def test_compare_tab_shows_columns_and_plots(page, shots):
     open_tab(page, "Compare objectives")
     page.locator("#compare-btn").click()
