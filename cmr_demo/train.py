@@ -57,7 +57,7 @@ def write_run(out: Path, result, cfg: TrainConfig, head_cfg: HeadConfig, source:
         "data": {"spec": dataset.spec, "class_names": dataset.class_names, "val_source": dataset.val_source,
                  "sizes": {k: len(v) for k, v in dataset.splits().items()}, "ingest": dataset.report.to_dict()},
         "versions": package_versions(), "command": command})
-    save_json(out / "metrics.json", metrics)
+    save_json(out / "metrics.json", {**metrics, "ingest": dataset.report.to_dict()})  # what was skipped, with the result
     atomic_write_bytes(out / "history.csv", _history_csv(result.history))
     (out / STATE_FILE).unlink(missing_ok=True)
 
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     command = ["python", "-m", "cmr_demo.train", *(argv if argv is not None else sys.argv[1:])]
     rows = {name: train_objective(name, args, head_cfg, feats, source, dataset, command) for name in names}
     print_table(rows, args.select_on)
+    print(dataset.report.summary())  # again at the end: skipped items must not scroll away unseen
     return rows
 
 

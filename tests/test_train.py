@@ -169,3 +169,24 @@ def test_kill_9_inside_a_checkpoint_write_then_resume(tmp_path, target):
     assert not (out / "ce" / "metrics.json").exists()
     resumed = main([*args, "--out", str(out), "--resume"])["ce"]
     assert resumed["per_query_ap"] == whole["per_query_ap"] and resumed["avg_map"] == whole["avg_map"]
+
+
+def test_skipped_items_are_reported_at_the_end_and_saved_with_the_metrics(tmp_path, capsys):
+    """A manifest with a missing image and an empty caption: counted, listed by id, in metrics.json too."""
+    from cmr_demo.data.shapes import render_item
+    rows = ["image,text,label,split,id"]
+    for i in range(60):
+        image, caption, label = render_item(i)
+        image.save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,\"{caption}\",{label},{['train', 'train', 'test'][i % 3]},item{i}")
+    rows.append("gone.png,a red star,0,train,lost-image")
+    rows.append("0.png,,0,train,no-text")
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    args = ["--data", f"manifest:{tmp_path / 'data.csv'}", "--backbone", "nano-clip:random", "--epochs", "2",
+            "--hidden-dim", "16", "--embed-dim", "16", "--quiet", "--objective", "ce", "--out", str(tmp_path / "run")]
+    main(args)
+    tail = capsys.readouterr().out.strip().splitlines()
+    assert any("skipped 2 item(s)" in line for line in tail[-4:])  # the summary closes the run's output
+    saved = load_json(tmp_path / "run" / "ce" / "metrics.json")["ingest"]
+    assert saved["skipped_total"] == 2
+    assert sorted(i for ids in saved["skipped"].values() for i in ids) == ["lost-image", "no-text"]
