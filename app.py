@@ -234,8 +234,11 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
               (browse.select, search_browsed, [objective, k, same], None)]
     for trigger, fn, inputs, api_name in events:
         visibility = {"api_name": api_name} if api_name else {"api_visibility": "private"}
-        trigger(fn, inputs, out, **visibility).then(show_target, hits, [results_gallery, results_table],
-                                                    api_visibility="private", show_progress="hidden")
+        # queue=False: a search costs ~2 ms of CPU here, so it skips the queue's round trips (measured:
+        # bench/app.py); compare and maps stay queued under CONCURRENCY because they encode and plot more
+        trigger(fn, inputs, out, queue=False, **visibility).then(
+            show_target, hits, [results_gallery, results_table], queue=False, api_visibility="private",
+            show_progress="hidden")
 
     with gr.Tab("Compare objectives"):
         with gr.Row():
