@@ -51,7 +51,7 @@ def peak_rss_mb(pid: int) -> float:
 
 def session(url: str, calls: dict, n: int, seed: int) -> dict:
     from gradio_client import Client
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, download_files=False)  # like a browser: images fetched lazily by URL
     out = {name: [] for name in calls}
     errors = {name: 0 for name in calls}
     for i in range(n):
