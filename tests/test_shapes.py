@@ -102,3 +102,12 @@ def test_default_size_and_sample_grid(tmp_path):
     assert shapes.DEFAULT_ITEMS == 3000
     grid = shapes.sample_grid(n=6, path=tmp_path / "grid.png", cols=3)
     assert (tmp_path / "grid.png").exists() and grid.size[0] > 3 * 64 and grid.size[1] > 2 * 64
+
+
+def test_a_second_seed_draws_a_disjoint_sample_with_its_own_ids():
+    other = shapes.read("200,seed=1", IngestReport())
+    assert other.spec == "shapes:200,seed=1" and other.test.ids[0].startswith("shapes1-")
+    base = shapes.read("200", IngestReport())
+    assert other.test.texts != base.test.texts
+    with pytest.raises(DataError, match="optionally a seed"):
+        shapes.read("200,colour=red", IngestReport())

@@ -268,7 +268,8 @@ def parse_arg(arg: str) -> tuple[int, int]:
             raise ValueError
         seed = int(rest[len("seed="):]) if rest else SEED
     except ValueError:
-        raise DataError(f"shapes takes 'shapes:N' or 'shapes:N,seed=S' (e.g. 'shapes:3000,seed=1'); got '{arg}'") from None
+        raise DataError(f"shapes takes an item count and optionally a seed: 'shapes:N' or 'shapes:N,seed=S' "
+                        f"(e.g. 'shapes:3000,seed=1'); got '{arg}'") from None
     if n < MIN_ITEMS:
         raise DataError(f"shapes:N needs N >= {MIN_ITEMS} (every class in every split); got {n}")
     return n, seed
