@@ -1,0 +1,243 @@
+"""`python -m cmr_demo.study`: the paper's studies as sweeps of `cmr_demo.train` runs.
+
+    python -m cmr_demo.study imbalance   --data SPEC [--objectives pcl,ce] [--fractions 1,0.5,0.1] [--modality both]
+    python -m cmr_demo.study sensitivity --data SPEC [--objectives pcl,ce] --param embed_dim=64,256 --param margin=0.1,0.3
+
+Any other option (e.g. --standardize, --epochs 50) goes to every training run unchanged. Each finished
+run is appended to DIR/<study>.csv at once (written atomically, so a long study can be read midway);
+at the end DIR/<study>.html (and .png when kaleido is installed) draws avg mAP per objective.
+
+Why in-process `train.main` calls in temporary folders: a study row is then exactly what a plain
+`python -m cmr_demo.train` with the same flags reports, and no checkpoints pile up.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from tqdm import tqdm
+
+from .checkpoint import atomic_write_bytes
+from .losses import OBJECTIVES, expand_objectives, parse_hybrid
+from .plots import PALETTE
+from .train import build_parser as train_parser
+from .train import main as train
+
+NOT_SWEPT = {"seed", "num_workers", "extract_batch_size"}  # set by --seeds, or no effect on the result
+METRICS = ("i2t_map", "t2i_map", "avg_map", "best_epoch", "epochs_run", "train_seconds")
+
+
+@dataclass
+class Run:
+    """One planned row: `argv` is None for a row that is recorded but not trained (a skipped combination)."""
+    objective: str
+    facet: str
+    x: float
+    argv: list[str] | None
+    note: str = ""
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _options(objective: str) -> set[str]:
+    """Options an objective (or every part of a hybrid) declares, e.g. {'margin'} for tl."""
+    return {k for _, part in parse_hybrid(objective) for k in OBJECTIVES[part].defaults}
+
+
+def _train_params() -> dict[str, str]:
+    """Numeric train flags a sensitivity sweep may vary, by dest name -> flag ('embed_dim' -> '--embed-dim')."""
+    return {a.dest: a.option_strings[-1] for a in train_parser()._actions
+            if a.type in (int, float) and a.option_strings and a.dest not in NOT_SWEPT}
+
+
+@dataclass
+class Imbalance:
+    """Modality imbalance: only a fraction of the training pairs keep their text (or image), the rest of
+    that modality is unseen. Why both directions: the paper's claim is that PCL degrades least either way."""
+    fractions: list[float]
+    modality: str
+    facet, x_name, x_title = "modality", "fraction", "share of training pairs that keep the modality"
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--fractions", type=_floats, default=[1.0, 0.7, 0.5, 0.3, 0.1])
+        p.add_argument("--modality", choices=["text", "image", "both"], default="text",
+                       help="text: all images, a fraction of texts; image: the mirror case")
+
+    @classmethod
+    def from_args(cls, args) -> Imbalance:
+        return cls(args.fractions, args.modality)
+
+    def plan(self, objectives: list[str]) -> list[Run]:
+        modalities = ["text", "image"] if self.modality == "both" else [self.modality]
+        return [Run(name, m, f, [f"--{m}-fraction", repr(f)])
+                for m in modalities for name in objectives for f in self.fractions]
+
+
+@dataclass
+class Sensitivity:
+    """One-at-a-time sweeps around the defaults (plus any pass-through flags): each value of each
+    parameter is one run with everything else unchanged, so a curve shows that parameter alone."""
+    params: dict[str, list[str]]
+    facet, x_name, x_title = "parameter", "value", "parameter value"
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2,..",
+                       help="a train flag (embed_dim, hidden_dim, batch_size, lr, ...) or an objective option "
+                            "(margin, temperature, ...); repeatable")
+
+    @classmethod
+    def from_args(cls, args) -> Sensitivity:
+        params = {}
+        for item in args.param:
+            name, sep, values = item.partition("=")
+            if not sep or not values.strip():
+                raise ValueError(f"--param takes NAME=V1,V2,..; got '{item}'")
+            params[name.strip().replace("-", "_")] = [v.strip() for v in values.split(",") if v.strip()]
+        if not params:
+            raise ValueError("sensitivity needs at least one --param NAME=V1,V2,..")
+        return cls(params)
+
+    def plan(self, objectives: list[str]) -> list[Run]:
+        flags, options = _train_params(), set().union(*map(_options, objectives))
+        unknown = [n for n in self.params if n not in flags and n not in options]
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; valid: train flags {sorted(flags)} or options of "
+                             f"{','.join(objectives)}: {sorted(options) or 'none'}")
+        runs = []
+        for name, values in self.params.items():
+            for obj in objectives:
+                for v in values:
+                    if name in flags:
+                        runs.append(Run(obj, name, float(v), [flags[name], v]))
+                    elif name in _options(obj):
+                        runs.append(Run(obj, name, float(v), ["--objective-opt", f"{name}={v}"]))
+                    else:
+                        runs.append(Run(obj, name, float(v), None, f"skipped: {obj} has no option '{name}'"))
+        return runs
+
+
+STUDIES = {"imbalance": Imbalance, "sensitivity": Sensitivity}
+
+
+def train_once(objective: str, argv: list[str]) -> dict:
+    """A plain `train.main` run in a throw-away folder with its printing silenced; returns its metrics."""
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+        m = train([*argv, "--objective", objective, "--out", out, "--quiet"])[objective]
+    return {k: m[k] for k in METRICS}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(float(r[key]) for r in rows) / len(rows)
+
+
+def figure(study, rows: list[dict], title: str) -> go.Figure:
+    """One panel per facet (modality / parameter), one line per objective (mean over seeds); hover
+    shows both directions, which is where objectives differ most."""
+    done = [r for r in rows if r.get("avg_map") not in (None, "")]
+    facets = list(dict.fromkeys(r[study.facet] for r in rows))
+    objectives = list(dict.fromkeys(r["objective"] for r in rows))
+    fig = make_subplots(rows=1, cols=max(1, len(facets)), subplot_titles=facets, horizontal_spacing=0.06)
+    for col, facet in enumerate(facets, start=1):
+        for k, obj in enumerate(objectives):
+            groups: dict[float, list[dict]] = {}
+            for r in done:
+                if r[study.facet] == facet and r["objective"] == obj:
+                    groups.setdefault(float(r[study.x_name]), []).append(r)
+            xs = sorted(groups)
+            fig.add_trace(go.Scatter(
+                x=xs, y=[_mean(groups[x], "avg_map") for x in xs], mode="lines+markers", name=obj, legendgroup=obj,
+                showlegend=col == 1, line={"color": PALETTE[k % len(PALETTE)]},
+                customdata=[(_mean(groups[x], "i2t_map"), _mean(groups[x], "t2i_map"), len(groups[x])) for x in xs],
+                hovertemplate=f"<b>{obj}</b><br>{facet} %{{x}}<br>avg %{{y:.4f}}<br>I->T %{{customdata[0]:.4f}}"
+                              "<br>T->I %{customdata[1]:.4f}<br>seeds %{customdata[2]}<extra></extra>"), row=1, col=col)
+        xs = [float(r[study.x_name]) for r in rows if r[study.facet] == facet]
+        log = bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= 10  # lr, embed dims: even spacing on a log axis
+        fig.update_xaxes(type="log" if log else "linear", title_text=study.x_title if col == 1 else None,
+                         row=1, col=col)
+    fig.update_yaxes(title_text="avg mAP@all (test)", row=1, col=1)
+    fig.update_layout(title=title, height=420, template="plotly_white", hovermode="closest",
+                      margin={"l": 10, "r": 10, "t": 60, "b": 10})
+    return fig
+
+
+def save_figure(fig: go.Figure, base: Path) -> None:
+    """HTML always (plotly.js from the CDN keeps it small); PNG only when kaleido is there, never fatal."""
+    fig.write_html(base.with_suffix(".html"), include_plotlyjs="cdn")
+    try:
+        fig.write_image(base.with_suffix(".png"), width=1200, height=460)
+    except Exception as err:  # plotly raises ValueError/RuntimeError/ImportError without kaleido
+        if "kaleido" not in str(err).lower():
+            raise
+        print(f"note: {base.with_suffix('.png')} not written; PNG export needs `pip install kaleido`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cmr_demo.study", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="study", required=True)
+    for name, cls in STUDIES.items():
+        s = sub.add_parser(name, help=(cls.__doc__ or "").split("\n")[0],
+                           description=cls.__doc__ + "\nUnknown options go to every `cmr_demo.train` run.")
+        s.add_argument("--data", required=True, help="data spec, as for cmr_demo.train")
+        s.add_argument("--objectives", default="pcl,ce", help="NAME[,NAME..] | all")
+        s.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per setting")
+        s.add_argument("--out", default="runs/study", help="folder for <study>.csv/.html/.png")
+        cls.add_arguments(s)
+    return p
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run a study; returns its rows (also in DIR/<study>.csv)."""
+    args, extra = build_parser().parse_known_args(argv)
+    bad = [a for a in extra if a.split("=")[0] in ("--objective", "--out", "--seed")]
+    if bad:
+        raise ValueError(f"{bad}: set by the study itself (use --objectives, --out, --seeds)")
+    study = STUDIES[args.study].from_args(args)
+    objectives = expand_objectives(args.objectives)
+    plan = study.plan(objectives)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    cache: dict[tuple, dict] = {}  # identical settings (e.g. fraction 1 of text and of image) train once
+    runs = [(run, seed) for run in plan for seed in range(args.seeds)]
+    for run, seed in tqdm(runs, desc=args.study, unit="run", file=sys.stderr):
+        row = {"objective": run.objective, study.facet: run.facet, study.x_name: run.x, "seed": seed}
+        if run.argv is not None:
+            key = (run.objective, seed, *run.argv)
+            if key not in cache:
+                cache[key] = train_once(run.objective, ["--data", args.data, *extra, *run.argv, "--seed", str(seed)])
+            row.update(cache[key])
+        rows.append({**row, **{k: row.get(k, "") for k in METRICS}, "note": run.note})
+        write_csv(out / f"{args.study}.csv", rows)
+    title = f"{args.study} on {args.data} ({args.seeds} seed{'s' * (args.seeds > 1)})"
+    save_figure(figure(study, rows, title), out / args.study)
+    print(f"wrote {out / args.study}.csv and .html ({len(rows)} rows)")
+    return rows
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {err}") from None

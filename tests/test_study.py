@@ -1,0 +1,64 @@
+"""The study CLI on a tiny synthetic world: rows, skips, errors, and agreement with a plain training run."""
+import contextlib
+import csv
+import io
+
+import pytest
+
+from cmr_demo.study import main
+from cmr_demo.train import main as train
+
+TINY = ["--data", "synthetic:300", "--epochs", "3", "--hidden-dim", "16", "--embed-dim", "16"]
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def imbalance(tmp_path_factory):
+    """One small imbalance study shared by the tests below (six distinct runs: fraction 1 is trained once)."""
+    out = tmp_path_factory.mktemp("imbalance")
+    main(["imbalance", *TINY, "--objectives", "pcl,ce", "--fractions", "1,0.5", "--modality", "both",
+          "--out", str(out)])
+    return out
+
+
+def test_imbalance_rows_and_figure(imbalance):
+    rows = read_csv(imbalance / "imbalance.csv")
+    keys = {(r["objective"], float(r["fraction"]), r["modality"]) for r in rows}
+    assert len(rows) == len(keys) == 8
+    assert keys == {(o, f, m) for o in ("pcl", "ce") for f in (1.0, 0.5) for m in ("text", "image")}
+    assert all(0 < float(r["avg_map"]) <= 1 for r in rows)
+    html = (imbalance / "imbalance.html").read_text()
+    assert "cdn.plot.ly" in html and len(html) < 100_000  # plotly.js from the CDN, not inlined
+    assert "I-\\u003eT" in html and "T-\\u003eI" in html  # both directions in the hover (JSON-escaped '>')
+
+
+def test_fraction_one_equals_plain_train_run(imbalance, tmp_path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        plain = train([*TINY, "--objective", "pcl", "--seed", "0", "--quiet", "--out", str(tmp_path)])["pcl"]
+    row, = [r for r in read_csv(imbalance / "imbalance.csv")
+            if (r["objective"], r["modality"], float(r["fraction"])) == ("pcl", "text", 1.0)]
+    assert float(row["avg_map"]) == plain["avg_map"]  # repr round-trips a float exactly
+
+
+def test_sensitivity_sweeps_flags_and_options_and_skips(tmp_path):
+    main(["sensitivity", *TINY, "--objectives", "pcl,tl", "--param", "embed_dim=8,16", "--param", "margin=0.1,0.3",
+          "--out", str(tmp_path)])
+    rows = read_csv(tmp_path / "sensitivity.csv")
+    assert len(rows) == 8
+    embed = [r for r in rows if r["parameter"] == "embed_dim"]
+    assert {(r["objective"], float(r["value"])) for r in embed} == {(o, v) for o in ("pcl", "tl") for v in (8, 16)}
+    assert all(r["avg_map"] for r in embed)
+    margin = {r["objective"]: r for r in rows if r["parameter"] == "margin"}
+    assert margin["tl"]["avg_map"] and not margin["tl"]["note"]
+    assert margin["pcl"]["avg_map"] == "" and "skipped" in margin["pcl"]["note"] and "margin" in margin["pcl"]["note"]
+    assert (tmp_path / "sensitivity.html").is_file()
+
+
+def test_unknown_parameter_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown parameter.*warmup.*valid.*embed_dim.*temperature"):
+        main(["sensitivity", *TINY, "--objectives", "pcl", "--param", "warmup=1,2", "--out", str(tmp_path)])
+    assert not (tmp_path / "sensitivity.csv").exists()
