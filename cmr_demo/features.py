@@ -49,8 +49,7 @@ def split_features(split: Split, backbone_spec: str, cache_dir: Path, load, batc
     `load` is a zero-argument callable returning the Backbone: it is only called on a cache miss,
     so a second run never loads the model at all.
     """
-    from .backbone import weights_identity
-    path = Path(cache_dir) / f"{cache_key(backbone_spec, weights_identity(backbone_spec), split)}.safetensors"
+    path = cache_path(split, backbone_spec, cache_dir)
     if path.is_file():
         try:
             tensors, _ = load_tensors(path)
@@ -60,9 +59,19 @@ def split_features(split: Split, backbone_spec: str, cache_dir: Path, load, batc
     backbone = load()
     image = backbone.encode_images(split.images, batch_size, num_workers, progress)
     text = backbone.encode_texts(split.texts, batch_size=4 * batch_size, progress=progress)
-    save_tensors(path, {"image": torch.from_numpy(image), "text": torch.from_numpy(text)},
-                 {"backbone": backbone_spec, "items": str(len(split))})
+    save_cache(path, image, text, backbone_spec)
     return image, text
+
+
+def cache_path(split: Split, backbone_spec: str, cache_dir: Path) -> Path:
+    from .backbone import weights_identity
+    return Path(cache_dir) / f"{cache_key(backbone_spec, weights_identity(backbone_spec), split)}.safetensors"
+
+
+def save_cache(path: Path, image: np.ndarray, text: np.ndarray, backbone_spec: str) -> None:
+    save_tensors(path, {"image": torch.from_numpy(np.ascontiguousarray(image)),
+                        "text": torch.from_numpy(np.ascontiguousarray(text))},
+                 {"backbone": backbone_spec, "items": str(len(image))})
 
 
 def dataset_features(dataset: Dataset, backbone_spec: str | None, device: str = "cpu", precision: str = "fp32",
