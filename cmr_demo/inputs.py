@@ -156,8 +156,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         finite = np.isfinite(arr)  # float images may hold NaN and inf: scale the finite range, the rest is black
         arr = np.where(finite, arr, np.min(arr, where=finite, initial=np.inf) if finite.any() else 0.0)
         lo, hi = float(arr.min()), float(arr.max())
-        arr = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255
-        im = Image.fromarray(arr.astype(np.uint8), "L")
+        # halves first: hi - lo overflows to inf for pixels near +-1.8e308, and inf / inf is NaN
+        scaled = np.zeros_like(arr) if hi <= lo else (arr / 2 - lo / 2) / (hi / 2 - lo / 2) * 255
+        im = Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):
