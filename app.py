@@ -85,6 +85,16 @@ def _render(result):
             {"target": result.target, "hits": [{"index": h.index, "modality": h.modality} for h in result.hits]})
 
 
+def _target(query, same_modality: bool) -> str | None:
+    """The modality to search: the query's own when asked, else None (the service's default: the other one)."""
+    return query.modality if same_modality else None
+
+
+def _row(evt: gr.SelectData) -> int | None:
+    """The clicked row: galleries give an index, tables a [row, column] pair."""
+    return evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+
+
 def show_target(state: dict):
     """Only the result component of the searched modality is visible (a separate step: the API stays plain)."""
     image = (state or {}).get("target", "image") == "image"
@@ -95,7 +105,7 @@ def show_target(state: dict):
 def search_text(query: str, objective: str, k: int, query_class: str = "", same_modality: bool = False):
     """Text query -> ranked images with captions (or texts with same_modality)."""
     q = SERVICE.text_query(query, query_class)
-    return _render(SERVICE.search(q, objective, k, "text" if same_modality else "image"))
+    return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
 
 
 @user_errors
@@ -105,25 +115,24 @@ def search_image(image: str, objective: str, k: int, query_class: str = "", same
         # an API client can name a server path (a FileData without "meta"); only uploads are images to search with
         raise InputError("the image must be uploaded to this app, not named by a server path: upload the file")
     q = SERVICE.image_query(image, query_class)
-    return _render(SERVICE.search(q, objective, k, "image" if same_modality else "text"))
+    return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
 
 
 @user_errors
 def search_hit(state: dict, objective: str, k: int, same_modality: bool, evt: gr.SelectData):
     """A click on a result: search with that gallery item (its class is known, so AP is shown)."""
-    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    row = _row(evt)
     hits = (state or {}).get("hits", [])
     if not hits or row is None or not 0 <= row < len(hits):
         raise InputError("that result is no longer on screen: run the search again")
     q = SERVICE.item_query(hits[row]["index"], hits[row]["modality"])
-    other = "text" if q.modality == "image" else "image"
-    return _render(SERVICE.search(q, objective, k, q.modality if same_modality else other))
+    return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
 
 
 @user_errors
 def search_browsed(objective: str, k: int, same_modality: bool, evt: gr.SelectData):
     q = SERVICE.item_query(evt.index, "image")
-    return _render(SERVICE.search(q, objective, k, "image" if same_modality else "text"))
+    return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
 
 
 @user_errors
@@ -157,7 +166,7 @@ def disagreements(a: str, b: str, direction: str):
 
 
 def pick_disagreement(table, direction: str, evt: gr.SelectData):
-    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    row = _row(evt)
     item_id = table.iloc[row, 0] if hasattr(table, "iloc") else table[row][0]
     return item_id, ("image" if direction == "i2t" else "text")
 

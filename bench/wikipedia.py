@@ -9,12 +9,9 @@ standardised with train statistics (SIFT bag-of-words and LDA proportions are no
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cmr_demo.losses import expand_objectives  # noqa: E402
-from cmr_demo.train import main as train  # noqa: E402
+from cmr_demo.train import run_silently  # noqa: E402
 
 PUBLISHED = [("random", 0.118, 0.118), ("CM (CCA)", 0.249, 0.196), ("SM", 0.225, 0.223), ("SCM", 0.277, 0.226)]
 PROTOCOLS = {"val": "epoch selected on a validation split carved from train",
@@ -30,9 +27,8 @@ PROTOCOLS = {"val": "epoch selected on a validation split carved from train",
 
 
 def run_one(data: str, objective: str, seed: int, select_on: str, extra: list[str]) -> dict:
-    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        m = train(["--data", f"wikipedia:{data}", "--objective", objective, "--seed", str(seed), "--standardize",
-                   "--select-on", select_on, "--out", out, "--quiet", *extra])[objective]
+    m = run_silently(objective, ["--data", f"wikipedia:{data}", "--seed", str(seed), "--standardize",
+                                 "--select-on", select_on, *extra])
     return {k: m[k] for k in ("i2t_map", "t2i_map", "avg_map", "best_epoch", "epochs_run", "train_seconds")}
 
 
@@ -45,7 +41,7 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def table(results: dict, seeds: int) -> str:
-    lines = [f"| method | protocol | I->T | T->I | avg | s/run |", "|---|---|---|---|---|---|"]
+    lines = ["| method | protocol | I->T | T->I | avg | s/run |", "|---|---|---|---|---|---|"]
     lines += [f"| {name} (published) | - | {i2t:.3f} | {t2i:.3f} | {(i2t + t2i) / 2:.3f} | - |" for name, i2t, t2i in PUBLISHED]
     fmt = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
     for protocol, per_obj in results.items():

@@ -6,7 +6,9 @@ then rename over the target (rename is atomic on POSIX). Nothing here ever unpic
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import platform
@@ -66,6 +68,15 @@ def package_versions() -> dict[str, str]:
             return "not installed"
     return {"cmr_demo": __version__, "python": platform.python_version(),
             **{name: of(name) for name in ("torch", "open_clip_torch", "numpy", "safetensors")}}
+
+
+def save_csv(path: str | Path, rows: list[dict]) -> None:
+    """Rows of dicts as CSV, atomically; the columns are every key seen, in first-seen order."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def save_json(path: str | Path, obj: Any) -> None:

@@ -7,6 +7,7 @@ the threshold comes from `bench/search.py` (bench/results/search.md, search_cros
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,11 +31,10 @@ HNSW_EF_SEARCH = 256  # search breadth: the recall/latency dial
 SEARCH_THREADS = 1  # one query per call: 2 FAISS threads made a flat scan 2-3x slower (1M: 87 vs 39 ms)
 
 
+@functools.cache
 def _faiss():
     import faiss  # imported on first use: the app pays for it once, tests of other modules never
-    if not getattr(_faiss, "configured", False):
-        faiss.omp_set_num_threads(SEARCH_THREADS)  # concurrent requests already use the other cores
-        _faiss.configured = True
+    faiss.omp_set_num_threads(SEARCH_THREADS)  # concurrent requests already use the other cores
     return faiss
 
 

@@ -54,10 +54,9 @@ def clean_text(text: object, notes: list[str] | None = None) -> str:
 
 def check_k(k: object, gallery_size: int, notes: list[str] | None = None) -> int:
     """A whole number of results in 1..min(MAX_K, gallery size)."""
-    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)) or (
-            isinstance(k, (float, np.floating)) and not np.isfinite(k)):  # np.isfinite fails on ints > 2**64
-        raise InputError(f"k (number of results) must be a whole number from 1 to {MAX_K}; got {shown(k)}")
-    if k != int(k) or k < 1:
+    number = isinstance(k, (int, float, np.integer, np.floating)) and not isinstance(k, bool)
+    finite = number and not (isinstance(k, (float, np.floating)) and not np.isfinite(k))  # isfinite fails on ints > 2**64
+    if not finite or k != int(k) or k < 1:
         raise InputError(f"k (number of results) must be a whole number from 1 to {MAX_K}; got {shown(k)}")
     limit = min(MAX_K, gallery_size)
     if k > limit and notes is not None:

@@ -32,13 +32,15 @@ def ranked_relevance(query, query_labels, gallery, gallery_labels, limit: int | 
         yield (gl[order] == ql[start:start + _CHUNK, None]).float()
 
 
+def ap_from_relevance(rel: torch.Tensor) -> torch.Tensor:
+    """[Q, G] 0/1 relevance in ranked order -> [Q] average precision (0 for a query with no relevant item)."""
+    ranks = torch.arange(1, rel.shape[1] + 1, device=rel.device, dtype=rel.dtype)
+    return (rel.cumsum(dim=1) / ranks * rel).sum(dim=1) / rel.sum(dim=1).clamp(min=1)
+
+
 def average_precision(query, query_labels, gallery, gallery_labels) -> np.ndarray:
     """AP over the whole ranked gallery for each query, [Q]. A query with no relevant item gets 0."""
-    out = []
-    for rel in ranked_relevance(query, query_labels, gallery, gallery_labels):
-        ranks = torch.arange(1, rel.shape[1] + 1, device=rel.device, dtype=rel.dtype)
-        precision = rel.cumsum(dim=1) / ranks
-        out.append((precision * rel).sum(dim=1) / rel.sum(dim=1).clamp(min=1))
+    out = [ap_from_relevance(rel) for rel in ranked_relevance(query, query_labels, gallery, gallery_labels)]
     return torch.cat(out).cpu().numpy().astype(np.float64)
 
 

@@ -19,6 +19,7 @@ from .bundle_loader import Bundle
 from .index import GalleryIndex
 from .inputs import InputError, check_choice, check_class, check_k, clean_text, load_image, shown
 from .maps import place
+from .metrics import ap_from_relevance
 
 MODALITIES = ("image", "text")
 P_AT = (1, 5, 10)  # precision cut-offs reported per query
@@ -87,6 +88,7 @@ class RetrievalService:
                         for m in MODALITIES}
         for view in bundle.objectives.values():
             view.heads.eval()
+        self._rows_by_id = {it["id"]: n for n, it in enumerate(bundle.items)}
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
 
@@ -103,10 +105,9 @@ class RetrievalService:
         """A gallery item by row number or id; its class is known, so AP and P@k can be shown."""
         modality = check_choice(modality, MODALITIES, "modality")
         if isinstance(item, str) and not item.strip().lstrip("-").isdigit():
-            ids = {it["id"]: n for n, it in enumerate(self.bundle.items)}
-            if item.strip() not in ids:
+            row = self._rows_by_id.get(item.strip())
+            if row is None:
                 raise InputError(f"no gallery item has id {item[:60]!r}; ids look like '{self.bundle.items[0]['id']}'")
-            row = ids[item.strip()]
         else:
             try:
                 row = int(item)
@@ -186,11 +187,8 @@ class RetrievalService:
         if query.item is not None and target == query.modality:
             order = order[:-1]  # the item itself, ranked last above
         rel = (self.bundle.labels[order] == query.label).astype(np.float64)
-        if rel.sum() == 0:
-            return 0.0, {str(k): 0.0 for k in P_AT}, None
-        precision = np.cumsum(rel) / np.arange(1, len(rel) + 1)
-        ap = float((precision * rel).sum() / rel.sum())
-        return ap, {str(k): float(rel[:k].mean()) for k in P_AT}, int(np.argmax(rel)) + 1
+        ap = float(ap_from_relevance(torch.from_numpy(rel[None]))[0])
+        return ap, {str(k): float(rel[:k].mean()) for k in P_AT}, int(np.argmax(rel)) + 1 if rel.any() else None
 
     def compare(self, query: Query, objectives: Sequence[str] | None = None, k: object = 10,
                 target: object = None, progress=None) -> dict[str, SearchResult]:
@@ -209,10 +207,9 @@ class RetrievalService:
     # ---- bundle-level views ----------------------------------------------------------------------
     def leaderboard(self) -> list[dict]:
         """One row per objective, best average mAP first: the bundle's test-split metrics."""
-        rows = [{"objective": name, "i2t_map": m.get("i2t_map"), "t2i_map": m.get("t2i_map"),
-                 "avg_map": m.get("avg_map"), "chance_map": m.get("chance_map"), "best_epoch": m.get("best_epoch"),
-                 "selected_on": m.get("selected_on")}
-                for name, m in ((n, v.metrics) for n, v in self.bundle.objectives.items())]
+        keys = ("i2t_map", "t2i_map", "avg_map", "chance_map", "best_epoch", "selected_on")
+        rows = [{"objective": name, **{k: view.metrics.get(k) for k in keys}}
+                for name, view in self.bundle.objectives.items()]
         return sorted(rows, key=lambda r: -(r["avg_map"] or 0))
 
     def class_ap(self, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray]:
@@ -244,6 +241,8 @@ class RetrievalService:
                "labels": self.bundle.labels, "class_names": self.class_names, "query": None}
         if query is None:
             return out
+        if features is None and query.item is None:
+            features = self._features(query)  # once, for the search and the placement below
         result = self.search(query, objective, k, features=features)
         emb = self.embed(query, objective, features)
         both = np.concatenate([view.image_emb, view.text_emb])

@@ -13,11 +13,7 @@ Why in-process `train.main` calls in temporary folders: a study row is then exac
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
-import io
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +21,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_bytes
+from .checkpoint import save_csv
 from .losses import OBJECTIVES, expand_objectives, parse_hybrid
 from .plots import PALETTE
 from .train import build_parser as train_parser
-from .train import main as train
+from .train import run_silently
 
 NOT_SWEPT = {"seed", "num_workers", "extract_batch_size"}  # set by --seeds, or no effect on the result
 METRICS = ("i2t_map", "t2i_map", "avg_map", "best_epoch", "epochs_run", "train_seconds")
@@ -131,22 +127,6 @@ class Sensitivity:
 STUDIES = {"imbalance": Imbalance, "sensitivity": Sensitivity}
 
 
-def train_once(objective: str, argv: list[str]) -> dict:
-    """A plain `train.main` run in a throw-away folder with its printing silenced; returns its metrics."""
-    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        m = train([*argv, "--objective", objective, "--out", out, "--quiet"])[objective]
-    return {k: m[k] for k in METRICS}
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
-
-
 def _mean(rows: list[dict], key: str) -> float:
     return sum(float(r[key]) for r in rows) / len(rows)
 
@@ -226,10 +206,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if run.argv is not None:
             key = (run.objective, seed, *run.argv)
             if key not in cache:
-                cache[key] = train_once(run.objective, ["--data", args.data, *extra, *run.argv, "--seed", str(seed)])
+                metrics = run_silently(run.objective, ["--data", args.data, *extra, *run.argv, "--seed", str(seed)])
+                cache[key] = {k: metrics[k] for k in METRICS}
             row.update(cache[key])
         rows.append({**row, **{k: row.get(k, "") for k in METRICS}, "note": run.note})
-        write_csv(out / f"{args.study}.csv", rows)
+        save_csv(out / f"{args.study}.csv", rows)
     title = f"{args.study} on {args.data} ({args.seeds} seed{'s' * (args.seeds > 1)})"
     save_figure(figure(study, rows, title), out / args.study)
     print(f"wrote {out / args.study}.csv and .html ({len(rows)} rows)")

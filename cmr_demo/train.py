@@ -7,17 +7,18 @@ objective.safetensors, config.json, metrics.json, history.csv} -> a table of all
 from __future__ import annotations
 
 import argparse
-import csv
+import contextlib
 import io
 import json
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write_bytes, package_versions, save_heads, save_json, save_tensors
+from .checkpoint import package_versions, save_csv, save_heads, save_json, save_tensors
 from .data import load_data
 from .features import FeatureSource, dataset_features
 from .heads import HeadConfig
@@ -35,15 +36,6 @@ def run_dir_name(objective: str) -> str:
     return objective.replace("*", "x")
 
 
-def _history_csv(rows: list[dict]) -> bytes:
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue().encode()
-
-
 def write_run(out: Path, result, cfg: TrainConfig, head_cfg: HeadConfig, source: FeatureSource, dataset,
               metrics: dict, command: list[str]) -> None:
     """Everything a later stage needs, each file written atomically; the resume state goes last."""
@@ -58,7 +50,7 @@ def write_run(out: Path, result, cfg: TrainConfig, head_cfg: HeadConfig, source:
                  "sizes": {k: len(v) for k, v in dataset.splits().items()}, "ingest": dataset.report.to_dict()},
         "versions": package_versions(), "command": command})
     save_json(out / "metrics.json", {**metrics, "ingest": dataset.report.to_dict()})  # what was skipped, with the result
-    atomic_write_bytes(out / "history.csv", _history_csv(result.history))
+    save_csv(out / "history.csv", result.history)
     (out / STATE_FILE).unlink(missing_ok=True)
 
 
@@ -181,6 +173,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     print_table(rows, args.select_on)
     print(dataset.report.summary())  # again at the end: skipped items must not scroll away unseen
     return rows
+
+
+def run_silently(objective: str, argv: list[str]) -> dict:
+    """One objective trained in a throw-away folder with the CLI's printing silenced; its metrics.
+
+    Why: studies and benchmarks want exactly what `python -m cmr_demo.train` reports, without
+    checkpoints piling up or tables interleaving with their own output.
+    """
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+        return main([*argv, "--objective", objective, "--out", out, "--quiet"])[objective]
 
 
 if __name__ == "__main__":
