@@ -149,6 +149,22 @@ def _check_downloadable(spec: BackboneSpec) -> None:
             f"with network access (HF_HUB_OFFLINE unset) to fill the cache.")
 
 
+def split_preprocess(preprocess) -> tuple[Any, torch.Tensor, torch.Tensor] | None:
+    """open_clip's preprocessing cut before ToTensor (or its MaybeToTensor) + Normalize: (PIL -> uint8, mean, std).
+
+    Why: decoding workers then hand over uint8 pixels instead of float32 (4x fewer bytes through
+    shared memory, pinned memory and the bus), and the float conversion and normalisation run on the
+    device. On a GPU the float batches, not the model, were what capped ViT-B-32 extraction. The
+    arithmetic is ToTensor's and Normalize's own (x / 255 - mean) / std, so features do not change.
+    """
+    from torchvision import transforms as T
+    steps = list(getattr(preprocess, "transforms", []))
+    if len(steps) < 2 or not isinstance(steps[-2], T.ToTensor) or not isinstance(steps[-1], T.Normalize):
+        return None
+    norm = steps[-1]
+    return T.Compose([*steps[:-2], T.PILToTensor()]), torch.tensor(norm.mean), torch.tensor(norm.std)
+
+
 class _ImageItems(torch.utils.data.Dataset):
     """Paths or PIL images -> preprocessed tensors (a Dataset so DataLoader workers can decode)."""
 
@@ -193,13 +209,23 @@ class Backbone:
                       progress: bool = True) -> np.ndarray:
         """[N] paths or PIL images -> [N, feature_dim] float32 (not normalised, as in CLIP4CMR)."""
         from tqdm.auto import tqdm
-        loader = torch.utils.data.DataLoader(_ImageItems(images, self.preprocess), batch_size=batch_size,
+        split = split_preprocess(self.preprocess)
+        on_cpu, finish = (self.preprocess, None) if split is None else (split[0], self._normalizer(*split[1:]))
+        loader = torch.utils.data.DataLoader(_ImageItems(images, on_cpu), batch_size=batch_size,
                                              num_workers=num_workers, pin_memory=self.device.type == "cuda")
         out = []
         for batch in tqdm(loader, desc="encode images", unit="batch", disable=not progress):
+            batch = batch.to(self.device, non_blocking=True)
+            if finish is not None:
+                batch = finish(batch)
             with self._autocast():
-                out.append(self.model.encode_image(batch.to(self.device, non_blocking=True)).float().cpu())
+                out.append(self.model.encode_image(batch).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim), np.float32)
+
+    def _normalizer(self, mean: torch.Tensor, std: torch.Tensor):
+        """uint8 [B, 3, H, W] on the device -> what ToTensor + Normalize would have produced."""
+        mean, std = mean.to(self.device)[:, None, None], std.to(self.device)[:, None, None]
+        return lambda x: x.float().div_(255).sub_(mean).div_(std)
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256, progress: bool = True) -> np.ndarray:

@@ -18,6 +18,14 @@ def _as_tensor(x) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
 
 
+def _as_numpy(x) -> np.ndarray:
+    """Labels as a host array, whether they come as a list, an array or a tensor on any device.
+
+    Why: the training CLI evaluates tensors where they live; on a GPU np.asarray(tensor) raises.
+    """
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
 @torch.no_grad()
 def ranked_relevance(query, query_labels, gallery, gallery_labels, limit: int | None = None):
     """Yield [chunk, G'] float relevance (1 = same class) in ranked order, G' = limit or G."""
@@ -54,14 +62,14 @@ def precision_at_k(query, query_labels, gallery, gallery_labels, ks=DEFAULT_KS) 
 
 def chance_map(query_labels, gallery_labels) -> float:
     """Expected mAP of a random ranking, ~ the mean share of relevant items per query."""
-    ql, gl = np.asarray(query_labels), np.asarray(gallery_labels)
+    ql, gl = _as_numpy(query_labels), _as_numpy(gallery_labels)
     share = {c: float(np.mean(gl == c)) for c in np.unique(ql)}
     return float(np.mean([share[c] for c in ql]))
 
 
 def _direction(query, ql, gallery, gl, class_names, ks) -> dict:
     ap = average_precision(query, ql, gallery, gl)
-    ql = np.asarray(ql)
+    ql = _as_numpy(ql)
     per_class = {class_names[c]: float(ap[ql == c].mean()) for c in np.unique(ql)}
     return {"map": float(ap.mean()), "per_class_ap": per_class,
             "p_at_k": {str(k): v for k, v in precision_at_k(query, ql, gallery, gl, ks).items()},

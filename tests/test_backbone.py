@@ -106,3 +106,35 @@ def test_package_configs_encode_and_precisions():
     # ARCH:random is the same network in every call (seeded), so its features can be cached
     np.testing.assert_array_equal(load_backbone("nano-clip:random").encode_texts(TEXTS, progress=False),
                                   load_backbone("nano-clip:random").encode_texts(TEXTS, progress=False))
+
+
+@pytest.mark.parametrize("arch", ["ViT-B-32", "shapes-rn"])
+def test_uint8_hand_over_gives_the_features_of_open_clips_own_preprocessing(arch, tmp_path):
+    """Workers ship uint8 pixels and the device normalises: same features as open_clip's float preprocess."""
+    from cmr_demo.backbone import split_preprocess
+    backbone = load_backbone(f"{arch}:random")
+    assert split_preprocess(backbone.preprocess) is not None  # the fast path is the one taken
+    ims = images(4, size=61)
+    paths = []
+    for i, im in enumerate(ims):
+        paths.append(tmp_path / f"{i}.png")
+        im.save(paths[-1])
+    on_cpu, mean, std = split_preprocess(backbone.preprocess)
+    handed_over = torch.stack([on_cpu(im) for im in ims])
+    assert handed_over.dtype == torch.uint8
+    pixels = torch.stack([backbone.preprocess(im) for im in ims])
+    torch.testing.assert_close(backbone._normalizer(mean, std)(handed_over), pixels, rtol=0, atol=0)  # bit for bit
+    with torch.no_grad():
+        reference = backbone.model.encode_image(pixels).numpy()
+    # batches of 3 and 1 round differently from one batch of 4 in the matmuls, hence atol, not equality
+    np.testing.assert_allclose(backbone.encode_images(ims, batch_size=3, progress=False), reference, atol=2e-5)
+    np.testing.assert_allclose(backbone.encode_images(paths, batch_size=3, num_workers=2, progress=False),
+                               reference, atol=2e-5)
+
+
+def test_unusual_preprocessing_keeps_the_float_path():
+    from torchvision import transforms as T
+
+    from cmr_demo.backbone import split_preprocess
+    assert split_preprocess(T.Compose([T.Resize(8), T.ToTensor()])) is None
+    assert split_preprocess(lambda im: im) is None

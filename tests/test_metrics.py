@@ -80,3 +80,19 @@ def test_per_class_ap_is_the_mean_over_that_class():
     ap = np.array(m["per_query_ap"]["i2t"])
     assert m["per_class_ap"]["i2t"]["b"] == pytest.approx(ap[labels == 1].mean())
     assert m["i2t_map"] == pytest.approx(ap.mean())
+
+
+def test_labels_as_tensors_that_cannot_become_numpy_directly(monkeypatch):
+    """The training CLI evaluates tensors where they live; a CUDA tensor refuses np.asarray (no GPU here,
+    so that refusal is what this test imitates)."""
+    import torch
+    rng = np.random.default_rng(3)
+    img, txt, labels = rng.normal(size=(30, 6)), rng.normal(size=(30, 6)), rng.integers(0, 3, 30)
+    expected = evaluate(img, txt, labels, labels, ["a", "b", "c"])
+
+    def refuse(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+    monkeypatch.setattr(torch.Tensor, "__array__", refuse)
+    t = torch.as_tensor(labels)
+    got = evaluate(torch.as_tensor(img), torch.as_tensor(txt), t, t, ["a", "b", "c"])
+    assert got["avg_map"] == expected["avg_map"] and got["per_class_ap"] == expected["per_class_ap"]
