@@ -73,7 +73,7 @@ def train_objective(name: str, args, head_cfg: HeadConfig, feats: dict, source: 
     data = {k: Tensors.of(*feats[k], labels[k], dev) for k in feats}
     out.mkdir(parents=True, exist_ok=True)
     result = fit(cfg, head_cfg, len(dataset.class_names), data["train"], data[args.select_on],
-                 state_path=out / STATE_FILE, progress=not args.quiet)
+                 state_path=out / STATE_FILE, progress=not args.quiet, state_every_s=args.state_every)
     metrics = _final_metrics(result, data, dataset, cfg)
     write_run(out, result, cfg, head_cfg, source, dataset, metrics, command)
     return metrics
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0, help="image decoding workers for extraction")
     p.add_argument("--out", required=True, help="output folder; one sub-folder per objective")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs, keep finished ones")
+    p.add_argument("--state-every", type=float, default=2.0, metavar="SECONDS",
+                   help="write the resume state at most this often (0: every epoch); a resumed run replays the rest")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

@@ -13,7 +13,8 @@ from cmr_demo.checkpoint import load_heads, load_json
 from cmr_demo.train import STATE_FILE, main
 
 SMALL = ["--data", "synthetic:600", "--hidden-dim", "32", "--embed-dim", "64", "--lr", "1e-3",
-         "--batch-size", "100", "--quiet"]  # a few seconds per objective on 2 cores
+         "--batch-size", "100", "--quiet", "--state-every", "0"]  # a few seconds per objective on 2 cores;
+# the kill tests below count on a resume state after every epoch
 
 
 def run(tmp_path, *extra, out="run"):
