@@ -5,7 +5,8 @@
 
 Any other option (e.g. --standardize, --epochs 50) goes to every training run unchanged. Each finished
 run is appended to DIR/<study>.csv at once (written atomically, so a long study can be read midway);
-at the end DIR/<study>.html (and .png when kaleido is installed) draws avg mAP per objective.
+at the end DIR/<study>.html (and .png when kaleido is installed) draws avg mAP per objective, and
+DIR/<study>.json records the date, machine, command and package versions.
 
 Why in-process `train.main` calls in temporary folders: a study row is then exactly what a plain
 `python -m cmr_demo.train` with the same flags reports, and no checkpoints pile up.
@@ -21,9 +22,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tqdm import tqdm
 
-from .checkpoint import save_csv
+from .checkpoint import save_csv, save_json
 from .losses import OBJECTIVES, expand_objectives, parse_hybrid
 from .plots import PALETTE
+from .provenance import stamp
 from .train import build_parser as train_parser
 from .train import run_silently
 
@@ -162,14 +164,16 @@ def figure(study, rows: list[dict], title: str) -> go.Figure:
 
 
 def save_figure(fig: go.Figure, base: Path) -> None:
-    """HTML always (plotly.js from the CDN keeps it small); PNG only when kaleido is there, never fatal."""
+    """HTML always (plotly.js from the CDN keeps it small); PNG when kaleido finds a Chrome, never fatal.
+
+    Why never fatal: the PNG is a convenience copy of the HTML figure, and a study's hours of training
+    must not be lost to a missing browser at the very end (the CSV is already written by then)."""
     fig.write_html(base.with_suffix(".html"), include_plotlyjs="cdn")
     try:
         fig.write_image(base.with_suffix(".png"), width=1200, height=460)
-    except Exception as err:  # plotly raises ValueError/RuntimeError/ImportError without kaleido
-        if "kaleido" not in str(err).lower():
-            raise
-        print(f"note: {base.with_suffix('.png')} not written; PNG export needs `pip install kaleido`")
+    except Exception as err:  # noqa: BLE001  (ImportError without kaleido, kaleido's own errors without Chrome)
+        print(f"note: {base.with_suffix('.png')} not written ({type(err).__name__}: {str(err)[:200]}); PNG "
+              "export needs `pip install kaleido` and Chrome or Chromium (e.g. `apt install chromium`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,7 +217,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         save_csv(out / f"{args.study}.csv", rows)
     title = f"{args.study} on {args.data} ({args.seeds} seed{'s' * (args.seeds > 1)})"
     save_figure(figure(study, rows, title), out / args.study)
-    print(f"wrote {out / args.study}.csv and .html ({len(rows)} rows)")
+    command = ["python", "-m", "cmr_demo.study", *(argv if argv is not None else sys.argv[1:])]
+    save_json(out / f"{args.study}.json", {**stamp(command), "seeds": args.seeds, "rows": len(rows)})
+    print(f"wrote {out / args.study}.csv, .json and .html ({len(rows)} rows)")
     return rows
 
 

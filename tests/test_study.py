@@ -1,7 +1,9 @@
 """The study CLI on a tiny synthetic world: rows, skips, errors, and agreement with a plain training run."""
 import contextlib
 import csv
+import importlib.util
 import io
+import json
 
 import pytest
 
@@ -34,6 +36,11 @@ def test_imbalance_rows_and_figure(imbalance):
     html = (imbalance / "imbalance.html").read_text()
     assert "cdn.plot.ly" in html and len(html) < 100_000  # plotly.js from the CDN, not inlined
     assert "I-\\u003eT" in html and "T-\\u003eI" in html  # both directions in the hover (JSON-escaped '>')
+    meta = json.loads((imbalance / "imbalance.json").read_text())
+    assert meta["command"].startswith("python -m cmr_demo.study imbalance --data synthetic:300")
+    assert meta["machine"] and meta["date"] and meta["versions"]["torch"] and meta["rows"] == 8
+    if importlib.util.find_spec("kaleido") is not None:  # PNG export needs kaleido and a Chromium
+        assert (imbalance / "imbalance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_fraction_one_equals_plain_train_run(imbalance, tmp_path):
@@ -62,3 +69,17 @@ def test_unknown_parameter_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"unknown parameter.*warmup.*valid.*embed_dim.*temperature"):
         main(["sensitivity", *TINY, "--objectives", "pcl", "--param", "warmup=1,2", "--out", str(tmp_path)])
     assert not (tmp_path / "sensitivity.csv").exists()
+
+
+def test_png_export_failure_is_a_note_not_a_crash(tmp_path, monkeypatch, capsys):
+    """A missing kaleido or browser must not lose a finished study: HTML written, a note names the fix."""
+    import plotly.graph_objects as go
+
+    from cmr_demo.study import save_figure
+
+    def no_browser(self, *args, **kwargs):
+        raise RuntimeError("Kaleido requires Google Chrome to be installed")
+    monkeypatch.setattr(go.Figure, "write_image", no_browser)
+    save_figure(go.Figure(go.Scatter(x=[1, 2], y=[2, 1])), tmp_path / "s")
+    assert (tmp_path / "s.html").is_file() and not (tmp_path / "s.png").exists()
+    assert "apt install chromium" in capsys.readouterr().out

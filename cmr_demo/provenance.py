@@ -1,0 +1,44 @@
+"""Where and how a result was made: date, machine, command and package versions, for every result file.
+
+Why: a figure without its machine and command cannot be rerun or compared; `bench/report.py` prints
+these beside each table it puts in the README.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from .checkpoint import package_versions
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """'AMD EPYC, 2 cores, 24 GiB' (+ ', NVIDIA H200' when torch sees a GPU)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    text = f"{cpu_name()}, {cores} cores"
+    try:
+        text += f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30:.0f} GiB"
+    except (ValueError, OSError, AttributeError):
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        text += ", " + torch.cuda.get_device_name(0)
+    return text
+
+
+def stamp(command: list[str]) -> dict:
+    """{date, machine, command, versions} for a result written now by `command`."""
+    return {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "command": " ".join(command),
+            "versions": package_versions()}
