@@ -14,7 +14,9 @@ Why in-process `train.main` calls in temporary folders: a study row is then exac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,8 +189,57 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--objectives", default="pcl,ce", help="NAME[,NAME..] | all")
         s.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per setting")
         s.add_argument("--out", default="runs/study", help="folder for <study>.csv/.html/.png")
+        s.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (many cores or a GPU)")
+        s.add_argument("--replot", action="store_true",
+                       help="no training: redraw DIR/<study>.html/.png from DIR/<study>.csv (e.g. where kaleido is)")
         cls.add_arguments(s)
     return p
+
+
+def _train_one(objective: str, argv: list[str]) -> dict:
+    metrics = run_silently(objective, argv)
+    return {k: metrics[k] for k in METRICS}
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _run_all(tasks: dict[tuple, tuple[str, list[str]]], jobs: int):
+    """Yield (key, metrics) as runs finish: in this process, or in `jobs` worker processes.
+
+    Why processes: every run is independent, and one small-head run uses about two cores, so a machine
+    with many cores (or one GPU shared by several runs) finishes a study that many times sooner. Each
+    worker gets an equal share of the cores for torch; results do not depend on the order of finishing.
+    """
+    if jobs <= 1:
+        for key, (objective, argv) in tasks.items():
+            yield key, _train_one(objective, argv)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(_train_one, objective, argv): key for key, (objective, argv) in tasks.items()}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def replot(study, base: Path) -> list[dict]:
+    """Redraw a finished study's figures from its CSV (and the title in its JSON); nothing is trained."""
+    import csv
+    import json
+    if not base.with_suffix(".csv").is_file():
+        raise ValueError(f"{base.with_suffix('.csv')} does not exist: run the study first (without --replot)")
+    with base.with_suffix(".csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    meta = base.with_suffix(".json")
+    title = json.loads(meta.read_text()).get("title", base.name) if meta.is_file() else base.name
+    save_figure(figure(study, rows, title), base)
+    print(f"redrew {base}.html (and .png where kaleido can) from {len(rows)} rows")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -197,28 +248,47 @@ def main(argv: list[str] | None = None) -> list[dict]:
     bad = [a for a in extra if a.split("=")[0] in ("--objective", "--out", "--seed")]
     if bad:
         raise ValueError(f"{bad}: set by the study itself (use --objectives, --out, --seeds)")
+    started = time.perf_counter()
+    out = Path(args.out)
+    if args.replot:
+        return replot(STUDIES[args.study], out / args.study)
     study = STUDIES[args.study].from_args(args)
     objectives = expand_objectives(args.objectives)
     plan = study.plan(objectives)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    cache: dict[tuple, dict] = {}  # identical settings (e.g. fraction 1 of text and of image) train once
     runs = [(run, seed) for run in plan for seed in range(args.seeds)]
-    for run, seed in tqdm(runs, desc=args.study, unit="run", file=sys.stderr):
-        row = {"objective": run.objective, study.facet: run.facet, study.x_name: run.x, "seed": seed}
+    tasks: dict[tuple, tuple[str, list[str]]] = {}  # identical settings (e.g. fraction 1 of text and image) train once
+    for run, seed in runs:
         if run.argv is not None:
-            key = (run.objective, seed, *run.argv)
-            if key not in cache:
-                metrics = run_silently(run.objective, ["--data", args.data, *extra, *run.argv, "--seed", str(seed)])
-                cache[key] = {k: metrics[k] for k in METRICS}
-            row.update(cache[key])
-        rows.append({**row, **{k: row.get(k, "") for k in METRICS}, "note": run.note})
-        save_csv(out / f"{args.study}.csv", rows)
+            tasks.setdefault((run.objective, seed, *run.argv),
+                             (run.objective, ["--data", args.data, *extra, *run.argv, "--seed", str(seed)]))
+    done: dict[tuple, dict] = {}
+
+    def rows_so_far() -> list[dict]:
+        """Rows in plan order whose run has finished (or is a recorded skip)."""
+        rows = []
+        for run, seed in runs:
+            key = None if run.argv is None else (run.objective, seed, *run.argv)
+            if key is not None and key not in done:
+                continue
+            row = {"objective": run.objective, study.facet: run.facet, study.x_name: run.x, "seed": seed}
+            row.update(done.get(key, {}))
+            rows.append({**row, **{k: row.get(k, "") for k in METRICS}, "note": run.note})
+        return rows
+
+    bar = tqdm(total=len(tasks), desc=args.study, unit="run", file=sys.stderr)
+    for key, metrics in _run_all(tasks, args.jobs):
+        done[key] = metrics
+        save_csv(out / f"{args.study}.csv", rows_so_far())  # a study cut short keeps every finished run
+        bar.update()
+    bar.close()
+    rows = rows_so_far()
+    save_csv(out / f"{args.study}.csv", rows)
     title = f"{args.study} on {args.data} ({args.seeds} seed{'s' * (args.seeds > 1)})"
     save_figure(figure(study, rows, title), out / args.study)
     command = ["python", "-m", "cmr_demo.study", *(argv if argv is not None else sys.argv[1:])]
-    save_json(out / f"{args.study}.json", {**stamp(command), "seeds": args.seeds, "rows": len(rows)})
+    save_json(out / f"{args.study}.json", {**stamp(command), "title": title, "seeds": args.seeds, "rows": len(rows),
+                                           "seconds": round(time.perf_counter() - started, 1)})
     print(f"wrote {out / args.study}.csv, .json and .html ({len(rows)} rows)")
     return rows
 

@@ -83,3 +83,27 @@ def test_png_export_failure_is_a_note_not_a_crash(tmp_path, monkeypatch, capsys)
     save_figure(go.Figure(go.Scatter(x=[1, 2], y=[2, 1])), tmp_path / "s")
     assert (tmp_path / "s.html").is_file() and not (tmp_path / "s.png").exists()
     assert "apt install chromium" in capsys.readouterr().out
+
+
+def test_parallel_jobs_give_the_same_rows_as_one_process(imbalance, tmp_path):
+    """--jobs 2 trains the same runs in worker processes; rows come back in plan order, same figures."""
+    main(["imbalance", *TINY, "--objectives", "pcl,ce", "--fractions", "1,0.5", "--modality", "both",
+          "--out", str(tmp_path), "--jobs", "2"])
+    one, two = read_csv(imbalance / "imbalance.csv"), read_csv(tmp_path / "imbalance.csv")
+    assert [(r["objective"], r["modality"], r["fraction"]) for r in one] == \
+           [(r["objective"], r["modality"], r["fraction"]) for r in two]
+    for a, b in zip(one, two):
+        assert float(a["avg_map"]) == pytest.approx(float(b["avg_map"]), abs=1e-4)  # thread counts may differ
+
+
+def test_replot_redraws_from_the_csv_without_training(imbalance, tmp_path, monkeypatch):
+    import shutil
+
+    import cmr_demo.study as study_module
+    for suffix in (".csv", ".json"):
+        shutil.copy(imbalance / f"imbalance{suffix}", tmp_path / f"imbalance{suffix}")
+    monkeypatch.setattr(study_module, "run_silently", lambda *a, **k: pytest.fail("--replot must not train"))
+    rows = main(["imbalance", "--data", "unused", "--out", str(tmp_path), "--replot"])
+    assert len(rows) == 8 and (tmp_path / "imbalance.html").is_file()
+    with pytest.raises(ValueError, match="run the study first"):
+        main(["sensitivity", "--data", "unused", "--out", str(tmp_path), "--replot"])
