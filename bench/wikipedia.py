@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cmr_demo.losses import expand_objectives  # noqa: E402
+from cmr_demo.provenance import stamp  # noqa: E402
 from cmr_demo.train import run_silently  # noqa: E402
 
 PUBLISHED = [("random", 0.118, 0.118), ("CM (CCA)", 0.249, 0.196), ("SM", 0.225, 0.223), ("SCM", 0.277, 0.226)]
@@ -74,8 +75,9 @@ def main() -> None:
               f"{' '.join(sys.argv[1:])}`\n\n" + "\n".join(f"- {k}: {v}" for k, v in PROTOCOLS.items()) + "\n\n")
     print("\n" + header + md)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".json").write_text(json.dumps({"started": started, "argv": sys.argv[1:], "results": results,
-                                                    "published": PUBLISHED}, indent=2))
+    meta = stamp(["python", "bench/wikipedia.py", *sys.argv[1:]])
+    Path(args.out + ".json").write_text(json.dumps({**meta, "started": started, "argv": sys.argv[1:],
+                                                    "results": results, "published": PUBLISHED}, indent=2))
     Path(args.out + ".md").write_text(header + md + "\n")
 
 
