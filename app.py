@@ -29,6 +29,7 @@ EXAMPLES = ["a red star on a striped background", "two hearts", "a shape with th
             "a big blue hexagon in the top left corner", "hollow round outline on a dark background"]
 CONCURRENCY = 4  # encoding is CPU-bound: more parallel requests than cores only add latency
 QUEUE_SIZE = 64  # beyond this, clients are told the app is busy instead of waiting minutes
+STUDY_FIGURES = sorted((Path(__file__).resolve().parent / "bench" / "results" / "study").glob("*/*.png"))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -318,6 +319,10 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
 
     with gr.Tab("About"):
         gr.Markdown(views.about_markdown(SERVICE))
+        if STUDY_FIGURES:  # cheap to show: a few PNGs the studies already wrote (absent outside a checkout)
+            with gr.Accordion("The paper's studies, as measured (bench/results/study)", open=False):
+                for path in STUDY_FIGURES:
+                    gr.Image(str(path), label=f"{path.stem} on {path.parent.name}", interactive=False)
 
     demo.load(embedding_map, map_inputs, map_plot, api_visibility="private")
 

@@ -29,6 +29,7 @@ import torch
 
 from .checkpoint import (atomic_write_bytes, file_sha256, load_heads, load_json, load_tensors, package_versions,
                          save_json, save_tensors)
+from .provenance import machine
 
 FORMAT = "cmr_demo.bundle/1"
 RUN_FILES = ("heads.safetensors", "objective.safetensors", "config.json", "metrics.json", "history.csv",
@@ -121,7 +122,7 @@ def build(backbone: str, data: str, objectives: str, out: str | Path, seed: int 
     run_dirs = {name: out / "objectives" / run_dir_name(name) for name in rows}
     _embed_and_map(out, run_dirs, *feats["test"], seed=seed)
     manifest = {
-        "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
         "command": ["python", "-m", "cmr_demo.bundle", "build", "--backbone", backbone, "--data", data,
                     "--objectives", objectives, "--out", str(out), "--seed", str(seed), *(train_args or [])],
         "backbone": {"spec": _bundle_backbone(out, backbone), "built_from": backbone,

@@ -83,4 +83,8 @@ def test_map_tab_shows_the_maps(page, shots):
 def test_about_tab(page, shots):
     open_tab(page, "About")
     page.get_by_text("What is being served").wait_for(state="visible")
+    page.get_by_text("The paper's studies, as measured").click()  # the study figures the repository holds
+    figure = page.locator("img[src*='imbalance.png'], img[src*='sensitivity.png']").first
+    figure.wait_for(state="visible")
+    assert figure.evaluate("img => img.naturalWidth") > 0
     page.screenshot(path=str(shots / "about.png"), full_page=True)

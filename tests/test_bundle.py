@@ -17,6 +17,7 @@ def test_round_trip(small_bundle):
     manifest = json.loads((small_bundle / "manifest.json").read_text())
     assert verify(small_bundle) == []
     assert set(manifest["objectives"]) == {"pcl", "ce", "pcl+0.5*tl"}
+    assert manifest["machine"] and manifest["command"][:4] == ["python", "-m", "cmr_demo.bundle", "build"]
     items = [json.loads(line) for line in (small_bundle / "gallery" / "items.jsonl").read_text().splitlines()]
     assert len(items) == manifest["data"]["gallery_items"] == 40
     assert all((small_bundle / it["image"]).is_file() for it in items)

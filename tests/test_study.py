@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import io
 import json
+import shutil
 
 import pytest
 
@@ -39,7 +40,8 @@ def test_imbalance_rows_and_figure(imbalance):
     meta = json.loads((imbalance / "imbalance.json").read_text())
     assert meta["command"].startswith("python -m cmr_demo.study imbalance --data synthetic:300")
     assert meta["machine"] and meta["date"] and meta["versions"]["torch"] and meta["rows"] == 8
-    if importlib.util.find_spec("kaleido") is not None:  # PNG export needs kaleido and a Chromium
+    browser = any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome"))
+    if importlib.util.find_spec("kaleido") is not None and browser:  # PNG export needs kaleido and a Chrome
         assert (imbalance / "imbalance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -97,8 +99,6 @@ def test_parallel_jobs_give_the_same_rows_as_one_process(imbalance, tmp_path):
 
 
 def test_replot_redraws_from_the_csv_without_training(imbalance, tmp_path, monkeypatch):
-    import shutil
-
     import cmr_demo.study as study_module
     for suffix in (".csv", ".json"):
         shutil.copy(imbalance / f"imbalance{suffix}", tmp_path / f"imbalance{suffix}")
