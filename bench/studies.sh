@@ -24,5 +24,7 @@ $py -m cmr_demo.study imbalance --data "wikipedia:$wiki" --standardize --objecti
 $py -m cmr_demo.extract --data shapes:3000,seed=1 --backbone "$tiny" --device "$device" --quiet
 $py -m cmr_demo.study imbalance "${shapes[@]}" --objectives pcl,ce,lrl,tl --modality both "${common[@]}" \
     --out bench/results/study/shapes
-$py -m cmr_demo.study sensitivity "${shapes[@]}" --objectives pcl,ce,tl "${common[@]}" \
-    --param embed_dim=64,256,1024 "${sweep[@]}" --out bench/results/study/shapes
+# smaller, as recorded: runs on the demo world take 3-5x longer (100-250 epochs), and this one ran on 2 CPU cores
+$py -m cmr_demo.study sensitivity "${shapes[@]}" --objectives pcl,tl --device "$device" --jobs "$jobs" --seeds 2 \
+    --param embed_dim=64,256,1024 --param hidden_dim=128,256,512 --param lr=1e-4,3e-4,1e-3 \
+    --param margin=0.1,0.2,0.5,1.0 --param temperature=0.1,0.3,1,3 --out bench/results/study/shapes
