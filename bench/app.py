@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from app_server import start_app, stop_app  # noqa: E402
+from cmr_demo.provenance import machine  # noqa: E402
 
 GOALS = {"ready_s": 8.0, "search_text_p50_ms_at_8": 100.0, "search_text_p95_ms_at_8": 250.0, "rss_mb": 1536.0}
 QUERIES = ["a red star", "two blue hearts on a striped background", "a shape with three corners", "a small ring",
@@ -140,8 +140,7 @@ def main() -> None:
         rss = peak_rss_mb(proc.pid)
     finally:
         stop_app(proc)
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cores", "command": " ".join(["python", "bench/app.py", *sys.argv[1:]]),
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "command": " ".join(["python", "bench/app.py", *sys.argv[1:]]),
               "ready_s": ready, "peak_rss_mb": rss, "levels": levels, "rest_search_text": rest,
               "goals": GOALS}
     Path(args.out + ".json").write_text(json.dumps(result, indent=2))

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cmr_demo.backbone import load_backbone  # noqa: E402
 from cmr_demo.data.shapes import render_item  # noqa: E402
+from cmr_demo.provenance import machine  # noqa: E402
 
 DEFAULT = ["shapes-rn:assets/demo/backbone/backbone.safetensors", "ViT-B-32:random"]
 GPU_GOAL = 2000  # images/s for ViT-B-32 on one H200 (the goal; needs a GPU)
@@ -125,9 +124,8 @@ def main() -> None:
                              "n": args.images})
                 print(json.dumps(rows[-1]), flush=True)
         del backbone
-    machine = (f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores" if device.type == "cuda" else
-               f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine, "torch": torch.__version__,
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"),
+              "machine": f"{machine()}, {torch.get_num_threads()} torch threads", "torch": torch.__version__,
               "command": " ".join(["python", "bench/extract.py", *sys.argv[1:]]), "bf16_matmul_tflops": tflops,
               "gpu_goal_images_per_s": GPU_GOAL, "rows": rows}
     Path(args.out + ".json").write_text(json.dumps(result, indent=2))

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cmr_demo import index as gallery_index  # noqa: E402
 from cmr_demo.checkpoint import package_versions  # noqa: E402
+from cmr_demo.provenance import cores, cpu_name, ram_gib  # noqa: E402
 
 TARGETS = {"p50_ms_at_1M_x_256": 5.0, "recall_at_10": 0.95, "exact_over_floor": 1.5}
 DEFAULT_DIMS = {256: None, 1024: 100_000}  # dim -> largest N benchmarked by default (None: every size)
@@ -42,27 +43,8 @@ CLUSTERS = 1000
 
 
 # ---- machine -------------------------------------------------------------------------------------
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = float("nan")
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram = int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return {"node": platform.node() or "unknown", "cpu": cpu, "cores": cores(), "ram_gib": round(ram, 1)}
+    return {"node": platform.node() or "unknown", "cpu": cpu_name(), "cores": cores(), "ram_gib": round(ram_gib(), 1)}
 
 
 def busy() -> dict:

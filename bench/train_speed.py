@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from cmr_demo.data import load_data  # noqa: E402
 from cmr_demo.heads import HeadConfig, Heads  # noqa: E402
 from cmr_demo.losses import build_objective, expand_objectives  # noqa: E402
+from cmr_demo.provenance import machine  # noqa: E402
 from cmr_demo.train import run_silently  # noqa: E402
 
 TARGET_S = 5.0  # the target for one Wikipedia run to early stop on 2 cores
@@ -152,10 +152,8 @@ def main() -> None:
     ours.update({f"{name} (bf16)": run_ours(args.data, name, args.device, "bf16")
                  for name in (expand_objectives(args.bf16) if args.bf16 else [])})
     epochs = ours.get("pcl", next(iter(ours.values())))["epochs"]  # the naive loop runs as many as our fp32 pcl
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-    if args.device.startswith("cuda"):
-        machine += f", our runs on {torch.cuda.get_device_name(0)}"
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine, "device": args.device,
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": args.device,
+              "machine": f"{machine()}, {torch.get_num_threads()} torch threads",
               "command": " ".join(["python", "bench/train_speed.py", *sys.argv[1:]]),
               "n_train": len(load_data(f"wikipedia:{args.data}").train), "ours": ours,
               "naive": run_naive(args.data, epochs), "load_avg_after": os.getloadavg()}

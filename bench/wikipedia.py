@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -70,12 +69,11 @@ def main() -> None:
             print(f"{protocol:4s} {name:14s} I->T {s['i2t_map']['mean']:.3f}±{s['i2t_map']['std']:.3f}  "
                   f"T->I {s['t2i_map']['mean']:.3f}±{s['t2i_map']['std']:.3f}", flush=True)
     md = table(results, args.seeds)
-    header = (f"Wikipedia (original features), {args.seeds} seeds, run {started} on {platform.node() or 'unknown'} "
-              f"({platform.processor() or platform.machine()}), command: `python bench/wikipedia.py "
-              f"{' '.join(sys.argv[1:])}`\n\n" + "\n".join(f"- {k}: {v}" for k, v in PROTOCOLS.items()) + "\n\n")
+    meta = stamp(["python", "bench/wikipedia.py", *sys.argv[1:]])
+    header = (f"Wikipedia (original features), {args.seeds} seeds, run {started} on {meta['machine']}, "
+              f"command: `{meta['command']}`\n\n" + "\n".join(f"- {k}: {v}" for k, v in PROTOCOLS.items()) + "\n\n")
     print("\n" + header + md)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    meta = stamp(["python", "bench/wikipedia.py", *sys.argv[1:]])
     Path(args.out + ".json").write_text(json.dumps({**meta, "started": started, "argv": sys.argv[1:],
                                                     "results": results, "published": PUBLISHED}, indent=2))
     Path(args.out + ".md").write_text(header + md + "\n")

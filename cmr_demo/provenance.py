@@ -24,14 +24,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cores() -> int:
+    """CPU cores this process may use (the affinity mask, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def ram_gib() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    except (ValueError, OSError, AttributeError):
+        return float("nan")
+
+
 def machine() -> str:
     """'AMD EPYC, 2 cores, 24 GiB' (+ ', NVIDIA H200' when torch sees a GPU)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    text = f"{cpu_name()}, {cores} cores"
-    try:
-        text += f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30:.0f} GiB"
-    except (ValueError, OSError, AttributeError):
-        pass
+    text = f"{cpu_name()}, {cores()} cores, {ram_gib():.0f} GiB"
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         text += ", " + torch.cuda.get_device_name(0)
