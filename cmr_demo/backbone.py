@@ -199,6 +199,9 @@ class Backbone:
         self.model.eval().requires_grad_(False)
         with torch.no_grad():
             self.feature_dim = int(self.model.encode_text(self.tokenizer(["probe"]).to(self.device)).shape[-1])
+        split = split_preprocess(self.preprocess)  # decided once: encode_images runs per app query too
+        self._on_cpu = self.preprocess if split is None else split[0]
+        self._finish = None if split is None else self._normalizer(*split[1:])
 
     def _autocast(self):
         dtype = PRECISIONS[self.precision]
@@ -209,15 +212,13 @@ class Backbone:
                       progress: bool = True) -> np.ndarray:
         """[N] paths or PIL images -> [N, feature_dim] float32 (not normalised, as in CLIP4CMR)."""
         from tqdm.auto import tqdm
-        split = split_preprocess(self.preprocess)
-        on_cpu, finish = (self.preprocess, None) if split is None else (split[0], self._normalizer(*split[1:]))
-        loader = torch.utils.data.DataLoader(_ImageItems(images, on_cpu), batch_size=batch_size,
+        loader = torch.utils.data.DataLoader(_ImageItems(images, self._on_cpu), batch_size=batch_size,
                                              num_workers=num_workers, pin_memory=self.device.type == "cuda")
         out = []
         for batch in tqdm(loader, desc="encode images", unit="batch", disable=not progress):
             batch = batch.to(self.device, non_blocking=True)
-            if finish is not None:
-                batch = finish(batch)
+            if self._finish is not None:
+                batch = self._finish(batch)
             with self._autocast():
                 out.append(self.model.encode_image(batch).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim), np.float32)

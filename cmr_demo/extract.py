@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from .data import load_data
-from .features import cache_path, default_cache_dir, save_cache
+from .features import cache_path, default_cache_dir, encode, save_cache
 
 
 def _world() -> tuple[int, int, int]:
@@ -62,9 +62,8 @@ def extract(data: str, backbone: str, device: str = "cpu", precision: str = "fp3
             continue
         model = model or load_backbone(spec, device=device, precision=precision)
         rows = list(range(rank, len(split), world))
-        shard = (model.encode_images([split.images[i] for i in rows], batch_size, num_workers, progress and rank == 0),
-                 model.encode_texts([split.texts[i] for i in rows], batch_size=4 * batch_size,
-                                    progress=progress and rank == 0))
+        shard = encode(model, [split.images[i] for i in rows], [split.texts[i] for i in rows], batch_size,
+                       num_workers, progress and rank == 0)
         shards = _gather(shard, world)
         if rank == 0:
             save_cache(path, *_interleave(shards, len(split)), spec)
@@ -84,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, str]:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--backend", default=None, help="process group backend (default: nccl on cuda, else gloo)")
+    p.add_argument("--backend", default=None, help="process group backend (default gloo, on CPU and GPU: only finished shards travel)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     rank, world, local = _world()

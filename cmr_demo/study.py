@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         bar.update()
     bar.close()
     rows = rows_so_far()
-    save_csv(out / f"{args.study}.csv", rows)
+    if not tasks:  # every row a recorded skip: the loop above wrote nothing
+        save_csv(out / f"{args.study}.csv", rows)
     title = f"{args.study} on {args.data} ({args.seeds} seed{'s' * (args.seeds > 1)})"
     save_figure(figure(study, rows, title), out / args.study)
     command = ["python", "-m", "cmr_demo.study", *(argv if argv is not None else sys.argv[1:])]
