@@ -60,6 +60,11 @@ BACKGROUNDS = {"white": (240, 240, 240), "grey": (150, 150, 150), "cream": (238,
                "navy": (25, 35, 85), "black": (10, 10, 10)}
 TEXTURES = {"plain": ["plain", "flat"], "gradient": ["gradient", "shaded"], "stripes": ["striped", "stripy"],
             "dots": ["dotted", "polka-dot"], "noise": ["mottled", "noisy"]}
+DESCRIPTION = ("A synthetic world of 64x64 pictures, each of one to three shapes of one class (star, heart, circle, "
+               "square, triangle, cross, crescent, hexagon, ring, arrow) in one colour on a textured background, "
+               "sometimes with small shapes of other classes beside them, and a generated caption that names the "
+               "class, its colour, size, count and position (15% only describe the shape). Nothing else exists "
+               "in this world: no animals, objects or photographs.")
 MIN_CONTRAST = 150  # RGB distance between an object and its background: below this shapes vanish
 
 
@@ -116,10 +121,12 @@ def _draw_shape(draw: ImageDraw.ImageDraw, cls: str, cx: float, cy: float, r: fl
     draw.polygon([tuple(p) for p in pts.tolist()], fill=colour)
 
 
-def _background(rng: np.random.Generator) -> tuple[np.ndarray, str, str]:
-    """[SIZE, SIZE, 3] float background, its colour name and texture."""
+def _background(rng: np.random.Generator, style: dict | None = None) -> tuple[np.ndarray, str, str]:
+    """[SIZE, SIZE, 3] float background, its colour name and texture (`style` may fix either)."""
     name = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
     texture = list(TEXTURES)[rng.integers(len(TEXTURES))]
+    if style:  # drawn first and then replaced, so the unstyled world's random stream is unchanged
+        name, texture = style.get("bg", name), style.get("texture", texture)
     base = np.array(BACKGROUNDS[name], dtype=np.float32)
     shade = base + (-35 if base.mean() > 128 else 35)  # the pattern's second tone, subtle on purpose
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
@@ -159,19 +166,30 @@ def _place(rng, radii: list[float], taken: list[tuple]) -> list[tuple]:
     return out
 
 
-def _scene(i: int, label: int, seed: int) -> tuple[Image.Image, dict]:
-    """Render item i; return the image and the facts its caption may mention."""
+def _scene(i: int, label: int, seed: int, style: dict | None = None) -> tuple[Image.Image, dict]:
+    """Render item i; return the image and the facts its caption may mention.
+
+    `style` (pre-training only) fixes some non-shape facts: `bg`, `texture`, `count`, `size`, `colour`, and
+    `at` (x, y), the centre of a single object.
+    """
     rng = np.random.default_rng([seed, i])
+    style = style or {}
     cls = CLASS_NAMES[label]
-    bg, bg_name, texture = _background(rng)
+    bg, bg_name, texture = _background(rng, style)
     count = int(rng.choice([1, 1, 2, 3]))  # single objects are commonest, as in photos
+    count = style.get("count", count)
     size = ["small", "medium", "large"][rng.integers(3 if count == 1 else 2)]
+    size = style.get("size", size)
     r = {"small": (7, 10), "medium": (11, 15), "large": (17, 23)}[size]
-    mains = _place(rng, [rng.uniform(*r)] * count, [])
+    radius = rng.uniform(*r)
+    mains = _place(rng, [radius] * count, [])
+    if "at" in style and count == 1:  # one object at the group's point (kept inside the canvas)
+        mains = [(*(float(np.clip(v, radius + 1, SIZE - 1 - radius)) for v in style["at"]), radius)]
     others = [c for c in CLASS_NAMES if c != cls]
     n_distract = int(rng.integers(0, 3))
     extra = _place(rng, [rng.uniform(4.5, 6.5) for _ in range(n_distract)], mains)
     colour = _colour_against(rng, bg_name)
+    colour = style.get("colour", colour)
     canvas = Image.fromarray(bg.astype(np.uint8)).resize((SIZE * SS, SIZE * SS), Image.NEAREST)
     draw = ImageDraw.Draw(canvas)
     for cx, cy, rr in mains:
@@ -287,7 +305,7 @@ def read(arg: str, report: IngestReport) -> Dataset:
     spec = f"shapes:{n}" if seed == SEED else f"shapes:{n},seed={seed}"
     return Dataset(spec=spec, train=data.subset(np.arange(n_train)),
                    val=data.subset(np.arange(n_train, n_train + n_val)),
-                   test=data.subset(np.arange(n_train + n_val, n)))
+                   test=data.subset(np.arange(n_train + n_val, n)), description=DESCRIPTION)
 
 
 def sample_grid(n: int = 12, seed: int = SEED, path: str | Path | None = None, cols: int = 4) -> Image.Image:
