@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import backbone_spec, verify
+from .bundle import GALLERY_FEATURES, backbone_spec, verify
 from .checkpoint import CheckpointError, load_heads, load_json, load_tensors
 from .heads import Heads
+from .losses import Objective, build_objective
 
 
 @dataclass
@@ -27,6 +28,7 @@ class ObjectiveView:
     image_xy: np.ndarray  # [N, 2] map coordinates
     text_xy: np.ndarray  # [N, 2]
     metrics: dict
+    objective: Objective | None = None  # the trained loss module: classifier / prototypes / proxies
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Bundle:
     class_names: list[str]
     objectives: dict[str, ObjectiveView] = field(default_factory=dict)
     backbone: object | None = None  # cmr_demo.backbone.Backbone, loaded on request
+    image_features: np.ndarray | None = None  # [N, F] backbone features of the gallery (bundles since 2026-11-30)
+    text_features: np.ndarray | None = None
 
     def image_path(self, index: int) -> Path:
         return self.folder / self.items[index]["image"]
@@ -49,6 +53,17 @@ def _check_inside(root: Path, rel_paths: list[str], folder: Path) -> None:
     for rel in rel_paths:
         if not (folder / rel).resolve().is_relative_to(root):
             raise CheckpointError(f"bundle {folder}: gallery path {rel!r} points outside {root}; refusing to serve it")
+
+
+def _load_objective(run: Path, num_classes: int) -> Objective:
+    """The objective module as trained (its classifier, prototypes or proxies), in eval mode."""
+    cfg = load_json(run / "config.json")
+    objective = build_objective(cfg["train"]["objective"], num_classes, cfg["heads"]["embed_dim"],
+                                cfg["train"].get("objective_options"))
+    state, _ = load_tensors(run / "objective.safetensors")
+    state.pop("_empty", None)
+    objective.load_state_dict(state)
+    return objective.eval()
 
 
 def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bool = True) -> Bundle:
@@ -71,7 +86,10 @@ def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bo
         bundle.objectives[name] = ObjectiveView(
             name, load_heads(run / "heads.safetensors", image_dim=feature_dim, text_dim=feature_dim),
             emb["image"].float().numpy(), emb["text"].float().numpy(), xy["image"].numpy(), xy["text"].numpy(),
-            load_json(run / "metrics.json"))
+            load_json(run / "metrics.json"), _load_objective(run, len(bundle.class_names)))
+    if (folder / GALLERY_FEATURES).is_file():
+        feats, _ = load_tensors(folder / GALLERY_FEATURES)
+        bundle.image_features, bundle.text_features = (feats[m].float().numpy() for m in ("image", "text"))
     if load_backbone:
         from .backbone import load_backbone as load
         bundle.backbone = load(backbone_spec(folder))

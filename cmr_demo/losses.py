@@ -61,6 +61,12 @@ class Objective(nn.Module):
     def terms(self, img, yi, txt, yt) -> Terms:
         raise NotImplementedError
 
+    def class_scores(self, emb: torch.Tensor) -> torch.Tensor | None:
+        """[N, D] embeddings -> [N, C] scores from the objective's own class parameters (higher = more
+        that class), or None when it has none (pair-wise objectives). Any monotone scale will do: the
+        app calibrates a temperature on the bundle before turning scores into confidences."""
+        return None
+
 
 # ---------------------------------------------------------------- pair-wise objectives
 class Contrastive(Objective):
@@ -150,6 +156,9 @@ class ClassifierObjective(ClassWise):
         super().__init__(num_classes, embed_dim, **options)
         self.classifier = CosineClassifier(embed_dim, num_classes)
 
+    def class_scores(self, emb):
+        return self.classifier(emb)
+
 
 class LabelRegression(ClassifierObjective):
     """DSCMR's label-space term: L2 norm of (classifier output - one-hot), averaged over items."""
@@ -178,8 +187,11 @@ class PrototypeContrastive(ClassWise):
         protos = F.normalize(torch.randn(num_classes, embed_dim, generator=g), dim=1)
         self.register_buffer("prototypes", protos)  # fixed, not learned; saved with the checkpoint
 
+    def class_scores(self, emb):
+        return -sq_dist(emb, self.prototypes) / self.options["temperature"]
+
     def item_loss(self, emb, y):
-        return F.cross_entropy(-sq_dist(emb, self.prototypes) / self.options["temperature"], y)
+        return F.cross_entropy(self.class_scores(emb), y)
 
 
 class ProxyNCA(ClassWise):
@@ -189,6 +201,9 @@ class ProxyNCA(ClassWise):
     def __init__(self, num_classes, embed_dim, **options):
         super().__init__(num_classes, embed_dim, **options)
         self.proxies = nn.Parameter(torch.randn(num_classes, embed_dim) / math.sqrt(embed_dim))
+
+    def class_scores(self, emb):
+        return -sq_dist(emb, F.normalize(self.proxies, dim=1))
 
     def item_loss(self, emb, y):
         d2 = self.options["scale"] ** 2 * sq_dist(emb, F.normalize(self.proxies, dim=1))  # [B, C]
@@ -204,6 +219,9 @@ class ProxyAnchor(ClassWise):
     def __init__(self, num_classes, embed_dim, **options):
         super().__init__(num_classes, embed_dim, **options)
         self.proxies = nn.Parameter(torch.randn(num_classes, embed_dim) * math.sqrt(2.0 / num_classes))
+
+    def class_scores(self, emb):
+        return emb @ F.normalize(self.proxies, dim=1).T
 
     def item_loss(self, emb, y):
         alpha, delta = self.options["alpha"], self.options["delta"]
@@ -233,6 +251,10 @@ class Hybrid(Objective):
         super().__init__(parts[0][1].num_classes, parts[0][1].embed_dim)
         self.name, self.weights = name, [w for w, _ in parts]
         self.parts = nn.ModuleList([obj for _, obj in parts])
+
+    def class_scores(self, emb):
+        """The first part that has class parameters speaks for the hybrid (pcl in pcl+0.5*tl)."""
+        return next((s for s in (p.class_scores(emb) for p in self.parts) if s is not None), None)
 
     def terms(self, img, yi, txt, yt):
         out: Terms = {}

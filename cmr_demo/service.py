@@ -20,6 +20,7 @@ from .index import GalleryIndex
 from .inputs import InputError, check_choice, check_class, check_k, clean_text, load_image, shown
 from .maps import place
 from .metrics import ap_from_relevance
+from .query_info import ClassScorer, QueryInfo, WorldCheck
 
 MODALITIES = ("image", "text")
 P_AT = (1, 5, 10)  # precision cut-offs reported per query
@@ -69,6 +70,7 @@ class SearchResult:
     first_relevant_rank: int | None
     exact: bool  # the index was exact (flat) rather than approximate
     notes: list[str]
+    info: dict | None = None  # QueryInfo.to_dict(): predicted class, confidence, in/out-of-world
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +91,9 @@ class RetrievalService:
         for view in bundle.objectives.values():
             view.heads.eval()
         self._rows_by_id = {it["id"]: n for n, it in enumerate(bundle.items)}
+        self.scorers = {name: ClassScorer(v.objective, v.image_emb, v.text_emb, bundle.labels, len(self.class_names))
+                        for name, v in bundle.objectives.items()}
+        self.world = WorldCheck([it.get("text") or "" for it in bundle.items], self.class_names, bundle.image_features)
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
 
@@ -161,6 +166,8 @@ class RetrievalService:
         target = check_choice(target or ("text" if query.modality == "image" else "image"), MODALITIES, "target")
         notes = list(query.notes)
         k = check_k(k, self.size, notes)
+        if features is None and query.item is None:
+            features = self._features(query)  # once: the embedding and the out-of-world check share it
         emb = self.embed(query, objective, features)
         index = self.indexes[objective, target]
         scores, rows = index.search(emb[None], k + (1 if query.item is not None and target == query.modality else 0))
@@ -170,7 +177,26 @@ class RetrievalService:
         hits = [self._hit(n + 1, r, s, target, query.label) for n, (s, r) in enumerate(pairs[:k])]
         ap, p_at, first = self._rank_metrics(emb, objective, target, query) if query.label is not None else (None,) * 3
         return SearchResult(objective, query.describe(self.bundle), query.label, target, hits, ap, p_at, first,
-                            index.exact, notes)
+                            index.exact, notes, self._info(query, objective, emb, features).to_dict())
+
+    def query_info(self, query: Query, objective: object = None) -> QueryInfo:
+        """The query's likely class under `objective` (default: the best on the leaderboard), its
+        calibrated confidence, and whether it belongs to the bundle's world (see cmr_demo.query_info)."""
+        objective = self.check_objective(objective or self.leaderboard()[0]["objective"])
+        features = None if query.item is not None else self._features(query)
+        return self._info(query, objective, self.embed(query, objective, features), features)
+
+    def _info(self, query: Query, objective: str, emb: np.ndarray, features: np.ndarray | None) -> QueryInfo:
+        scorer = self.scorers[objective]
+        probs = scorer.probabilities(emb)[0]
+        best = int(np.argmax(probs))
+        if query.item is not None:
+            in_domain, reason = True, "a gallery item"
+        elif query.modality == "text":
+            in_domain, reason = self.world.text(query.text)
+        else:
+            in_domain, reason = self.world.image(features)
+        return QueryInfo(self.class_names[best], float(probs[best]), in_domain, objective, scorer.source, reason)
 
     def _hit(self, rank: int, row: int, score: float, modality: str, label: int | None) -> Hit:
         it = self.bundle.items[row]
@@ -248,5 +274,6 @@ class RetrievalService:
         both = np.concatenate([view.image_emb, view.text_emb])
         xy = place(emb, both, np.concatenate([view.image_xy, view.text_xy]))[0]
         out["query"] = {"xy": xy, "modality": query.modality, "label": query.label, "description": result.query,
-                        "target": result.target, "hits": [h.index for h in result.hits], "ap": result.ap}
+                        "target": result.target, "hits": [h.index for h in result.hits], "ap": result.ap,
+                        "info": result.info}
         return out
