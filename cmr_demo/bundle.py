@@ -6,11 +6,14 @@ trains through `cmr_demo.train` (the same code, not a copy), then adds what serv
 `python -m cmr_demo.bundle verify DIR` checks every file's sha256, every array's shape, and that each
 objective is complete. Layout (all paths relative to DIR; see README "Bundles"):
 
+  README.md                          the model card (hub format, model-index results), generated from the manifest
   manifest.json                      format, backbone spec + weights identity, data spec, class names,
                                      objectives -> folder, sha256 of every file, versions, command
   backbone/<file>                    the backbone weights when they are not a public pretrained tag
   gallery/items.jsonl                one line per test item: id, text, label, image (relative path)
   gallery/images/<n>.png             the test images, small
+  gallery/features.safetensors       image [N, F], text [N, F]: the gallery's frozen backbone features (float16);
+                                     the app calibrates its out-of-world check on them
   objectives/<dir>/heads.safetensors, objective.safetensors, config.json, metrics.json, history.csv
   objectives/<dir>/embeddings.safetensors   image [N, D], text [N, D] (float16, unit-norm)
   objectives/<dir>/map.safetensors          image [N, 2], text [N, 2] (UMAP, aligned across objectives)
@@ -29,12 +32,15 @@ import torch
 
 from .checkpoint import (atomic_write_bytes, file_sha256, load_heads, load_json, load_tensors, package_versions,
                          save_json, save_tensors)
+from .bundle_card import CARD_FILE, render_card
 from .provenance import machine
 
 FORMAT = "cmr_demo.bundle/1"
 RUN_FILES = ("heads.safetensors", "objective.safetensors", "config.json", "metrics.json", "history.csv",
              "embeddings.safetensors", "map.safetensors")
 THUMB_PX = 256  # gallery images are stored at most this large: enough for the UI, small on disk
+GALLERY_FEATURES = "gallery/features.safetensors"
+RELEVANCE = "a result is relevant to a query when it has the query's class"
 
 
 def _write_gallery(out: Path, split) -> list[dict]:
@@ -121,8 +127,11 @@ def build(backbone: str, data: str, objectives: str, out: str | Path, seed: int 
     records = _write_gallery(out, dataset.test)
     run_dirs = {name: out / "objectives" / run_dir_name(name) for name in rows}
     _embed_and_map(out, run_dirs, *feats["test"], seed=seed)
+    save_tensors(out / GALLERY_FEATURES, {"image": torch.from_numpy(feats["test"][0]).half(),
+                                          "text": torch.from_numpy(feats["test"][1]).half()}, {"backbone": backbone})
     manifest = {
-        "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+        "format": FORMAT, "name": out.resolve().name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
         "command": ["python", "-m", "cmr_demo.bundle", "build", "--backbone", backbone, "--data", data,
                     "--objectives", objectives, "--out", str(out), "--seed", str(seed), *(train_args or [])],
         "backbone": {"spec": _bundle_backbone(out, backbone), "built_from": backbone,
@@ -131,11 +140,30 @@ def build(backbone: str, data: str, objectives: str, out: str | Path, seed: int 
         "objectives": {name: {"dir": f"objectives/{run_dir_name(name)}",
                               **{k: rows[name][k] for k in ("i2t_map", "t2i_map", "avg_map")}} for name in rows},
         "maps": {"method": "umap (cosine) per objective, orthogonal Procrustes onto the first", "seed": seed},
+        "about": _about(dataset, backbone, feats["test"][0]),
         "versions": package_versions(),
     }
+    atomic_write_bytes(out / CARD_FILE, render_card(manifest).encode())
     manifest["files"] = {str(p.relative_to(out)): file_sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
     save_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _about(dataset, backbone: str, image_feats: np.ndarray) -> dict:
+    """What the bundle shows, for people: the data's own description, relevance, and how well the frozen
+    backbone alone knows the classes (zero-shot on the gallery with "a photo of a {class}." prompts)."""
+    from .backbone import load_backbone
+    from .pretrain import TEMPLATE
+    model = load_backbone(backbone)
+    prompts = model.encode_texts([TEMPLATE.format(c) for c in dataset.class_names], progress=False)
+    img = image_feats / np.linalg.norm(image_feats, axis=1, keepdims=True)
+    prompts /= np.linalg.norm(prompts, axis=1, keepdims=True)
+    hit = (img @ prompts.T).argmax(1) == dataset.test.labels
+    return {"description": dataset.description, "relevance": RELEVANCE, "classes": len(dataset.class_names),
+            "license": dataset.license, "license_id": dataset.license_id,
+            "examples": [list(e) for e in dataset.examples],
+            "zero_shot": {"accuracy": float(hit.mean()), "template": TEMPLATE, "n": int(len(hit)),
+                          "chance": 1.0 / len(dataset.class_names), "on": "the gallery (test split)"}}
 
 
 def backbone_spec(folder: str | Path) -> str:
@@ -146,8 +174,9 @@ def backbone_spec(folder: str | Path) -> str:
     return f"{head}:{folder.resolve() / rest}" if rest.startswith("backbone/") else spec
 
 
-def verify(folder: str | Path) -> list[str]:
-    """Every problem found (an empty list means the bundle is complete and intact)."""
+def verify(folder: str | Path, require_card: bool = False) -> list[str]:
+    """Every problem found (an empty list means the bundle is complete and intact). The model card is
+    checked against the manifest when the bundle lists one, or always with `require_card`."""
     folder = Path(folder)
     try:
         manifest = load_json(folder / "manifest.json")
@@ -167,7 +196,25 @@ def verify(folder: str | Path) -> list[str]:
     n = manifest["data"]["gallery_items"]
     for name, entry in manifest["objectives"].items():
         problems += _verify_objective(folder, name, entry["dir"], n, set(manifest["files"]))
+    if CARD_FILE in manifest["files"] or require_card:
+        problems += _verify_card(folder, manifest)
+    if GALLERY_FEATURES in manifest["files"] and (folder / GALLERY_FEATURES).is_file():
+        tensors, _ = load_tensors(folder / GALLERY_FEATURES)
+        width = manifest["backbone"]["feature_dim"]
+        problems += [f"{GALLERY_FEATURES}[{m}] has shape {tuple(tensors[m].shape) if m in tensors else None}, "
+                     f"expected {(n, width)}" for m in ("image", "text")
+                     if m not in tensors or tuple(tensors[m].shape) != (n, width)]
     return problems
+
+
+def _verify_card(folder: Path, manifest: dict) -> list[str]:
+    path = folder / CARD_FILE
+    if not path.is_file():
+        return [f"no model card {CARD_FILE}: rebuild the bundle (bundle build writes it)"]
+    if path.read_text() != render_card(manifest):
+        return [f"{CARD_FILE} does not agree with manifest.json (edited by hand?): rebuild the bundle, or write "
+                f"cmr_demo.bundle_card.render_card(manifest) to it"]
+    return []
 
 
 def _verify_objective(folder: Path, name: str, rel_dir: str, n: int, listed: set[str]) -> list[str]:
@@ -186,18 +233,26 @@ def _verify_objective(folder: Path, name: str, rel_dir: str, n: int, listed: set
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cmr_demo.bundle", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .cliargs import HelpFormatter
+    from .data import data_spec_help
+    parser = argparse.ArgumentParser(prog="python -m cmr_demo.bundle", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="train and assemble a bundle; other options go to cmr_demo.train")
-    b.add_argument("--backbone", required=True)
-    b.add_argument("--data", required=True)
-    b.add_argument("--objectives", default="all")
-    b.add_argument("--out", required=True)
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--overwrite", action="store_true")
-    v = sub.add_parser("verify", help="check hashes, shapes and completeness")
-    v.add_argument("folder")
+    b = sub.add_parser("build", help="train every objective and assemble a bundle the app serves",
+                       description="Train one checkpoint per objective through cmr_demo.train, then write the gallery, "
+                                   "embeddings, maps, backbone and manifest into --out.",
+                       epilog="Every option of `python -m cmr_demo.train` is accepted too and goes to its runs "
+                              "(--epochs, --lr, --batch-size, --patience, --hidden-dim, --embed-dim, --standardize, "
+                              "--objective-opt KEY=VALUE, --device, ...; see `python -m cmr_demo.train --help`).",
+                       formatter_class=HelpFormatter)
+    b.add_argument("--backbone", required=True, help="backbone spec, e.g. RN50:openai, ARCH:FILE.safetensors")
+    b.add_argument("--data", required=True, help=data_spec_help() + "; the test split becomes the gallery")
+    b.add_argument("--objectives", default="all", help="NAME[,NAME..] | all | hybrids like pcl+0.5*tl")
+    b.add_argument("--out", required=True, help="bundle folder (must be empty, or pass --overwrite)")
+    b.add_argument("--seed", type=int, default=0, help="training seed and the maps' UMAP seed")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing bundle in --out")
+    v = sub.add_parser("verify", help="check hashes, shapes and completeness", formatter_class=HelpFormatter,
+                       description="Check every file's sha256, every array's shape and each objective's files.")
+    v.add_argument("folder", help="the bundle folder")
     args, rest = parser.parse_known_args(argv)
     if args.command == "build":
         manifest = build(args.backbone, args.data, args.objectives, args.out, args.seed, rest, args.overwrite)

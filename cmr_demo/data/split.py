@@ -136,6 +136,10 @@ class Dataset:
     val: Split | None = None
     report: IngestReport = field(default_factory=IngestReport)
     val_source: str = "data"  # "data", or how it was carved from train
+    description: str = ""  # what the data is, in a sentence or two, for people (bundle cards, the app header)
+    examples: list[tuple[str, str]] = field(default_factory=list)  # (text query, its class) the app offers
+    license: str = ""  # what covers the data, in words, for bundle cards ("" = unknown: the data's own terms)
+    license_id: str = "other"  # the hub's license identifier for cards
 
     @property
     def class_names(self) -> list[str]:

@@ -1,0 +1,65 @@
+"""A bundle's model card (README.md in the Hugging Face hub's format), generated from its manifest.
+
+Why generated: the card's numbers are the manifest's, so they cannot drift; `bundle verify` regenerates
+the card and compares. The YAML front matter carries `model-index` results (mAP@all in both directions
+per objective) so the hub shows them; the body says what the bundle is, how it was built and what
+license covers what.
+"""
+from __future__ import annotations
+
+import json
+
+CARD_FILE = "README.md"
+CODE_LICENSE = "The code that built this bundle is MIT-licensed (the CLIP4CMR demo's LICENSE)."
+CITATION = """@inproceedings{zeng2022clip4cmr,
+  title     = {A Comprehensive Empirical Study of Vision-Language Pre-trained Model for Supervised Cross-Modal Retrieval},
+  author    = {Zeng, Zhixiong and Mao, Wenji},
+  booktitle = {Proceedings of the 2022 International Conference on Multimedia Retrieval (ICMR '22)},
+  year      = {2022},
+  doi       = {10.1145/3512527.3531358}
+}"""
+
+
+def _yaml(value) -> str:
+    return json.dumps(value, ensure_ascii=False)  # JSON scalars are valid YAML and quote what needs quoting
+
+
+def front_matter(manifest: dict) -> list[str]:
+    data, about, name = manifest["data"], manifest.get("about", {}), manifest.get("name", "bundle")
+    lines = ["---", f"license: {about.get('license_id', 'other')}", "tags:", "- cross-modal-retrieval", "- clip",
+             "- clip4cmr", "model-index:", f"- name: {_yaml(name)}", "  results:"]
+    for objective, m in manifest["objectives"].items():
+        for direction, key, task in (("image->text", "i2t_map", "image-to-text"),
+                                     ("text->image", "t2i_map", "text-to-image")):
+            lines += [f"  - task: {{type: {task}, name: {_yaml(f'{direction} retrieval, objective {objective}')}}}",
+                      f"    dataset: {{type: {_yaml(data['spec'])}, name: {_yaml(data['spec'] + ' (test split)')}}}",
+                      "    metrics:",
+                      f"    - {{type: map, name: {_yaml(f'mAP@all {direction} ({objective})')}, value: {m[key]:.4f}}}"]
+    return lines + ["---"]
+
+
+def render_card(manifest: dict) -> str:
+    """README.md text for the bundle described by `manifest` (its `files` entry is not used)."""
+    data, about, bb, name = manifest["data"], manifest.get("about", {}), manifest["backbone"], manifest.get("name", "bundle")
+    rows = [f"| `{o}` | {m['i2t_map']:.3f} | {m['t2i_map']:.3f} | {m['avg_map']:.3f} |"
+            for o, m in sorted(manifest["objectives"].items(), key=lambda kv: -kv[1]["avg_map"])]
+    zs = about.get("zero_shot")
+    zero = (f" Zero-shot, the backbone alone classifies {zs['accuracy']:.1%} of {zs['on']} with "
+            f"\"{zs['template']}\" prompts (chance {zs['chance']:.0%}).") if zs else ""
+    body = [
+        f"# {name}: a CLIP4CMR bundle", "",
+        f"{about.get('description') or 'Data: `' + data['spec'] + '`.'}", "",
+        f"- **Gallery**: the test split of `{data['spec']}`, {data['gallery_items']} items, "
+        f"{len(data['class_names'])} classes ({', '.join(data['class_names'])}).",
+        f"- **Relevance**: {about.get('relevance', 'same class as the query')}; mAP over the whole gallery (mAP@all).",
+        f"- **Backbone** (frozen): `{bb['spec']}`, {bb['feature_dim']}-d features.{zero}",
+        "- **Heads**: one projection head per modality into a common space, trained with class labels under "
+        "each objective (CLIP4CMR, Zeng & Mao, ICMR 2022).", "",
+        "| objective | image->text mAP | text->image mAP | average |", "|---|---|---|---|", *rows, "",
+        f"Built {manifest['created']} on {manifest.get('machine', 'an unrecorded machine')} with:", "",
+        "```", " ".join(manifest["command"]), "```", "",
+        "Serve it: `python app.py --bundle <this folder>`; check it: `python -m cmr_demo.bundle verify <this folder>`.", "",
+        "## License", "", CODE_LICENSE + " " + about.get("license", "The data's own terms apply to the gallery, "
+                                                                    "features and embeddings derived from it."), "",
+        "## Citation", "", "```bibtex", CITATION, "```", ""]
+    return "\n".join(front_matter(manifest) + [""] + body)
