@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .data import load_data
+from .cliargs import HelpFormatter
+from .data import data_spec_help, load_data
 from .features import cache_path, default_cache_dir, encode, save_cache
 
 
@@ -74,17 +75,17 @@ def extract(data: str, backbone: str, device: str = "cpu", precision: str = "fp3
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, str]:
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.extract", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
-    p.add_argument("--backbone", required=True)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--cache-dir", default=None)
+    p = argparse.ArgumentParser(prog="python -m cmr_demo.extract", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--data", required=True, help=data_spec_help())
+    p.add_argument("--backbone", required=True, help="backbone spec: ARCH:TAG, ARCH:FILE, ARCH:random, hf-hub:ORG/REPO, "
+                   "local-dir:DIR (see cmr_demo.backbone)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda (cuda:RANK under torchrun)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast for the backbone")
+    p.add_argument("--batch-size", type=int, default=64, help="images per backbone batch")
+    p.add_argument("--num-workers", type=int, default=0, help="image decoding worker processes")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default $CMR_CACHE_DIR or ~/.cache/cmr_demo/features)")
     p.add_argument("--backend", default=None, help="process group backend (default gloo, on CPU and GPU: only finished shards travel)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     rank, world, local = _world()
     device = args.device

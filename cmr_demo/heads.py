@@ -7,7 +7,7 @@ buffers, so a saved checkpoint encodes live queries exactly as it encoded the tr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,10 +19,10 @@ import torch.nn.functional as F
 class HeadConfig:
     image_dim: int  # width of the image features (1024 for CLIP RN50)
     text_dim: int  # width of the text features
-    hidden_dim: int = 256  # the paper's bottleneck
-    embed_dim: int = 1024  # the paper's common space (equals RN50's feature width)
-    dropout: float = 0.1  # the paper's; applied after the second linear layer
-    standardize: bool = False  # z-score features with train statistics (helps non-CLIP features)
+    hidden_dim: int = field(default=256, metadata={"help": "the paper's bottleneck"})
+    embed_dim: int = field(default=1024, metadata={"help": "the paper's common space (equals RN50's feature width)"})
+    dropout: float = field(default=0.1, metadata={"help": "the paper's; after the second linear layer"})
+    standardize: bool = field(default=False, metadata={"help": "z-score features with train statistics (helps non-CLIP features)"})
 
 
 class Dropout(nn.Module):

@@ -25,6 +25,8 @@ from plotly.subplots import make_subplots
 from tqdm import tqdm
 
 from .checkpoint import save_csv, save_json
+from .cliargs import HelpFormatter
+from .data import data_spec_help
 from .losses import OBJECTIVES, expand_objectives, parse_hybrid
 from .plots import PALETTE
 from .provenance import stamp
@@ -70,7 +72,8 @@ class Imbalance:
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--fractions", type=_floats, default=[1.0, 0.7, 0.5, 0.3, 0.1])
+        p.add_argument("--fractions", type=_floats, default=[1.0, 0.7, 0.5, 0.3, 0.1],
+                       help="comma-separated shares of training pairs that keep the modality")
         p.add_argument("--modality", choices=["text", "image", "both"], default="text",
                        help="text: all images, a fraction of texts; image: the mirror case")
 
@@ -179,13 +182,13 @@ def save_figure(fig: go.Figure, base: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.study", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m cmr_demo.study", description=__doc__, formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="study", required=True)
     for name, cls in STUDIES.items():
         s = sub.add_parser(name, help=(cls.__doc__ or "").split("\n")[0],
-                           description=cls.__doc__ + "\nUnknown options go to every `cmr_demo.train` run.")
-        s.add_argument("--data", required=True, help="data spec, as for cmr_demo.train")
+                           description=cls.__doc__ + "\nUnknown options go to every `cmr_demo.train` run.",
+                           formatter_class=HelpFormatter)
+        s.add_argument("--data", required=True, help=data_spec_help())
         s.add_argument("--objectives", default="pcl,ce", help="NAME[,NAME..] | all")
         s.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per setting")
         s.add_argument("--out", default="runs/study", help="folder for <study>.csv/.html/.png")

@@ -13,20 +13,22 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
 
 from .checkpoint import package_versions, save_csv, save_heads, save_json, save_tensors
-from .data import load_data
+from .cliargs import HelpFormatter, add_dataclass_args, dataclass_from_args
+from .data import data_spec_help, load_data
 from .features import FeatureSource, dataset_features
 from .heads import HeadConfig
-from .losses import expand_objectives
+from .losses import expand_objectives, list_objectives
 from .metrics import evaluate
 from .trainer import SELECT_ON, Tensors, TrainConfig, fit
 
 STATE_FILE = "train_state.safetensors"
+HEAD_FLAGS = tuple(f.name for f in fields(HeadConfig) if f.name not in ("image_dim", "text_dim"))
 TEST_PROTOCOL_NOTE = ("NOTE: --select-on test reproduces the paper's protocol (the official code picks the epoch "
                       "on the test set); the test mAP below is therefore optimistic, not a held-out estimate.")
 
@@ -64,10 +66,8 @@ def train_objective(name: str, args, head_cfg: HeadConfig, feats: dict, source: 
         raise SystemExit(f"{out} already holds a finished run; pass --resume to keep it or use another --out")
     if (out / STATE_FILE).is_file() and not args.resume:
         raise SystemExit(f"{out} holds an interrupted run; pass --resume to continue it or use another --out")
-    cfg = TrainConfig(objective=name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                      seed=args.seed, select_on=args.select_on, text_fraction=args.text_fraction,
-                      image_fraction=args.image_fraction, device=args.device, precision=args.precision,
-                      objective_options=_objective_options(args.objective_opt, name))
+    cfg = replace(dataclass_from_args(TrainConfig, args), objective=name,
+                  objective_options=_objective_options(args.objective_opt, name))
     dev = torch.device(args.device)
     labels = {k: s.labels for k, s in dataset.splits().items()}
     data = {k: Tensors.of(*feats[k], labels[k], dev) for k in feats}
@@ -92,18 +92,36 @@ def _final_metrics(result, data: dict, dataset, cfg: TrainConfig) -> dict:
     return out
 
 
+def _declared(name: str) -> set[str]:
+    from .losses import OBJECTIVES, parse_hybrid
+    return {k for _, part in parse_hybrid(name) for k in OBJECTIVES[part].defaults}
+
+
 def _objective_options(pairs: list[str], name: str) -> dict:
     """'--objective-opt margin=0.3' applies to every selected objective that declares 'margin'."""
-    from .losses import OBJECTIVES, parse_hybrid
-    declared = {k for _, part in parse_hybrid(name) for k in OBJECTIVES[part].defaults}
     opts = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise SystemExit(f"--objective-opt takes KEY=VALUE, got '{pair}'")
-        if key in declared:
-            opts[key] = float(value)
+        try:
+            number = float(value)
+        except ValueError:
+            raise SystemExit(f"--objective-opt {key}: '{value}' is not a number") from None
+        if key in _declared(name):
+            opts[key] = number
     return opts
+
+
+def check_objective_options(pairs: list[str], names: list[str]) -> None:
+    """Refuse an option that none of the selected objectives declares, naming the valid ones: a typo
+    such as margn=0.3 must not train and record {} silently."""
+    valid = set().union(*(_declared(n) for n in names))
+    for pair in pairs:
+        key = pair.partition("=")[0]
+        if key not in valid:
+            raise SystemExit(f"--objective-opt {pair}: no selected objective ({', '.join(names)}) has an option "
+                             f"'{key}'; their options: {sorted(valid) or 'none'}")
 
 
 def print_table(rows: dict[str, dict], select_on: str) -> None:
@@ -115,33 +133,22 @@ def print_table(rows: dict[str, dict], select_on: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.train", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", required=True, help="data spec: wikipedia:DIR, clip4cmr:DIR, manifest:FILE, npz:FILE, synthetic[:N]")
+    p = argparse.ArgumentParser(prog="python -m cmr_demo.train", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--data", required=True, help=data_spec_help())
     p.add_argument("--backbone", default=None, help="backbone spec for raw images/texts (default RN50:openai, the "
                    "paper's); ignored when the data ships pre-computed features")
-    p.add_argument("--objective", default="pcl", help="NAME[,NAME..] | all | hybrid like pcl+0.5*tl")
+    p.add_argument("--objective", default="pcl", help="NAME[,NAME..] | all | hybrid like pcl+0.5*tl; names: "
+                   + ", ".join(list_objectives()))
     p.add_argument("--objective-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="objective option, e.g. margin=0.3 or temperature=0.5 (repeatable)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--patience", type=int, default=d.patience)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", default=d.precision, choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--select-on", default=d.select_on, choices=SELECT_ON)
-    p.add_argument("--text-fraction", type=float, default=d.text_fraction)
-    p.add_argument("--image-fraction", type=float, default=d.image_fraction)
+                   help="objective option, e.g. margin=0.3 or temperature=0.5 (repeatable; an option no selected "
+                        "objective has is refused)")
+    add_dataclass_args(p, TrainConfig, skip=("objective", "objective_options"))
+    p.set_defaults(device="cuda" if torch.cuda.is_available() else "cpu")
+    add_dataclass_args(p, HeadConfig)
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of train held out for selection when the data has no val split")
-    p.add_argument("--hidden-dim", type=int, default=256)
-    p.add_argument("--embed-dim", type=int, default=1024)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--standardize", action="store_true", help="z-score features with train statistics (for non-CLIP features)")
     p.add_argument("--strict", action="store_true", help="fail instead of skipping missing/unreadable items")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $CMR_CACHE_DIR or ~/.cache/cmr_demo/features)")
-    p.add_argument("--extract-batch-size", type=int, default=64)
+    p.add_argument("--extract-batch-size", type=int, default=64, help="images per backbone batch when extracting")
     p.add_argument("--num-workers", type=int, default=0, help="image decoding workers for extraction")
     p.add_argument("--out", required=True, help="output folder; one sub-folder per objective")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs, keep finished ones")
@@ -154,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, dict]:
     args = build_parser().parse_args(argv)
     names = expand_objectives(args.objective)
+    check_objective_options(args.objective_opt, names)
     if args.select_on == "test":
         print(TEST_PROTOCOL_NOTE)
     dataset = load_data(args.data, strict=args.strict, seed=args.seed,
@@ -168,8 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         print(f"note: '{args.data}' ships pre-computed features; --backbone {args.backbone} is not used")
     dims = (feats["train"][0].shape[1], feats["train"][1].shape[1])
     print(f"features from {source.text}: image {dims[0]}-d, text {dims[1]}-d ({time.perf_counter() - t0:.1f}s)")
-    head_cfg = HeadConfig(image_dim=dims[0], text_dim=dims[1], hidden_dim=args.hidden_dim,
-                          embed_dim=args.embed_dim, dropout=args.dropout, standardize=args.standardize)
+    head_cfg = HeadConfig(image_dim=dims[0], text_dim=dims[1], **{k: getattr(args, k) for k in HEAD_FLAGS})
     command = ["python", "-m", "cmr_demo.train", *(argv if argv is not None else sys.argv[1:])]
     rows = {name: train_objective(name, args, head_cfg, feats, source, dataset, command) for name in names}
     print_table(rows, args.select_on)

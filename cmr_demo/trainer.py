@@ -32,19 +32,21 @@ SELECT_ON = ("val", "test")
 
 @dataclass
 class TrainConfig:
-    objective: str = "pcl"  # the paper's final model
-    epochs: int = 500  # the paper's cap; early stopping ends runs long before
-    batch_size: int = 300  # the paper's
-    lr: float = 1e-4  # the paper's Adam learning rate
-    beta1: float = 0.5  # the paper's Adam betas (0.5, 0.999)
-    beta2: float = 0.999
-    patience: int = 10  # epochs without a better selection mAP before stopping (the paper's)
-    seed: int = 0
-    select_on: str = "val"  # "test" is the official code's protocol (optimistic); we default to val
-    text_fraction: float = 1.0  # share of training pairs that keep their text (modality imbalance)
-    image_fraction: float = 1.0  # the mirror case
-    device: str = "cpu"
-    precision: str = "fp32"  # "bf16"/"fp16": autocast for the heads (fp16 on CUDA only)
+    objective: str = field(default="pcl", metadata={"help": "the paper's final model"})
+    epochs: int = field(default=500, metadata={"help": "the paper's cap; early stopping ends runs long before"})
+    batch_size: int = field(default=300, metadata={"help": "the paper's"})
+    lr: float = field(default=1e-4, metadata={"help": "the paper's Adam learning rate"})
+    beta1: float = field(default=0.5, metadata={"help": "the paper's Adam betas are (0.5, 0.999)"})
+    beta2: float = field(default=0.999, metadata={"help": "Adam's second beta"})
+    patience: int = field(default=10, metadata={"help": "epochs without a better selection mAP before stopping (the paper's)"})
+    seed: int = field(default=0, metadata={"help": "initialisation, batch order and dropout masks"})
+    select_on: str = field(default="val", metadata={"help": (
+        "split that selects the epoch: val, or test = the official code's protocol (optimistic)"), "choices": SELECT_ON})
+    text_fraction: float = field(default=1.0, metadata={"help": "share of training pairs that keep their text (modality imbalance)"})
+    image_fraction: float = field(default=1.0, metadata={"help": "share of training pairs that keep their image (the mirror case)"})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    precision: str = field(default="fp32", metadata={"help": "autocast for the heads: bf16, or fp16 on CUDA only",
+                                                      "choices": ("fp32", "bf16", "fp16")})
     objective_options: dict = field(default_factory=dict)
 
 

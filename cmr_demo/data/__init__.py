@@ -21,7 +21,7 @@ READERS: dict[str, tuple[str, str]] = {
     "manifest": ("manifest", "your data: FILE.csv|.jsonl with image,text,label[,split]"),
     "npz": ("npz", "pre-computed features with labels in one .npz"),
     "synthetic": ("synthetic", "seeded class-structured features, for tests and smoke runs"),
-    "shapes": ("shapes", "procedural images + captions of 10 shape classes"),
+    "shapes": ("shapes", "procedural images + captions of 10 shape classes: shapes[:N[,seed=S]]"),
 }
 
 
@@ -31,6 +31,11 @@ def _reader(name: str) -> Reader:
 
 def list_readers() -> list[str]:
     return list(READERS)
+
+
+def data_spec_help() -> str:
+    """--data help for every command: the spec grammar and every reader, from the registry."""
+    return "data spec NAME[:ARG]; readers: " + "; ".join(f"{name}: {what}" for name, (_, what) in READERS.items())
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -57,4 +62,4 @@ def load_data(spec: str, strict: bool = False, val_fraction: float = 0.1, seed: 
     return dataset
 
 
-__all__ = ["Dataset", "DataError", "IngestReport", "Split", "load_data", "list_readers", "parse_spec"]
+__all__ = ["Dataset", "DataError", "IngestReport", "Split", "data_spec_help", "load_data", "list_readers", "parse_spec"]
