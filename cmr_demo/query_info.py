@@ -13,8 +13,8 @@ bad answer from a question the gallery cannot answer.
 - Texts: the share of the query's content words that the gallery's captions use. A caption-trained
   backbone has never seen other words (a tiny CLIP pre-trained on its world has untrained embeddings
   for them), and feature distances do not separate such texts (measured: kNN similarity to the
-  gallery captions gives 0.49-0.88 misses at 0.02-0.06 false alarms). A text is in the world when at
-  least MIN_COVERAGE of its content words are the world's.
+  gallery captions gives 0.49-0.88 misses at 0.02-0.06 false alarms). A text is in the world when more
+  than MIN_COVERAGE of its content words are the world's.
 - Images: cosine similarity of the backbone features to the nearest gallery image, against a
   threshold calibrated on the gallery itself: the IMAGE_QUANTILE quantile of every gallery image's
   similarity to its nearest other gallery image (so about that share of in-world images is flagged).
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-MIN_COVERAGE = 0.5  # at least half of a text's content words must be words of the world
+MIN_COVERAGE = 0.5  # more than half of a text's content words must be words of the world ("a red dog": out)
 IMAGE_QUANTILE = 0.01  # false-alarm rate the image threshold is set for, on the gallery itself
 WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 STOPWORDS = frozenset(
@@ -131,11 +131,12 @@ class WorldCheck:
             return False, "the text has no words this gallery's captions use"
         unknown = [w for w in dict.fromkeys(content) if w not in self.vocabulary]
         coverage = 1 - sum(w not in self.vocabulary for w in content) / len(content)
-        if coverage >= MIN_COVERAGE:
+        if coverage > MIN_COVERAGE:
             extra = f" (never used here: {', '.join(unknown[:4])})" if unknown else ""
             return True, f"{coverage:.0%} of its content words are words of this gallery's captions{extra}"
-        return False, (f"only {coverage:.0%} of its content words occur in this gallery's captions; unknown: "
-                       f"{', '.join(unknown[:6])}")
+        share = "none" if coverage == 0 else f"only {coverage:.0%}"
+        return False, (f"{share} of its content words occur in this gallery's captions (unknown here: "
+                       f"{', '.join(unknown[:6])})")
 
     def image(self, features: np.ndarray) -> tuple[bool | None, str]:
         if self.gallery is None:
