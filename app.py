@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 import sys
+import typing
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -25,8 +26,6 @@ from cmr_demo.service import Hit, RetrievalService, SearchResult  # noqa: E402
 
 log = logging.getLogger("cmr_demo.app")
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "demo"
-EXAMPLES = ["a red star on a striped background", "two hearts", "a shape with three corners",
-            "a big blue hexagon in the top left corner", "hollow round outline on a dark background"]
 CONCURRENCY = 4  # encoding is CPU-bound: more parallel requests than cores only add latency
 QUEUE_SIZE = 64  # beyond this, clients are told the app is busy instead of waiting minutes
 STUDY_FIGURES = sorted((Path(__file__).resolve().parent / "bench" / "results" / "study").glob("*/*.png"))
@@ -76,6 +75,7 @@ OBJECTIVES = SERVICE.objectives
 BEST = SERVICE.leaderboard()[0]["objective"]
 CLASSES = SERVICE.class_names
 ITEMS = SERVICE.bundle.items
+EXAMPLES = views.text_examples(SERVICE)  # (text, class) pairs the bundle offers, else a few of its captions
 
 
 def _render(result):
@@ -109,13 +109,17 @@ def search_text(query: str, objective: str, k: int, query_class: str = "", same_
     return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
 
 
-@user_errors
-def search_image(image: str, objective: str, k: int, query_class: str = "", same_modality: bool = False):
-    """Image file -> ranked texts (or images with same_modality)."""
+def _uploaded(image):
     if isinstance(image, str) and not Path(image).resolve().is_relative_to(Path(image_in.GRADIO_CACHE).resolve()):
         # an API client can name a server path (a FileData without "meta"); only uploads are images to search with
         raise InputError("the image must be uploaded to this app, not named by a server path: upload the file")
-    q = SERVICE.image_query(image, query_class)
+    return image
+
+
+@user_errors
+def search_image(image: str, objective: str, k: int, query_class: str = "", same_modality: bool = False):
+    """Image file -> ranked texts (or images with same_modality)."""
+    q = SERVICE.image_query(_uploaded(image), query_class)
     return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
 
 
@@ -127,13 +131,38 @@ def search_hit(state: dict, objective: str, k: int, same_modality: bool, evt: gr
     if not hits or row is None or not 0 <= row < len(hits):
         raise InputError("that result is no longer on screen: run the search again")
     q = SERVICE.item_query(hits[row]["index"], hits[row]["modality"])
-    return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
+    return *_render(SERVICE.search(q, objective, k, _target(q, same_modality))), None
 
 
 @user_errors
 def search_browsed(objective: str, k: int, same_modality: bool, evt: gr.SelectData):
     q = SERVICE.item_query(evt.index, "image")
-    return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
+    return *_render(SERVICE.search(q, objective, k, _target(q, same_modality))), None
+
+
+@user_errors
+def query_info(query: str, objective: str = "") -> dict:
+    """A text's likely class under `objective` (default: the best), its calibrated confidence, and whether it
+    belongs to this gallery's world: {"predicted_class", "confidence", "in_domain", "objective", ...}."""
+    return SERVICE.query_info(SERVICE.text_query(query), objective or None).to_dict()
+
+
+@user_errors
+def query_info_image(image: str, objective: str = "") -> dict:
+    """The same for an uploaded picture."""
+    return SERVICE.query_info(SERVICE.image_query(_uploaded(image)), objective or None).to_dict()
+
+
+def resolved(fn):
+    """gr.api reads the API's types from the signature; under postponed annotations they are strings
+    ("dict"), which it cannot map, so resolve them first."""
+    fn.__annotations__ = typing.get_type_hints(fn)
+    return fn
+
+
+def clear():
+    """An empty value: a stated class is cleared when the query it was stated for changes."""
+    return ""
 
 
 @user_errors
@@ -147,7 +176,9 @@ def compare(query: str, objectives: list[str], k: int, query_class: str = "", it
 
 
 def render_columns(results: dict):
-    out = []
+    """The notice about the query (its likely class; outside the world?), then one column per objective."""
+    first = next(iter(results.values()), None) if results else None
+    out = [views.info_line(first.get("info")) if first else ""]
     for name in OBJECTIVES:
         r = results.get(name) if results else None
         if r is None:
@@ -155,7 +186,8 @@ def render_columns(results: dict):
             continue
         res = SearchResult(**{**r, "hits": [Hit(**h) for h in r["hits"]]})
         out += [gr.Column(visible=True), views.column_header(res),
-                gr.Gallery(value=views.gallery_value(res), visible=res.target == "image"), views.text_list(res)]
+                gr.Gallery(value=views.gallery_value(res, short=True), visible=res.target == "image"),
+                views.text_list(res)]
     return out
 
 
@@ -187,6 +219,15 @@ def embedding_map(objective: str, query: str = "", others: list[str] | None = No
     return plots.map_figure(map_views, ITEMS, chosen or None, lines, sel)
 
 
+def others_than(objective: str) -> list[str]:
+    return [o for o in OBJECTIVES if o != objective]
+
+
+def side_choices(main: str, chosen: list[str] | None):
+    """'Side by side with' never offers the main objective itself."""
+    return gr.CheckboxGroup(choices=others_than(main), value=[o for o in chosen or [] if o != main])
+
+
 def browse_gallery(current):
     """The whole gallery as thumbnails, sent once: a gallery already filled is left as it is."""
     return gr.skip() if current else BROWSE
@@ -204,13 +245,13 @@ BROWSE = [(str(SERVICE.bundle.image_path(i)), f"{it['id']} · {CLASSES[it['label
 class_choices = [("(unknown)", "")] + [(c, c) for c in CLASSES]
 
 with gr.Blocks(title="CLIP4CMR demo") as demo:
-    gr.Markdown(f"# CLIP4CMR: supervised cross-modal retrieval on a frozen CLIP\n"
-                f"{len(ITEMS)} gallery items · {len(OBJECTIVES)} objectives · backbone "
-                f"`{SERVICE.bundle.manifest['backbone']['built_from']}`. Relevance = same class.")
+    gr.Markdown(views.header_markdown(SERVICE), elem_id="header-card")
+    gr.Gallery(views.class_examples(SERVICE), columns=10, height=150, allow_preview=False,
+               label="One gallery picture of each class", elem_id="class-examples", object_fit="contain")
     with gr.Tab("Search"):
         with gr.Row():
             with gr.Column(scale=3):
-                text_in = gr.Textbox(label="Text query", placeholder=EXAMPLES[0], lines=1)
+                text_in = gr.Textbox(label="Text query", placeholder=EXAMPLES[0][0], lines=1)
                 text_class = gr.Dropdown(class_choices, value="", label="Class of this text (optional: shows AP, P@k)")
                 text_btn = gr.Button("Search images", variant="primary", elem_id="search-text-btn")
             with gr.Column(scale=2):
@@ -228,32 +269,41 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
         results_gallery = gr.Gallery(label="Image results (click one to search with it)", columns=6, height="auto",
                                      elem_id="results-gallery", allow_preview=False)
         results_table = gr.Dataframe(headers=views.TEXT_COLUMNS, label="Text results (click a row to search with it)",
-                                     interactive=False, visible=False, wrap=True)
+                                     interactive=False, visible=False, wrap=True, elem_id="results-table",
+                                     column_widths=["64px", "80px", "96px", "84px", "auto", "150px"])
         hits = gr.State({})
-        gr.Examples([[e] for e in EXAMPLES], inputs=[text_in], label="Text examples")
+        gr.Examples([list(e) for e in EXAMPLES], inputs=[text_in, text_class], label="Text examples (with their class)")
         gr.Examples([[str(SERVICE.bundle.image_path(i))] for i in range(0, min(len(ITEMS), 60), 6)],
                     inputs=[image_in], label="Image examples")
         with gr.Accordion("Browse the gallery: click an image to search texts with it", open=False) as browse_box:
-            browse = gr.Gallery(columns=10, height=420, allow_preview=False, label="Gallery")
+            browse = gr.Gallery(columns=10, height=420, allow_preview=False, label="Gallery", elem_id="browse-gallery")
+        info_json = gr.JSON(visible=False)
+        info_btn = gr.Button(visible=False)
     out = [results_gallery, results_table, summary_md, hits]
-    events = [(text_btn.click, search_text, [text_in, objective, k, text_class, same], "search_text"),
-              (text_in.submit, search_text, [text_in, objective, k, text_class, same], None),
-              (image_btn.click, search_image, [image_in, objective, k, image_class, same], "search_image"),
-              (results_gallery.select, search_hit, [hits, objective, k, same], None),
-              (results_table.select, search_hit, [hits, objective, k, same], None),
-              (browse.select, search_browsed, [objective, k, same], None)]
-    for trigger, fn, inputs, api_name in events:
+    events = [(text_btn.click, search_text, [text_in, objective, k, text_class, same], out, "search_text"),
+              (text_in.submit, search_text, [text_in, objective, k, text_class, same], out, None),
+              (image_btn.click, search_image, [image_in, objective, k, image_class, same], out, "search_image"),
+              (results_gallery.select, search_hit, [hits, objective, k, same], [*out, image_in], None),
+              (results_table.select, search_hit, [hits, objective, k, same], [*out, image_in], None),
+              (browse.select, search_browsed, [objective, k, same], [*out, image_in], None)]
+    for trigger, fn, inputs, outputs, api_name in events:
         visibility = {"api_name": api_name} if api_name else {"api_visibility": "private"}
-        # queue=False: a search costs ~2 ms of CPU here, so it skips the queue's round trips (measured:
-        # bench/app.py); compare and maps stay queued under CONCURRENCY because they encode and plot more
-        trigger(fn, inputs, out, queue=False, **visibility).then(
+        # queued (not queue=False): outside the queue gradio drops gr.Error's text and the page shows a bare
+        # "Error" badge; the queue's round trip costs a few ms, which a user does not notice
+        trigger(fn, inputs, outputs, **visibility).then(
             show_target, hits, [results_gallery, results_table], queue=False, api_visibility="private",
             show_progress="hidden")
+    # a stated class belongs to the query it was stated for: a query the user changes clears it (✓/✗ and AP
+    # stay true); `input`/`upload`, not `change`, so an example that sets a query and its class keeps both
+    for trigger, box in ((text_in.input, text_class), (image_in.upload, image_class), (image_in.clear, image_class)):
+        trigger(clear, None, box, queue=False, api_visibility="private", show_progress="hidden")
+    gr.api(resolved(query_info), api_name="query_info")
+    info_btn.click(query_info_image, [image_in, objective], info_json, api_name="query_info_image")
 
     with gr.Tab("Compare objectives"):
         with gr.Row():
-            cmp_query = gr.Textbox(label="Text query", value=EXAMPLES[0], scale=3)
-            cmp_class = gr.Dropdown(class_choices, value="star", label="Class of the query (optional)")
+            cmp_query = gr.Textbox(label="Text query", value=EXAMPLES[0][0], scale=3)
+            cmp_class = gr.Dropdown(class_choices, value=EXAMPLES[0][1], label="Class of the query (optional)")
             cmp_item = gr.Textbox("", label="…or a gallery item id (overrides the text)", placeholder=ITEMS[0]["id"])
             cmp_modality = gr.Radio(["image", "text"], value="image", label="item modality")
         with gr.Row():
@@ -261,7 +311,8 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
             cmp_k = gr.Slider(1, 24, value=6, step=1, label="Top k")
             cmp_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
         cmp_json = gr.JSON(visible=False)
-        col_parts = []
+        cmp_notice = gr.Markdown(elem_id="compare-notice")
+        col_parts = [cmp_notice]
         with gr.Row(equal_height=False):
             for name in OBJECTIVES:
                 with gr.Column(min_width=190) as col:
@@ -283,6 +334,7 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
             dis_btn = gr.Button("Find disagreements")
         dis_table = gr.Dataframe(headers=["id", "class", "AP A", "AP B", "A − B", "caption"], interactive=False, wrap=True)
     cmp_inputs = [cmp_query, cmp_objs, cmp_k, cmp_class, cmp_item, cmp_modality]
+    cmp_query.input(clear, None, cmp_class, queue=False, api_visibility="private", show_progress="hidden")
     cmp_btn.click(compare, cmp_inputs, cmp_json, api_name="compare").then(
         render_columns, cmp_json, col_parts, api_visibility="private")
     heat_dir.change(leaderboard_plots, heat_dir, heatmap, api_visibility="private")
@@ -294,10 +346,10 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
     with gr.Tab("Embedding map"):
         with gr.Row():
             map_obj = gr.Dropdown(OBJECTIVES, value=BEST, label="Objective")
-            map_others = gr.CheckboxGroup(OBJECTIVES, value=[o for o in OBJECTIVES if o != BEST][:1],
+            map_others = gr.CheckboxGroup(others_than(BEST), value=others_than(BEST)[:1],
                                           label="Side by side with", scale=3)
         with gr.Row():
-            map_query = gr.Textbox(label="Query placed on the maps (optional)", value=EXAMPLES[0], scale=3)
+            map_query = gr.Textbox(label="Query placed on the maps (optional)", value=EXAMPLES[0][0], scale=3)
             map_k = gr.Slider(1, 50, value=10, step=1, label="Top k highlighted")
             map_lines = gr.Checkbox(False, label="Lines image ↔ caption")
         with gr.Row():
@@ -308,6 +360,8 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
         with gr.Accordion("Pick a gallery item to highlight it on every map", open=False) as pick_box:
             map_pick = gr.Gallery(columns=10, height=300, allow_preview=False, label="Gallery")
     map_inputs = [map_obj, map_query, map_others, map_classes, map_lines, map_k, map_selected]
+    map_obj.change(side_choices, [map_obj, map_others], map_others, queue=False, api_visibility="private",
+                   show_progress="hidden")
     map_btn.click(embedding_map, map_inputs, map_plot, api_name="embedding_map")
     map_pick.select(picked_id, None, map_selected, api_visibility="private").then(
         embedding_map, map_inputs, map_plot, api_visibility="private")

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import (atomic_write_bytes, file_sha256, load_heads, load_json, load_tensors, package_versions,
+from .checkpoint import (CheckpointError, atomic_write_bytes, file_sha256, load_heads, load_json, load_tensors, package_versions,
                          save_json, save_tensors)
 from .bundle_card import CARD_FILE, render_card
 from .provenance import machine
@@ -199,7 +199,10 @@ def verify(folder: str | Path, require_card: bool = False) -> list[str]:
     if CARD_FILE in manifest["files"] or require_card:
         problems += _verify_card(folder, manifest)
     if GALLERY_FEATURES in manifest["files"] and (folder / GALLERY_FEATURES).is_file():
-        tensors, _ = load_tensors(folder / GALLERY_FEATURES)
+        try:
+            tensors, _ = load_tensors(folder / GALLERY_FEATURES)
+        except CheckpointError as err:
+            return problems + [f"{GALLERY_FEATURES}: {err}"]
         width = manifest["backbone"]["feature_dim"]
         problems += [f"{GALLERY_FEATURES}[{m}] has shape {tuple(tensors[m].shape) if m in tensors else None}, "
                      f"expected {(n, width)}" for m in ("image", "text")

@@ -16,7 +16,8 @@ CITATION = """@inproceedings{zeng2022clip4cmr,
   author    = {Zeng, Zhixiong and Mao, Wenji},
   booktitle = {Proceedings of the 2022 International Conference on Multimedia Retrieval (ICMR '22)},
   year      = {2022},
-  doi       = {10.1145/3512527.3531358}
+  eprint    = {2201.02772},
+  archivePrefix = {arXiv}
 }"""
 
 
@@ -59,7 +60,7 @@ def render_card(manifest: dict) -> str:
         f"Built {manifest['created']} on {manifest.get('machine', 'an unrecorded machine')} with:", "",
         "```", " ".join(manifest["command"]), "```", "",
         "Serve it: `python app.py --bundle <this folder>`; check it: `python -m cmr_demo.bundle verify <this folder>`.", "",
-        "## License", "", CODE_LICENSE + " " + about.get("license", "The data's own terms apply to the gallery, "
-                                                                    "features and embeddings derived from it."), "",
+        "## License", "", CODE_LICENSE + " " + (about.get("license") or "The data's own terms apply to the gallery, "
+                                                                      "features and embeddings derived from it."), "",
         "## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(front_matter(manifest) + [""] + body)

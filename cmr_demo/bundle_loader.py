@@ -87,7 +87,7 @@ def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bo
             name, load_heads(run / "heads.safetensors", image_dim=feature_dim, text_dim=feature_dim),
             emb["image"].float().numpy(), emb["text"].float().numpy(), xy["image"].numpy(), xy["text"].numpy(),
             load_json(run / "metrics.json"), _load_objective(run, len(bundle.class_names)))
-    if (folder / GALLERY_FEATURES).is_file():
+    if GALLERY_FEATURES in manifest["files"]:  # listed, so its hash was checked with the rest
         feats, _ = load_tensors(folder / GALLERY_FEATURES)
         bundle.image_features, bundle.text_features = (feats[m].float().numpy() for m in ("image", "text"))
     if load_backbone:

@@ -52,9 +52,28 @@ def map_figure(views: Sequence[dict], items: Sequence[dict], classes: Sequence[i
                                  marker={"color": "grey", "symbol": symbol, "size": 8}), row=1, col=1)
     fig.update_xaxes(showticklabels=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, zeroline=False)
-    fig.update_layout(height=480, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"itemsizing": "constant"},
+    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 70}, legend={"itemsizing": "constant"},
                       hovermode="closest", template="plotly_white")
+    query = views[0].get("query") if views else None
+    if query is not None:
+        fig.add_annotation(text=_placement_note(query), xref="paper", yref="paper", x=0, y=-0.02, xanchor="left",
+                           yanchor="top", showarrow=False, align="left", font={"size": 12})
     return fig
+
+
+def _placement_note(query: dict) -> str:
+    """How to read the star and the rings (they often sit apart: the modality gap)."""
+    from .maps import PLACE_K
+    info = query.get("info") or {}
+    verdict = ""
+    if info:
+        verdict = f"<b>query</b>: looks like {_escape(info['predicted_class'])} ({info['confidence']:.0%})"
+        verdict += " · <b>outside this gallery's world</b>" if info.get("in_domain") is False else ""
+        verdict += "<br>"
+    return (verdict + f"★ query: placed at the similarity-weighted mean of its {PLACE_K} nearest gallery points of "
+            f"either modality, usually its own ({query['modality']}s: the modality gap). Black rings: its top "
+            f"{len(query['hits'])} {query['target']}s, ranked in the full common space, so they need not be "
+            f"its 2-D neighbours.")
 
 
 def _pair_lines(fig: go.Figure, view: dict, rows: np.ndarray, col: int) -> None:
@@ -102,8 +121,9 @@ def leaderboard_figure(rows: Sequence[dict]) -> go.Figure:
     fig = go.Figure([go.Bar(name="image -> text", x=names, y=[r["i2t_map"] for r in rows]),
                      go.Bar(name="text -> image", x=names, y=[r["t2i_map"] for r in rows])])
     chance = rows[0].get("chance_map") if rows else None
-    if chance is not None:
-        fig.add_hline(y=chance, line_dash="dash", line_color="grey", annotation_text=f"chance {chance:.3f}")
+    if chance is not None:  # a legend entry, not a label on the plot: a label there sat on the bars
+        fig.add_trace(go.Scatter(x=names, y=[chance] * len(names), mode="lines", name=f"chance {chance:.3f}",
+                                 line={"dash": "dash", "color": "grey"}, hoverinfo="skip"))
     fig.update_layout(barmode="group", height=360, yaxis_title="mAP@all (test split)", template="plotly_white",
                       margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig

@@ -65,8 +65,15 @@ class PretrainConfig:
     workers: int = field(default=1, metadata={"help": "stream only: processes rendering batches ahead"})
     state_every_s: float = field(default=120.0, metadata={"help": "seconds between resumable state writes"})
 
-    # Fields that may change between sittings of one run without changing what it computes.
-    RESUMABLE = ("steps", "minutes", "device", "workers", "state_every_s")
+    # Fields that may change between sittings of one run without changing what it computes (steps and
+    # minutes may not: they shape the cosine schedule; split a run with --sitting-steps/--sitting-minutes)
+    RESUMABLE = ("device", "workers", "state_every_s", "eval_every")
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.eval_every < 1 or self.batch_size < 2:
+            raise ValueError(f"steps and eval_every must be >= 1 and batch_size >= 2 (a contrastive batch needs "
+                             f"negatives); got steps={self.steps}, eval_every={self.eval_every}, "
+                             f"batch_size={self.batch_size}")
 
     @classmethod
     def from_json(cls, text: str) -> PretrainConfig:
@@ -199,7 +206,7 @@ def load_state(out: Path, model, opt, cfg: PretrainConfig) -> tuple[int, float, 
     return int(state["step"]), float(state["elapsed_s"]), json.loads(state["history"])
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sitting:
     """How much of the run to do now; unlike the config, it does not change what the run computes."""
     resume: bool = False
@@ -325,6 +332,9 @@ def pretrain(cfg: PretrainConfig, out: str | Path, sitting: Sitting = Sitting())
     out.mkdir(parents=True, exist_ok=True)
     if sitting.resume and not (out / STATE_FILE).is_file():
         raise FileNotFoundError(f"--resume: no {STATE_FILE} in {out}; start the run without --resume")
+    if not sitting.resume and (out / STATE_FILE).is_file():
+        raise FileExistsError(f"{out} holds a run in progress ({STATE_FILE}): pass --resume to continue it, or "
+                              f"choose another --out")
     register_model_configs()
     torch.manual_seed(cfg.seed)
     model, _, preprocess = open_clip.create_model_and_transforms(cfg.arch, pretrained=None, device=cfg.device)
@@ -342,6 +352,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path, sitting: Sitting = Sitting())
         images, tokens = prepare_split(data.train, preprocess, tokenizer)
         n_train, batches_from = len(images), (lambda s: fixed_batches(cfg, s, images, tokens))
     run = train(model, batches_from, cfg, out, probe, sitting)
+    if run["stopped_by"] == "sitting":  # the run goes on in a later sitting: no weights or scores yet
+        return {"config": asdict(cfg), **run, "state": str(out / STATE_FILE)}
     path = save_backbone(model.cpu(), cfg, out)
     backbone, diff = check_reload(model, f"{cfg.arch}:{path}", *_reload_probe(probe_split, preprocess, tokenizer))
     if diff > 1e-5:
@@ -381,6 +393,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[PretrainConfig, str, 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg, out, sitting = parse_args(argv)
     s = pretrain(cfg, out, sitting)
+    if s["stopped_by"] == "sitting":
+        print(f"sitting ended at step {s['steps']} of {cfg.steps}; continue with the same options and --resume")
+        return s
     zs = s["zero_shot_test"]
     print(f"zero-shot test accuracy {zs['accuracy']:.3f} (chance {zs['chance']:.2f}) | final loss "
           f"{s['final_loss']:.3f} | {s['steps']} steps, stopped by {s['stopped_by']} | train {s['train_s']:.0f} s, "

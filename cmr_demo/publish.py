@@ -27,12 +27,18 @@ def lfs_patterns(root: Path) -> list[str]:
     if not path.is_file():
         return []
     return [line.split()[0] for line in path.read_text().splitlines()
-            if line.strip() and not line.startswith("#") and "filter=lfs" in line.split()[1:]]
+            if line.strip() and not line.lstrip().startswith("#") and "filter=lfs" in line.split()[1:]]
 
 
 def _matches(rel: str, patterns: list[str]) -> bool:
-    # gitattributes: a pattern without a slash matches the file name at any depth
-    return any(fnmatch.fnmatch(rel if "/" in p else rel.rsplit("/", 1)[-1], p.lstrip("/")) for p in patterns)
+    """gitattributes matching: a pattern without a slash matches the file name at any depth; one with a
+    slash matches the whole path, `*` never crossing a '/'."""
+    def one(pattern: str) -> bool:
+        if "/" not in pattern:
+            return fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], pattern)
+        parts, segs = pattern.strip("/").split("/"), rel.split("/")
+        return len(parts) == len(segs) and all(fnmatch.fnmatchcase(s, p) for s, p in zip(segs, parts))
+    return any(one(p) for p in patterns)
 
 
 def pushed_files(root: Path) -> list[str]:
@@ -57,7 +63,8 @@ def check_files(root: Path, files: list[str]) -> list[str]:
 
 
 def pinned(root: Path, name: str) -> str | None:
-    for line in (root / "requirements.txt").read_text().splitlines():
+    path = root / "requirements.txt"
+    for line in path.read_text().splitlines() if path.is_file() else []:
         m = re.match(rf"^\s*{re.escape(name)}\s*==\s*([^\s#;]+)", line, re.IGNORECASE)
         if m:
             return m.group(1)
@@ -89,7 +96,7 @@ def check_space(root: Path) -> list[str]:
 
 
 def check_requirements(root: Path) -> list[str]:
-    problems = []
+    problems = [] if (root / "requirements.txt").is_file() else ["requirements.txt is missing: a Space installs from it"]
     for name in ("requirements.txt", "requirements-dev.txt"):
         path = root / name
         if not path.is_file():

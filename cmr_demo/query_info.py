@@ -110,6 +110,17 @@ def _source(module) -> str:
         type(module).__name__, "classifier")
 
 
+def _nearest_other(g: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """[N] cosine similarity of each row of unit-norm g [N, F] to its nearest other row, in row chunks
+    (memory chunk x N, not N x N)."""
+    out = np.empty(len(g), np.float32)
+    for start in range(0, len(g), chunk):
+        sims = g[start:start + chunk] @ g.T
+        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
+        out[start:start + chunk] = sims.max(1)
+    return out
+
+
 class WorldCheck:
     """In/out-of-world tests calibrated on the bundle's gallery (see the module docstring)."""
 
@@ -118,17 +129,17 @@ class WorldCheck:
         self.has_captions = any(t.strip() for t in captions)
         self.gallery = None
         if image_features is not None and len(image_features) > 1:
-            g = image_features / np.maximum(np.linalg.norm(image_features, axis=1, keepdims=True), 1e-12)
-            sims = g @ g.T
-            np.fill_diagonal(sims, -np.inf)
-            self.gallery, self.image_threshold = g.astype(np.float32), float(np.quantile(sims.max(1), IMAGE_QUANTILE))
+            g = (image_features / np.maximum(np.linalg.norm(image_features, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            self.gallery, self.image_threshold = g, float(np.quantile(_nearest_other(g), IMAGE_QUANTILE))
 
     def text(self, text: str) -> tuple[bool | None, str]:
         if not self.has_captions:
             return None, "this bundle has no captions to compare the words with"
+        if not words(text):
+            return False, "the text has no words at all"
         content = content_words(text)
         if not content:
-            return False, "the text has no words this gallery's captions use"
+            return None, "the text has no content words to judge by"
         unknown = [w for w in dict.fromkeys(content) if w not in self.vocabulary]
         coverage = 1 - sum(w not in self.vocabulary for w in content) / len(content)
         if coverage > MIN_COVERAGE:

@@ -17,14 +17,28 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def caption(hit: Hit) -> str:
-    mark = f" {MARK[hit.relevant]}" if hit.relevant is not None else ""
-    return f"#{hit.rank} · {hit.score:.3f} · {hit.class_name}{mark} — {hit.text}"
+def caption(hit: Hit, short: bool = False) -> str:
+    """The verdict first (✓/✗, class), then rank and score: what fits under a thumbnail must say the most."""
+    mark = f"{MARK[hit.relevant]} " if hit.relevant is not None else ""
+    head = f"{mark}{hit.class_name} · #{hit.rank} · {hit.score:.3f}"
+    return head if short else f"{head} — {hit.text}"
 
 
-def gallery_value(result: SearchResult) -> list[tuple[str, str]]:
+def gallery_value(result: SearchResult, short: bool = False) -> list[tuple[str, str]]:
     """(image path, caption) per hit when the results are images; [] otherwise."""
-    return [(h.image, caption(h)) for h in result.hits] if result.target == "image" else []
+    return [(h.image, caption(h, short)) for h in result.hits] if result.target == "image" else []
+
+
+def info_line(info: dict | None) -> str:
+    """The query's predicted class and confidence, and a warning when it lies outside the bundle's world."""
+    if not info:
+        return ""
+    line = (f"looks like **{info['predicted_class']}** ({info['confidence']:.0%}, from {info['objective']}'s "
+            f"{info['class_source']})")
+    if info["in_domain"] is False:
+        return (f"⚠️ **outside this gallery's world**: {info['reason']}. The ranking below is what the model "
+                f"returns anyway; its scores do not mean a match. · {line}")
+    return line
 
 
 def text_rows(result: SearchResult) -> list[list]:
@@ -38,22 +52,25 @@ def summary(result: SearchResult, class_names: Sequence[str]) -> str:
     """One-line heading: the query, and its AP / P@k / first relevant rank when its class is known."""
     head = f"**{result.objective}** · query: {result.query} → {result.target}s"
     if result.query_label is None:
-        tail = " · state the query's class to see AP and P@k"
+        tail = " · state the query's class to see AP, P@k and ✓/✗"
     else:
         p = result.p_at_k or {}
         tail = (f" · class **{class_names[result.query_label]}** · AP {_fmt(result.ap)} · "
                 + " · ".join(f"P@{k} {_fmt(v, 2)}" for k, v in p.items())
                 + f" · first relevant at rank {result.first_relevant_rank or '–'}")
     notes = "".join(f"\n\n> note: {n}" for n in result.notes)
-    return head + tail + notes + ("" if result.exact else "\n\n> approximate index (HNSW)")
+    info = f"\n\n{info_line(result.info)}" if result.info else ""
+    return head + tail + info + notes + ("" if result.exact else "\n\n> approximate index (HNSW)")
 
 
 def column_header(result: SearchResult) -> str:
+    info = result.info or {}
+    guess = f"looks like {info['predicted_class']} ({info['confidence']:.0%})" if info else ""
     if result.query_label is None:
-        return f"### {result.objective}\nclass of the query unknown"
+        return f"### {result.objective}\n{guess}" + ("" if guess else "class of the query unknown")
     p = result.p_at_k or {}
     return (f"### {result.objective}\nAP **{_fmt(result.ap)}** · P@5 {_fmt(p.get('5'), 2)} · "
-            f"first relevant #{result.first_relevant_rank or '–'}")
+            f"first relevant #{result.first_relevant_rank or '–'}" + (f"\n\n{guess}" if guess else ""))
 
 
 def text_list(result: SearchResult) -> str:
@@ -61,6 +78,38 @@ def text_list(result: SearchResult) -> str:
     if result.target != "text":
         return ""
     return "\n".join(f"{h.rank}. {MARK[h.relevant]} *{h.class_name}* {h.score:.3f} — {h.text}" for h in result.hits)
+
+
+def header_markdown(service: RetrievalService) -> str:
+    """The card at the top of the app: what the gallery is, what relevant means, which backbone, how good."""
+    m = service.bundle.manifest
+    about = m.get("about", {})
+    zs = about.get("zero_shot")
+    zero_shot = (f" · zero-shot {zs['accuracy']:.0%} on {zs['on']} (chance {zs['chance']:.0%})" if zs else "")
+    description = about.get("description") or f"Data `{m['data']['spec']}`."
+    return (f"# CLIP4CMR: supervised cross-modal retrieval on a frozen CLIP\n"
+            f"**Gallery**: {len(service.bundle.items)} items of `{m['data']['spec']}`, {len(service.class_names)} "
+            f"classes ({', '.join(service.class_names)}). {description}\n\n"
+            f"**Relevant** = {about.get('relevance', 'same class as the query')}; state a query's class to see ✓/✗, "
+            f"AP and P@k. **Backbone** (frozen): `{m['backbone']['spec']}`{zero_shot}. "
+            f"**Objectives**: {len(service.objectives)}, one pair of heads each, best `{service.leaderboard()[0]['objective']}`.")
+
+
+def text_examples(service: RetrievalService, n: int = 5) -> list[tuple[str, str]]:
+    """(text, class) examples: the ones the bundle's data offers, else the first captions of its gallery."""
+    given = service.bundle.manifest.get("about", {}).get("examples")
+    if given:
+        return [(t, c) for t, c in given]
+    items = [it for it in service.bundle.items if it.get("text")][:n]
+    return [(it["text"], service.class_names[it["label"]]) for it in items] or [("", "")]
+
+
+def class_examples(service: RetrievalService) -> list[tuple[str, str]]:
+    """One gallery picture per class, captioned with its class: the header's small grid."""
+    first = {}
+    for n, label in enumerate(service.bundle.labels.tolist()):
+        first.setdefault(label, n)
+    return [(str(service.bundle.image_path(n)), service.class_names[c]) for c, n in sorted(first.items())]
 
 
 def leaderboard_rows(service: RetrievalService) -> list[list]:
@@ -77,7 +126,7 @@ def about_markdown(service: RetrievalService) -> str:
 ## What is being served
 - **Bundle**: `{service.bundle.folder}` ({m['data']['gallery_items']} gallery items, {len(service.objectives)} objectives,
   built {m['created']})
-- **Backbone** (frozen): `{m['backbone']['built_from']}` → {m['backbone']['feature_dim']}-d features
+- **Backbone** (frozen): `{m['backbone']['spec']}` → {m['backbone']['feature_dim']}-d features
 - **Data**: `{m['data']['spec']}`, classes: {', '.join(service.class_names)}
 - **Method**: CLIP4CMR (Zeng & Mao, ICMR 2022): one projection head per modality into a common space,
   trained with class labels under each learning objective; relevance = same class; mAP over the whole gallery.

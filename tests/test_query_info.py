@@ -56,6 +56,7 @@ def test_world_check_on_words():
     assert world.text("a dog")[0] is False and "dog" in world.text("a dog")[1]
     assert world.text("a red dog")[0] is False  # half is not enough
     assert world.text("!!! ???")[0] is False
+    assert world.text("a picture of the")[0] is None  # nothing to judge by
     assert content_words("Show me a picture of THE Red-star") == ["red-star"]
     assert WorldCheck(["", ""], ["a"], None).text("a red star")[0] is None  # no captions: cannot tell
 

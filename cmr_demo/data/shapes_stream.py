@@ -46,12 +46,13 @@ def _style(rng: np.random.Generator) -> dict:
     return style
 
 
-def render_batch(step: int, cfg: StreamConfig) -> tuple[np.ndarray, list[str]]:
-    """Batch `step`: [B, 64, 64, 3] uint8 pictures and their B captions."""
+def render_batch(step: int, cfg: StreamConfig) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Batch `step`: [B, 64, 64, 3] uint8 pictures, their B captions and [B] class ids. The class ids
+    serve the supervised ceiling in bench/backbone.py only; pre-training never receives them."""
     b = cfg.batch_size
     n_hard = int(round(cfg.hard_fraction * b / max(cfg.group, 1))) * max(cfg.group, 1) if cfg.group > 1 else 0
     rng = np.random.default_rng([cfg.seed, step])
-    images, captions = [], []
+    images, captions, labels = [], [], []
     style = None
     for j in range(b):
         index = step * b + j  # a unique item of the stream's world
@@ -61,7 +62,8 @@ def render_batch(step: int, cfg: StreamConfig) -> tuple[np.ndarray, list[str]]:
         image, facts = _scene(index, label, cfg.seed, style if j < n_hard else None)
         images.append(np.asarray(image))
         captions.append(_caption(facts, np.random.default_rng([cfg.seed, index, 1])))
-    return np.stack(images), captions
+        labels.append(label)
+    return np.stack(images), captions, np.array(labels)
 
 
 class ShapesStream(torch.utils.data.IterableDataset):
@@ -76,6 +78,6 @@ class ShapesStream(torch.utils.data.IterableDataset):
         step = self.start + (info.id if info else 0)
         stride = info.num_workers if info else 1
         while self.stop is None or step < self.stop:
-            images, captions = render_batch(step, self.cfg)
+            images, captions, _ = render_batch(step, self.cfg)  # no class label leaves the stream
             yield torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
             step += stride
