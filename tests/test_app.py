@@ -11,7 +11,9 @@ def client(app_url):
 
 def test_named_api_is_the_documented_one(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert {"/search_text", "/search_image", "/compare", "/embedding_map", "/disagreements"} <= set(api)
+    assert {"/search_text", "/search_image", "/compare", "/embedding_map", "/disagreements", "/query_info",
+            "/query_info_image"} <= set(api)
+    assert [p["parameter_name"] for p in api["/query_info"]["parameters"]] == ["query", "objective"]
     first = [p["parameter_name"] for p in api["/search_text"]["parameters"]][:3]
     assert first == ["query", "objective", "k"]
     assert [p["parameter_name"] for p in api["/search_image"]["parameters"]][:3] == ["image", "objective", "k"]
@@ -21,10 +23,20 @@ def test_named_api_is_the_documented_one(client):
 
 def test_search_text_returns_ranked_images_with_captions(client):
     gallery, table, summary = client.predict("a red star", "pcl", 5, "star", api_name="/search_text")
-    assert len(gallery) == 5 and all(item["image"] and item["caption"].startswith(f"#{n + 1} ·")
-                                     for n, item in enumerate(gallery))
+    assert len(gallery) == 5
+    for n, item in enumerate(gallery):  # the verdict first, so it survives a cut-off caption
+        assert item["image"] and item["caption"].split(" · ")[0][0] in "✓✗" and f" · #{n + 1} · " in item["caption"]
     assert "AP" in summary and "class **star**" in summary
     assert not table["data"] or table["data"] == [[None] * len(table["headers"])] or table["data"] == []
+
+
+def test_query_info_names_a_class_and_flags_texts_from_outside_the_world(client):
+    info = client.predict("a red star", "pcl", api_name="/query_info")
+    assert set(info) >= {"predicted_class", "confidence", "in_domain", "objective"}
+    assert info["in_domain"] is True and info["objective"] == "pcl" and 0 < info["confidence"] <= 1
+    assert client.predict("a dog", api_name="/query_info")["in_domain"] is False
+    with pytest.raises(Exception, match="objective"):
+        client.predict("a red star", "nope", api_name="/query_info")
 
 
 def test_search_image_returns_ranked_texts(client, small_bundle):

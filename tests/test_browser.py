@@ -39,6 +39,37 @@ def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def test_header_says_what_the_gallery_is(page):
+    header = page.locator("#header-card").inner_text()
+    assert "Relevant" in header and "classes" in header and "Backbone" in header
+    assert "runs/" not in header  # the backbone is named as the bundle holds it, not by a build-machine path
+    assert page.locator("#class-examples img").count() >= 2
+
+
+def test_search_errors_show_the_apps_message(page):
+    page.get_by_label("Text query").first.fill("")
+    page.locator("#search-text-btn").click()
+    message = page.get_by_text("query is empty", exact=False).first
+    message.wait_for(state="visible")  # the text itself, not a bare "Error" badge
+
+
+def test_a_stated_class_is_cleared_when_the_query_changes(page):
+    open_tab(page, "Compare objectives")
+    box = page.get_by_label("Text query").nth(1)
+    box.fill("two hearts")
+    dropdown = page.get_by_label("Class of the query (optional)")
+    page.wait_for_timeout(500)
+    assert dropdown.input_value() in ("", "(unknown)")  # the "star" stated for the first query is gone
+    open_tab(page, "Search")
+
+
+def test_a_query_from_outside_the_world_is_flagged(page):
+    page.get_by_label("Text query").first.fill("a dog")
+    page.locator("#search-text-btn").click()
+    page.get_by_text("outside this gallery's world", exact=False).first.wait_for(state="visible")
+    assert "looks like" in page.locator("#search-summary").inner_text()
+
+
 def test_search_shows_result_images(page, shots):
     page.get_by_label("Text query").first.fill("a red star on a striped background")
     page.locator("#search-text-btn").click()
@@ -52,7 +83,7 @@ def test_search_shows_result_images(page, shots):
 
 def test_clicking_a_gallery_item_searches_texts_with_it(page):
     page.get_by_text("Browse the gallery").click()
-    thumbs = page.locator("button.thumbnail-item img, .thumbnail-item img")
+    thumbs = page.locator("#browse-gallery .thumbnail-item img")
     thumbs.nth(20).wait_for(state="visible")
     thumbs.nth(3).click()
     page.get_by_text("gallery image", exact=False).first.wait_for(state="visible")

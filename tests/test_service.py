@@ -106,7 +106,9 @@ def test_map_view_places_a_gallery_item_on_its_own_point(service):
                            selected=7)
     names = {t.name for t in fig.data}
     assert {"query", "top 5", "selected item"} <= names
-    assert len(fig.layout.annotations) == 2  # one titled panel per objective
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[:2] == ["pcl", "ce"]  # one titled panel per objective, then the note on reading the query
+    assert len(titles) == 3 and "modality gap" in titles[2] and "top 5 texts" in titles[2]
 
 
 @pytest.mark.parametrize("call, message", [

@@ -7,16 +7,16 @@ from cmr_demo.data.shapes_stream import StreamConfig, render_batch
 
 def test_a_batch_is_a_pure_function_of_its_step():
     cfg = StreamConfig(batch_size=32, group=8)
-    (a, ca), (b, cb) = render_batch(5, cfg), render_batch(5, cfg)
-    assert np.array_equal(a, b) and ca == cb
-    c, _ = render_batch(6, cfg)
+    (a, ca, la), (b, cb, lb) = render_batch(5, cfg), render_batch(5, cfg)
+    assert np.array_equal(a, b) and ca == cb and np.array_equal(la, lb)
+    c, _, _ = render_batch(6, cfg)
     assert not np.array_equal(a, c)
     assert a.shape == (32, shapes.SIZE, shapes.SIZE, 3) and a.dtype == np.uint8
 
 
 def test_groups_share_background_colour_count_and_size_but_not_the_shape():
     cfg = StreamConfig(batch_size=64, group=16, hard_fraction=0.5)  # 2 groups of 16, then 32 plain scenes
-    _, captions = render_batch(0, cfg)
+    _, captions, _ = render_batch(0, cfg)
     colours = [{c for c in shapes.COLOURS if f" {c} " in f" {t.lower()} "} for t in captions]
     for g in range(2):
         members = colours[g * 16:(g + 1) * 16]
@@ -28,7 +28,7 @@ def test_groups_share_background_colour_count_and_size_but_not_the_shape():
 
 
 def test_stream_pictures_are_not_the_benchmark_or_gallery_pictures():
-    stream, _ = render_batch(0, StreamConfig(batch_size=16, group=1, hard_fraction=0))
+    stream, _, _ = render_batch(0, StreamConfig(batch_size=16, group=1, hard_fraction=0))
     for seed in (shapes.SEED, 1):
         fixed = [np.asarray(shapes.render_item(i, seed)[0]) for i in range(16)]
         assert not any(np.array_equal(s, f) for s in stream for f in fixed)
