@@ -26,7 +26,8 @@ from cmr_demo.service import MODALITIES, Query, RetrievalService, SearchResult
 CALL_LIMIT_S = 5.0
 OBJECTIVES = ["pcl", "ce", "pcl+0.5*tl"]  # the small bundle's (conftest)
 # the autouse cache fixture is function-scoped but only sets an environment variable: safe to share
-FUZZ = settings(max_examples=150, deadline=None, database=None, print_blob=True,
+# derandomize: the same broad search on every run (a fixed seed per test), so CI cannot go red by chance
+FUZZ = settings(max_examples=150, deadline=None, database=None, print_blob=True, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large, HealthCheck.filter_too_much])
 

@@ -75,6 +75,19 @@ def test_sixteen_bit_images_are_rescaled_not_saturated():
     assert pixels.min() == 0 and pixels.max() == 255 and len(np.unique(pixels)) > 100
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("bits", [0x7F800001, 0x7FC00000, 0x7F800000, 0xFF800000])  # sNaN, qNaN, +inf, -inf
+def test_float_images_with_nan_and_inf_become_a_clean_grey_ramp(bits):
+    """Float TIFFs hold whatever bits a file says: a signalling NaN once made the float64 widening raise
+    'invalid value encountered in cast' (the fuzz test's flaky 3x15 image). Non-finite pixels become black."""
+    arr = np.tile(np.linspace(-2.0, 5.0, 15, dtype=np.float32), (3, 1))
+    arr.view(np.uint32)[1, 3] = bits
+    buf = io.BytesIO()
+    Image.fromarray(arr, "F").save(buf, "TIFF")
+    grey = np.asarray(load_image(buf.getvalue()))[..., 0]
+    assert grey.dtype == np.uint8 and grey[0, 0] == 0 and grey[0, -1] == 255 and grey[1, 3] == 0
+
+
 def test_transparency_is_flattened_onto_white():
     clear = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
     assert np.asarray(load_image(png_bytes(clear))).min() == 255
