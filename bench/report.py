@@ -55,17 +55,54 @@ def demo_bundle() -> str | None:
         rows.append(f"| `{name}` | {o['i2t_map']:.3f} | {o['t2i_map']:.3f} | {o['avg_map']:.3f} | "
                     f"{'' if chance is None else f'{chance:.3f}'} |")
     pre = _load(RESULTS / "pretrain.json")
+    seen = f"{pre.get('pairs_seen', 0):,} fresh pairs" if pre and pre.get("n_train") is None else \
+        f"{(pre or {}).get('n_train') or 0:,} pairs"
     zero = (f" The backbone alone, zero-shot with \"{pre['zero_shot_test']['template']}\" prompts: accuracy "
             f"{pre['zero_shot_test']['accuracy']:.3f} on {pre['zero_shot_test']['n']:,} test images (chance "
-            f"{pre['zero_shot_test']['chance']:.2f}); pre-trained from scratch on {pre['n_train']:,} pairs in "
+            f"{pre['zero_shot_test']['chance']:.2f}); pre-trained from scratch on {seen} in "
             f"{pre['train_s'] / 60:.0f} min ({pre['steps']:,} steps, `bench/results/pretrain.json`).") if pre else ""
+    q = _load(RESULTS / "demo_queries.json")
+    queries = [] if q is None else ["", (
+        f"As a newcomer queries it ({_provenance(q['date'], q['machine'], q['command'])}), under `{q['objective']}`: "
+        f"{q['plain_queries']} plain queries naming their class (`tests/data/world_queries.py`), class stated, mean "
+        f"P@5 **{q['mean_p_at_5']:.3f}** (goal 0.9: {_verdict(q['mean_p_at_5'] >= 0.9)}); predicted class right for "
+        f"{q['predicted_class_accuracy']:.0%}; out-of-world notice: {len(q['false_alarms'])} false alarm(s) in "
+        f"{q['plain_queries']} in-world texts, {len(q['misses'])} miss(es) in {q['out_of_world_queries']} texts from "
+        f"outside the world{': ' + ', '.join(repr(m) for m in q['misses']) if q['misses'] else ''}; app examples "
+        f"with their class in the top 5: {sum(q['text_examples_top5'].values())}/{len(q['text_examples_top5'])} "
+        f"texts, {sum(q['image_examples_top5'].values())}/{len(q['image_examples_top5'])} images.")]
     return "\n".join([
         "### The demo bundle (`assets/demo`)", "",
         _provenance(m["created"][:16].replace("T", " "), m.get("machine"), " ".join(m["command"])), "",
         f"Test mAP@all of each objective on {m['data']['spec']} (held-out test split, {m['data']['gallery_items']} "
         f"gallery items, epoch selected on validation), features from the tiny `{m['backbone']['spec'].split(':')[0]}` "
         f"CLIP.{zero}", "",
-        "| objective | I->T | T->I | avg | chance |", "|---|---|---|---|---|", *rows])
+        "| objective | I->T | T->I | avg | chance |", "|---|---|---|---|---|", *rows, *queries])
+
+
+def backbone() -> str | None:
+    r = _load(RESULTS / "backbone.json")
+    if r is None:
+        return None
+    zs, lp, sup = r["zero_shot"], r["linear_probe"], r["supervised"]
+    gap = lp["accuracy"] - sup["accuracy"]
+    pre = _load(RESULTS / "pretrain.json") or {}
+    curve = pre.get("history", [])
+    every = max(1, len(curve) // 8)
+    trace = ", ".join(f"{h['step']:,}: {h['zero_shot_val']:.2f}" for h in curve[every - 1::every])
+    return "\n".join([
+        "### How well the tiny CLIP knows its world (`bench/backbone.py`)", "",
+        _provenance(r["date"], r["machine"], r["command"]), "",
+        f"| what | test accuracy ({zs['n']:,} items of shapes:40000) | trained on |", "|---|---|---|",
+        f"| chance | {zs['chance']:.3f} | - |",
+        f"| tiny CLIP, zero-shot (\"{zs['template']}\") | **{zs['accuracy']:.3f}** | {r['pretrain']['pairs_seen']:,} "
+        f"captioned pairs, no labels ({r['pretrain']['steps']:,} steps, {r['pretrain']['train_s'] / 60:.0f} min) |",
+        f"| linear probe on its frozen image features | **{lp['accuracy']:.3f}** | {lp['n_train']:,} labelled features |",
+        f"| supervised ceiling: the same image tower + a linear classifier, from scratch | **{sup['accuracy']:.3f}** | "
+        f"{sup['steps'] * sup['batch_size']:,} labelled pictures ({sup['steps']:,} steps, {sup['seconds'] / 60:.0f} min) |",
+        "", f"Zero-shot goal >= 0.85: {_verdict(zs['accuracy'] >= 0.85)}. Linear probe within 0.05 of the ceiling: "
+            f"{gap:+.3f}, {_verdict(gap >= -0.05)}."
+        + (f" Zero-shot on 1,000 val pictures during pre-training (step: accuracy): {trace}." if trace else "")])
 
 
 def wikipedia() -> str | None:
@@ -260,7 +297,7 @@ def app() -> str | None:
                       "endpoints in turn.", "", *lines, "", "; ".join(goals) + "."])
 
 
-BLOCKS: list[Callable[[], str | None]] = [demo_bundle, wikipedia, studies, train_speed, extraction, search, app]
+BLOCKS: list[Callable[[], str | None]] = [demo_bundle, backbone, wikipedia, studies, train_speed, extraction, search, app]
 
 
 def render() -> str:

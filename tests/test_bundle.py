@@ -109,3 +109,21 @@ def test_gallery_paths_cannot_escape_the_bundle(small_bundle, tmp_path):
     assert any("points outside the bundle" in p for p in verify(evil))
     with pytest.raises(CheckpointError, match="points outside"):
         load_bundle(evil, check_hashes=False)
+
+
+def test_the_bundle_describes_itself_and_its_card_agrees(small_bundle, tmp_path):
+    from cmr_demo.bundle_card import render_card
+    manifest = json.loads((small_bundle / "manifest.json").read_text())
+    about = manifest["about"]
+    assert about["classes"] == 10 and "shape" in about["description"] and about["license_id"] == "mit"
+    assert about["zero_shot"]["n"] == 40 and 0 <= about["zero_shot"]["accuracy"] <= 1
+    card = (small_bundle / "README.md").read_text()
+    assert card == render_card(manifest) and card.startswith("---\nlicense: mit\n")
+    for name, o in manifest["objectives"].items():  # every objective's result is in the model-index
+        assert f"mAP@all image->text ({name})\", value: {o['i2t_map']:.4f}" in card
+    feats, _ = load_tensors(small_bundle / "gallery" / "features.safetensors")
+    assert feats["image"].shape == feats["text"].shape == (40, manifest["backbone"]["feature_dim"])
+    edited = tmp_path / "edited"
+    shutil.copytree(small_bundle, edited)
+    (edited / "README.md").write_text(card.replace("mAP", "MAP", 1))
+    assert any("does not agree with manifest.json" in p for p in verify(edited))
