@@ -49,6 +49,18 @@ def linear_probe(backbone, data) -> dict:
             "n_train": len(data.train), "n_test": len(data.test)}
 
 
+class LabelledStream(torch.utils.data.IterableDataset):
+    """The pre-training stream's batches with their class ids (which pre-training itself never sees)."""
+
+    def __init__(self, cfg: StreamConfig, steps: int):
+        self.cfg, self.steps = cfg, steps
+
+    def __iter__(self):
+        for step in range(self.steps):  # one worker: batches in step order
+            pixels, _, labels = render_batch(step, self.cfg)
+            yield torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
+
+
 def supervised(cfg: PretrainConfig, steps: int, test, eval_every: int = 500) -> dict:
     """The pre-training's image tower from scratch + Linear(D -> C), cross-entropy on stream pictures."""
     register_model_configs()
@@ -70,12 +82,12 @@ def supervised(cfg: PretrainConfig, steps: int, test, eval_every: int = 500) -> 
         return float((pred.numpy() == test.labels).mean())
 
     curve, start = [], time.perf_counter()
-    for step in range(steps):
-        pixels, _, labels = render_batch(step, stream)
-        x = convert(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+    loader = torch.utils.data.DataLoader(LabelledStream(stream, steps), batch_size=None, num_workers=1, prefetch_factor=4)
+    for step, (pixels, labels) in enumerate(loader):
+        x = convert(pixels)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, step / steps, schedule)
-        loss = torch.nn.functional.cross_entropy(head(tower(x)), torch.from_numpy(labels))
+        loss = torch.nn.functional.cross_entropy(head(tower(x)), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
