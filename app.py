@@ -102,10 +102,27 @@ def show_target(state: dict):
     return gr.Gallery(visible=image), gr.Dataframe(visible=not image)
 
 
+def owned(query: str, query_class: str) -> str | None:
+    """Which query a class was stated for: the text in the box when the class was set (None: no class)."""
+    return query if query_class else None
+
+
+def own_class(query_class: str, query: str, stated_for: str | None) -> str:
+    """The stated class, or "" when it was stated for another text (pasted over, set by code): ✓/✗ and AP
+    must never describe a query with another query's class. API calls carry no page state: their class is theirs."""
+    return "" if query_class and stated_for is not None and stated_for != query else query_class
+
+
+def sync_class(query: str, query_class: str, stated_for: str | None):
+    """After a search, clear a class the search ignored, so the page shows what was used."""
+    return "" if own_class(query_class, query, stated_for) != query_class else gr.skip()
+
+
 @user_errors
-def search_text(query: str, objective: str, k: int, query_class: str = "", same_modality: bool = False):
+def search_text(query: str, objective: str, k: int, query_class: str = "", same_modality: bool = False,
+                stated_for: str | None = None):
     """Text query -> ranked images with captions (or texts with same_modality)."""
-    q = SERVICE.text_query(query, query_class)
+    q = SERVICE.text_query(query, own_class(query_class, query, stated_for))
     return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
 
 
@@ -167,10 +184,10 @@ def clear():
 
 @user_errors
 def compare(query: str, objectives: list[str], k: int, query_class: str = "", item_id: str = "",
-            item_modality: str = "image", progress=gr.Progress()):
+            item_modality: str = "image", stated_for: str | None = None, progress=gr.Progress()):
     """One query under several objectives -> {objective: result}; a gallery item id overrides the text."""
     q = SERVICE.item_query(item_id, item_modality) if item_id and item_id.strip() else \
-        SERVICE.text_query(query, query_class)
+        SERVICE.text_query(query, own_class(query_class, query, stated_for))
     results = SERVICE.compare(q, objectives or None, k, progress=progress)
     return {name: r.to_dict() for name, r in results.items()}
 
@@ -279,9 +296,12 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
             browse = gr.Gallery(columns=10, height=420, allow_preview=False, label="Gallery", elem_id="browse-gallery")
         info_json = gr.JSON(visible=False)
         info_btn = gr.Button(visible=False)
+        # the text the stated class belongs to, set whenever the class is set (a State outside a Tab would
+        # end the group of tabs: keep it inside)
+        text_stated = gr.State(None)
     out = [results_gallery, results_table, summary_md, hits]
-    events = [(text_btn.click, search_text, [text_in, objective, k, text_class, same], out, "search_text"),
-              (text_in.submit, search_text, [text_in, objective, k, text_class, same], out, None),
+    events = [(text_btn.click, search_text, [text_in, objective, k, text_class, same, text_stated], out, "search_text"),
+              (text_in.submit, search_text, [text_in, objective, k, text_class, same, text_stated], out, None),
               (image_btn.click, search_image, [image_in, objective, k, image_class, same], out, "search_image"),
               (results_gallery.select, search_hit, [hits, objective, k, same], [*out, image_in], None),
               (results_table.select, search_hit, [hits, objective, k, same], [*out, image_in], None),
@@ -290,14 +310,20 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
         visibility = {"api_name": api_name} if api_name else {"api_visibility": "private"}
         # queued (not queue=False): outside the queue gradio drops gr.Error's text and the page shows a bare
         # "Error" badge; the queue's round trip costs a few ms, which a user does not notice
-        trigger(fn, inputs, outputs, **visibility).then(
+        event = trigger(fn, inputs, outputs, **visibility).then(
             show_target, hits, [results_gallery, results_table], queue=False, api_visibility="private",
             show_progress="hidden")
-    # a stated class belongs to the query it was stated for: a query the user changes clears it (✓/✗ and AP
-    # stay true); `input`/`upload`, not `change`, so an example that sets a query and its class keeps both
-    for trigger, box in ((text_in.input, text_class), (image_in.upload, image_class), (image_in.clear, image_class)):
-        trigger(clear, None, box, queue=False, api_visibility="private", show_progress="hidden")
-    gr.api(resolved(query_info), api_name="query_info")
+        if fn is search_text:
+            event.then(sync_class, [text_in, text_class, text_stated], text_class, queue=False,
+                       api_visibility="private", show_progress="hidden")
+    # A stated class belongs to the query it was stated for (✓/✗ and AP stay true). Typing clears it at once
+    # (`input`: an example that sets a text and its class keeps both); any other change of the text (paste,
+    # code) is caught at search time by comparing with the text recorded when the class was set. A new
+    # picture in the image box, by upload, example or a click on a result, clears the image's class.
+    text_in.input(clear, None, text_class, queue=False, api_visibility="private", show_progress="hidden")
+    text_class.change(owned, [text_in, text_class], text_stated, queue=False, api_visibility="private",
+                      show_progress="hidden")
+    image_in.change(clear, None, image_class, queue=False, api_visibility="private", show_progress="hidden")
     info_btn.click(query_info_image, [image_in, objective], info_json, api_name="query_info_image")
 
     with gr.Tab("Compare objectives"):
@@ -333,10 +359,15 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
             dis_dir = gr.Radio(["t2i", "i2t"], value="t2i", label="query direction")
             dis_btn = gr.Button("Find disagreements")
         dis_table = gr.Dataframe(headers=["id", "class", "AP A", "AP B", "A − B", "caption"], interactive=False, wrap=True)
-    cmp_inputs = [cmp_query, cmp_objs, cmp_k, cmp_class, cmp_item, cmp_modality]
+        cmp_stated = gr.State(EXAMPLES[0][0])  # the first example's class was stated for the first example
+    cmp_inputs = [cmp_query, cmp_objs, cmp_k, cmp_class, cmp_item, cmp_modality, cmp_stated]
     cmp_query.input(clear, None, cmp_class, queue=False, api_visibility="private", show_progress="hidden")
+    cmp_class.change(owned, [cmp_query, cmp_class], cmp_stated, queue=False, api_visibility="private",
+                     show_progress="hidden")
     cmp_btn.click(compare, cmp_inputs, cmp_json, api_name="compare").then(
-        render_columns, cmp_json, col_parts, api_visibility="private")
+        render_columns, cmp_json, col_parts, api_visibility="private").then(
+        sync_class, [cmp_query, cmp_class, cmp_stated], cmp_class, queue=False, api_visibility="private",
+        show_progress="hidden")
     heat_dir.change(leaderboard_plots, heat_dir, heatmap, api_visibility="private")
     dis_btn.click(disagreements, [dis_a, dis_b, dis_dir], dis_table, api_name="disagreements")
     dis_table.select(pick_disagreement, [dis_table, dis_dir], [cmp_item, cmp_modality], api_visibility="private").then(
@@ -379,6 +410,7 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
                     gr.Image(str(path), label=f"{path.stem} on {path.parent.name}", interactive=False)
 
     demo.load(embedding_map, map_inputs, map_plot, api_visibility="private")
+    gr.api(resolved(query_info), api_name="query_info")  # after the tabs: between them it split the tab row
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 

@@ -71,7 +71,7 @@ def _placement_note(query: dict) -> str:
         verdict += " · <b>outside this gallery's world</b>" if info.get("in_domain") is False else ""
         verdict += "<br>"
     return (verdict + f"★ query: placed at the similarity-weighted mean of its {PLACE_K} nearest gallery points of "
-            f"either modality, usually its own ({query['modality']}s: the modality gap). Black rings: its top "
+            f"either modality, usually its own ({query['modality']}s: the modality gap).<br>Black rings: its top "
             f"{len(query['hits'])} {query['target']}s, ranked in the full common space, so they need not be "
             f"its 2-D neighbours.")
 

@@ -89,7 +89,7 @@ def header_markdown(service: RetrievalService) -> str:
     description = about.get("description") or f"Data `{m['data']['spec']}`."
     return (f"# CLIP4CMR: supervised cross-modal retrieval on a frozen CLIP\n"
             f"**Gallery**: {len(service.bundle.items)} items of `{m['data']['spec']}`, {len(service.class_names)} "
-            f"classes ({', '.join(service.class_names)}). {description}\n\n"
+            f"classes (one picture of each below). {description}\n\n"
             f"**Relevant** = {about.get('relevance', 'same class as the query')}; state a query's class to see ✓/✗, "
             f"AP and P@k. **Backbone** (frozen): `{m['backbone']['spec']}`{zero_shot}. "
             f"**Objectives**: {len(service.objectives)}, one pair of heads each, best `{service.leaderboard()[0]['objective']}`.")

@@ -43,6 +43,9 @@ def test_header_says_what_the_gallery_is(page):
     header = page.locator("#header-card").inner_text()
     assert "Relevant" in header and "classes" in header and "Backbone" in header
     assert "runs/" not in header  # the backbone is named as the bundle holds it, not by a build-machine path
+    page.locator("#class-examples img").first.wait_for(state="visible")
+    names = page.get_by_role("tablist").first.get_by_role("tab").all_inner_texts()  # one row of tabs, all four
+    assert [n.strip() for n in names] == ["Search", "Compare objectives", "Embedding map", "About"], names
     assert page.locator("#class-examples img").count() >= 2
 
 
@@ -51,15 +54,23 @@ def test_search_errors_show_the_apps_message(page):
     page.locator("#search-text-btn").click()
     message = page.get_by_text("query is empty", exact=False).first
     message.wait_for(state="visible")  # the text itself, not a bare "Error" badge
+    page.locator(".toast-close").first.click()  # dismissed, so later screenshots show the page
 
 
 def test_a_stated_class_is_cleared_when_the_query_changes(page):
     open_tab(page, "Compare objectives")
     box = page.get_by_label("Text query").nth(1)
-    box.fill("two hearts")
     dropdown = page.get_by_label("Class of the query (optional)")
+    assert dropdown.input_value() == "star"  # the first example, with the class it was stated for
+    box.fill("two hearts")  # replaced at once, as a paste does (no key events)
+    page.locator("#compare-btn").click()
+    page.get_by_text("looks like", exact=False).first.wait_for(state="visible")
+    page.wait_for_timeout(1000)
+    assert dropdown.input_value() in ("", "(unknown)")  # "star" was not this query's class: not used, cleared
+    box.fill("two hearts")
+    box.press_sequentially(" and a star", delay=20)  # typing clears a class at once
     page.wait_for_timeout(500)
-    assert dropdown.input_value() in ("", "(unknown)")  # the "star" stated for the first query is gone
+    assert dropdown.input_value() in ("", "(unknown)")
     open_tab(page, "Search")
 
 
@@ -93,7 +104,11 @@ def test_clicking_a_gallery_item_searches_texts_with_it(page):
 
 def test_compare_tab_shows_columns_and_plots(page, shots):
     open_tab(page, "Compare objectives")
+    page.get_by_label("Text query").nth(1).fill("two hearts")
+    page.get_by_label("Class of the query (optional)").click()
+    page.get_by_role("option", name="heart", exact=True).click()
     page.locator("#compare-btn").click()
+    page.get_by_text("first relevant #", exact=False).filter(visible=True).first.wait_for()  # the stated class is used
     page.get_by_text("AP", exact=False).first.wait_for(state="visible")
     page.locator(".js-plotly-plot").first.wait_for(state="visible")
     assert page.locator(".js-plotly-plot").count() >= 2  # leaderboard bars + class heatmap
