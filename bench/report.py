@@ -101,7 +101,11 @@ def backbone() -> str | None:
         f"| supervised ceiling: the same image tower + a linear classifier, from scratch | **{sup['accuracy']:.3f}** | "
         f"{sup['steps'] * sup['batch_size']:,} labelled pictures ({sup['steps']:,} steps, {sup['seconds'] / 60:.0f} min) |",
         "", f"Zero-shot goal >= 0.85: {_verdict(zs['accuracy'] >= 0.85)}. Linear probe within 0.05 of the ceiling: "
-            f"{gap:+.3f}, {_verdict(gap >= -0.05)}."
+            f"{gap:+.3f}, {_verdict(gap >= -0.05)}. The ceiling was trained for {sup['steps']:,} of the pre-training's "
+            f"{r['pretrain']['steps']:,} steps; its test accuracy by step: "
+            + ", ".join(f"{c['step']:,}: {c['test_accuracy']:.3f}" for c in sup["curve"])
+            + f" (no ceiling can pass 1.000, so with the full budget the probe would sit at most "
+              f"{1 - lp['accuracy']:.3f} below it)."
         + (f" Zero-shot on 1,000 val pictures during pre-training (step: accuracy): {trace}." if trace else "")])
 
 
