@@ -359,7 +359,7 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
             dis_dir = gr.Radio(["t2i", "i2t"], value="t2i", label="query direction")
             dis_btn = gr.Button("Find disagreements")
         dis_table = gr.Dataframe(headers=["id", "class", "AP A", "AP B", "A − B", "caption"], interactive=False, wrap=True)
-        cmp_stated = gr.State(EXAMPLES[0][0])  # the first example's class was stated for the first example
+        cmp_stated = gr.State(None)  # None for API calls (their class is theirs); a page load sets it below
     cmp_inputs = [cmp_query, cmp_objs, cmp_k, cmp_class, cmp_item, cmp_modality, cmp_stated]
     cmp_query.input(clear, None, cmp_class, queue=False, api_visibility="private", show_progress="hidden")
     cmp_class.change(owned, [cmp_query, cmp_class], cmp_stated, queue=False, api_visibility="private",
@@ -410,6 +410,8 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
                     gr.Image(str(path), label=f"{path.stem} on {path.parent.name}", interactive=False)
 
     demo.load(embedding_map, map_inputs, map_plot, api_visibility="private")
+    # in a browser, Compare opens on the first example with its class: that class was stated for that text
+    demo.load(lambda: EXAMPLES[0][0], None, cmp_stated, api_visibility="private", queue=False)
     gr.api(resolved(query_info), api_name="query_info")  # after the tabs: between them it split the tab row
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)

@@ -1,4 +1,6 @@
 """The pre-training stream: deterministic per step, fresh pictures, groups that share every non-shape style."""
+import re
+
 import numpy as np
 
 from cmr_demo.data import shapes
@@ -17,7 +19,7 @@ def test_a_batch_is_a_pure_function_of_its_step():
 def test_groups_share_background_colour_count_and_size_but_not_the_shape():
     cfg = StreamConfig(batch_size=64, group=16, hard_fraction=0.5)  # 2 groups of 16, then 32 plain scenes
     _, captions, _ = render_batch(0, cfg)
-    colours = [{c for c in shapes.COLOURS if f" {c} " in f" {t.lower()} "} for t in captions]
+    colours = [{c for c in shapes.COLOURS if re.search(rf"\b{c}\b", t.lower())} for t in captions]
     for g in range(2):
         members = colours[g * 16:(g + 1) * 16]
         shared = set.intersection(*members)
