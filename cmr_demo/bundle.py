@@ -153,17 +153,14 @@ def _about(dataset, backbone: str, image_feats: np.ndarray) -> dict:
     """What the bundle shows, for people: the data's own description, relevance, and how well the frozen
     backbone alone knows the classes (zero-shot on the gallery with "a photo of a {class}." prompts)."""
     from .backbone import load_backbone
-    from .pretrain import TEMPLATE
-    model = load_backbone(backbone)
-    prompts = model.encode_texts([TEMPLATE.format(c) for c in dataset.class_names], progress=False)
-    img = image_feats / np.linalg.norm(image_feats, axis=1, keepdims=True)
-    prompts /= np.linalg.norm(prompts, axis=1, keepdims=True)
-    hit = (img @ prompts.T).argmax(1) == dataset.test.labels
+    from .pretrain import TEMPLATE, zero_shot_from_features
+    prompts = load_backbone(backbone).encode_texts([TEMPLATE.format(c) for c in dataset.class_names], progress=False)
+    zero_shot = zero_shot_from_features(image_feats, prompts, dataset.test.labels, dataset.class_names)
+    zero_shot.pop("per_class")
     return {"description": dataset.description, "relevance": RELEVANCE, "classes": len(dataset.class_names),
             "license": dataset.license, "license_id": dataset.license_id,
             "examples": [list(e) for e in dataset.examples],
-            "zero_shot": {"accuracy": float(hit.mean()), "template": TEMPLATE, "n": int(len(hit)),
-                          "chance": 1.0 / len(dataset.class_names), "on": "the gallery (test split)"}}
+            "zero_shot": {**zero_shot, "on": "the gallery (test split)"}}
 
 
 def backbone_spec(folder: str | Path) -> str:

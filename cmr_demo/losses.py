@@ -38,6 +38,7 @@ class Objective(nn.Module):
     """Base class: applies the masks, then `terms(img, yi, txt, yt)` returns named loss terms."""
     name: ClassVar[str]
     kind: ClassVar[str]  # "pair-wise" or "class-wise", as in the study
+    class_source: ClassVar[str | None] = None  # what `class_scores` come from, in words; None: it has none
     defaults: ClassVar[dict[str, float]] = {}
 
     def __init__(self, num_classes: int, embed_dim: int, **options: float):
@@ -151,6 +152,7 @@ class CosineClassifier(nn.Module):
 
 class ClassifierObjective(ClassWise):
     """A class-wise objective scored through the shared cosine classifier, which it owns."""
+    class_source = "classifier"
 
     def __init__(self, num_classes, embed_dim, **options):
         super().__init__(num_classes, embed_dim, **options)
@@ -179,7 +181,7 @@ class CrossEntropy(ClassifierObjective):
 
 class PrototypeContrastive(ClassWise):
     """PAN's objective: softmax over -squared distance to fixed random unit prototypes, one per class."""
-    name, defaults = "pcl", {"temperature": 1.0, "prototype_seed": 0.0}
+    name, defaults, class_source = "pcl", {"temperature": 1.0, "prototype_seed": 0.0}, "prototypes"
 
     def __init__(self, num_classes, embed_dim, **options):
         super().__init__(num_classes, embed_dim, **options)
@@ -196,7 +198,7 @@ class PrototypeContrastive(ClassWise):
 
 class ProxyNCA(ClassWise):
     """Proxy-NCA (Movshovitz-Attias et al. 2017): learned unit proxies, NCA over scaled distances."""
-    name, defaults = "proxy-nca", {"scale": 3.0}
+    name, defaults, class_source = "proxy-nca", {"scale": 3.0}, "proxies"
 
     def __init__(self, num_classes, embed_dim, **options):
         super().__init__(num_classes, embed_dim, **options)
@@ -214,7 +216,7 @@ class ProxyNCA(ClassWise):
 
 class ProxyAnchor(ClassWise):
     """Proxy-Anchor (Kim et al. 2020): each proxy anchors its positives and negatives in the batch."""
-    name, defaults = "proxy-anchor", {"alpha": 32.0, "delta": 0.1}
+    name, defaults, class_source = "proxy-anchor", {"alpha": 32.0, "delta": 0.1}, "proxies"
 
     def __init__(self, num_classes, embed_dim, **options):
         super().__init__(num_classes, embed_dim, **options)
@@ -251,10 +253,11 @@ class Hybrid(Objective):
         super().__init__(parts[0][1].num_classes, parts[0][1].embed_dim)
         self.name, self.weights = name, [w for w, _ in parts]
         self.parts = nn.ModuleList([obj for _, obj in parts])
+        self.class_source = next((p.class_source for p in self.parts if p.class_source), None)
 
     def class_scores(self, emb):
         """The first part that has class parameters speaks for the hybrid (pcl in pcl+0.5*tl)."""
-        return next((s for s in (p.class_scores(emb) for p in self.parts) if s is not None), None)
+        return next((p.class_scores(emb) for p in self.parts if p.class_source), None)
 
     def terms(self, img, yi, txt, yt):
         out: Terms = {}

@@ -290,12 +290,16 @@ def zero_shot_accuracy(model_or_backbone, split: Split, class_names: Sequence[st
     txt = encode_texts([template.format(c) for c in class_names])  # [C, D]
     if was_training:
         model_or_backbone.train()
-    img /= np.linalg.norm(img, axis=1, keepdims=True)
-    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
-    pred = (img @ txt.T).argmax(1)
-    hit = pred == split.labels
-    per_class = {name: float(hit[split.labels == c].mean()) for c, name in enumerate(class_names)
-                 if (split.labels == c).any()}
+    return zero_shot_from_features(img, txt, split.labels, class_names, template)
+
+
+def zero_shot_from_features(img: np.ndarray, prompts: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                            template: str = TEMPLATE) -> dict[str, Any]:
+    """The same score from features already extracted: [N, D] images, [C, D] prompt features, [N] labels."""
+    img = img / np.linalg.norm(img, axis=1, keepdims=True)
+    prompts = prompts / np.linalg.norm(prompts, axis=1, keepdims=True)
+    hit = (img @ prompts.T).argmax(1) == labels
+    per_class = {name: float(hit[labels == c].mean()) for c, name in enumerate(class_names) if (labels == c).any()}
     return {"accuracy": float(hit.mean()), "per_class": per_class, "template": template,
             "n": len(hit), "chance": 1.0 / len(class_names)}
 

@@ -22,7 +22,7 @@ bad answer from a question the gallery cannot answer.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -46,9 +46,7 @@ class QueryInfo:
     reason: str  # one line for people: why in or out of the world
 
     def to_dict(self) -> dict:
-        return {"predicted_class": self.predicted_class, "confidence": self.confidence,
-                "in_domain": self.in_domain, "objective": self.objective, "class_source": self.class_source,
-                "reason": self.reason}
+        return asdict(self)
 
 
 def words(text: str) -> list[str]:
@@ -77,9 +75,8 @@ class ClassScorer:
     def __init__(self, objective_module, image_emb: np.ndarray, text_emb: np.ndarray, labels: np.ndarray,
                  num_classes: int):
         self.module = objective_module
-        probe = None if objective_module is None else objective_module.class_scores(torch.zeros(1, image_emb.shape[1]))
-        self.source = _source(objective_module) if probe is not None else "class centroids"
-        if probe is None:  # pair-wise: centroids of both modalities' gallery embeddings, per class
+        self.source = getattr(objective_module, "class_source", None) or "class centroids"
+        if self.source == "class centroids":  # pair-wise: centroids of both modalities' gallery embeddings
             both, both_labels = np.concatenate([image_emb, text_emb]), np.concatenate([labels, labels])
             cents = np.stack([both[both_labels == c].mean(0) if (both_labels == c).any() else np.zeros(both.shape[1])
                               for c in range(num_classes)])
@@ -99,15 +96,6 @@ class ClassScorer:
         z = z - z.max(1, keepdims=True)
         p = np.exp(z)
         return p / p.sum(1, keepdims=True)
-
-
-def _source(module) -> str:
-    """What the class scores of `module` come from, in words (a hybrid speaks through its first class-wise part)."""
-    parts = getattr(module, "parts", None)
-    if parts is not None:
-        return next(_source(p) for p in parts if p.class_scores(torch.zeros(1, module.embed_dim)) is not None)
-    return {"PrototypeContrastive": "prototypes", "ProxyNCA": "proxies", "ProxyAnchor": "proxies"}.get(
-        type(module).__name__, "classifier")
 
 
 def _nearest_other(g: np.ndarray, chunk: int = 2048) -> np.ndarray:
