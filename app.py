@@ -20,14 +20,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from gradio.exceptions import InvalidPathError  # noqa: E402
+
 from cmr_demo import plots, views  # noqa: E402
-from cmr_demo.inputs import MAX_K, InputError  # noqa: E402
+from cmr_demo.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choices, check_flag  # noqa: E402
 from cmr_demo.service import Hit, RetrievalService, SearchResult  # noqa: E402
+from cmr_demo.uploads import NOT_UPLOADED, UploadGate  # noqa: E402
 
 log = logging.getLogger("cmr_demo.app")
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "demo"
 CONCURRENCY = 4  # encoding is CPU-bound: more parallel requests than cores only add latency
 QUEUE_SIZE = 64  # beyond this, clients are told the app is busy instead of waiting minutes
+DELETE_CACHE = (600, 1800)  # every 10 min, gradio deletes its files older than 30 min (uploads never searched with)
 STUDY_FIGURES = sorted((Path(__file__).resolve().parent / "bench" / "results" / "study").glob("*/*.png"))
 
 
@@ -37,7 +41,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="bundle folder (python -m cmr_demo.bundle build ...); default assets/demo or $CMR_BUNDLE")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    p.add_argument("--share", action="store_true", help="ask gradio for a public share link (off by default)")
     return p.parse_args(argv)
 
 
@@ -51,6 +54,62 @@ def load_service(folder: str) -> RetrievalService:
         return RetrievalService(load_bundle(folder))
     except (CheckpointError, ValueError, OSError) as err:
         raise SystemExit(f"error: bundle '{folder}' cannot be served: {err}") from None
+
+
+FILE_SHAPE = ("an image is sent as an uploaded file, {'path': PATH_FROM_THE_UPLOAD_ROUTE, 'meta': {'_type': "
+              "'gradio.FileData'}}: upload the picture first (gradio_client.handle_file does both)")
+
+
+class ServedBlocks(gr.Blocks):
+    """Blocks whose input-reading failures are the user's, told in the app's words.
+
+    The public events take raw values (`preprocess=False`: the app checks every value itself), so what
+    gradio still does before the app sees a request is move uploaded files and count the arguments.
+    A FileData naming a server file, a malformed FileData or a wrong number of arguments fails there,
+    which gradio would answer with its generic text and a traceback in the log.
+    """
+
+    async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
+        # gradio copies a FileData's file into its cache before any app code runs, and skips its own
+        # "was this uploaded?" check when mounted (it tests `has_launched`): check every file first
+        for path in _file_paths(inputs):
+            if not isinstance(path, str):
+                raise gr.Error(FILE_SHAPE, print_exception=False)
+            if not self.made_here(path):
+                raise gr.Error(NOT_UPLOADED, print_exception=False)
+        try:
+            return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
+        except gr.Error:
+            raise
+        except InvalidPathError:
+            raise gr.Error(NOT_UPLOADED, print_exception=False) from None
+        except Exception as err:  # noqa: BLE001 (pydantic's ValidationError, gradio's argument-count ValueError)
+            first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+            if "ImageData" in first or "FileData" in first:
+                raise gr.Error(FILE_SHAPE, print_exception=False) from None
+            raise gr.Error(f"the request's arguments could not be read ({first}): send the endpoint's parameters "
+                           f"as listed under 'Use via API' at the bottom of the page", print_exception=False) from None
+
+
+    def made_here(self, path: str) -> bool:
+        """A file this app received (an upload) or wrote (examples, result galleries), by exact path."""
+        return any(path in files for files in self.temp_file_sets)
+
+
+def _file_paths(value, depth: int = 0):
+    """Every "path" of a FileData-like dict in a request's inputs (nested lists and dicts)."""
+    if depth > 20:
+        return
+    if isinstance(value, dict):
+        if "path" in value:
+            yield value["path"]
+        values = value.values()
+    elif isinstance(value, (list, tuple)):
+        values = value
+    else:
+        return
+    for v in values:
+        yield from _file_paths(v, depth + 1)
 
 
 def user_errors(fn):
@@ -82,13 +141,18 @@ def _render(result):
     """A SearchResult -> (image gallery, text table, summary, hits for clicks)."""
     for note in result.notes:
         gr.Warning(note)  # a toast: the answer is still given
-    return (views.gallery_value(result), views.text_rows(result), views.summary(result, CLASSES),
+    return (views.gallery_value(result, SERVICE), views.text_rows(result), views.summary(result, CLASSES),
             {"target": result.target, "hits": [{"index": h.index, "modality": h.modality} for h in result.hits]})
 
 
 def _target(query, same_modality: bool) -> str | None:
     """The modality to search: the query's own when asked, else None (the service's default: the other one)."""
-    return query.modality if same_modality else None
+    return query.modality if check_flag(same_modality, "same_modality") else None
+
+
+def _given(value) -> bool:
+    """An optional argument was given: anything but None or blank text (wrong types then meet the checks)."""
+    return value is not None and not (isinstance(value, str) and not value.strip())
 
 
 def _row(evt: gr.SelectData) -> int | None:
@@ -126,17 +190,10 @@ def search_text(query: str, objective: str, k: int, query_class: str = "", same_
     return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
 
 
-def _uploaded(image):
-    if isinstance(image, str) and not Path(image).resolve().is_relative_to(Path(image_in.GRADIO_CACHE).resolve()):
-        # an API client can name a server path (a FileData without "meta"); only uploads are images to search with
-        raise InputError("the image must be uploaded to this app, not named by a server path: upload the file")
-    return image
-
-
 @user_errors
-def search_image(image: str, objective: str, k: int, query_class: str = "", same_modality: bool = False):
-    """Image file -> ranked texts (or images with same_modality)."""
-    q = SERVICE.image_query(_uploaded(image), query_class)
+def search_image(image: dict, objective: str, k: int, query_class: str = "", same_modality: bool = False):
+    """Uploaded image file -> ranked texts (or images with same_modality)."""
+    q = SERVICE.image_query(GATE.read(image), query_class)
     return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
 
 
@@ -165,9 +222,9 @@ def query_info(query: str, objective: str = "") -> dict:
 
 
 @user_errors
-def query_info_image(image: str, objective: str = "") -> dict:
+def query_info_image(image: dict, objective: str = "") -> dict:
     """The same for an uploaded picture."""
-    return SERVICE.query_info(SERVICE.image_query(_uploaded(image)), objective or None).to_dict()
+    return SERVICE.query_info(SERVICE.image_query(GATE.read(image)), objective or None).to_dict()
 
 
 def resolved(fn):
@@ -186,7 +243,7 @@ def clear():
 def compare(query: str, objectives: list[str], k: int, query_class: str = "", item_id: str = "",
             item_modality: str = "image", stated_for: str | None = None, progress=gr.Progress()):
     """One query under several objectives -> {objective: result}; a gallery item id overrides the text."""
-    q = SERVICE.item_query(item_id, item_modality) if item_id and item_id.strip() else \
+    q = SERVICE.item_query(item_id, item_modality) if _given(item_id) else \
         SERVICE.text_query(query, own_class(query_class, query, stated_for))
     results = SERVICE.compare(q, objectives or None, k, progress=progress)
     return {name: r.to_dict() for name, r in results.items()}
@@ -203,7 +260,7 @@ def render_columns(results: dict):
             continue
         res = SearchResult(**{**r, "hits": [Hit(**h) for h in r["hits"]]})
         out += [gr.Column(visible=True), views.column_header(res),
-                gr.Gallery(value=views.gallery_value(res, short=True), visible=res.target == "image"),
+                gr.Gallery(value=views.gallery_value(res, SERVICE, short=True), visible=res.target == "image"),
                 views.text_list(res)]
     return out
 
@@ -225,10 +282,11 @@ def pick_disagreement(table, direction: str, evt: gr.SelectData):
 def embedding_map(objective: str, query: str = "", others: list[str] | None = None, classes: list[str] | None = None,
                   lines: bool = False, k: int = 10, selected: str = "", progress=gr.Progress()):
     """The common space of `objective` (and `others` beside it) with the query and its top-k placed on it."""
-    names = list(dict.fromkeys([SERVICE.check_objective(objective), *(others or [])]))
-    q = SERVICE.text_query(query) if query and query.strip() else None
-    chosen = [CLASSES.index(c) for c in (classes or []) if c in CLASSES]
-    sel = SERVICE.item_query(selected).item if selected and str(selected).strip() else None
+    names = list(dict.fromkeys([SERVICE.check_objective(objective), *check_choices(others, OBJECTIVES, "objectives")]))
+    q = SERVICE.text_query(query) if _given(query) else None
+    chosen = [CLASSES.index(c) for c in check_choices(classes, CLASSES, "classes")]
+    lines = check_flag(lines, "lines")
+    sel = SERVICE.item_query(selected).item if _given(selected) else None
     map_views = []
     for n, name in enumerate(names):
         progress((n, len(names)), desc=f"placing the query on {name}")
@@ -261,7 +319,7 @@ def leaderboard_plots(direction: str):
 BROWSE = [(str(SERVICE.bundle.image_path(i)), f"{it['id']} · {CLASSES[it['label']]}") for i, it in enumerate(ITEMS)]
 class_choices = [("(unknown)", "")] + [(c, c) for c in CLASSES]
 
-with gr.Blocks(title="CLIP4CMR demo") as demo:
+with ServedBlocks(title="CLIP4CMR demo", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown(views.header_markdown(SERVICE), elem_id="header-card")
     gr.Gallery(views.class_examples(SERVICE), columns=10, height=150, allow_preview=False,
                label="One gallery picture of each class", elem_id="class-examples", object_fit="contain")
@@ -290,8 +348,8 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
                                      column_widths=["64px", "80px", "96px", "84px", "auto", "150px"])
         hits = gr.State({})
         gr.Examples([list(e) for e in EXAMPLES], inputs=[text_in, text_class], label="Text examples (with their class)")
-        gr.Examples([[str(SERVICE.bundle.image_path(i))] for i in range(0, min(len(ITEMS), 60), 6)],
-                    inputs=[image_in], label="Image examples")
+        image_examples = gr.Examples([[str(SERVICE.bundle.image_path(i))] for i in range(0, min(len(ITEMS), 60), 6)],
+                                     inputs=[image_in], label="Image examples")
         with gr.Accordion("Browse the gallery: click an image to search texts with it", open=False) as browse_box:
             browse = gr.Gallery(columns=10, height=420, allow_preview=False, label="Gallery", elem_id="browse-gallery")
         info_json = gr.JSON(visible=False)
@@ -307,7 +365,9 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
               (results_table.select, search_hit, [hits, objective, k, same], [*out, image_in], None),
               (browse.select, search_browsed, [objective, k, same], [*out, image_in], None)]
     for trigger, fn, inputs, outputs, api_name in events:
-        visibility = {"api_name": api_name} if api_name else {"api_visibility": "private"}
+        # public endpoints take raw values: the app checks each itself (gradio's checks answer in its own
+        # words, and its Image preprocessing would open a path named by the client)
+        visibility = {"api_name": api_name, "preprocess": False} if api_name else {"api_visibility": "private"}
         # queued (not queue=False): outside the queue gradio drops gr.Error's text and the page shows a bare
         # "Error" badge; the queue's round trip costs a few ms, which a user does not notice
         event = trigger(fn, inputs, outputs, **visibility).then(
@@ -324,7 +384,7 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
     text_class.change(owned, [text_in, text_class], text_stated, queue=False, api_visibility="private",
                       show_progress="hidden")
     image_in.change(clear, None, image_class, queue=False, api_visibility="private", show_progress="hidden")
-    info_btn.click(query_info_image, [image_in, objective], info_json, api_name="query_info_image")
+    info_btn.click(query_info_image, [image_in, objective], info_json, api_name="query_info_image", preprocess=False)
 
     with gr.Tab("Compare objectives"):
         with gr.Row():
@@ -364,12 +424,12 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
     cmp_query.input(clear, None, cmp_class, queue=False, api_visibility="private", show_progress="hidden")
     cmp_class.change(owned, [cmp_query, cmp_class], cmp_stated, queue=False, api_visibility="private",
                      show_progress="hidden")
-    cmp_btn.click(compare, cmp_inputs, cmp_json, api_name="compare").then(
+    cmp_btn.click(compare, cmp_inputs, cmp_json, api_name="compare", preprocess=False).then(
         render_columns, cmp_json, col_parts, api_visibility="private").then(
         sync_class, [cmp_query, cmp_class, cmp_stated], cmp_class, queue=False, api_visibility="private",
         show_progress="hidden")
     heat_dir.change(leaderboard_plots, heat_dir, heatmap, api_visibility="private")
-    dis_btn.click(disagreements, [dis_a, dis_b, dis_dir], dis_table, api_name="disagreements")
+    dis_btn.click(disagreements, [dis_a, dis_b, dis_dir], dis_table, api_name="disagreements", preprocess=False)
     dis_table.select(pick_disagreement, [dis_table, dis_dir], [cmp_item, cmp_modality], api_visibility="private").then(
         compare, cmp_inputs, cmp_json, api_visibility="private").then(
         render_columns, cmp_json, col_parts, api_visibility="private")
@@ -393,7 +453,7 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
     map_inputs = [map_obj, map_query, map_others, map_classes, map_lines, map_k, map_selected]
     map_obj.change(side_choices, [map_obj, map_others], map_others, queue=False, api_visibility="private",
                    show_progress="hidden")
-    map_btn.click(embedding_map, map_inputs, map_plot, api_name="embedding_map")
+    map_btn.click(embedding_map, map_inputs, map_plot, api_name="embedding_map", preprocess=False)
     map_pick.select(picked_id, None, map_selected, api_visibility="private").then(
         embedding_map, map_inputs, map_plot, api_visibility="private")
     text_btn.click(lambda q: q, text_in, map_query, api_visibility="private")  # the map follows the search query
@@ -415,14 +475,25 @@ with gr.Blocks(title="CLIP4CMR demo") as demo:
     gr.api(resolved(query_info), api_name="query_info")  # after the tabs: between them it split the tab row
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+# query pictures: only files this app received (uploads, its own examples) are opened (cmr_demo.uploads)
+EXAMPLE_FILES = frozenset(s[0]["path"] for s in image_examples.dataset.samples if isinstance(s[0], dict))
+GATE = UploadGate(image_in.GRADIO_CACHE, lambda: demo.upload_file_set, lambda: EXAMPLE_FILES)
 
 
 def launch_options() -> dict:
-    """What `launch` needs beyond host/port: only the gallery images are served, no tracebacks to clients."""
+    """What gradio is served with: only the gallery images as files, no tracebacks to clients."""
     return {"allowed_paths": [str(Path(SERVICE.bundle.folder).resolve() / "gallery" / "images")],
             "show_error": False}
 
 
+def make_app():
+    """The FastAPI app serving the UI (cmr_demo.webserver: upload limit, /media, gradio mounted at '/')."""
+    from cmr_demo.webserver import build_app
+    return build_app(demo, lambda: {SERVICE.name: SERVICE}, MAX_IMAGE_BYTES, **launch_options())
+
+
 if __name__ == "__main__":
+    import uvicorn
     logging.basicConfig(level=logging.INFO)
-    demo.launch(server_name=ARGS.host, server_port=ARGS.port, share=ARGS.share, **launch_options())
+    print(f"* serving {ARGS.bundle} at http://{ARGS.host}:{ARGS.port}/", flush=True)
+    uvicorn.run(make_app(), host=ARGS.host, port=ARGS.port, log_level="warning")

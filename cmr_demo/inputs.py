@@ -72,6 +72,22 @@ def check_choice(value: object, choices: Sequence[str], what: str) -> str:
     raise InputError(f"unknown {what} {shown(value)}; choose one of: {', '.join(choices)}")
 
 
+def check_flag(value: object, what: str) -> bool:
+    """A yes/no option: a boolean (None, i.e. left out, is False)."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InputError(f"{what} must be true or false; got {shown(value)}")
+
+
+def check_choices(values: object, choices: Sequence[str], what: str) -> list[str]:
+    """A list of names from `choices` (None: an empty list), duplicates dropped, order kept."""
+    if values is None:
+        return []
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise InputError(f"{what} must be a list of names; got {shown(values)}")
+    return list(dict.fromkeys(check_choice(v, choices, what.rstrip("s")) for v in values))
+
+
 def check_class(name: object, class_names: Sequence[str]) -> int | None:
     """Class id for a stated class name; None when no class was stated (empty or None)."""
     if name is None or (isinstance(name, str) and not name.strip()):

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from threading import Lock
+from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -54,7 +56,7 @@ class Hit:
     label: int
     class_name: str
     text: str
-    image: str  # absolute path of the gallery image of this item
+    image_url: str  # where the app serves this item's picture (/media/BUNDLE/ID): never a server path
     relevant: bool | None  # same class as the query; None when the query's class is unknown
 
 
@@ -79,10 +81,11 @@ class SearchResult:
 class RetrievalService:
     """Serving state of one bundle: indexes per (objective, modality), cached query features."""
 
-    def __init__(self, bundle: Bundle):
+    def __init__(self, bundle: Bundle, name: str | None = None):
         if bundle.backbone is None:
             raise ValueError("the service encodes live queries: load the bundle with its backbone")
         self.bundle = bundle
+        self.name = name or Path(bundle.folder).resolve().name  # the bundle's name in URLs (/media/NAME/ID)
         self.objectives = list(bundle.objectives)
         self.class_names = list(bundle.class_names)
         self.size = len(bundle.items)
@@ -202,7 +205,15 @@ class RetrievalService:
         it = self.bundle.items[row]
         item_label = int(it["label"])
         return Hit(rank, row, it["id"], modality, score, item_label, self.class_names[item_label], it["text"],
-                   str(self.bundle.image_path(row)), None if label is None else item_label == label)
+                   self.media_url(row), None if label is None else item_label == label)
+
+    def media_url(self, row: int) -> str:
+        """The URL path of a gallery item's picture, by bundle name and item id (see cmr_demo.webserver)."""
+        return f"/media/{quote(self.name, safe='')}/{quote(self.bundle.items[row]['id'], safe='')}"
+
+    def row_of(self, item_id: object) -> int | None:
+        """The gallery row of an item id, or None when no item has it."""
+        return self._rows_by_id.get(item_id) if isinstance(item_id, str) else None
 
     def _rank_metrics(self, emb: np.ndarray, objective: str, target: str, query: Query):
         """AP over the whole gallery, P@k and the rank of the first relevant item (exact scores)."""

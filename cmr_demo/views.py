@@ -24,9 +24,11 @@ def caption(hit: Hit, short: bool = False) -> str:
     return head if short else f"{head} — {hit.text}"
 
 
-def gallery_value(result: SearchResult, short: bool = False) -> list[tuple[str, str]]:
-    """(image path, caption) per hit when the results are images; [] otherwise."""
-    return [(h.image, caption(h, short)) for h in result.hits] if result.target == "image" else []
+def gallery_value(result: SearchResult, service: RetrievalService, short: bool = False) -> list[tuple[str, str]]:
+    """(image path, caption) per hit when the results are images; [] otherwise. Paths are looked up here,
+    on the server: results that leave the process (API answers) carry URLs, not paths."""
+    return ([(str(service.bundle.image_path(h.index)), caption(h, short)) for h in result.hits]
+            if result.target == "image" else [])
 
 
 def info_line(info: dict | None) -> str:

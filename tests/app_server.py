@@ -18,10 +18,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(bundle: Path, log_path: Path, timeout_s: float = 90.0) -> tuple[subprocess.Popen, str, float]:
-    """(process, url, seconds to ready) for the app serving `bundle`; raises with the log if it fails."""
+def start_app(bundle: Path, log_path: Path, timeout_s: float = 90.0,
+              temp_dir: Path | None = None) -> tuple[subprocess.Popen, str, float]:
+    """(process, url, seconds to ready) for the app serving `bundle`; raises with the log if it fails.
+    `temp_dir`: gradio's upload and cache folder for this process (GRADIO_TEMP_DIR), to measure it alone."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    if temp_dir is not None:
+        env["GRADIO_TEMP_DIR"] = str(temp_dir)
     log = open(log_path, "wb")
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py", "--bundle", str(bundle), "--port", str(port)], cwd=ROOT,

@@ -33,10 +33,11 @@ def small_bundle(tmp_path_factory):
 def app_process(small_bundle, tmp_path_factory):
     """`python app.py --bundle <small bundle>` running in a subprocess for the whole session: (url, log path)."""
     from app_server import start_app, stop_app
-    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    folder = tmp_path_factory.mktemp("app")
+    log_path, temp_dir = folder / "app.log", folder / "gradio-cache"
     # CMR_APP_BUNDLE serves another bundle (e.g. assets/demo for the README's screenshots)
-    proc, url, _ = start_app(Path(os.environ.get("CMR_APP_BUNDLE") or small_bundle), log_path)
-    yield url, log_path
+    proc, url, _ = start_app(Path(os.environ.get("CMR_APP_BUNDLE") or small_bundle), log_path, temp_dir=temp_dir)
+    yield url, log_path, temp_dir
     stop_app(proc)
 
 
@@ -49,3 +50,9 @@ def app_url(app_process):
 def app_log(app_process):
     """The app's stdout + stderr (its logging and gradio's tracebacks), growing as requests come in."""
     return app_process[1]
+
+
+@pytest.fixture(scope="session")
+def app_cache(app_process):
+    """The running app's own gradio upload/cache folder (GRADIO_TEMP_DIR)."""
+    return app_process[2]

@@ -3,6 +3,7 @@
 Screenshots go to $CMR_SCREENSHOTS when set (the README's pictures are made this way), else to a temp dir.
 """
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,27 @@ def test_clicking_a_gallery_item_searches_texts_with_it(page):
     page.get_by_text("gallery image", exact=False).first.wait_for(state="visible")
     summary = page.locator("#search-summary").inner_text()
     assert "→ texts" in summary and "AP" in summary  # a gallery item's class is known: AP is shown
+
+
+def test_an_uploaded_picture_searches_texts_and_can_be_searched_again(page, small_bundle, tmp_path, app_cache, shots):
+    """The upload is deleted from disk once read (issue 14); the page sends the same file again for a
+    second search (another objective), which must still work."""
+    picture = tmp_path / "my picture.png"
+    picture.write_bytes((small_bundle / "gallery" / "images" / "00007.png").read_bytes())
+    page.locator("input[type=file]").first.set_input_files(str(picture))
+    page.locator("#search-image-btn").click()
+    summary = page.locator("#search-summary")
+    page.get_by_text("uploaded image", exact=False).filter(visible=True).first.wait_for()
+    assert "→ texts" in summary.inner_text()
+    assert not list(app_cache.rglob("my picture.png"))  # read once, then deleted
+    page.get_by_label("Objective", exact=True).first.click()
+    page.get_by_role("option", name="ce", exact=True).click()
+    page.locator("#search-image-btn").click()
+    page.wait_for_function("() => document.querySelector('#search-summary').innerText.trim().startsWith('ce ')")
+    assert "uploaded image" in summary.inner_text() and "no longer on the server" not in page.content()
+    ranks = re.findall(r"^(\d+)\n-?\d+\.\d+$", page.locator("#results-table").inner_text(), re.MULTILINE)
+    assert ranks[:5] == ["1", "2", "3", "4", "5"], ranks  # rank, score, ... one line per cell
+    page.screenshot(path=str(shots / "search-upload.png"), full_page=True)
 
 
 def test_compare_tab_shows_columns_and_plots(page, shots):

@@ -137,10 +137,12 @@ def test_k_beyond_the_gallery_is_capped_with_a_note(service):
 def test_views_format_results(service):
     images = service.search(service.text_query("a ring", "ring"), "pcl", 3)
     texts = service.search(service.item_query(0, "image"), "pcl", 3)
-    assert len(views.gallery_value(images)) == 3 and views.text_rows(images) == []
+    assert len(views.gallery_value(images, service)) == 3 and views.text_rows(images) == []
+    assert all(path == str(service.bundle.image_path(h.index)) for h, (path, _) in
+               zip(images.hits, views.gallery_value(images, service)))
     rows = views.text_rows(texts)
     assert len(rows) == 3 and rows[0][0] == 1 and rows[0][3] in ("✓", "✗")
-    assert views.gallery_value(texts) == [] and "AP" in views.column_header(texts)
+    assert views.gallery_value(texts, service) == [] and "AP" in views.column_header(texts)
     assert "pcl" in views.about_markdown(service) and "python -m cmr_demo.bundle build" in views.about_markdown(service)
     heat = plots.heatmap_figure(*service.class_ap())
     assert np.asarray(heat.data[0].z).shape == (len(service.class_names), len(service.objectives))

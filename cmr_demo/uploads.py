@@ -1,0 +1,112 @@
+"""Query pictures sent by clients: which files may be opened, how large, and when they are deleted.
+
+Why not gradio's preprocessing: an API client can send a FileData without "meta", which gradio's Image
+component opens (and copies into its cache) from any path the process can read, before the app sees
+it. The app's events therefore take the raw payload (`preprocess=False`) and `UploadGate` decides
+before anything is opened:
+
+- a file is read only when its path is one this app handed out: a file received through its upload
+  route (`Blocks.upload_file_set`) or one of its own example pictures. Any other path, however it is
+  spelled (relative, `..`, a symlink, a gallery file, `/etc/passwd`), is refused without touching the
+  filesystem;
+- it must still be a regular file (not a link) inside the upload folder and at most `max_bytes`;
+- once read, an upload is deleted from disk and its bytes kept in a small in-memory LRU (bounded in
+  bytes), so a page that sends the same picture again (another objective, another k) still works and
+  nothing accumulates on disk. Uploads never searched with are swept by gradio's `delete_cache`.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from pathlib import Path
+from threading import Lock
+
+from .inputs import MAX_IMAGE_BYTES, InputError, shown
+
+KEEP_BYTES = 64 * 2 ** 20  # read uploads kept in memory for repeated searches (LRU, by size)
+NOT_UPLOADED = ("the image must be a file uploaded to this app (the upload route, or gradio_client.handle_file); "
+                "a path on the server is never opened: upload the picture instead")
+
+
+class UploadGate:
+    """Turns a client's image payload into bytes, reading only files this app received (see module doc)."""
+
+    def __init__(self, upload_folder: str | Path, uploaded: Callable[[], Collection[str]],
+                 examples: Callable[[], Collection[str]] = frozenset, max_bytes: int = MAX_IMAGE_BYTES,
+                 keep_bytes: int = KEEP_BYTES):
+        self.folder = os.path.realpath(upload_folder)
+        self.uploaded, self.examples = uploaded, examples  # callables: both sets grow while the app runs
+        self.max_bytes, self.keep_bytes = max_bytes, keep_bytes
+        self._kept: OrderedDict[str, bytes] = OrderedDict()
+        self._gone: OrderedDict[str, None] = OrderedDict()  # recently deleted uploads, for a precise message
+        self._lock = Lock()
+
+    def read(self, payload: object) -> bytes:
+        """The bytes of an uploaded picture, or InputError naming the problem and the fix."""
+        path = self._path(payload)
+        with self._lock:
+            if path in self._kept:
+                self._kept.move_to_end(path)
+                return self._kept[path]
+        example = path in self.examples()
+        if not example and path not in self.uploaded():
+            raise self._missing() if path in self._gone else InputError(NOT_UPLOADED)
+        data = self._read_file(path)
+        if not example:
+            self._forget(path)
+        with self._lock:
+            self._kept[path] = data
+            while sum(map(len, self._kept.values())) > self.keep_bytes and len(self._kept) > 1:
+                self._kept.popitem(last=False)
+        return data
+
+    @staticmethod
+    def _path(payload: object) -> str:
+        if payload is None:
+            raise InputError("no image was given: upload one, or pick an example or a gallery item")
+        path = payload.get("path") if isinstance(payload, dict) else payload
+        if not isinstance(path, str) or not path or "\x00" in path:
+            raise InputError(f"an image is sent as an uploaded file ({{'path': ...}} from the upload route); "
+                             f"got {shown(payload)}: upload the picture, e.g. with gradio_client.handle_file")
+        return path
+
+    def _read_file(self, path: str) -> bytes:
+        """Read a file already known to be this app's, re-checking it is still a plain file in the folder."""
+        if os.path.commonpath([os.path.realpath(path), self.folder]) != self.folder:
+            raise InputError(NOT_UPLOADED)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            raise self._missing() from None
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(NOT_UPLOADED)
+        if info.st_size > self.max_bytes:
+            raise InputError(f"the image is {info.st_size / 2 ** 20:.1f} MB, more than the "
+                             f"{self.max_bytes / 2 ** 20:.0f} MB allowed: upload a smaller file")
+        try:
+            with open(path, "rb") as f:
+                return f.read(self.max_bytes + 1)
+        except OSError:
+            raise self._missing() from None
+
+    @staticmethod
+    def _missing() -> InputError:
+        return InputError("the uploaded image is no longer on the server (uploads are deleted once searched with "
+                          "and forgotten after a while, or after 30 minutes unused): upload it again")
+
+    def _forget(self, path: str) -> None:
+        """Delete a read upload and its folder (gradio makes one folder per upload) when that is empty."""
+        try:
+            os.unlink(path)
+            os.rmdir(os.path.dirname(path))
+        except OSError:
+            pass  # already gone, or the folder holds other files
+        uploaded = self.uploaded()
+        if isinstance(uploaded, set):
+            uploaded.discard(path)  # the set would otherwise grow with every upload the process ever got
+        with self._lock:
+            self._gone[path] = None
+            while len(self._gone) > 10_000:
+                self._gone.popitem(last=False)

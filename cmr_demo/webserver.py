@@ -1,0 +1,80 @@
+"""The process's HTTP surface around the gradio UI: upload limit, gallery pictures by id, the mount.
+
+Why our own FastAPI app instead of `demo.launch()`: the limits must hold before gradio reads a byte
+(an upload over the image limit is refused from its Content-Length, with the app's message, before
+anything is stored), and answers must name pictures by URL, not by server path (`/media/BUNDLE/ID`,
+served here from the bundle's gallery folder by item id: no path from the client is ever opened).
+gradio is mounted at "/" with the same options `launch` would get.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import fastapi
+from fastapi.responses import FileResponse, JSONResponse
+
+UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around one picture
+
+
+def too_large_message(max_bytes: int) -> str:
+    return (f"the upload is larger than the {max_bytes / 2 ** 20:.0f} MB this app accepts for an image: "
+            f"resize or re-encode the picture (e.g. as JPEG) and upload it again")
+
+
+class UploadLimit:
+    """ASGI middleware: POSTs to an upload route over `max_bytes` get 413 with the app's message.
+
+    A declared Content-Length over the limit is refused before the body is read (nothing stored);
+    a body without one is stopped by gradio's own `max_file_size`, whose 413 text is replaced by ours.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+        self.body = json.dumps({"error": too_large_message(max_bytes)}).encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "POST" or not scope["path"].rstrip("/").endswith("/upload"):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes + UPLOAD_SLACK:
+            return await self._refuse(send)
+        replaced = False
+
+        async def guarded(message):
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                replaced = True
+                return await self._refuse(send)
+            if not replaced:
+                await send(message)
+        return await self.app(scope, receive, guarded)
+
+    async def _refuse(self, send):
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
+    """GET /media/{bundle}/{item_id}: a gallery item's picture, looked up by id in a served bundle."""
+    router = fastapi.APIRouter()
+
+    @router.get("/media/{bundle}/{item_id}", include_in_schema=False)
+    def media(bundle: str, item_id: str):
+        service = services().get(bundle)
+        row = service.row_of(item_id) if service is not None else None
+        if row is None:
+            return JSONResponse({"error": f"no picture for bundle {bundle[:60]!r}, item {item_id[:60]!r}"}, 404)
+        return FileResponse(service.bundle.image_path(row), headers={"Cache-Control": "public, max-age=3600"})
+    return router
+
+
+def build_app(demo, services: Callable[[], dict], max_upload_bytes: int, **gradio_options) -> fastapi.FastAPI:
+    """A FastAPI app: the upload limit, the media route, then gradio's UI and API mounted at '/'."""
+    import gradio as gr
+    app = fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    app.include_router(media_router(services))
+    return gr.mount_gradio_app(app, demo, path="/", max_file_size=max_upload_bytes, **gradio_options)

@@ -1,0 +1,155 @@
+"""Safe to host in public, checked over raw HTTP against `python app.py` (no gradio_client in between).
+
+What a hostile client tries: name server files as its query picture (every spelling: absolute, relative,
+`..`, a link planted in the upload folder, a file put there without the upload route, with and without
+gradio's "meta"); upload more than the limit (with and without Content-Length); fill the disk with
+uploads; send values of the wrong type. Each gets the app's own message, nothing is read or stored that
+should not be, and the log holds no traceback.
+"""
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+httpx = pytest.importorskip("httpx")
+
+NOT_UPLOADED = "a path on the server is never opened"
+GENERIC = "has not enabled verbose error reporting"
+
+
+def call(url: str, api: str, data: list) -> tuple[str, object]:
+    """('complete', output data) or ('error', message) for one queued call of a named endpoint."""
+    r = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data}, timeout=30)
+    r.raise_for_status()
+    text = httpx.get(f"{url}gradio_api/call/{api}/{r.json()['event_id']}", timeout=60).text
+    event = text.split("event: ")[-1]
+    kind, _, payload = event.partition("\ndata: ")
+    payload = json.loads(payload.strip()) if payload.strip() not in ("", "null") else None
+    return (kind.strip(), payload["error"] if kind.strip() == "error" and isinstance(payload, dict) else payload)
+
+
+def upload(url: str, data: bytes, name: str = "q.png") -> str:
+    r = httpx.post(f"{url}gradio_api/upload", files={"files": (name, data, "image/png")}, timeout=60)
+    r.raise_for_status()
+    return r.json()[0]
+
+
+def files_in(folder: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_size for p in folder.rglob("*") if p.is_file()} if folder.exists() else {}
+
+
+def noise_png(seed: int, side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def meta(path: str) -> dict:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_server_files_named_by_a_client_are_never_opened(app_url, app_cache, small_bundle, tmp_path):
+    gallery_file = small_bundle / "gallery" / "images" / "00005.png"
+    app_cache.mkdir(parents=True, exist_ok=True)
+    planted = app_cache / "planted" / "00005.png"  # inside the upload folder, but not received by the app
+    planted.parent.mkdir(exist_ok=True)
+    planted.write_bytes(gallery_file.read_bytes())
+    link = app_cache / "planted" / "link.png"
+    link.symlink_to(gallery_file)
+    uploaded = upload(app_url, gallery_file.read_bytes())
+    sneaky = str(Path(uploaded).parent / ".." / "planted" / "00005.png")  # starts like an upload, leaves it
+    paths = [str(gallery_file), os.path.relpath(gallery_file, Path(__file__).resolve().parents[1]), "/etc/passwd",
+             str(planted), str(link), sneaky, str(tmp_path / "missing.png"), "app.py", ""]
+    before = files_in(app_cache)
+    for path in paths:
+        for payload in (meta(path), {"path": path}):
+            for api, args in (("search_image", [payload, "pcl", 3, "", False]), ("query_info_image", [payload, "pcl"])):
+                kind, message = call(app_url, api, args)
+                assert kind == "error" and NOT_UPLOADED in message, (api, payload, kind, message)
+    assert files_in(app_cache) == before  # gradio copies a file into its cache when it reads one: none was read
+    kind, out = call(app_url, "search_image", [meta(uploaded), "pcl", 3, "", False])  # a real upload still works
+    assert kind == "complete" and len(out[1]["data"]) == 3
+
+
+def test_uploads_over_the_limit_are_refused_before_they_are_stored(app_url, app_cache):
+    from cmr_demo.inputs import MAX_IMAGE_BYTES
+    before = files_in(app_cache)
+    big = b"\x89PNG\r\n\x1a\n" + bytes(MAX_IMAGE_BYTES + 1024)
+    r = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=60)
+    assert r.status_code == 413 and "larger than the 20 MB this app accepts" in r.json()["error"]
+
+    def chunks():  # no Content-Length: gradio's own limit stops it; the answer is still the app's
+        body = (b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
+                b"Content-Type: image/png\r\n\r\n")
+        yield body
+        for _ in range(MAX_IMAGE_BYTES // 2 ** 20 + 2):
+            yield bytes(2 ** 20)
+        yield b"\r\n--b--\r\n"
+    r = httpx.post(f"{app_url}gradio_api/upload", content=chunks(), timeout=60,
+                   headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413 and "larger than the 20 MB this app accepts" in r.json()["error"]
+    assert not any(size > MAX_IMAGE_BYTES for size in files_in(app_cache).values())
+    assert sum(files_in(app_cache).values()) <= sum(before.values()) + 2 ** 20  # nothing big kept
+
+
+def test_uploads_are_deleted_once_read_and_repeat_searches_still_work(app_url, app_cache, small_bundle):
+    gallery_bytes = sum(p.stat().st_size for p in (small_bundle / "gallery").rglob("*") if p.is_file())
+    for path in [upload(app_url, noise_png(0, 64))]:  # warm: result galleries copy gallery pictures once
+        call(app_url, "search_text", ["a red star", "pcl", 40, "", False])
+    start = sum(files_in(app_cache).values())
+    paths = []
+    for seed in range(12):
+        path = upload(app_url, noise_png(seed + 1, 320))  # ~300 kB each, all distinct
+        kind, out = call(app_url, "search_image", [meta(path), "pcl", 5, "", True])
+        assert kind == "complete", out
+        assert not Path(path).exists()  # deleted once read
+        paths.append(path)
+    kind, out = call(app_url, "search_image", [meta(paths[-1]), "ce", 4, "", False])  # the page sends it again
+    assert kind == "complete" and len(out[1]["data"]) == 4
+    grown = sum(files_in(app_cache).values()) - start
+    assert grown <= gallery_bytes, (grown, gallery_bytes)
+
+
+@pytest.mark.parametrize("api,args,words", [
+    ("search_text", ["a red star", "pcl", "5", "", False], "k (number of results) must be a whole number"),
+    ("search_text", ["a red star", "pcl", None, "", False], "got None"),
+    ("search_text", ["a red star", ["pcl"], 5, "", False], "unknown objective"),
+    ("search_text", [{"text": 1}, "pcl", 5, "", False], "the query must be text"),
+    ("search_image", ["/etc/passwd", "pcl", 5, "", False], "an image is sent as an uploaded file"),
+    ("search_image", [{"path": 5, "meta": {"_type": "gradio.FileData"}}, "pcl", 5, "", False],
+     "an image is sent as an uploaded file"),
+    ("search_image", [None, "pcl", 5, "", False], "no image was given"),
+    ("compare", ["two hearts", "pcl", 3, "", "", "image"], "objectives must be a list"),
+    ("embedding_map", ["pcl", "a star", ["ce"], [], True, "ten", ""], "k (number of results)"),
+    ("disagreements", ["pcl", "ce", 5], "unknown direction"),
+])
+def test_user_errors_get_the_apps_message_and_no_traceback(app_url, app_log, api, args, words):
+    start = app_log.stat().st_size
+    kind, message = call(app_url, api, args)
+    assert kind == "error" and words in message and GENERIC not in message, message
+    assert "Traceback" not in app_log.read_bytes()[start:].decode(errors="replace")
+
+
+def test_a_text_file_sent_as_an_image_is_named_as_such(app_url):
+    path = upload(app_url, b"just some text, not a picture", "notes.png")
+    kind, message = call(app_url, "search_image", [meta(path), "pcl", 5, "", False])
+    assert kind == "error" and "not an image this app can read" in message
+
+
+def test_answers_carry_urls_never_server_paths(app_url, small_bundle):
+    kind, out = call(app_url, "compare", ["two hearts", ["pcl", "ce"], 3, "heart", "", "image"])
+    assert kind == "complete"
+    text = json.dumps(out)
+    assert str(small_bundle) not in text and "/tmp/" not in text and "gallery/images" not in text
+    hits = [h for r in out[0].values() for h in r["hits"]]
+    assert all(set(h) >= {"id", "image_url"} and "image" not in h for h in hits)
+    r = httpx.get(app_url.rstrip("/") + hits[0]["image_url"], timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(r.content)) as im:
+        assert im.size[0] > 0
+    for bad in ("/media/b/no-such-id", "/media/nope/" + hits[0]["id"], "/media/b/..%2F..%2Fapp.py"):
+        assert httpx.get(app_url.rstrip("/") + bad, timeout=10).status_code == 404
