@@ -31,6 +31,11 @@ log = logging.getLogger("cmr_demo.app")
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "demo"
 CONCURRENCY = 4  # encoding is CPU-bound: more parallel requests than cores only add latency
 QUEUE_SIZE = 64  # beyond this, clients are told the app is busy instead of waiting minutes
+# gradio keeps every session's component values (a map's figure is ~400 kB, a compare's JSON ...) until this
+# many newer sessions exist, and each raw API call is a session of its own: with gradio's default (10,000) the
+# soak's RSS grew by 1.9 GB (113 %) in 5 minutes (bench/soak.py). A page evicted this way answers "run the
+# search again" on its next result click; programs should use gradio_client (one session) or the JSON API.
+SESSIONS = 256
 DELETE_CACHE = (600, 1800)  # every 10 min, gradio deletes its files older than 30 min (uploads never searched with)
 STUDY_FIGURES = sorted((Path(__file__).resolve().parent / "bench" / "results" / "study").glob("*/*.png"))
 
@@ -92,8 +97,9 @@ class ServedBlocks(gr.Blocks):
 
 
     def made_here(self, path: str) -> bool:
-        """A file this app received (an upload) or wrote (examples, result galleries), by exact path."""
-        return any(path in files for files in self.temp_file_sets)
+        """A file this app received (an upload, also one already read and deleted: a page sends it again) or
+        wrote (examples, result galleries), by exact path."""
+        return any(path in files for files in self.temp_file_sets) or GATE.remembers(path)
 
 
 def _file_paths(value, depth: int = 0):
@@ -475,9 +481,11 @@ with ServedBlocks(title="CLIP4CMR demo", delete_cache=DELETE_CACHE) as demo:
     gr.api(resolved(query_info), api_name="query_info")  # after the tabs: between them it split the tab row
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+demo.state_session_capacity = SESSIONS  # a `launch` option; the mounted app reads the attribute
 # query pictures: only files this app received (uploads, its own examples) are opened (cmr_demo.uploads)
 EXAMPLE_FILES = frozenset(s[0]["path"] for s in image_examples.dataset.samples if isinstance(s[0], dict))
-GATE = UploadGate(image_in.GRADIO_CACHE, lambda: demo.upload_file_set, lambda: EXAMPLE_FILES)
+GATE = UploadGate(image_in.GRADIO_CACHE, lambda: demo.upload_file_set, lambda: EXAMPLE_FILES,
+                  registries=lambda: demo.temp_file_sets)
 
 
 def launch_options() -> dict:
@@ -488,7 +496,8 @@ def launch_options() -> dict:
 
 def make_app():
     """The FastAPI app serving the UI (cmr_demo.webserver: upload limit, /media, gradio mounted at '/')."""
-    from cmr_demo.webserver import build_app
+    from cmr_demo.webserver import build_app, trim_memory_every
+    trim_memory_every(10.0)
     return build_app(demo, lambda: {SERVICE.name: SERVICE}, MAX_IMAGE_BYTES, **launch_options())
 
 

@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from app_server import start_app, stop_app  # noqa: E402
 from cmr_demo.provenance import machine  # noqa: E402
 
-GOALS = {"ready_s": 8.0, "search_text_p50_ms_at_8": 100.0, "search_text_p95_ms_at_8": 250.0, "rss_mb": 1536.0}
+GOALS = {"ready_s": 8.0, "search_text_p50_ms_at_8": 100.0, "search_text_p95_ms_at_8": 250.0, "rss_mb": 1536.0,
+         "api_rps_at_8": 400.0, "api_p50_ms_at_8": 20.0, "api_p95_ms_at_32": 100.0}
 QUERIES = ["a red star", "two blue hearts on a striped background", "a shape with three corners", "a small ring",
            "an arrow pointing left", "a big hexagon in the centre", "a crescent moon on navy", "three crosses"]
 
@@ -92,6 +93,62 @@ def rest_peer(url: str, n: int = 50, clients: int = 1) -> dict:
             "requests": int(len(times)), "clients": clients}
 
 
+def api_level(url: str, clients: int, seconds: float) -> dict:
+    """POST /api/v1/search/text from `clients` asyncio clients (one httpx.AsyncClient each, keep-alive) for
+    `seconds`, every query a new text (no cache hits): requests/s, p50/p95 latency, errors."""
+    import asyncio
+
+    import httpx
+
+    async def one(n: int, stop: float, times: list, errors: list):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            i = 0
+            while time.perf_counter() < stop:
+                i += 1
+                body = {"text": f"{QUERIES[(n + i) % len(QUERIES)]} {n}-{i}-{stop}", "objective": "pcl", "k": 10}
+                start = time.perf_counter()
+                try:
+                    r = await http.post("api/v1/search/text", json=body)
+                    ok = r.status_code == 200 and len(r.json()["hits"]) == 10
+                except httpx.HTTPError:
+                    ok = False
+                (times if ok else errors).append(time.perf_counter() - start)
+
+    async def run():
+        times, errors = [], []
+        await asyncio.gather(*(one(n, time.perf_counter() + 1.0, [], []) for n in range(clients)))  # warm-up
+        start = time.perf_counter()
+        await asyncio.gather(*(one(n, start + seconds, times, errors) for n in range(clients)))
+        took = time.perf_counter() - start
+        ms = np.array(times) * 1000
+        return {"clients": clients, "requests": len(times), "errors": len(errors), "rps": len(times) / took,
+                "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
+    return asyncio.run(run())
+
+
+def service_floor(bundle: Path, n: int = 300) -> dict:
+    """The work itself, in this process: a new text's search through RetrievalService (encode, head, index,
+    query info), one at a time; and the same for a batch of 8 new texts encoded in one backbone call."""
+    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.service import RetrievalService
+    service = RetrievalService(load_bundle(bundle))
+    texts = [f"{QUERIES[i % len(QUERIES)]} floor {i}" for i in range(n + 8 * (n // 8) + 20)]
+    for t in texts[:20]:  # warm-up
+        service.search(service.text_query(t), "pcl", 10)
+    start = time.perf_counter()
+    for t in texts[20:20 + n]:
+        service.search(service.text_query(t), "pcl", 10)
+    single = (time.perf_counter() - start) / n
+    rest = texts[20 + n:]
+    start = time.perf_counter()
+    for b in range(0, len(rest) - 7, 8):
+        feats = service.text_features(rest[b:b + 8])
+        for j, t in enumerate(rest[b:b + 8]):
+            service.search(service.text_query(t), "pcl", 10, features=feats[j:j + 1])
+    batched = (time.perf_counter() - start) / (len(rest) // 8 * 8)
+    return {"ms_per_search": single * 1000, "ms_per_search_batched_8": batched * 1000}
+
+
 def level(url: str, calls: dict, clients: int, n: int) -> dict:
     with ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(lambda s: session(url, calls, n, s), range(clients)))
@@ -119,6 +176,15 @@ def markdown(result: dict) -> str:
     for clients, rest in result.get("rest_search_text", {}).items():
         lines += ["", f"Peer, same run: search_text through gradio's REST route (httpx, {clients} client(s)): p50 "
                       f"{rest['p50_ms']:.0f} ms, p95 {rest['p95_ms']:.0f} ms"]
+    floor = result.get("service_floor")
+    if floor:
+        lines += ["", "JSON API, POST /api/v1/search/text, every text new (asyncio httpx clients, keep-alive):", "",
+                  "| clients | requests/s | p50 ms | p95 ms | errors |", "|---|---|---|---|---|"]
+        lines += [f"| {c} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['errors']} |"
+                  for c, r in result["api_search_text"].items()]
+        lines += ["", f"Floor, same run, in-process: {floor['ms_per_search']:.2f} ms per new-text search one at a time "
+                      f"({1000 / floor['ms_per_search']:.0f}/s on one thread), {floor['ms_per_search_batched_8']:.2f} ms "
+                      f"with 8 texts per backbone call"]
     return "\n".join(lines + ["", f"command: `{result['command']}`"])
 
 
@@ -127,12 +193,15 @@ def main() -> None:
     p.add_argument("--bundle", default=str(ROOT / "assets" / "demo"))
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--requests", type=int, default=20, help="requests per endpoint per client")
+    p.add_argument("--api-seconds", type=float, default=10.0, help="seconds of JSON API load per level")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "app"))
     args = p.parse_args()
     os.environ.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
     log = Path(args.out + ".log")
+    floor = service_floor(Path(args.bundle))  # before the server starts: the work alone, on quiet cores
     proc, url, ready = start_app(Path(args.bundle), log)
     try:
+        api = {str(c): api_level(url, c, args.api_seconds) for c in args.clients}
         calls = endpoints(Path(args.bundle))
         session(url, calls, 1, 999)  # warm-up: first-request imports and caches
         rest = {str(c): rest_peer(url, clients=c, n=50 if c == 1 else 20) for c in (1, 8)}
@@ -142,7 +211,7 @@ def main() -> None:
         stop_app(proc)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "command": " ".join(["python", "bench/app.py", *sys.argv[1:]]),
               "ready_s": ready, "peak_rss_mb": rss, "levels": levels, "rest_search_text": rest,
-              "goals": GOALS}
+              "api_search_text": api, "service_floor": floor, "goals": GOALS}
     Path(args.out + ".json").write_text(json.dumps(result, indent=2))
     Path(args.out + ".md").write_text(markdown(result) + "\n")
     print(markdown(result))

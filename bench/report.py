@@ -296,12 +296,41 @@ def app() -> str | None:
         goals.append("peer in the same run, search_text through gradio's plain REST route (httpx) p50 / p95: "
                      + ", ".join(f"{x['p50_ms']:.0f} / {x['p95_ms']:.0f} ms at {c} client{'s' * (int(c) > 1)}"
                                  for c, x in rest.items()))
+    api_lines = []
+    api, floor = r.get("api_search_text"), r.get("service_floor")
+    if api and floor:
+        api_lines = ["", "JSON API, `POST /api/v1/search/text`, every text new (asyncio httpx clients with keep-alive, "
+                     "same machine as the server), beside the service's own time measured in the same run:", "",
+                     "| clients | requests/s | p50 ms | p95 ms | errors |", "|---|---|---|---|---|"]
+        api_lines += [f"| {c} | {x['rps']:,.0f} | {x['p50_ms']:.1f} | {x['p95_ms']:.1f} | {x['errors']} |"
+                      for c, x in api.items()]
+        a8, a32 = api.get("8"), api.get("32")
+        verdicts = []
+        if a8:
+            ok = a8["rps"] >= g["api_rps_at_8"] and a8["p50_ms"] <= g["api_p50_ms_at_8"] and a8["errors"] == 0
+            verdicts.append(f"8 clients {a8['rps']:,.0f} requests/s, p50 {a8['p50_ms']:.1f} ms (goal >= "
+                            f"{g['api_rps_at_8']:g}/s, p50 <= {g['api_p50_ms_at_8']:g} ms: {_verdict(ok)})")
+        if a32:
+            verdicts.append(f"32 clients p95 {a32['p95_ms']:.0f} ms (goal <= {g['api_p95_ms_at_32']:g} ms: "
+                            f"{_verdict(a32['p95_ms'] <= g['api_p95_ms_at_32'] and a32['errors'] == 0)})")
+        verdicts.append(f"floor: the service alone takes {floor['ms_per_search']:.2f} ms per new-text search "
+                        f"({1000 / floor['ms_per_search']:,.0f}/s on one thread), {floor['ms_per_search_batched_8']:.2f} ms "
+                        f"when 8 texts share a backbone call")
+        api_lines += ["", "; ".join(verdicts) + "."]
     return "\n".join(["### The app (`bench/app.py`)", "", _provenance(r["date"], r["machine"], r["command"]), "",
                       "gradio_client sessions running on the same machine as the server, each sending the four main "
-                      "endpoints in turn.", "", *lines, "", "; ".join(goals) + "."])
+                      "endpoints in turn.", "", *lines, "", "; ".join(goals) + ".", *api_lines])
 
 
-BLOCKS: list[Callable[[], str | None]] = [demo_bundle, backbone, wikipedia, studies, train_speed, extraction, search, app]
+def soak() -> str | None:
+    """bench/soak.py writes its own table (targets beside figures) next to its JSON; shown as written."""
+    md = RESULTS / "soak.md"
+    return f"### Soak: 32 clients, every endpoint and uploads (`bench/soak.py`)\n\n{md.read_text().strip()}" \
+        if md.exists() else None
+
+
+BLOCKS: list[Callable[[], str | None]] = [demo_bundle, backbone, wikipedia, studies, train_speed, extraction, search, app,
+                                          soak]
 
 
 def render() -> str:

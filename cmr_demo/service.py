@@ -133,20 +133,30 @@ class RetrievalService:
 
     def _features(self, query: Query) -> np.ndarray:
         """Backbone features [1, F] of a live query (texts cached: compare/maps ask for them again)."""
-        backbone = self.bundle.backbone
-        if query.modality == "image":
-            return backbone.encode_images([query.image], progress=False)
+        return self.image_features(query) if query.modality == "image" else self.text_features([query.text])
+
+    def image_features(self, query: Query) -> np.ndarray:
+        return self.bundle.backbone.encode_images([query.image], progress=False)
+
+    def cached_text_features(self, text: str) -> np.ndarray | None:
         with self._lock:
-            hit = self._text_cache.get(query.text)
+            hit = self._text_cache.get(text)
             if hit is not None:
-                self._text_cache.move_to_end(query.text)
-                return hit
-        feats = backbone.encode_texts([query.text], progress=False)
-        with self._lock:
-            self._text_cache[query.text] = feats
-            while len(self._text_cache) > TEXT_CACHE:
-                self._text_cache.popitem(last=False)
-        return feats
+                self._text_cache.move_to_end(text)
+            return hit
+
+    def text_features(self, texts: Sequence[str]) -> np.ndarray:
+        """[N, F] backbone features of cleaned texts: cached ones looked up, the rest encoded in one call."""
+        found = {t: f for t in dict.fromkeys(texts) if (f := self.cached_text_features(t)) is not None}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            feats = self.bundle.backbone.encode_texts(missing, progress=False)
+            with self._lock:
+                for n, text in enumerate(missing):
+                    found[text] = self._text_cache[text] = feats[n:n + 1]
+                while len(self._text_cache) > TEXT_CACHE:
+                    self._text_cache.popitem(last=False)
+        return np.concatenate([found[t] for t in texts])
 
     def embed(self, query: Query, objective: str, features: np.ndarray | None = None) -> np.ndarray:
         """[D] common-space embedding of the query under `objective`."""
@@ -182,11 +192,12 @@ class RetrievalService:
         return SearchResult(objective, query.describe(self.bundle), query.label, target, hits, ap, p_at, first,
                             index.exact, notes, self._info(query, objective, emb, features).to_dict())
 
-    def query_info(self, query: Query, objective: object = None) -> QueryInfo:
+    def query_info(self, query: Query, objective: object = None, features: np.ndarray | None = None) -> QueryInfo:
         """The query's likely class under `objective` (default: the best on the leaderboard), its
         calibrated confidence, and whether it belongs to the bundle's world (see cmr_demo.query_info)."""
         objective = self.check_objective(objective or self.leaderboard()[0]["objective"])
-        features = None if query.item is not None else self._features(query)
+        if features is None and query.item is None:
+            features = self._features(query)
         return self._info(query, objective, self.embed(query, objective, features), features)
 
     def _info(self, query: Query, objective: str, emb: np.ndarray, features: np.ndarray | None) -> QueryInfo:

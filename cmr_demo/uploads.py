@@ -25,7 +25,7 @@ from threading import Lock
 
 from .inputs import MAX_IMAGE_BYTES, InputError, shown
 
-KEEP_BYTES = 64 * 2 ** 20  # read uploads kept in memory for repeated searches (LRU, by size)
+KEEP_BYTES = 32 * 2 ** 20  # read uploads kept in memory for repeated searches (LRU, by size)
 NOT_UPLOADED = ("the image must be a file uploaded to this app (the upload route, or gradio_client.handle_file); "
                 "a path on the server is never opened: upload the picture instead")
 
@@ -35,21 +35,31 @@ class UploadGate:
 
     def __init__(self, upload_folder: str | Path, uploaded: Callable[[], Collection[str]],
                  examples: Callable[[], Collection[str]] = frozenset, max_bytes: int = MAX_IMAGE_BYTES,
-                 keep_bytes: int = KEEP_BYTES):
+                 keep_bytes: int = KEEP_BYTES, registries: Callable[[], list[set]] | None = None):
         self.folder = os.path.realpath(upload_folder)
         self.uploaded, self.examples = uploaded, examples  # callables: both sets grow while the app runs
+        # the sets a deleted upload is removed from (gradio's upload set and its per-component file sets)
+        self.registries = registries or (lambda: [u] if isinstance(u := self.uploaded(), set) else [])
         self.max_bytes, self.keep_bytes = max_bytes, keep_bytes
         self._kept: OrderedDict[str, bytes] = OrderedDict()
         self._gone: OrderedDict[str, None] = OrderedDict()  # recently deleted uploads, for a precise message
         self._lock = Lock()
 
+    def remembers(self, path: str) -> bool:
+        """An upload this gate read and deleted (its bytes may still be kept): the page may send it again."""
+        with self._lock:
+            return path in self._kept or path in self._gone
+
     def read(self, payload: object) -> bytes:
         """The bytes of an uploaded picture, or InputError naming the problem and the fix."""
         path = self._path(payload)
         with self._lock:
-            if path in self._kept:
+            data = self._kept.get(path)
+            if data is not None:
                 self._kept.move_to_end(path)
-                return self._kept[path]
+        if data is not None:
+            self._unregister(path)  # gradio registers the path again on each request that names it
+            return data
         example = path in self.examples()
         if not example and path not in self.uploaded():
             raise self._missing() if path in self._gone else InputError(NOT_UPLOADED)
@@ -91,6 +101,10 @@ class UploadGate:
         except OSError:
             raise self._missing() from None
 
+    def _unregister(self, path: str) -> None:
+        for files in self.registries():  # gradio's sets of its files would otherwise grow with every upload
+            files.discard(path)
+
     @staticmethod
     def _missing() -> InputError:
         return InputError("the uploaded image is no longer on the server (uploads are deleted once searched with "
@@ -103,9 +117,7 @@ class UploadGate:
             os.rmdir(os.path.dirname(path))
         except OSError:
             pass  # already gone, or the folder holds other files
-        uploaded = self.uploaded()
-        if isinstance(uploaded, set):
-            uploaded.discard(path)  # the set would otherwise grow with every upload the process ever got
+        self._unregister(path)
         with self._lock:
             self._gone[path] = None
             while len(self._gone) > 10_000:

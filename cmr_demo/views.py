@@ -146,4 +146,8 @@ python -m cmr_demo.bundle build --backbone ViT-B-32:laion2b_s34b_b79k --data man
 python app.py --bundle my_bundle
 ```
 `manifest:FILE.csv` takes columns `image,text,label[,split]`. Built with: `{' '.join(m['command'])}`
+
+## From a program
+A JSON API runs beside this page: [`/api/docs`](/api/docs) (search by text, image or gallery item, compare,
+embed, query info); the gradio endpoints are under "Use via API" at the bottom of the page.
 """

@@ -1,0 +1,300 @@
+"""The JSON API (`/api/v1`, OpenAPI docs at `/api/docs`): search, compare, embed, query info, bundles.
+
+Why beside the gradio UI: a gradio event costs ~45 ms of server CPU (queue, session state, event
+stream) for ~1 ms of retrieval work, and programs (a notebook, a batch job, another web page) expect
+plain JSON. Same process, same `RetrievalService`, same input checks and messages as the UI: a user
+error is a 400 whose body is `{"error": the app's message}` (422 for a body of the wrong shape).
+
+How it stays fast on 2 cores: routes are `async`; the cheap parts (checks, a head pass, an index search)
+run inline on the event loop, and backbone work goes to one worker thread. Texts go through
+`TextBatcher`: every text that arrives while a batch is encoding joins the next batch, so concurrent
+queries share one backbone call instead of each paying for one (and no thread per request fights
+over the cores).
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import fastapi
+import numpy as np
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .inputs import MAX_IMAGE_BYTES, InputError, check_choice
+from .service import Query, RetrievalService, SearchResult
+
+MAX_BATCH = 64  # texts per backbone call
+
+
+class TextBatcher:
+    """Backbone features of texts, encoded in batches on one worker thread (see module doc)."""
+
+    def __init__(self, service: RetrievalService, worker: ThreadPoolExecutor):
+        self.service, self.worker = service, worker
+        self.pending: list[tuple[str, asyncio.Future]] = []
+        self.running = False
+        self.batches = self.texts = 0  # counters: texts / batches is the batching achieved
+
+    async def features(self, text: str) -> np.ndarray:
+        cached = self.service.cached_text_features(text)
+        if cached is not None:
+            return cached
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((text, future))
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+                texts = list(dict.fromkeys(t for t, _ in batch))
+                try:
+                    feats = await loop.run_in_executor(self.worker, self.service.text_features, texts)
+                except Exception as err:  # noqa: BLE001 (handed to every waiting request)
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(err)
+                    continue
+                self.batches, self.texts = self.batches + 1, self.texts + len(texts)
+                rows = {t: feats[n:n + 1] for n, t in enumerate(texts)}
+                for text, fut in batch:
+                    if not fut.done():
+                        fut.set_result(rows[text])
+        finally:
+            self.running = False
+
+
+# ---- request and answer models ------------------------------------------------------------------
+class Common(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
+    objective: str | None = Field(None, description="a name from /api/v1/bundles; default: the bundle's best")
+    k: int = Field(10, description="number of results, 1-100")
+    bundle: str | None = Field(None, description="a bundle name from /api/v1/bundles; default: the first")
+
+
+class TextSearch(Common):
+    text: str = Field(..., description="the query text", examples=["a red star on a striped background"])
+    query_class: str | None = Field(None, description="the query's class, when known: adds AP, P@k and relevance")
+    same_modality: bool = Field(False, description="search texts instead of images")
+
+
+class ItemSearch(Common):
+    id: str = Field(..., description="a gallery item id")
+    modality: str = Field("image", description="search with the item's image or its text")
+    same_modality: bool = False
+
+
+class CompareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(None, description="a text query (or give item_id)")
+    item_id: str | None = Field(None, description="a gallery item id (overrides text)")
+    item_modality: str = "image"
+    objectives: list[str] | None = Field(None, description="default: all")
+    k: int = 6
+    query_class: str | None = None
+    bundle: str | None = None
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(None, description="a text (or give item_id)")
+    item_id: str | None = None
+    modality: str = Field("image", description="for item_id: its image or its text")
+    objective: str | None = None
+    bundle: str | None = None
+
+
+class InfoRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    objective: str | None = None
+    bundle: str | None = None
+
+
+class Hit(BaseModel):
+    rank: int
+    id: str
+    score: float
+    class_: str = Field(..., alias="class")
+    relevant: bool | None
+    text: str
+    image_url: str
+    modality: str
+
+
+class SearchAnswer(BaseModel):
+    bundle: str
+    objective: str
+    query: str
+    target: str
+    hits: list[Hit]
+    ap: float | None
+    p_at_k: dict[str, float] | None
+    first_relevant_rank: int | None
+    exact: bool
+    notes: list[str]
+    info: dict | None
+
+
+class EmbedAnswer(BaseModel):
+    bundle: str
+    objective: str
+    modality: str
+    dim: int
+    embedding: list[float]
+
+
+def answer(result: SearchResult, bundle: str) -> dict:
+    hits = [{"rank": h.rank, "id": h.id, "score": h.score, "class": h.class_name, "relevant": h.relevant,
+             "text": h.text, "image_url": h.image_url, "modality": h.modality} for h in result.hits]
+    return {"bundle": bundle, "objective": result.objective, "query": result.query, "target": result.target,
+            "hits": hits, "ap": result.ap, "p_at_k": result.p_at_k, "first_relevant_rank": result.first_relevant_rank,
+            "exact": result.exact, "notes": result.notes, "info": result.info}
+
+
+class Api:
+    """The routes over the served bundles ({name: RetrievalService}; the first is the default)."""
+
+    def __init__(self, services: Callable[[], dict[str, RetrievalService]]):
+        self.services = services
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="backbone")  # all backbone work, one at a time
+        self.batchers: dict[str, TextBatcher] = {}
+
+    def service(self, bundle: str | None) -> tuple[str, RetrievalService]:
+        services = self.services()
+        name = next(iter(services)) if bundle is None else check_choice(bundle, list(services), "bundle")
+        return name, services[name]
+
+    def batcher(self, name: str, service: RetrievalService) -> TextBatcher:
+        if name not in self.batchers:
+            self.batchers[name] = TextBatcher(service, self.worker)
+        return self.batchers[name]
+
+    @staticmethod
+    def objective(service: RetrievalService, objective: str | None) -> str:
+        return service.check_objective(objective or service.leaderboard()[0]["objective"])
+
+    async def features(self, name: str, service: RetrievalService, query: Query) -> np.ndarray | None:
+        if query.item is not None:
+            return None
+        if query.modality == "text":
+            return await self.batcher(name, service).features(query.text)
+        return await asyncio.get_running_loop().run_in_executor(self.worker, service.image_features, query)
+
+    async def image_query(self, service: RetrievalService, file: fastapi.UploadFile, query_class: str | None) -> Query:
+        data = await file.read(MAX_IMAGE_BYTES + 1)
+        if len(data) > MAX_IMAGE_BYTES:
+            raise InputError(f"the image is more than {MAX_IMAGE_BYTES // 2 ** 20} MB: upload a smaller file")
+        return await asyncio.get_running_loop().run_in_executor(self.worker, service.image_query, data, query_class)
+
+    def router(self) -> fastapi.APIRouter:
+        r = fastapi.APIRouter(prefix="/api/v1", tags=["retrieval"])
+
+        @r.get("/bundles", summary="The served bundles: name, size, classes, objectives (best first)")
+        async def bundles() -> list[dict]:
+            return [{"name": name, "items": s.size, "classes": s.class_names, "backbone": s.bundle.manifest.get("backbone"),
+                     "objectives": [row["objective"] for row in s.leaderboard()], "default": n == 0,
+                     "description": (s.bundle.manifest.get("about") or {}).get("description")}
+                    for n, (name, s) in enumerate(self.services().items())]
+
+        @r.post("/search/text", response_model=SearchAnswer, summary="Text -> images (or texts)")
+        async def search_text(req: TextSearch) -> dict:
+            name, s = self.service(req.bundle)
+            q = s.text_query(req.text, req.query_class)
+            objective = self.objective(s, req.objective)
+            feats = await self.features(name, s, q)
+            return answer(s.search(q, objective, req.k, q.modality if req.same_modality else None, features=feats), name)
+
+        @r.post("/search/image", response_model=SearchAnswer, summary="Uploaded image -> texts (or images)")
+        async def search_image(file: fastapi.UploadFile, objective: str | None = fastapi.Form(None),
+                               k: int = fastapi.Form(10), bundle: str | None = fastapi.Form(None),
+                               query_class: str | None = fastapi.Form(None),
+                               same_modality: bool = fastapi.Form(False)) -> dict:
+            name, s = self.service(bundle)
+            objective = self.objective(s, objective)
+            q = await self.image_query(s, file, query_class)
+            feats = await self.features(name, s, q)
+            return answer(s.search(q, objective, k, q.modality if same_modality else None, features=feats), name)
+
+        @r.post("/search/item", response_model=SearchAnswer, summary="A gallery item (its image or text) as the query")
+        async def search_item(req: ItemSearch) -> dict:
+            name, s = self.service(req.bundle)
+            q = s.item_query(req.id, req.modality)
+            return answer(s.search(q, self.objective(s, req.objective), req.k,
+                                   q.modality if req.same_modality else None), name)
+
+        @r.post("/compare", summary="One query under several objectives: {objective: answer}")
+        async def compare(req: CompareRequest) -> dict[str, SearchAnswer]:
+            name, s = self.service(req.bundle)
+            q = s.item_query(req.item_id, req.item_modality) if req.item_id else s.text_query(req.text, req.query_class)
+            feats = await self.features(name, s, q)
+            chosen = [s.check_objective(o) for o in req.objectives] if req.objectives else s.objectives
+            return {o: answer(s.search(q, o, req.k, features=feats), name) for o in dict.fromkeys(chosen)}
+
+        @r.post("/embed", response_model=EmbedAnswer, summary="A text's or gallery item's common-space embedding")
+        async def embed(req: EmbedRequest) -> dict:
+            name, s = self.service(req.bundle)
+            q = s.item_query(req.item_id, req.modality) if req.item_id else s.text_query(req.text)
+            objective = self.objective(s, req.objective)
+            emb = s.embed(q, objective, await self.features(name, s, q))
+            return {"bundle": name, "objective": objective, "modality": q.modality, "dim": int(emb.shape[0]),
+                    "embedding": emb.astype(float).tolist()}
+
+        @r.post("/embed/image", response_model=EmbedAnswer, summary="An uploaded image's common-space embedding")
+        async def embed_image(file: fastapi.UploadFile, objective: str | None = fastapi.Form(None),
+                              bundle: str | None = fastapi.Form(None)) -> dict:
+            name, s = self.service(bundle)
+            objective = self.objective(s, objective)
+            q = await self.image_query(s, file, None)
+            emb = s.embed(q, objective, await self.features(name, s, q))
+            return {"bundle": name, "objective": objective, "modality": "image", "dim": int(emb.shape[0]),
+                    "embedding": emb.astype(float).tolist()}
+
+        @r.post("/query_info", summary="A text's likely class, confidence and whether it is in the gallery's world")
+        async def query_info(req: InfoRequest) -> dict:
+            name, s = self.service(req.bundle)
+            q = s.text_query(req.text)
+            objective = self.objective(s, req.objective)
+            return {"bundle": name, **s.query_info(q, objective, await self.features(name, s, q)).to_dict()}
+
+        @r.post("/query_info/image", summary="The same for an uploaded image")
+        async def query_info_image(file: fastapi.UploadFile, objective: str | None = fastapi.Form(None),
+                                   bundle: str | None = fastapi.Form(None)) -> dict:
+            name, s = self.service(bundle)
+            objective = self.objective(s, objective)
+            q = await self.image_query(s, file, None)
+            return {"bundle": name, **s.query_info(q, objective, await self.features(name, s, q)).to_dict()}
+
+        return r
+
+
+def validation_message(err: RequestValidationError) -> str:
+    """pydantic's errors as one line in the app's style: where, what, the value given."""
+    parts = []
+    for e in err.errors()[:4]:
+        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+        given = f" (got {str(e.get('input'))[:40]!r})" if "input" in e and e.get("type") != "missing" else ""
+        parts.append(f"{where}: {e.get('msg', 'invalid')}{given}")
+    return "; ".join(parts) + ": see the request schema at /api/docs"
+
+
+def install(app: fastapi.FastAPI, services: Callable[[], dict[str, RetrievalService]]) -> Api:
+    """Add the API's routes and its error answers to `app` (before gradio is mounted at '/')."""
+    api = Api(services)
+    app.include_router(api.router())
+
+    @app.exception_handler(InputError)
+    async def user_error(_, err: InputError):
+        return JSONResponse({"error": str(err)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_shape(_, err: RequestValidationError):
+        return JSONResponse({"error": validation_message(err)}, status_code=422)
+    return api

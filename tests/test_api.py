@@ -1,0 +1,127 @@
+"""The JSON API (/api/v1) against `python app.py`, and its text batcher in-process.
+
+Answers must equal the service's own (same ranking, same embedding), errors must be the app's messages
+with 4xx codes, and concurrent texts must share backbone calls without changing any result.
+"""
+import asyncio
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+httpx = pytest.importorskip("httpx")
+
+
+@pytest.fixture(scope="module")
+def service(small_bundle):
+    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.service import RetrievalService
+    return RetrievalService(load_bundle(small_bundle))
+
+
+@pytest.fixture(scope="module")
+def api(app_url):
+    with httpx.Client(base_url=app_url + "api/v1/", timeout=60) as client:
+        yield client
+
+
+def png(path) -> bytes:
+    return path.read_bytes()
+
+
+def test_bundles_lists_the_served_bundle(api, service):
+    (b,) = api.get("bundles").json()
+    assert b["name"] == "b" and b["default"] and b["items"] == service.size and b["classes"] == service.class_names
+    assert set(b["objectives"]) == set(service.objectives)
+
+
+def test_text_search_matches_the_service(api, service):
+    r = api.post("search/text", json={"text": "a red star", "objective": "ce", "k": 7, "query_class": "star"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = service.search(service.text_query("a red star", "star"), "ce", 7)
+    assert [h["id"] for h in body["hits"]] == [h.id for h in expected.hits]
+    assert body["ap"] == pytest.approx(expected.ap) and body["target"] == "image" and body["bundle"] == "b"
+    hit = body["hits"][0]
+    assert set(hit) == {"rank", "id", "score", "class", "relevant", "text", "image_url", "modality"}
+    assert hit["image_url"].startswith("/media/b/") and hit["relevant"] == (hit["class"] == "star")
+    same = api.post("search/text", json={"text": "a red star", "same_modality": True, "k": 3}).json()
+    assert same["target"] == "text" and same["objective"] == service.leaderboard()[0]["objective"]
+
+
+def test_image_item_compare_embed_and_info(api, service, small_bundle):
+    picture = small_bundle / "gallery" / "images" / "00004.png"
+    r = api.post("search/image", files={"file": ("q.png", png(picture), "image/png")}, data={"objective": "pcl", "k": "5"})
+    assert r.status_code == 200, r.text
+    expected = service.search(service.image_query(str(picture)), "pcl", 5)
+    assert [h["id"] for h in r.json()["hits"]] == [h.id for h in expected.hits]
+    item = service.bundle.items[4]["id"]
+    r = api.post("search/item", json={"id": item, "objective": "pcl", "k": 4})
+    assert r.status_code == 200 and r.json()["ap"] is not None and len(r.json()["hits"]) == 4
+    r = api.post("compare", json={"text": "two hearts", "objectives": ["pcl", "ce"], "k": 3, "query_class": "heart"})
+    assert list(r.json()) == ["pcl", "ce"] and all(len(v["hits"]) == 3 for v in r.json().values())
+    r = api.post("embed", json={"text": "a red star", "objective": "pcl"}).json()
+    want = service.embed(service.text_query("a red star"), "pcl")
+    assert r["dim"] == len(want) and np.allclose(r["embedding"], want, atol=1e-5)
+    r = api.post("embed", json={"item_id": item, "modality": "text", "objective": "ce"}).json()
+    assert np.allclose(r["embedding"], service.bundle.objectives["ce"].text_emb[4], atol=1e-5)
+    r = api.post("embed/image", files={"file": ("q.png", png(picture), "image/png")}, data={"objective": "pcl"}).json()
+    assert np.allclose(r["embedding"], service.embed(service.image_query(str(picture)), "pcl"), atol=1e-4)
+    info = api.post("query_info", json={"text": "a red star"}).json()
+    assert {"predicted_class", "confidence", "in_domain", "objective"} <= set(info)
+    info = api.post("query_info/image", files={"file": ("q.png", png(picture), "image/png")}).json()
+    assert info["predicted_class"] in service.class_names
+
+
+@pytest.mark.parametrize("route,body,code,words", [
+    ("search/text", {"text": "a star", "objective": "nope"}, 400, "unknown objective 'nope'; choose one of"),
+    ("search/text", {"text": "   "}, 400, "the text query is empty"),
+    ("search/text", {"text": "a star", "k": 0}, 400, "k (number of results) must be a whole number"),
+    ("search/text", {"text": "a star", "k": "abc"}, 422, "k: Input should be a valid integer"),
+    ("search/text", {"text": "a star", "kk": 3}, 422, "kk: Extra inputs are not permitted"),
+    ("search/text", {}, 422, "text: Field required"),
+    ("search/text", {"text": "a star", "bundle": "other"}, 400, "unknown bundle 'other'; choose one of: b"),
+    ("search/text", {"text": "a star", "query_class": "dragon"}, 400, "unknown class 'dragon'"),
+    ("search/item", {"id": "no-such-item"}, 400, "no gallery item has id"),
+    ("compare", {"text": "a star", "objectives": ["pcl", "nope"]}, 400, "unknown objective 'nope'"),
+    ("embed", {"item_id": "no-such-item"}, 400, "no gallery item has id"),
+])
+def test_user_errors_are_4xx_with_the_apps_message(api, app_log, route, body, code, words):
+    start = app_log.stat().st_size
+    r = api.post(route, json=body)
+    assert r.status_code == code and words in r.json()["error"], (r.status_code, r.text)
+    assert "Traceback" not in app_log.read_bytes()[start:].decode(errors="replace")
+
+
+def test_bad_uploads_are_refused_in_the_apps_words(api):
+    r = api.post("search/image", files={"file": ("q.png", b"not a picture", "image/png")})
+    assert r.status_code == 400 and "not an image this app can read" in r.json()["error"]
+    big = b"\x89PNG\r\n\x1a\n" + bytes(21 * 2 ** 20)
+    r = api.post("search/image", files={"file": ("big.png", big, "image/png")})
+    assert r.status_code == 413 and "larger than the 20 MB" in r.json()["error"]
+    r = api.post("search/image", data={"k": "3"})
+    assert r.status_code == 422 and "file: Field required" in r.json()["error"]
+
+
+def test_openapi_docs_describe_the_api(app_url):
+    spec = httpx.get(app_url + "api/openapi.json", timeout=30).json()
+    assert {"/api/v1/search/text", "/api/v1/search/image", "/api/v1/search/item", "/api/v1/compare", "/api/v1/embed",
+            "/api/v1/embed/image", "/api/v1/query_info", "/api/v1/bundles"} <= set(spec["paths"])
+    assert httpx.get(app_url + "api/docs", timeout=30).status_code == 200
+
+
+def test_concurrent_texts_share_backbone_calls_and_keep_their_results(service):
+    from cmr_demo.api import TextBatcher
+    texts = [f"a red star number {n}" for n in range(24)]
+    expected = np.concatenate([service.bundle.backbone.encode_texts([t], progress=False) for t in texts])
+    batcher = TextBatcher(service, ThreadPoolExecutor(1))
+    service._text_cache.clear()
+
+    async def all_at_once():
+        return await asyncio.gather(*(batcher.features(t) for t in texts + texts[:5]))  # repeats in flight too
+    got = asyncio.run(all_at_once())
+    assert np.allclose(np.concatenate(got[:24]), expected, atol=1e-5)
+    assert all(np.allclose(got[24 + n], expected[n], atol=1e-5) for n in range(5))
+    assert batcher.texts == 24 and batcher.batches < 24  # every text encoded once, in shared calls
