@@ -153,3 +153,14 @@ def test_answers_carry_urls_never_server_paths(app_url, small_bundle):
         assert im.size[0] > 0
     for bad in ("/media/b/no-such-id", "/media/nope/" + hits[0]["id"], "/media/b/..%2F..%2Fapp.py"):
         assert httpx.get(app_url.rstrip("/") + bad, timeout=10).status_code == 404
+
+
+def test_gradio_file_route_serves_no_server_file(app_url, small_bundle):
+    """Only the gallery's pictures (allowed_paths) and gradio's own cache are served by /gradio_api/file=."""
+    root = Path(__file__).resolve().parents[1]
+    for path in ("/etc/passwd", str(root / "app.py"), str(small_bundle / "manifest.json"), str(root / "README.md"),
+                 str(small_bundle / "gallery" / "images" / ".." / ".." / "manifest.json")):
+        r = httpx.get(f"{app_url}gradio_api/file={path}", timeout=10)
+        assert r.status_code in (403, 404) and "root:x:0" not in r.text and "import" not in r.text, (path, r.status_code)
+    picture = small_bundle / "gallery" / "images" / "00001.png"
+    assert httpx.get(f"{app_url}gradio_api/file={picture}", timeout=10).status_code == 200  # what the UI shows
