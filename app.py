@@ -13,10 +13,13 @@ import functools
 import logging
 import os
 import sys
+import tempfile
 import typing
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# gradio's upload and cache folder, private to this app (the sweeper below deletes old files in it)
+os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "cmr-demo-gradio"))
 
 import gradio as gr  # noqa: E402
 
@@ -25,7 +28,7 @@ from gradio.exceptions import InvalidPathError  # noqa: E402
 from cmr_demo import plots, views  # noqa: E402
 from cmr_demo.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choices, check_flag  # noqa: E402
 from cmr_demo.service import Hit, RetrievalService, SearchResult  # noqa: E402
-from cmr_demo.uploads import NOT_UPLOADED, UploadGate  # noqa: E402
+from cmr_demo.uploads import NOT_UPLOADED, UploadGate, sweep  # noqa: E402
 
 log = logging.getLogger("cmr_demo.app")
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "demo"
@@ -36,7 +39,7 @@ QUEUE_SIZE = 64  # beyond this, clients are told the app is busy instead of wait
 # soak's RSS grew by 1.9 GB (113 %) in 5 minutes (bench/soak.py). A page evicted this way answers "run the
 # search again" on its next result click; programs should use gradio_client (one session) or the JSON API.
 SESSIONS = 256
-DELETE_CACHE = (600, 1800)  # every 10 min, gradio deletes its files older than 30 min (uploads never searched with)
+SWEEP = (600, 1800)  # every 10 min, files in gradio's folder older than 30 min go (uploads never searched with)
 STUDY_FIGURES = sorted((Path(__file__).resolve().parent / "bench" / "results" / "study").glob("*/*.png"))
 
 
@@ -102,20 +105,17 @@ class ServedBlocks(gr.Blocks):
         return any(path in files for files in self.temp_file_sets) or GATE.remembers(path)
 
 
-def _file_paths(value, depth: int = 0):
-    """Every "path" of a FileData-like dict in a request's inputs (nested lists and dicts)."""
-    if depth > 20:
-        return
-    if isinstance(value, dict):
-        if "path" in value:
-            yield value["path"]
-        values = value.values()
-    elif isinstance(value, (list, tuple)):
-        values = value
-    else:
-        return
-    for v in values:
-        yield from _file_paths(v, depth + 1)
+def _file_paths(value):
+    """Every "path" of a FileData-like dict in a request's inputs, at any depth (gradio's own walk has no limit)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "path" in item:
+                yield item["path"]
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 def user_errors(fn):
@@ -162,13 +162,15 @@ def _given(value) -> bool:
 
 
 def _row(evt: gr.SelectData) -> int | None:
-    """The clicked row: galleries give an index, tables a [row, column] pair."""
-    return evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    """The clicked row: galleries give an index, tables a [row, column] pair; anything else is no row."""
+    index = evt.index[0] if isinstance(evt.index, (list, tuple)) and evt.index else evt.index
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
+@user_errors
 def show_target(state: dict):
     """Only the result component of the searched modality is visible (a separate step: the API stays plain)."""
-    image = (state or {}).get("target", "image") == "image"
+    image = (state if isinstance(state, dict) else {}).get("target", "image") == "image"
     return gr.Gallery(visible=image), gr.Dataframe(visible=not image)
 
 
@@ -207,16 +209,16 @@ def search_image(image: dict, objective: str, k: int, query_class: str = "", sam
 def search_hit(state: dict, objective: str, k: int, same_modality: bool, evt: gr.SelectData):
     """A click on a result: search with that gallery item (its class is known, so AP is shown)."""
     row = _row(evt)
-    hits = (state or {}).get("hits", [])
-    if not hits or row is None or not 0 <= row < len(hits):
+    hits = (state if isinstance(state, dict) else {}).get("hits")
+    if not isinstance(hits, list) or row is None or not 0 <= row < len(hits) or not isinstance(hits[row], dict):
         raise InputError("that result is no longer on screen: run the search again")
-    q = SERVICE.item_query(hits[row]["index"], hits[row]["modality"])
+    q = SERVICE.item_query(hits[row].get("index"), hits[row].get("modality"))
     return *_render(SERVICE.search(q, objective, k, _target(q, same_modality))), None
 
 
 @user_errors
 def search_browsed(objective: str, k: int, same_modality: bool, evt: gr.SelectData):
-    q = SERVICE.item_query(evt.index, "image")
+    q = SERVICE.item_query(_row(evt), "image")
     return *_render(SERVICE.search(q, objective, k, _target(q, same_modality))), None
 
 
@@ -255,16 +257,21 @@ def compare(query: str, objectives: list[str], k: int, query_class: str = "", it
     return {name: r.to_dict() for name, r in results.items()}
 
 
+@user_errors
 def render_columns(results: dict):
     """The notice about the query (its likely class; outside the world?), then one column per objective."""
-    first = next(iter(results.values()), None) if results else None
-    out = [views.info_line(first.get("info")) if first else ""]
+    results = results if isinstance(results, dict) else {}
+    first = next(iter(results.values()), None)
+    out = [views.info_line(first.get("info")) if isinstance(first, dict) and isinstance(first.get("info"), dict) else ""]
     for name in OBJECTIVES:
-        r = results.get(name) if results else None
-        if r is None:
+        r = results.get(name)
+        if not isinstance(r, dict):
             out += [gr.Column(visible=False), "", gr.Gallery(value=[]), ""]
             continue
-        res = SearchResult(**{**r, "hits": [Hit(**h) for h in r["hits"]]})
+        try:  # the page hands back what /compare returned; anything else is not a result to draw
+            res = SearchResult(**{**r, "hits": [Hit(**h) for h in r["hits"]]})
+        except (TypeError, KeyError, ValueError):
+            raise InputError("the page sent results this app cannot show: run the comparison again") from None
         out += [gr.Column(visible=True), views.column_header(res),
                 gr.Gallery(value=views.gallery_value(res, SERVICE, short=True), visible=res.target == "image"),
                 views.text_list(res)]
@@ -278,10 +285,13 @@ def disagreements(a: str, b: str, direction: str):
             for r in rows]
 
 
+@user_errors
 def pick_disagreement(table, direction: str, evt: gr.SelectData):
     row = _row(evt)
-    item_id = table.iloc[row, 0] if hasattr(table, "iloc") else table[row][0]
-    return item_id, ("image" if direction == "i2t" else "text")
+    rows = table.values.tolist() if hasattr(table, "values") else table
+    if row is None or not isinstance(rows, list) or not 0 <= row < len(rows) or not rows[row]:
+        raise InputError("that row is no longer in the table: find the disagreements again")
+    return rows[row][0], ("image" if direction == "i2t" else "text")
 
 
 @user_errors
@@ -304,9 +314,11 @@ def others_than(objective: str) -> list[str]:
     return [o for o in OBJECTIVES if o != objective]
 
 
+@user_errors
 def side_choices(main: str, chosen: list[str] | None):
     """'Side by side with' never offers the main objective itself."""
-    return gr.CheckboxGroup(choices=others_than(main), value=[o for o in chosen or [] if o != main])
+    chosen = chosen if isinstance(chosen, list) else []
+    return gr.CheckboxGroup(choices=others_than(main), value=[o for o in chosen if o != main and o in OBJECTIVES])
 
 
 def browse_gallery(current):
@@ -314,10 +326,15 @@ def browse_gallery(current):
     return gr.skip() if current else BROWSE
 
 
+@user_errors
 def picked_id(evt: gr.SelectData) -> str:
-    return ITEMS[evt.index]["id"]
+    row = _row(evt)
+    if row is None or not 0 <= row < len(ITEMS):
+        raise InputError("that picture is not in the gallery: open the gallery and click one")
+    return ITEMS[row]["id"]
 
 
+@user_errors
 def leaderboard_plots(direction: str):
     return plots.heatmap_figure(*SERVICE.class_ap(direction), title=f"AP per class ({direction})")
 
@@ -325,7 +342,7 @@ def leaderboard_plots(direction: str):
 BROWSE = [(str(SERVICE.bundle.image_path(i)), f"{it['id']} · {CLASSES[it['label']]}") for i, it in enumerate(ITEMS)]
 class_choices = [("(unknown)", "")] + [(c, c) for c in CLASSES]
 
-with ServedBlocks(title="CLIP4CMR demo", delete_cache=DELETE_CACHE) as demo:
+with ServedBlocks(title="CLIP4CMR demo") as demo:
     gr.Markdown(views.header_markdown(SERVICE), elem_id="header-card")
     gr.Gallery(views.class_examples(SERVICE), columns=10, height=150, allow_preview=False,
                label="One gallery picture of each class", elem_id="class-examples", object_fit="contain")
@@ -496,9 +513,17 @@ def launch_options() -> dict:
 
 def make_app():
     """The FastAPI app serving the UI (cmr_demo.webserver: upload limit, /media, gradio mounted at '/')."""
-    from cmr_demo.webserver import build_app, trim_memory_every
+    from cmr_demo.webserver import build_app, every, trim_memory_every
     trim_memory_every(10.0)
+    # not gradio's delete_cache: it skips files outside its sets (parts of interrupted uploads) and iterates
+    # the sets while requests change them
+    every(SWEEP[0], lambda: sweep(GATE.folder, SWEEP[1], kept_files, lambda: demo.temp_file_sets), "upload-sweeper")
     return build_app(demo, lambda: {SERVICE.name: SERVICE}, MAX_IMAGE_BYTES, **launch_options())
+
+
+def kept_files() -> set[str]:
+    """Files the page shows from gradio's folder for as long as the app runs: examples, the header's pictures."""
+    return set(EXAMPLE_FILES).union(*(getattr(b, "keep_in_cache", set()) for b in demo.blocks.values()))
 
 
 if __name__ == "__main__":

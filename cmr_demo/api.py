@@ -14,6 +14,7 @@ over the cores).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,11 +23,13 @@ import numpy as np
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .inputs import MAX_IMAGE_BYTES, InputError, check_choice
 from .service import Query, RetrievalService, SearchResult
 
 MAX_BATCH = 64  # texts per backbone call
+log = logging.getLogger("cmr_demo.api")
 
 
 class TextBatcher:
@@ -57,15 +60,21 @@ class TextBatcher:
                 texts = list(dict.fromkeys(t for t, _ in batch))
                 try:
                     feats = await loop.run_in_executor(self.worker, self.service.text_features, texts)
-                except Exception as err:  # noqa: BLE001 (handed to every waiting request)
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(err)
-                    continue
+                    rows = {t: feats[n:n + 1] for n, t in enumerate(texts)}
+                except Exception:  # noqa: BLE001 (one bad text must not fail the others: each alone, its own error)
+                    rows = {}
+                    for text in texts:
+                        try:
+                            rows[text] = await loop.run_in_executor(self.worker, self.service.text_features, [text])
+                        except Exception as err:  # noqa: BLE001 (handed to the requests that sent this text)
+                            rows[text] = err
                 self.batches, self.texts = self.batches + 1, self.texts + len(texts)
-                rows = {t: feats[n:n + 1] for n, t in enumerate(texts)}
                 for text, fut in batch:
-                    if not fut.done():
+                    if fut.done():  # the client went away (its request was cancelled)
+                        continue
+                    if isinstance(rows[text], Exception):
+                        fut.set_exception(rows[text])
+                    else:
                         fut.set_result(rows[text])
         finally:
             self.running = False
@@ -297,4 +306,14 @@ def install(app: fastapi.FastAPI, services: Callable[[], dict[str, RetrievalServ
     @app.exception_handler(RequestValidationError)
     async def bad_shape(_, err: RequestValidationError):
         return JSONResponse({"error": validation_message(err)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_, err: StarletteHTTPException):  # unknown route, wrong method, unreadable multipart body
+        return JSONResponse({"error": f"{err.detail}: see the routes at /api/docs"}, status_code=err.status_code,
+                            headers=getattr(err, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def failure(request, err: Exception):  # a bug, not the client's mistake: logged once, answered plainly
+        log.error("request to %s failed: %s: %s", request.url.path, type(err).__name__, err, exc_info=err)
+        return JSONResponse({"error": "the request failed inside the app; it was logged. Try another query."}, 500)
     return api

@@ -267,7 +267,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, OSError) as err:
-        raise SystemExit(f"error: {err}") from None
+    from cmr_demo.cli import run
+    sys.exit(run(main))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -107,7 +108,5 @@ def main(argv: Sequence[str] | None = None) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError) as err:
-        raise SystemExit(f"error: {err}") from None
+    from cmr_demo.cli import run
+    sys.exit(run(main))

@@ -15,6 +15,7 @@ import argparse
 import io
 import json
 import math
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -409,4 +410,5 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from cmr_demo.cli import run
+    sys.exit(run(main))

@@ -141,4 +141,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cmr_demo.cli import run
+    sys.exit(run(main))

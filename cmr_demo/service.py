@@ -152,8 +152,8 @@ class RetrievalService:
         if missing:
             feats = self.bundle.backbone.encode_texts(missing, progress=False)
             with self._lock:
-                for n, text in enumerate(missing):
-                    found[text] = self._text_cache[text] = feats[n:n + 1]
+                for n, text in enumerate(missing):  # copies: a slice would keep the whole batch alive in the cache
+                    found[text] = self._text_cache[text] = feats[n:n + 1].copy()
                 while len(self._text_cache) > TEXT_CACHE:
                     self._text_cache.popitem(last=False)
         return np.concatenate([found[t] for t in texts])

@@ -298,7 +298,5 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError) as err:
-        raise SystemExit(f"error: {err}") from None
+    from cmr_demo.cli import run
+    sys.exit(run(main))

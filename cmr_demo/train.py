@@ -195,7 +195,5 @@ def run_silently(objective: str, argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError) as err:  # DataError, BackboneError, CheckpointError, bad objective names
-        raise SystemExit(f"error: {err}") from None
+    from cmr_demo.cli import run
+    sys.exit(run(main))

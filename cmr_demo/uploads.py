@@ -12,7 +12,8 @@ before anything is opened:
 - it must still be a regular file (not a link) inside the upload folder and at most `max_bytes`;
 - once read, an upload is deleted from disk and its bytes kept in a small in-memory LRU (bounded in
   bytes), so a page that sends the same picture again (another objective, another k) still works and
-  nothing accumulates on disk. Uploads never searched with are swept by gradio's `delete_cache`.
+  nothing accumulates on disk. Uploads never searched with, and anything else left in the upload folder
+  (parts of an interrupted upload), are deleted by age by `sweep` (the app runs it every 10 minutes).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class UploadGate:
         self._kept: OrderedDict[str, bytes] = OrderedDict()
         self._gone: OrderedDict[str, None] = OrderedDict()  # recently deleted uploads, for a precise message
         self._lock = Lock()
+        self._read_lock = Lock()
 
     def remembers(self, path: str) -> bool:
         """An upload this gate read and deleted (its bytes may still be kept): the page may send it again."""
@@ -51,26 +53,32 @@ class UploadGate:
             return path in self._kept or path in self._gone
 
     def read(self, payload: object) -> bytes:
-        """The bytes of an uploaded picture, or InputError naming the problem and the fix."""
+        """The bytes of an uploaded picture, or InputError naming the problem and the fix.
+
+        Check, read and delete happen under one lock: two requests naming the same fresh upload must
+        not see it half-forgotten (the second would be told it is gone)."""
         path = self._path(payload)
-        with self._lock:
-            data = self._kept.get(path)
+        with self._read_lock:
+            with self._lock:
+                data = self._kept.get(path)
+                if data is not None:
+                    self._kept.move_to_end(path)
             if data is not None:
-                self._kept.move_to_end(path)
-        if data is not None:
-            self._unregister(path)  # gradio registers the path again on each request that names it
+                if path in self.uploaded():  # the same picture uploaded again lands on the same path
+                    self._delete(path)
+                self._unregister(path)  # gradio registers the path again on each request that names it
+                return data
+            example = path in self.examples()
+            if not example and path not in self.uploaded():
+                raise self._missing() if path in self._gone else InputError(NOT_UPLOADED)
+            data = self._read_file(path)
+            if not example:
+                self._forget(path)
+            with self._lock:
+                self._kept[path] = data
+                while sum(map(len, self._kept.values())) > self.keep_bytes and len(self._kept) > 1:
+                    self._kept.popitem(last=False)
             return data
-        example = path in self.examples()
-        if not example and path not in self.uploaded():
-            raise self._missing() if path in self._gone else InputError(NOT_UPLOADED)
-        data = self._read_file(path)
-        if not example:
-            self._forget(path)
-        with self._lock:
-            self._kept[path] = data
-            while sum(map(len, self._kept.values())) > self.keep_bytes and len(self._kept) > 1:
-                self._kept.popitem(last=False)
-        return data
 
     @staticmethod
     def _path(payload: object) -> str:
@@ -110,15 +118,46 @@ class UploadGate:
         return InputError("the uploaded image is no longer on the server (uploads are deleted once searched with "
                           "and forgotten after a while, or after 30 minutes unused): upload it again")
 
-    def _forget(self, path: str) -> None:
-        """Delete a read upload and its folder (gradio makes one folder per upload) when that is empty."""
+    @staticmethod
+    def _delete(path: str) -> None:
+        """Delete a file and its folder (gradio makes one folder per upload) when that is empty."""
         try:
             os.unlink(path)
             os.rmdir(os.path.dirname(path))
         except OSError:
             pass  # already gone, or the folder holds other files
+
+    def _forget(self, path: str) -> None:
+        self._delete(path)
         self._unregister(path)
         with self._lock:
             self._gone[path] = None
             while len(self._gone) > 10_000:
                 self._gone.popitem(last=False)
+
+
+def sweep(folder: str | Path, older_than_s: float, keep: Callable[[], Collection[str]] = frozenset,
+          registries: Callable[[], list[set]] = list) -> int:
+    """Delete files under `folder` last changed more than `older_than_s` ago (except `keep`), then empty
+    folders; the deleted paths leave `registries` too. Returns how many files went. Meant for a folder
+    this app owns (app.py gives gradio a private one): uploads never searched with, gradio's copies of
+    result pictures, partial files of interrupted uploads."""
+    import time
+    limit, kept, gone = time.time() - older_than_s, set(keep()), []
+    for root, dirs, names in os.walk(folder, topdown=False):
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                if path not in kept and os.lstat(path).st_ctime < limit:
+                    os.unlink(path)
+                    gone.append(path)
+            except OSError:
+                pass
+        for name in dirs:
+            try:
+                os.rmdir(os.path.join(root, name))  # only empty ones go
+            except OSError:
+                pass
+    for files in registries():
+        files.difference_update(gone)
+    return len(gone)

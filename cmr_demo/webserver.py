@@ -25,13 +25,16 @@ def too_large_message(max_bytes: int) -> str:
 class UploadLimit:
     """ASGI middleware: POSTs to an upload route or the JSON API over `max_bytes` get 413 with the app's message.
 
-    A declared Content-Length over the limit is refused before the body is read (nothing stored);
-    a body without one is stopped by gradio's own `max_file_size`, whose 413 text is replaced by ours.
+    A declared Content-Length over the limit is refused before the body is read (nothing stored), and so
+    is a body without one (411). gradio's own `max_file_size` stays as a backstop; its 413 text is
+    replaced by ours.
     """
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
         self.body = json.dumps({"error": too_large_message(max_bytes)}).encode()
+        self.no_length = json.dumps({"error": "the request must say its size (a Content-Length header; chunked bodies "
+                                              "are not accepted here): send the file as a plain upload"}).encode()
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
@@ -39,7 +42,9 @@ class UploadLimit:
                 path.rstrip("/").endswith("/upload") or path.startswith("/api/")):
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_bytes + UPLOAD_SLACK:
+        if not length.isdigit():  # a chunked body could be any size: gradio's per-file limit and Starlette's
+            return await self._refuse(send, 411, self.no_length)  # form parser would store it all first
+        if int(length) > self.max_bytes + UPLOAD_SLACK:
             return await self._refuse(send)
         replaced = False
 
@@ -52,11 +57,12 @@ class UploadLimit:
                 await send(message)
         return await self.app(scope, receive, guarded)
 
-    async def _refuse(self, send):
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode()),
+    async def _refuse(self, send, status: int = 413, body: bytes | None = None):
+        body = self.body if body is None else body
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": self.body})
+        await send({"type": "http.response.body", "body": body})
 
 
 def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
@@ -73,8 +79,24 @@ def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
     return router
 
 
+def every(seconds: float, task: Callable[[], object], name: str) -> None:
+    """Run `task` every `seconds` in a daemon thread; a failure is logged and the next round still runs."""
+    import logging
+    import threading
+    import time
+
+    def loop():
+        while True:
+            time.sleep(seconds)
+            try:
+                task()
+            except Exception:  # noqa: BLE001 (housekeeping must not die)
+                logging.getLogger("cmr_demo.webserver").exception("%s failed", name)
+    threading.Thread(target=loop, name=name, daemon=True).start()
+
+
 def trim_memory_every(seconds: float) -> None:
-    """Hand freed heap memory back to the OS now and then (glibc's malloc_trim), in a daemon thread.
+    """Hand freed heap memory back to the OS now and then (glibc's malloc_trim).
 
     Why: under many concurrent requests, worker threads each grow their own malloc arena with the
     tensors and pictures of a request; the memory is freed but stays mapped, so RSS creeps up for as
@@ -83,18 +105,11 @@ def trim_memory_every(seconds: float) -> None:
     """
     import ctypes
     import ctypes.util
-    import threading
-    import time
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
         return
-
-    def loop():
-        while True:
-            time.sleep(seconds)
-            trim(0)
-    threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
+    every(seconds, lambda: trim(0), "malloc-trim")
 
 
 def build_app(demo, services: Callable[[], dict], max_upload_bytes: int, **gradio_options) -> fastapi.FastAPI:

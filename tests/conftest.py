@@ -56,3 +56,14 @@ def app_log(app_process):
 def app_cache(app_process):
     """The running app's own gradio upload/cache folder (GRADIO_TEMP_DIR)."""
     return app_process[2]
+
+
+SERVER_FIXTURES = {"app_process", "app_url", "app_log", "app_cache"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the app running in a subprocess is `slow` (its start-up and requests are most of
+    the suite's time); others carry the marker themselves. CI runs all; `pytest -m "not slow"` the rest."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -103,6 +103,10 @@ def test_bad_uploads_are_refused_in_the_apps_words(api):
     assert r.status_code == 413 and "larger than the 20 MB" in r.json()["error"]
     r = api.post("search/image", data={"k": "3"})
     assert r.status_code == 422 and "file: Field required" in r.json()["error"]
+    r = api.post("search/image", content=b"--x\r\nnonsense", headers={"content-type": "multipart/form-data"})
+    assert 400 <= r.status_code < 500 and "error" in r.json(), r.text  # no boundary: still the app's JSON shape
+    r = api.post("search/image", files={"file": ("q.png", b"", "image/png")})
+    assert r.status_code == 400 and "empty" in r.json()["error"]
 
 
 def test_openapi_docs_describe_the_api(app_url):

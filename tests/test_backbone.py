@@ -62,6 +62,7 @@ def test_unreachable_hub_fails_fast_without_offline_flag(monkeypatch):
     assert time.perf_counter() - start < 2.0
 
 
+@pytest.mark.slow
 def test_vit_b32_random_weights_saved_and_loaded_back(tmp_path):
     """The real ViT-B-32 through the file path: .safetensors and a weights-only .pt give the same features."""
     from safetensors.torch import save_file

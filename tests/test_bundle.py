@@ -55,6 +55,7 @@ def test_refuses_to_overwrite_and_needs_media(small_bundle, tmp_path):
         build("nano-clip:random", "synthetic:200", "pcl", tmp_path / "x", train_args=TRAIN)
 
 
+@pytest.mark.slow
 def test_real_backbone_path_vit_b32_random_weights_from_a_local_file(tmp_path):
     """The builder with a ViT-B-32 whose (random) weights come from a local file, on a handful of items."""
     from safetensors.torch import save_file

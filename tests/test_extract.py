@@ -1,3 +1,4 @@
+import pytest
 """Sharded extraction: torchrun with 2 CPU processes on gloo fills the same cache a single process would."""
 import os
 import socket
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--data", "shapes:200", "--backbone", "nano-clip:random", "--quiet", "--batch-size", "16"]
 
 
+@pytest.mark.slow
 def test_torchrun_two_gloo_processes_fill_the_cache_like_one(tmp_path):
     sharded, single = tmp_path / "sharded", tmp_path / "single"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

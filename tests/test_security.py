@@ -82,18 +82,41 @@ def test_uploads_over_the_limit_are_refused_before_they_are_stored(app_url, app_
     r = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=60)
     assert r.status_code == 413 and "larger than the 20 MB this app accepts" in r.json()["error"]
 
-    def chunks():  # no Content-Length: gradio's own limit stops it; the answer is still the app's
+    def chunks():  # no Content-Length: refused before a byte is read (it could be any size)
         body = (b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
                 b"Content-Type: image/png\r\n\r\n")
         yield body
         for _ in range(MAX_IMAGE_BYTES // 2 ** 20 + 2):
             yield bytes(2 ** 20)
         yield b"\r\n--b--\r\n"
-    r = httpx.post(f"{app_url}gradio_api/upload", content=chunks(), timeout=60,
-                   headers={"Content-Type": "multipart/form-data; boundary=b"})
-    assert r.status_code == 413 and "larger than the 20 MB this app accepts" in r.json()["error"]
+    for route in ("gradio_api/upload", "api/v1/search/image"):
+        r = httpx.post(f"{app_url}{route}", content=chunks(), timeout=60,
+                       headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert r.status_code == 411 and "Content-Length" in r.json()["error"], (route, r.text)
     assert not any(size > MAX_IMAGE_BYTES for size in files_in(app_cache).values())
     assert sum(files_in(app_cache).values()) <= sum(before.values()) + 2 ** 20  # nothing big kept
+
+
+def test_a_server_file_nested_deep_in_any_argument_is_never_read(app_url, app_cache, small_bundle):
+    target = meta(str(small_bundle / "gallery" / "images" / "00009.png"))
+    nested = target
+    for _ in range(40):  # deeper than any fixed walk would go
+        nested = [nested]
+    before = files_in(app_cache)
+    for api, args in (("search_text", [nested, "pcl", 5, "", False]), ("compare", ["a star", nested, 3, "", "", "image"]),
+                      ("disagreements", ["pcl", "ce", {"x": nested}])):
+        kind, message = call(app_url, api, args)
+        assert kind == "error" and NOT_UPLOADED in message, (api, message)
+    assert files_in(app_cache) == before
+
+
+def test_the_same_picture_uploaded_again_is_deleted_again(app_url, app_cache):
+    data = noise_png(99, 96)
+    for _ in range(3):  # same bytes and name: gradio puts it on the same path each time
+        path = upload(app_url, data, "same.png")
+        assert Path(path).exists()
+        kind, _ = call(app_url, "search_image", [meta(path), "pcl", 3, "", False])
+        assert kind == "complete" and not Path(path).exists()
 
 
 def test_uploads_are_deleted_once_read_and_repeat_searches_still_work(app_url, app_cache, small_bundle):

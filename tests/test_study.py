@@ -87,6 +87,7 @@ def test_png_export_failure_is_a_note_not_a_crash(tmp_path, monkeypatch, capsys)
     assert "apt install chromium" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_rows_as_one_process(imbalance, tmp_path):
     """--jobs 2 trains the same runs in worker processes; rows come back in plan order, same figures."""
     main(["imbalance", *TINY, "--objectives", "pcl,ce", "--fractions", "1,0.5", "--modality", "both",

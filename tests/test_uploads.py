@@ -2,7 +2,10 @@
 import pytest
 
 from cmr_demo.inputs import InputError
-from cmr_demo.uploads import NOT_UPLOADED, UploadGate
+import os
+import time
+
+from cmr_demo.uploads import NOT_UPLOADED, UploadGate, sweep
 
 
 @pytest.fixture
@@ -61,3 +64,17 @@ def test_examples_are_read_but_never_deleted_and_size_is_capped(folder):
     with pytest.raises(InputError, match="more than the"):
         gate(folder, {str(big)}, max_bytes=1000).read({"path": str(big)})
     assert NOT_UPLOADED.endswith("upload the picture instead")
+
+
+def test_sweep_deletes_old_files_except_kept_ones_and_empty_folders(folder):
+    old, kept, fresh = folder / "a" / "old.png", folder / "keep" / "example.png", folder / "b" / "fresh.png"
+    for path in (old, kept, fresh):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+    registry = {str(old), str(fresh)}
+    time.sleep(1.1)
+    fresh.write_bytes(b"y")
+    os.utime(fresh)
+    assert sweep(folder, 1.0, lambda: {str(kept)}, lambda: [registry]) == 1
+    assert not old.exists() and not old.parent.exists() and kept.exists() and fresh.exists()
+    assert registry == {str(fresh)}
