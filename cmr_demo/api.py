@@ -160,6 +160,12 @@ class EmbedAnswer(BaseModel):
     embedding: list[float]
 
 
+def _backbone_spec(service: RetrievalService) -> str | None:
+    """The backbone as the bundle names it (its spec), not where it was built from on the build machine."""
+    backbone = service.bundle.manifest.get("backbone")
+    return backbone.get("spec") if isinstance(backbone, dict) else backbone
+
+
 def answer(result: SearchResult, bundle: str) -> dict:
     hits = [{"rank": h.rank, "id": h.id, "score": h.score, "class": h.class_name, "relevant": h.relevant,
              "text": h.text, "image_url": h.image_url, "modality": h.modality} for h in result.hits]
@@ -208,7 +214,7 @@ class Api:
 
         @r.get("/bundles", summary="The served bundles: name, size, classes, objectives (best first)")
         async def bundles() -> list[dict]:
-            return [{"name": name, "items": s.size, "classes": s.class_names, "backbone": s.bundle.manifest.get("backbone"),
+            return [{"name": name, "items": s.size, "classes": s.class_names, "backbone": _backbone_spec(s),
                      "objectives": [row["objective"] for row in s.leaderboard()], "default": n == 0,
                      "description": (s.bundle.manifest.get("about") or {}).get("description")}
                     for n, (name, s) in enumerate(self.services().items())]

@@ -35,6 +35,7 @@ def test_bundles_lists_the_served_bundle(api, service):
     (b,) = api.get("bundles").json()
     assert b["name"] == "b" and b["default"] and b["items"] == service.size and b["classes"] == service.class_names
     assert set(b["objectives"]) == set(service.objectives)
+    assert isinstance(b["backbone"], str) and "runs/" not in str(b)  # the spec, not the build machine's path
 
 
 def test_text_search_matches_the_service(api, service):
