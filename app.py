@@ -23,12 +23,10 @@ os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "cm
 
 import gradio as gr  # noqa: E402
 
-from gradio.exceptions import InvalidPathError  # noqa: E402
-
 from cmr_demo import plots, views  # noqa: E402
 from cmr_demo.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choices, check_flag  # noqa: E402
 from cmr_demo.service import Hit, RetrievalService, SearchResult  # noqa: E402
-from cmr_demo.uploads import NOT_UPLOADED, UploadGate, sweep  # noqa: E402
+from cmr_demo.uploads import FILE_SHAPE, NOT_UPLOADED, UploadGate, sweep  # noqa: E402
 
 log = logging.getLogger("cmr_demo.app")
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "demo"
@@ -64,10 +62,6 @@ def load_service(folder: str) -> RetrievalService:
         raise SystemExit(f"error: bundle '{folder}' cannot be served: {err}") from None
 
 
-FILE_SHAPE = ("an image is sent as an uploaded file, {'path': PATH_FROM_THE_UPLOAD_ROUTE, 'meta': {'_type': "
-              "'gradio.FileData'}}: upload the picture first (gradio_client.handle_file does both)")
-
-
 class ServedBlocks(gr.Blocks):
     """Blocks whose input-reading failures are the user's, told in the app's words.
 
@@ -89,15 +83,12 @@ class ServedBlocks(gr.Blocks):
             return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
         except gr.Error:
             raise
-        except InvalidPathError:
-            raise gr.Error(NOT_UPLOADED, print_exception=False) from None
         except Exception as err:  # noqa: BLE001 (pydantic's ValidationError, gradio's argument-count ValueError)
             first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
             if "ImageData" in first or "FileData" in first:
                 raise gr.Error(FILE_SHAPE, print_exception=False) from None
             raise gr.Error(f"the request's arguments could not be read ({first}): send the endpoint's parameters "
                            f"as listed under 'Use via API' at the bottom of the page", print_exception=False) from None
-
 
     def made_here(self, path: str) -> bool:
         """A file this app received (an upload, also one already read and deleted: a page sends it again) or
@@ -137,7 +128,7 @@ def user_errors(fn):
 ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
 SERVICE = load_service(ARGS.bundle)
 OBJECTIVES = SERVICE.objectives
-BEST = SERVICE.leaderboard()[0]["objective"]
+BEST = SERVICE.best
 CLASSES = SERVICE.class_names
 ITEMS = SERVICE.bundle.items
 EXAMPLES = views.text_examples(SERVICE)  # (text, class) pairs the bundle offers, else a few of its captions

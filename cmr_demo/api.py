@@ -166,6 +166,11 @@ def _backbone_spec(service: RetrievalService) -> str | None:
     return backbone.get("spec") if isinstance(backbone, dict) else backbone
 
 
+def embedding_answer(bundle: str, objective: str, modality: str, emb: np.ndarray) -> dict:
+    return {"bundle": bundle, "objective": objective, "modality": modality, "dim": int(emb.shape[0]),
+            "embedding": emb.astype(float).tolist()}
+
+
 def answer(result: SearchResult, bundle: str) -> dict:
     hits = [{"rank": h.rank, "id": h.id, "score": h.score, "class": h.class_name, "relevant": h.relevant,
              "text": h.text, "image_url": h.image_url, "modality": h.modality} for h in result.hits]
@@ -192,10 +197,6 @@ class Api:
             self.batchers[name] = TextBatcher(service, self.worker)
         return self.batchers[name]
 
-    @staticmethod
-    def objective(service: RetrievalService, objective: str | None) -> str:
-        return service.check_objective(objective or service.leaderboard()[0]["objective"])
-
     async def features(self, name: str, service: RetrievalService, query: Query) -> np.ndarray | None:
         if query.item is not None:
             return None
@@ -204,9 +205,7 @@ class Api:
         return await asyncio.get_running_loop().run_in_executor(self.worker, service.image_features, query)
 
     async def image_query(self, service: RetrievalService, file: fastapi.UploadFile, query_class: str | None) -> Query:
-        data = await file.read(MAX_IMAGE_BYTES + 1)
-        if len(data) > MAX_IMAGE_BYTES:
-            raise InputError(f"the image is more than {MAX_IMAGE_BYTES // 2 ** 20} MB: upload a smaller file")
+        data = await file.read(MAX_IMAGE_BYTES + 1)  # one byte over is enough for load_image to refuse it
         return await asyncio.get_running_loop().run_in_executor(self.worker, service.image_query, data, query_class)
 
     def router(self) -> fastapi.APIRouter:
@@ -223,7 +222,7 @@ class Api:
         async def search_text(req: TextSearch) -> dict:
             name, s = self.service(req.bundle)
             q = s.text_query(req.text, req.query_class)
-            objective = self.objective(s, req.objective)
+            objective = s.objective_or_best(req.objective)
             feats = await self.features(name, s, q)
             return answer(s.search(q, objective, req.k, q.modality if req.same_modality else None, features=feats), name)
 
@@ -233,7 +232,7 @@ class Api:
                                query_class: str | None = fastapi.Form(None),
                                same_modality: bool = fastapi.Form(False)) -> dict:
             name, s = self.service(bundle)
-            objective = self.objective(s, objective)
+            objective = s.objective_or_best(objective)
             q = await self.image_query(s, file, query_class)
             feats = await self.features(name, s, q)
             return answer(s.search(q, objective, k, q.modality if same_modality else None, features=feats), name)
@@ -242,7 +241,7 @@ class Api:
         async def search_item(req: ItemSearch) -> dict:
             name, s = self.service(req.bundle)
             q = s.item_query(req.id, req.modality)
-            return answer(s.search(q, self.objective(s, req.objective), req.k,
+            return answer(s.search(q, s.objective_or_best(req.objective), req.k,
                                    q.modality if req.same_modality else None), name)
 
         @r.post("/compare", summary="One query under several objectives: {objective: answer}")
@@ -257,33 +256,29 @@ class Api:
         async def embed(req: EmbedRequest) -> dict:
             name, s = self.service(req.bundle)
             q = s.item_query(req.item_id, req.modality) if req.item_id else s.text_query(req.text)
-            objective = self.objective(s, req.objective)
-            emb = s.embed(q, objective, await self.features(name, s, q))
-            return {"bundle": name, "objective": objective, "modality": q.modality, "dim": int(emb.shape[0]),
-                    "embedding": emb.astype(float).tolist()}
+            objective = s.objective_or_best(req.objective)
+            return embedding_answer(name, objective, q.modality, s.embed(q, objective, await self.features(name, s, q)))
 
         @r.post("/embed/image", response_model=EmbedAnswer, summary="An uploaded image's common-space embedding")
         async def embed_image(file: fastapi.UploadFile, objective: str | None = fastapi.Form(None),
                               bundle: str | None = fastapi.Form(None)) -> dict:
             name, s = self.service(bundle)
-            objective = self.objective(s, objective)
+            objective = s.objective_or_best(objective)
             q = await self.image_query(s, file, None)
-            emb = s.embed(q, objective, await self.features(name, s, q))
-            return {"bundle": name, "objective": objective, "modality": "image", "dim": int(emb.shape[0]),
-                    "embedding": emb.astype(float).tolist()}
+            return embedding_answer(name, objective, "image", s.embed(q, objective, await self.features(name, s, q)))
 
         @r.post("/query_info", summary="A text's likely class, confidence and whether it is in the gallery's world")
         async def query_info(req: InfoRequest) -> dict:
             name, s = self.service(req.bundle)
             q = s.text_query(req.text)
-            objective = self.objective(s, req.objective)
+            objective = s.objective_or_best(req.objective)
             return {"bundle": name, **s.query_info(q, objective, await self.features(name, s, q)).to_dict()}
 
         @r.post("/query_info/image", summary="The same for an uploaded image")
         async def query_info_image(file: fastapi.UploadFile, objective: str | None = fastapi.Form(None),
                                    bundle: str | None = fastapi.Form(None)) -> dict:
             name, s = self.service(bundle)
-            objective = self.objective(s, objective)
+            objective = s.objective_or_best(objective)
             q = await self.image_query(s, file, None)
             return {"bundle": name, **s.query_info(q, objective, await self.features(name, s, q)).to_dict()}
 

@@ -94,6 +94,7 @@ class RetrievalService:
         for view in bundle.objectives.values():
             view.heads.eval()
         self._rows_by_id = {it["id"]: n for n, it in enumerate(bundle.items)}
+        self.best = self.leaderboard()[0]["objective"]  # the default objective wherever none is named
         self.scorers = {name: ClassScorer(v.objective, v.image_emb, v.text_emb, bundle.labels, len(self.class_names))
                         for name, v in bundle.objectives.items()}
         self.world = WorldCheck([it.get("text") or "" for it in bundle.items], self.class_names, bundle.image_features)
@@ -172,6 +173,10 @@ class RetrievalService:
     def check_objective(self, objective: object) -> str:
         return check_choice(objective, self.objectives, "objective")
 
+    def objective_or_best(self, objective: object) -> str:
+        """A named objective (checked), or the bundle's best when none is named (None or "")."""
+        return self.check_objective(objective or self.best)
+
     def search(self, query: Query, objective: object, k: object = 10, target: object = None,
                features: np.ndarray | None = None) -> SearchResult:
         """Top-k of the `target` modality (default: the other one) for `query` under `objective`."""
@@ -195,7 +200,7 @@ class RetrievalService:
     def query_info(self, query: Query, objective: object = None, features: np.ndarray | None = None) -> QueryInfo:
         """The query's likely class under `objective` (default: the best on the leaderboard), its
         calibrated confidence, and whether it belongs to the bundle's world (see cmr_demo.query_info)."""
-        objective = self.check_objective(objective or self.leaderboard()[0]["objective"])
+        objective = self.objective_or_best(objective)
         if features is None and query.item is None:
             features = self._features(query)
         return self._info(query, objective, self.embed(query, objective, features), features)

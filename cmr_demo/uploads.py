@@ -27,6 +27,8 @@ from threading import Lock
 from .inputs import MAX_IMAGE_BYTES, InputError, shown
 
 KEEP_BYTES = 32 * 2 ** 20  # read uploads kept in memory for repeated searches (LRU, by size)
+FILE_SHAPE = ("an image is sent as an uploaded file, {'path': PATH_FROM_THE_UPLOAD_ROUTE, 'meta': {'_type': "
+              "'gradio.FileData'}}: upload the picture first (gradio_client.handle_file does both)")
 NOT_UPLOADED = ("the image must be a file uploaded to this app (the upload route, or gradio_client.handle_file); "
                 "a path on the server is never opened: upload the picture instead")
 
@@ -43,6 +45,7 @@ class UploadGate:
         self.registries = registries or (lambda: [u] if isinstance(u := self.uploaded(), set) else [])
         self.max_bytes, self.keep_bytes = max_bytes, keep_bytes
         self._kept: OrderedDict[str, bytes] = OrderedDict()
+        self._kept_bytes = 0
         self._gone: OrderedDict[str, None] = OrderedDict()  # recently deleted uploads, for a precise message
         self._lock = Lock()
         self._read_lock = Lock()
@@ -75,9 +78,10 @@ class UploadGate:
             if not example:
                 self._forget(path)
             with self._lock:
+                self._kept_bytes += len(data) - len(self._kept.pop(path, b""))
                 self._kept[path] = data
-                while sum(map(len, self._kept.values())) > self.keep_bytes and len(self._kept) > 1:
-                    self._kept.popitem(last=False)
+                while self._kept_bytes > self.keep_bytes and len(self._kept) > 1:
+                    self._kept_bytes -= len(self._kept.popitem(last=False)[1])
             return data
 
     @staticmethod
@@ -86,8 +90,7 @@ class UploadGate:
             raise InputError("no image was given: upload one, or pick an example or a gallery item")
         path = payload.get("path") if isinstance(payload, dict) else payload
         if not isinstance(path, str) or not path or "\x00" in path:
-            raise InputError(f"an image is sent as an uploaded file ({{'path': ...}} from the upload route); "
-                             f"got {shown(payload)}: upload the picture, e.g. with gradio_client.handle_file")
+            raise InputError(f"{FILE_SHAPE}; got {shown(payload)}")
         return path
 
     def _read_file(self, path: str) -> bytes:

@@ -94,7 +94,7 @@ def header_markdown(service: RetrievalService) -> str:
             f"classes (one picture of each below). {description}\n\n"
             f"**Relevant** = {about.get('relevance', 'same class as the query')}; state a query's class to see ✓/✗, "
             f"AP and P@k. **Backbone** (frozen): `{m['backbone']['spec']}`{zero_shot}. "
-            f"**Objectives**: {len(service.objectives)}, one pair of heads each, best `{service.leaderboard()[0]['objective']}`.")
+            f"**Objectives**: {len(service.objectives)}, one pair of heads each, best `{service.best}`.")
 
 
 def text_examples(service: RetrievalService, n: int = 5) -> list[tuple[str, str]]:
