@@ -123,12 +123,14 @@ class UploadGate:
 
     @staticmethod
     def _delete(path: str) -> None:
-        """Delete a file and its folder (gradio makes one folder per upload) when that is empty."""
+        """Delete the file, not its folder: gradio names the folder by the content's hash and makes it again
+        for the same picture uploaded at the same moment; removing it under that upload failed the upload
+        (a 500 and a traceback; seen once in the suite, reproduced with 8 clients uploading one picture).
+        Emptied folders go with the sweep."""
         try:
             os.unlink(path)
-            os.rmdir(os.path.dirname(path))
         except OSError:
-            pass  # already gone, or the folder holds other files
+            pass  # already gone
 
     def _forget(self, path: str) -> None:
         self._delete(path)

@@ -44,7 +44,8 @@ def test_an_upload_is_deleted_once_read_and_kept_in_memory_for_repeats(folder):
     uploaded = {str(path)}
     g = gate(folder, uploaded, keep_bytes=150)
     assert g.read({"path": str(path)}) == b"x" * 100
-    assert not path.exists() and not path.parent.exists() and str(path) not in uploaded
+    assert not path.exists() and str(path) not in uploaded
+    assert path.parent.is_dir()  # gradio may be storing the same picture there right now (UploadGate._delete)
     assert g.read(str(path)) == b"x" * 100  # the page sends the same file again
     other = folder / "b.png"
     other.write_bytes(b"y" * 100)
