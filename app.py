@@ -1,6 +1,10 @@
 """CLIP4CMR demo: cross-modal search, objectives side by side, embedding maps. Layout and wiring only.
 
-    python app.py [--bundle assets/demo] [--host 127.0.0.1] [--port 7860]
+    python app.py [--bundle assets] [--bundle OTHER ...] [--host 127.0.0.1] [--port 7860]
+
+Several bundles are served by one process: a picker in the header switches between them, every endpoint
+takes an optional `bundle` (a name from `/bundles`; default the first), and bundles built on the same
+backbone weights share one loaded copy.
 
 Behaviour lives in `cmr_demo.service` (plain Python, unit-tested); this file turns its results into
 component values (`cmr_demo.views`, `cmr_demo.plots`) and user errors into `gr.Error`. `demo` is built
@@ -24,12 +28,12 @@ os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "cm
 import gradio as gr  # noqa: E402
 
 from cmr_demo import plots, views  # noqa: E402
-from cmr_demo.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choices, check_flag  # noqa: E402
+from cmr_demo.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choice, check_choices, check_flag  # noqa: E402
 from cmr_demo.service import Hit, RetrievalService, SearchResult  # noqa: E402
 from cmr_demo.uploads import FILE_SHAPE, NOT_UPLOADED, UploadGate, sweep  # noqa: E402
 
 log = logging.getLogger("cmr_demo.app")
-DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "demo"
+DEFAULT_BUNDLES = Path(__file__).resolve().parent / "assets"  # every bundle in it: the demo and the Wikipedia benchmark
 CONCURRENCY = 4  # encoding is CPU-bound: more parallel requests than cores only add latency
 QUEUE_SIZE = 64  # beyond this, clients are told the app is busy instead of waiting minutes
 # gradio keeps every session's component values (a map's figure is ~400 kB, a compare's JSON ...) until this
@@ -43,23 +47,48 @@ STUDY_FIGURES = sorted((Path(__file__).resolve().parent / "bench" / "results" / 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="CLIP4CMR demo app")
-    p.add_argument("--bundle", default=os.environ.get("CMR_BUNDLE", str(DEFAULT_BUNDLE)),
-                   help="bundle folder (python -m cmr_demo.bundle build ...); default assets/demo or $CMR_BUNDLE")
+    p.add_argument("--bundle", action="append", default=None, metavar="FOLDER",
+                   help="a bundle folder (python -m cmr_demo.bundle build ...) or a folder of bundles; repeatable, the "
+                        "first is the default. Default: $CMR_BUNDLE (folders separated by ':'), else every bundle "
+                        "in assets/")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    env = [f for f in os.environ.get("CMR_BUNDLE", "").split(os.pathsep) if f]
+    args.bundle = args.bundle or env or [str(DEFAULT_BUNDLES)]
+    return args
 
 
-def load_service(folder: str) -> RetrievalService:
+def bundle_folders(paths: list[str]) -> list[Path]:
+    """Each path as given when it is a bundle, else the bundles directly inside it (sorted by name)."""
+    folders = []
+    for path in map(Path, paths):
+        if (path / "manifest.json").is_file():
+            folders.append(path)
+            continue
+        inside = sorted(p for p in path.iterdir() if (p / "manifest.json").is_file()) if path.is_dir() else []
+        if not inside:
+            raise SystemExit(f"error: no bundle at '{path}' (no manifest.json in it or in its sub-folders). Build one "
+                             f"with 'python -m cmr_demo.bundle build ... --out DIR' and pass --bundle DIR")
+        folders += inside
+    return folders
+
+
+def load_services(paths: list[str]) -> dict[str, RetrievalService]:
+    """{name: service} for every bundle, in order (the first is the default); names are folder names,
+    made unique with a suffix when two folders share one."""
     from cmr_demo.bundle_loader import load_bundle
     from cmr_demo.checkpoint import CheckpointError
-    if not (Path(folder) / "manifest.json").is_file():
-        raise SystemExit(f"error: no bundle at '{folder}' (manifest.json missing). Build one with "
-                         f"'python -m cmr_demo.bundle build ... --out DIR' and pass --bundle DIR")
-    try:
-        return RetrievalService(load_bundle(folder))
-    except (CheckpointError, ValueError, OSError) as err:
-        raise SystemExit(f"error: bundle '{folder}' cannot be served: {err}") from None
+    services: dict[str, RetrievalService] = {}
+    for folder in bundle_folders(paths):
+        name, n = folder.resolve().name, 2
+        while name in services:
+            name, n = f"{folder.resolve().name}-{n}", n + 1
+        try:
+            services[name] = RetrievalService(load_bundle(folder), name)
+        except (CheckpointError, ValueError, OSError) as err:
+            raise SystemExit(f"error: bundle '{folder}' cannot be served: {err}") from None
+    return services
 
 
 class ServedBlocks(gr.Blocks):
@@ -79,6 +108,10 @@ class ServedBlocks(gr.Blocks):
                 raise gr.Error(FILE_SHAPE, print_exception=False)
             if not self.made_here(path):
                 raise gr.Error(NOT_UPLOADED, print_exception=False)
+        if isinstance(inputs, list) and len(inputs) < len(block_fn.inputs):
+            # arguments a raw HTTP caller left out at the end (`bundle`, added later) take the values gradio_client
+            # would send: the components' starting values
+            inputs = inputs + [getattr(c, "value", None) for c in block_fn.inputs[len(inputs):]]
         try:
             return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
         except gr.Error:
@@ -126,20 +159,55 @@ def user_errors(fn):
 
 
 ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
-SERVICE = load_service(ARGS.bundle)
-OBJECTIVES = SERVICE.objectives
-BEST = SERVICE.best
-CLASSES = SERVICE.class_names
-ITEMS = SERVICE.bundle.items
-EXAMPLES = views.text_examples(SERVICE)  # (text, class) pairs the bundle offers, else a few of its captions
+SERVICES = load_services(ARGS.bundle)
+NAMES = list(SERVICES)
+FIRST = SERVICES[NAMES[0]]
+# every objective of any bundle, in order of first appearance: Compare has one column per name
+ALL_OBJECTIVES = list(dict.fromkeys(o for s in SERVICES.values() for o in s.objectives))
+PAGE = 60  # gallery items per page when browsing
 
 
-def _render(result):
+def service(bundle) -> RetrievalService:
+    """The served bundle named `bundle` ("" or None: the first, the default)."""
+    if not _given(bundle):
+        return FIRST
+    return SERVICES[check_choice(bundle, NAMES, "bundle")]
+
+
+def defaults_of(s: RetrievalService) -> dict:
+    """The values the page starts with for bundle `s` (and sets when a user switches to it)."""
+    example = (views.text_examples(s) or [("", "")])[0]
+    last = s.objectives[-1]
+    return {"objective": s.best, "objectives": list(s.objectives), "others": others_than(s.best, s)[:1],
+            "query": example[0], "query_class": example[1], "a": s.best, "b": last if last != s.best else s.objectives[0]}
+
+
+def own(s: RetrievalService, key: str, value):
+    """A parameter a program left at its default means the picked bundle's default.
+
+    gradio_client sends every parameter it is not given with the page's starting value, which is the
+    first bundle's; for another bundle such a value may name an objective it lacks or a text it cannot
+    encode. Only a value equal to the first bundle's default is replaced, and only where it would not
+    fit `s` (a whole objective list: always, so "all" stays all)."""
+    first = DEFAULTS[NAMES[0]][key]
+    if s is FIRST or value != first:
+        return value
+    fits = {"objective": lambda: value in s.objectives, "a": lambda: value in s.objectives,
+            "b": lambda: value in s.objectives, "objectives": lambda: False,
+            "others": lambda: all(o in s.objectives for o in value),
+            "query": lambda: s.encodes, "query_class": lambda: value in s.class_names}[key]
+    return value if fits() else DEFAULTS[s.name][key]
+
+
+def _render(result, s: RetrievalService):
     """A SearchResult -> (image gallery, text table, summary, hits for clicks)."""
     for note in result.notes:
         gr.Warning(note)  # a toast: the answer is still given
-    return (views.gallery_value(result, SERVICE), views.text_rows(result), views.summary(result, CLASSES),
-            {"target": result.target, "hits": [{"index": h.index, "modality": h.modality} for h in result.hits]})
+    pictures = views.shows_pictures(result, s)
+    return (views.gallery_value(result, s), views.text_rows(result, s.bundle.has_pictures),
+            views.summary(result, s.class_names),
+            {"bundle": s.name, "pictures": pictures,
+             "hits": [{"index": h.index, "modality": h.modality} for h in result.hits]})
 
 
 def _target(query, same_modality: bool) -> str | None:
@@ -160,9 +228,10 @@ def _row(evt: gr.SelectData) -> int | None:
 
 @user_errors
 def show_target(state: dict):
-    """Only the result component of the searched modality is visible (a separate step: the API stays plain)."""
-    image = (state if isinstance(state, dict) else {}).get("target", "image") == "image"
-    return gr.Gallery(visible=image), gr.Dataframe(visible=not image)
+    """Results drawn as pictures (images of a bundle that has them) or as a table (a separate step: the API
+    stays plain)."""
+    pictures = (state if isinstance(state, dict) else {}).get("pictures", True) is not False
+    return gr.Gallery(visible=pictures), gr.Dataframe(visible=not pictures)
 
 
 def owned(query: str, query_class: str) -> str | None:
@@ -183,47 +252,112 @@ def sync_class(query: str, query_class: str, stated_for: str | None):
 
 @user_errors
 def search_text(query: str, objective: str, k: int, query_class: str = "", same_modality: bool = False,
-                stated_for: str | None = None):
-    """Text query -> ranked images with captions (or texts with same_modality)."""
-    q = SERVICE.text_query(query, own_class(query_class, query, stated_for))
-    return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
+                stated_for: str | None = None, bundle: str = ""):
+    """Text query -> ranked images with captions (or texts with same_modality), in `bundle` (default the first)."""
+    s = service(bundle)
+    q = s.text_query(query, own_class(query_class, query, stated_for))
+    return _render(s.search(q, own(s, "objective", objective), k, _target(q, same_modality)), s)
 
 
 @user_errors
-def search_image(image: dict, objective: str, k: int, query_class: str = "", same_modality: bool = False):
+def search_image(image: dict, objective: str, k: int, query_class: str = "", same_modality: bool = False,
+                 bundle: str = ""):
     """Uploaded image file -> ranked texts (or images with same_modality)."""
-    q = SERVICE.image_query(GATE.read(image), query_class)
-    return _render(SERVICE.search(q, objective, k, _target(q, same_modality)))
+    s = service(bundle)
+    s.require_encoder()  # a features-only bundle refuses first, before the upload is read
+    q = s.image_query(GATE.read(image), query_class)
+    return _render(s.search(q, own(s, "objective", objective), k, _target(q, same_modality)), s)
 
 
 @user_errors
-def search_hit(state: dict, objective: str, k: int, same_modality: bool, evt: gr.SelectData):
+def search_item(item_id: str, modality: str = "image", objective: str = "", k: int = 12, same_modality: bool = False,
+                bundle: str = ""):
+    """A gallery item (its id; its image or its text) as the query: its class is known, so AP is shown.
+    The way to query a features-only bundle."""
+    s = service(bundle)
+    q = s.item_query(item_id, modality)
+    return _render(s.search(q, s.objective_or_best(own(s, "objective", objective)), k, _target(q, same_modality)), s)
+
+
+def _search_row(s: RetrievalService, row, modality, objective, k, same_modality):
+    q = s.item_query(row, modality)
+    return *_render(s.search(q, objective, k, _target(q, same_modality)), s), None
+
+
+@user_errors
+def search_hit(state: dict, objective: str, k: int, same_modality: bool, bundle: str, evt: gr.SelectData):
     """A click on a result: search with that gallery item (its class is known, so AP is shown)."""
     row = _row(evt)
-    hits = (state if isinstance(state, dict) else {}).get("hits")
-    if not isinstance(hits, list) or row is None or not 0 <= row < len(hits) or not isinstance(hits[row], dict):
+    state = state if isinstance(state, dict) else {}
+    hits = state.get("hits")
+    if not isinstance(hits, list) or row is None or not 0 <= row < len(hits) or not isinstance(hits[row], dict) \
+            or state.get("bundle") != service(bundle).name:
         raise InputError("that result is no longer on screen: run the search again")
-    q = SERVICE.item_query(hits[row].get("index"), hits[row].get("modality"))
-    return *_render(SERVICE.search(q, objective, k, _target(q, same_modality))), None
+    return _search_row(service(bundle), hits[row].get("index"), hits[row].get("modality"), objective, k, same_modality)
 
 
 @user_errors
-def search_browsed(objective: str, k: int, same_modality: bool, evt: gr.SelectData):
-    q = SERVICE.item_query(_row(evt), "image")
-    return *_render(SERVICE.search(q, objective, k, _target(q, same_modality))), None
+def search_browsed(page: dict, objective: str, k: int, same_modality: bool, bundle: str, evt: gr.SelectData):
+    """A click in the gallery list: search with that item (its picture when shown, else its image features)."""
+    rows = (page if isinstance(page, dict) else {}).get("rows")
+    row = _row(evt)
+    if not isinstance(rows, list) or row is None or not 0 <= row < len(rows) or \
+            page.get("bundle") != service(bundle).name:
+        raise InputError("that item is no longer listed: open the gallery list again")
+    return _search_row(service(bundle), rows[row], "image", objective, k, same_modality)
 
 
 @user_errors
-def query_info(query: str, objective: str = "") -> dict:
+def browse_page(class_name: str, contains: str, page: int, bundle: str):
+    """One page of the gallery list (of a class, ids containing a string): thumbnails when the bundle has
+    pictures, else a table; the rows shown, for clicks; and where in the list this page is."""
+    s = service(bundle)
+    page = max(1, int(page)) if isinstance(page, (int, float)) and page == page else 1
+    rows, total = s.items_page(class_name, contains, (page - 1) * PAGE, PAGE)
+    last = max(1, -(-total // PAGE))
+    if page > last:
+        page = last
+        rows, total = s.items_page(class_name, contains, (page - 1) * PAGE, PAGE)
+    items = s.bundle.items
+    thumbs = [(str(s.bundle.image_path(r)), f"{items[r]['id']} · {s.class_names[items[r]['label']]}") for r in rows] \
+        if s.bundle.has_pictures else []
+    texts = s.bundle.has_texts
+    table = [[items[r]["id"], s.class_names[items[r]["label"]], *([items[r]["text"][:120]] if texts else [])]
+             for r in rows]
+    shown_range = f"items {(page - 1) * PAGE + 1}–{(page - 1) * PAGE + len(rows)} of {total}" if rows else \
+        "no item matches: clear the filters"
+    return (gr.Gallery(thumbs, visible=s.bundle.has_pictures),
+            gr.Dataframe(table, headers=["id", "class", *(["text"] if texts else [])], visible=not s.bundle.has_pictures),
+            f"{shown_range} · page {page} of {last}", page, {"bundle": s.name, "rows": rows})
+
+
+def turn(page, step: int):
+    page = int(page) if isinstance(page, (int, float)) and page == page else 1
+    return max(1, page + step)
+
+
+@user_errors
+def query_info(query: str, objective: str = "", bundle: str = "") -> dict:
     """A text's likely class under `objective` (default: the best), its calibrated confidence, and whether it
     belongs to this gallery's world: {"predicted_class", "confidence", "in_domain", "objective", ...}."""
-    return SERVICE.query_info(SERVICE.text_query(query), objective or None).to_dict()
+    s = service(bundle)
+    return s.query_info(s.text_query(query), objective or None).to_dict()
 
 
 @user_errors
-def query_info_image(image: dict, objective: str = "") -> dict:
+def query_info_image(image: dict, objective: str = "", bundle: str = "") -> dict:
     """The same for an uploaded picture."""
-    return SERVICE.query_info(SERVICE.image_query(GATE.read(image)), objective or None).to_dict()
+    s = service(bundle)
+    s.require_encoder()
+    return s.query_info(s.image_query(GATE.read(image)), own(s, "objective", objective) or None).to_dict()
+
+
+def bundles() -> list[dict]:
+    """The served bundles, the default first: name, items, classes, objectives (best first), and what each can
+    answer (features-only bundles take gallery items as queries, not new texts or pictures)."""
+    return [{"name": name, "items": s.size, "classes": s.class_names, "objectives": [r["objective"] for r in
+             s.leaderboard()], "default": name == NAMES[0], "capabilities": s.capabilities()}
+            for name, s in SERVICES.items()]
 
 
 def resolved(fn):
@@ -240,38 +374,44 @@ def clear():
 
 @user_errors
 def compare(query: str, objectives: list[str], k: int, query_class: str = "", item_id: str = "",
-            item_modality: str = "image", stated_for: str | None = None, progress=gr.Progress()):
+            item_modality: str = "image", stated_for: str | None = None, bundle: str = "", progress=gr.Progress()):
     """One query under several objectives -> {objective: result}; a gallery item id overrides the text."""
-    q = SERVICE.item_query(item_id, item_modality) if _given(item_id) else \
-        SERVICE.text_query(query, own_class(query_class, query, stated_for))
-    results = SERVICE.compare(q, objectives or None, k, progress=progress)
+    s = service(bundle)
+    query, query_class = own(s, "query", query), own(s, "query_class", query_class)
+    q = s.item_query(item_id, item_modality) if _given(item_id) else \
+        s.text_query(query, own_class(query_class, query, stated_for))
+    results = s.compare(q, own(s, "objectives", objectives) or None, k, progress=progress)
     return {name: r.to_dict() for name, r in results.items()}
 
 
 @user_errors
-def render_columns(results: dict):
+def render_columns(results: dict, bundle: str):
     """The notice about the query (its likely class; outside the world?), then one column per objective."""
+    s = service(bundle)
     results = results if isinstance(results, dict) else {}
     first = next(iter(results.values()), None)
     out = [views.info_line(first.get("info")) if isinstance(first, dict) and isinstance(first.get("info"), dict) else ""]
-    for name in OBJECTIVES:
+    for name in ALL_OBJECTIVES:
         r = results.get(name)
-        if not isinstance(r, dict):
+        if not isinstance(r, dict) or name not in s.objectives:
             out += [gr.Column(visible=False), "", gr.Gallery(value=[]), ""]
             continue
         try:  # the page hands back what /compare returned; anything else is not a result to draw
             res = SearchResult(**{**r, "hits": [Hit(**h) for h in r["hits"]]})
-        except (TypeError, KeyError, ValueError):
+            pictures = views.gallery_value(res, s, short=True)
+        except (TypeError, KeyError, ValueError, IndexError):
             raise InputError("the page sent results this app cannot show: run the comparison again") from None
         out += [gr.Column(visible=True), views.column_header(res),
-                gr.Gallery(value=views.gallery_value(res, SERVICE, short=True), visible=res.target == "image"),
-                views.text_list(res)]
+                gr.Gallery(value=pictures, visible=views.shows_pictures(res, s)),
+                views.text_list(res, s.bundle.has_pictures)]
     return out
 
 
 @user_errors
-def disagreements(a: str, b: str, direction: str):
-    rows = SERVICE.disagreements(a, b, direction, n=25)
+def disagreements(a: str, b: str, direction: str, bundle: str = ""):
+    s = service(bundle)
+    a, b = own(s, "a", a), own(s, "b", b)
+    rows = s.disagreements(a, b, direction, n=25)
     return [[r["id"], r["class"], round(r[f"ap_{a}"], 3), round(r[f"ap_{b}"], 3), round(r["difference"], 3), r["text"]]
             for r in rows]
 
@@ -287,97 +427,149 @@ def pick_disagreement(table, direction: str, evt: gr.SelectData):
 
 @user_errors
 def embedding_map(objective: str, query: str = "", others: list[str] | None = None, classes: list[str] | None = None,
-                  lines: bool = False, k: int = 10, selected: str = "", progress=gr.Progress()):
+                  lines: bool = False, k: int = 10, selected: str = "", bundle: str = "", progress=gr.Progress()):
     """The common space of `objective` (and `others` beside it) with the query and its top-k placed on it."""
-    names = list(dict.fromkeys([SERVICE.check_objective(objective), *check_choices(others, OBJECTIVES, "objectives")]))
-    q = SERVICE.text_query(query) if _given(query) else None
-    chosen = [CLASSES.index(c) for c in check_choices(classes, CLASSES, "classes")]
+    s = service(bundle)
+    objective, others, query = own(s, "objective", objective), own(s, "others", others), own(s, "query", query)
+    names = list(dict.fromkeys([s.check_objective(objective), *check_choices(others, s.objectives, "objectives")]))
+    q = s.text_query(query) if _given(query) else None
+    chosen = [s.class_names.index(c) for c in check_choices(classes, s.class_names, "classes")]
     lines = check_flag(lines, "lines")
-    sel = SERVICE.item_query(selected).item if _given(selected) else None
+    sel = s.item_query(selected).item if _given(selected) else None
     map_views = []
     for n, name in enumerate(names):
         progress((n, len(names)), desc=f"placing the query on {name}")
-        map_views.append(SERVICE.map_view(name, q, k))
-    return plots.map_figure(map_views, ITEMS, chosen or None, lines, sel)
+        map_views.append(s.map_view(name, q, k))
+    return plots.map_figure(map_views, s.bundle.items, chosen or None, lines, sel)
 
 
-def others_than(objective: str) -> list[str]:
-    return [o for o in OBJECTIVES if o != objective]
+def others_than(objective: str, s: RetrievalService) -> list[str]:
+    return [o for o in s.objectives if o != objective]
 
 
 @user_errors
-def side_choices(main: str, chosen: list[str] | None):
+def side_choices(main: str, chosen: list[str] | None, bundle: str):
     """'Side by side with' never offers the main objective itself."""
+    s = service(bundle)
     chosen = chosen if isinstance(chosen, list) else []
-    return gr.CheckboxGroup(choices=others_than(main), value=[o for o in chosen if o != main and o in OBJECTIVES])
+    return gr.CheckboxGroup(choices=others_than(main, s), value=[o for o in chosen if o != main and o in s.objectives])
 
 
-def browse_gallery(current):
+def browse_gallery(current, bundle: str):
     """The whole gallery as thumbnails, sent once: a gallery already filled is left as it is."""
-    return gr.skip() if current else BROWSE
+    s = service(bundle)
+    return gr.skip() if current else [(str(s.bundle.image_path(i)), f"{it['id']} · {s.class_names[it['label']]}")
+                                      for i, it in enumerate(s.bundle.items)]
 
 
 @user_errors
-def picked_id(evt: gr.SelectData) -> str:
+def picked_id(bundle: str, evt: gr.SelectData) -> str:
+    items = service(bundle).bundle.items
     row = _row(evt)
-    if row is None or not 0 <= row < len(ITEMS):
+    if row is None or not 0 <= row < len(items):
         raise InputError("that picture is not in the gallery: open the gallery and click one")
-    return ITEMS[row]["id"]
+    return items[row]["id"]
 
 
 @user_errors
-def leaderboard_plots(direction: str):
-    return plots.heatmap_figure(*SERVICE.class_ap(direction), title=f"AP per class ({direction})")
+def leaderboard_plots(direction: str, bundle: str = ""):
+    return plots.heatmap_figure(*service(bundle).class_ap(direction), title=f"AP per class ({direction})")
 
 
-BROWSE = [(str(SERVICE.bundle.image_path(i)), f"{it['id']} · {CLASSES[it['label']]}") for i, it in enumerate(ITEMS)]
-class_choices = [("(unknown)", "")] + [(c, c) for c in CLASSES]
+def leaderboard_table(s: RetrievalService):
+    return views.leaderboard_rows(s)
+
+
+def class_choices(s: RetrievalService) -> list[tuple[str, str]]:
+    return [("(unknown)", "")] + [(c, c) for c in s.class_names]
+
+
+EXAMPLES = {name: views.text_examples(s) for name, s in SERVICES.items()}  # (text, class) pairs per bundle
+DEFAULTS = {name: defaults_of(s) for name, s in SERVICES.items()}
+class_names0 = FIRST.class_names
 
 with ServedBlocks(title="CLIP4CMR demo") as demo:
-    gr.Markdown(views.header_markdown(SERVICE), elem_id="header-card")
-    gr.Gallery(views.class_examples(SERVICE), columns=10, height=150, allow_preview=False,
-               label="One gallery picture of each class", elem_id="class-examples", object_fit="contain")
+    with gr.Row(equal_height=False):
+        header_md = gr.Markdown(views.header_markdown(FIRST), elem_id="header-card")
+        bundle_pick = gr.Dropdown(NAMES, value=NAMES[0], label="Bundle", scale=0, min_width=200, elem_id="bundle-pick",
+                                  visible=len(NAMES) > 1, info="switch the gallery and models")
+    class_gallery = gr.Gallery(views.class_examples(FIRST), columns=10, height=150, allow_preview=False,
+                               label="One gallery picture of each class", elem_id="class-examples",
+                               object_fit="contain", visible=FIRST.bundle.has_pictures)
     with gr.Tab("Search"):
-        with gr.Row():
+        notice_md = gr.Markdown(views.features_only_notice(FIRST), elem_id="features-only-notice")
+        with gr.Row(visible=FIRST.encodes) as query_row:
             with gr.Column(scale=3):
-                text_in = gr.Textbox(label="Text query", placeholder=EXAMPLES[0][0], lines=1)
-                text_class = gr.Dropdown(class_choices, value="", label="Class of this text (optional: shows AP, P@k)")
+                text_in = gr.Textbox(label="Text query", placeholder=(EXAMPLES[NAMES[0]] or [("", "")])[0][0], lines=1)
+                text_class = gr.Dropdown(class_choices(FIRST), value="",
+                                         label="Class of this text (optional: shows AP, P@k)")
                 text_btn = gr.Button("Search images", variant="primary", elem_id="search-text-btn")
             with gr.Column(scale=2):
                 # image_mode=None: the file reaches inputs.load_image as uploaded (gradio's RGB conversion would
                 # decode bombs before our size check, and clip 16-bit images and drop transparency badly)
                 image_in = gr.Image(type="filepath", image_mode=None, label="Image query", height=180,
                                     sources=["upload", "clipboard"])
-                image_class = gr.Dropdown(class_choices, value="", label="Class of this image (optional)")
+                image_class = gr.Dropdown(class_choices(FIRST), value="", label="Class of this image (optional)")
                 image_btn = gr.Button("Search texts", elem_id="search-image-btn")
         with gr.Row():
-            objective = gr.Dropdown(OBJECTIVES, value=BEST, label="Objective")
+            item_in = gr.Textbox("", label="Gallery item id (its class is known: AP is shown)", placeholder=FIRST.bundle.items[0]["id"],
+                                 elem_id="item-query", scale=2)
+            item_modality = gr.Radio(["image", "text"], value="image", label="its", scale=1)
+            item_btn = gr.Button("Search with this item", elem_id="search-item-btn", scale=1)
+        with gr.Row():
+            objective = gr.Dropdown(FIRST.objectives, value=FIRST.best, label="Objective")
             k = gr.Slider(1, MAX_K, value=12, step=1, label="Top k")
             same = gr.Checkbox(False, label="Same modality (text → texts, image → images)")
         summary_md = gr.Markdown(elem_id="search-summary", label="summary")
         results_gallery = gr.Gallery(label="Image results (click one to search with it)", columns=6, height="auto",
                                      elem_id="results-gallery", allow_preview=False)
-        results_table = gr.Dataframe(headers=views.TEXT_COLUMNS, label="Text results (click a row to search with it)",
+        results_table = gr.Dataframe(headers=views.TEXT_COLUMNS, label="Results (click a row to search with it)",
                                      interactive=False, visible=False, wrap=True, elem_id="results-table",
                                      column_widths=["64px", "80px", "96px", "84px", "auto", "150px"])
         hits = gr.State({})
-        gr.Examples([list(e) for e in EXAMPLES], inputs=[text_in, text_class], label="Text examples (with their class)")
-        image_examples = gr.Examples([[str(SERVICE.bundle.image_path(i))] for i in range(0, min(len(ITEMS), 60), 6)],
-                                     inputs=[image_in], label="Image examples")
-        with gr.Accordion("Browse the gallery: click an image to search texts with it", open=False) as browse_box:
+        example_boxes, image_example_sets = {}, []
+        for name, s in SERVICES.items():  # each bundle's own examples, shown while it is the bundle picked
+            with gr.Column(visible=name == NAMES[0]) as box:
+                text_examples = [list(e) for e in EXAMPLES[name]]
+                if text_examples:
+                    gr.Examples(text_examples, inputs=[text_in, text_class], label=f"Text examples of {name} "
+                                "(with their class)")
+                if s.bundle.has_pictures and s.encodes:
+                    image_example_sets.append(gr.Examples([[str(s.bundle.image_path(i))] for i in range(0, min(s.size, 60), 6)],
+                                inputs=[image_in], label=f"Image examples of {name}"))
+            example_boxes[name] = box
+        with gr.Accordion("Browse the gallery: click an item to search with it", open=False) as browse_box:
+            with gr.Row():
+                browse_class = gr.Dropdown([("(all classes)", "")] + [(c, c) for c in class_names0], value="",
+                                           label="class", scale=2)
+                browse_contains = gr.Textbox("", label="id contains", scale=2)
+                browse_prev = gr.Button("◀ previous", scale=1)
+                browse_num = gr.Number(1, label="page", precision=0, minimum=1, scale=1)
+                browse_next = gr.Button("next ▶", scale=1)
+            browse_where = gr.Markdown(elem_id="browse-where")
             browse = gr.Gallery(columns=10, height=420, allow_preview=False, label="Gallery", elem_id="browse-gallery")
+            browse_table = gr.Dataframe(headers=["id", "class", "text"], interactive=False, visible=False, wrap=True,
+                                        elem_id="browse-table", label="Gallery items (click one to search with it)")
+            browse_rows = gr.State({})
         info_json = gr.JSON(visible=False)
         info_btn = gr.Button(visible=False)
         # the text the stated class belongs to, set whenever the class is set (a State outside a Tab would
         # end the group of tabs: keep it inside)
         text_stated = gr.State(None)
     out = [results_gallery, results_table, summary_md, hits]
-    events = [(text_btn.click, search_text, [text_in, objective, k, text_class, same, text_stated], out, "search_text"),
-              (text_in.submit, search_text, [text_in, objective, k, text_class, same, text_stated], out, None),
-              (image_btn.click, search_image, [image_in, objective, k, image_class, same], out, "search_image"),
-              (results_gallery.select, search_hit, [hits, objective, k, same], [*out, image_in], None),
-              (results_table.select, search_hit, [hits, objective, k, same], [*out, image_in], None),
-              (browse.select, search_browsed, [objective, k, same], [*out, image_in], None)]
+    search_inputs = [text_in, objective, k, text_class, same, text_stated, bundle_pick]
+    events = [(text_btn.click, search_text, search_inputs, out, "search_text"),
+              (text_in.submit, search_text, search_inputs, out, None),
+              (image_btn.click, search_image, [image_in, objective, k, image_class, same, bundle_pick], out,
+               "search_image"),
+              (item_btn.click, search_item, [item_in, item_modality, objective, k, same, bundle_pick], out,
+               "search_item"),
+              (item_in.submit, search_item, [item_in, item_modality, objective, k, same, bundle_pick], out, None),
+              (results_gallery.select, search_hit, [hits, objective, k, same, bundle_pick], [*out, image_in], None),
+              (results_table.select, search_hit, [hits, objective, k, same, bundle_pick], [*out, image_in], None),
+              (browse.select, search_browsed, [browse_rows, objective, k, same, bundle_pick], [*out, image_in], None),
+              (browse_table.select, search_browsed, [browse_rows, objective, k, same, bundle_pick], [*out, image_in],
+               None)]
     for trigger, fn, inputs, outputs, api_name in events:
         # public endpoints take raw values: the app checks each itself (gradio's checks answer in its own
         # words, and its Image preprocessing would open a path named by the client)
@@ -398,107 +590,170 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
     text_class.change(owned, [text_in, text_class], text_stated, queue=False, api_visibility="private",
                       show_progress="hidden")
     image_in.change(clear, None, image_class, queue=False, api_visibility="private", show_progress="hidden")
-    info_btn.click(query_info_image, [image_in, objective], info_json, api_name="query_info_image", preprocess=False)
+    info_btn.click(query_info_image, [image_in, objective, bundle_pick], info_json, api_name="query_info_image",
+                   preprocess=False)
+    browse_inputs = [browse_class, browse_contains, browse_num, bundle_pick]
+    browse_outputs = [browse, browse_table, browse_where, browse_num, browse_rows]
+    # The gallery list is filled when first opened, one page at a time (a page of thumbnails, not all of them)
+    browse_box.expand(browse_page, browse_inputs, browse_outputs, api_visibility="private", show_progress="hidden")
+    for trigger in (browse_class.change, browse_contains.submit, browse_num.submit):
+        trigger(browse_page, browse_inputs, browse_outputs, api_visibility="private", show_progress="hidden")
+    for button, step in ((browse_prev, -1), (browse_next, 1)):
+        button.click(functools.partial(turn, step=step), browse_num, browse_num, queue=False, api_visibility="private",
+                     show_progress="hidden").then(browse_page, browse_inputs, browse_outputs, api_visibility="private",
+                                                  show_progress="hidden")
 
     with gr.Tab("Compare objectives"):
+        ex0 = (EXAMPLES[NAMES[0]] or [("", "")])[0]
         with gr.Row():
-            cmp_query = gr.Textbox(label="Text query", value=EXAMPLES[0][0], scale=3)
-            cmp_class = gr.Dropdown(class_choices, value=EXAMPLES[0][1], label="Class of the query (optional)")
-            cmp_item = gr.Textbox("", label="…or a gallery item id (overrides the text)", placeholder=ITEMS[0]["id"])
+            cmp_query = gr.Textbox(label="Text query", value=ex0[0], scale=3, visible=FIRST.encodes)
+            cmp_class = gr.Dropdown(class_choices(FIRST), value=ex0[1], label="Class of the query (optional)",
+                                    visible=FIRST.encodes)
+            cmp_item = gr.Textbox("" if FIRST.encodes else FIRST.bundle.items[0]["id"],
+                                  label="…or a gallery item id (overrides the text)",
+                                  placeholder=FIRST.bundle.items[0]["id"])
             cmp_modality = gr.Radio(["image", "text"], value="image", label="item modality")
         with gr.Row():
-            cmp_objs = gr.CheckboxGroup(OBJECTIVES, value=OBJECTIVES, label="Objectives", scale=3)
+            cmp_objs = gr.CheckboxGroup(FIRST.objectives, value=FIRST.objectives, label="Objectives", scale=3)
             cmp_k = gr.Slider(1, 24, value=6, step=1, label="Top k")
             cmp_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
         cmp_json = gr.JSON(visible=False)
         cmp_notice = gr.Markdown(elem_id="compare-notice")
         col_parts = [cmp_notice]
         with gr.Row(equal_height=False):
-            for name in OBJECTIVES:
-                with gr.Column(min_width=190) as col:
+            for name in ALL_OBJECTIVES:
+                with gr.Column(min_width=190, visible=False) as col:
                     col_parts += [col, gr.Markdown(f"### {name}"),
                                   gr.Gallery(columns=2, height="auto", allow_preview=False, show_label=False), gr.Markdown()]
         gr.Markdown("## Leaderboard (test split of the bundle)")
         with gr.Row():
-            gr.Dataframe(views.leaderboard_rows(SERVICE), headers=["objective", "I→T mAP", "T→I mAP", "average",
-                                                                   "best epoch", "selected on"], interactive=False)
-            gr.Plot(plots.leaderboard_figure(SERVICE.leaderboard()))
+            board = gr.Dataframe(leaderboard_table(FIRST), headers=["objective", "I→T mAP", "T→I mAP", "average",
+                                                                     "best epoch", "selected on"], interactive=False)
+            board_plot = gr.Plot(plots.leaderboard_figure(FIRST.leaderboard()))
         heat_dir = gr.Radio(["avg", "i2t", "t2i"], value="avg", label="direction")
         heatmap = gr.Plot(leaderboard_plots("avg"))
         gr.Markdown("## Where two objectives disagree most (click a row to compare on it)")
         with gr.Row():
-            dis_a = gr.Dropdown(OBJECTIVES, value=BEST, label="objective A")
-            dis_b = gr.Dropdown(OBJECTIVES, value=OBJECTIVES[-1] if OBJECTIVES[-1] != BEST else OBJECTIVES[0],
-                                label="objective B")
+            dis_a = gr.Dropdown(FIRST.objectives, value=DEFAULTS[NAMES[0]]["a"], label="objective A")
+            dis_b = gr.Dropdown(FIRST.objectives, value=DEFAULTS[NAMES[0]]["b"], label="objective B")
             dis_dir = gr.Radio(["t2i", "i2t"], value="t2i", label="query direction")
             dis_btn = gr.Button("Find disagreements")
         dis_table = gr.Dataframe(headers=["id", "class", "AP A", "AP B", "A − B", "caption"], interactive=False, wrap=True)
         cmp_stated = gr.State(None)  # None for API calls (their class is theirs); a page load sets it below
-    cmp_inputs = [cmp_query, cmp_objs, cmp_k, cmp_class, cmp_item, cmp_modality, cmp_stated]
+    cmp_inputs = [cmp_query, cmp_objs, cmp_k, cmp_class, cmp_item, cmp_modality, cmp_stated, bundle_pick]
     cmp_query.input(clear, None, cmp_class, queue=False, api_visibility="private", show_progress="hidden")
     cmp_class.change(owned, [cmp_query, cmp_class], cmp_stated, queue=False, api_visibility="private",
                      show_progress="hidden")
     cmp_btn.click(compare, cmp_inputs, cmp_json, api_name="compare", preprocess=False).then(
-        render_columns, cmp_json, col_parts, api_visibility="private").then(
+        render_columns, [cmp_json, bundle_pick], col_parts, api_visibility="private").then(
         sync_class, [cmp_query, cmp_class, cmp_stated], cmp_class, queue=False, api_visibility="private",
         show_progress="hidden")
-    heat_dir.change(leaderboard_plots, heat_dir, heatmap, api_visibility="private")
-    dis_btn.click(disagreements, [dis_a, dis_b, dis_dir], dis_table, api_name="disagreements", preprocess=False)
+    heat_dir.change(leaderboard_plots, [heat_dir, bundle_pick], heatmap, api_visibility="private")
+    dis_btn.click(disagreements, [dis_a, dis_b, dis_dir, bundle_pick], dis_table, api_name="disagreements",
+                  preprocess=False)
     dis_table.select(pick_disagreement, [dis_table, dis_dir], [cmp_item, cmp_modality], api_visibility="private").then(
         compare, cmp_inputs, cmp_json, api_visibility="private").then(
-        render_columns, cmp_json, col_parts, api_visibility="private")
+        render_columns, [cmp_json, bundle_pick], col_parts, api_visibility="private")
 
     with gr.Tab("Embedding map"):
         with gr.Row():
-            map_obj = gr.Dropdown(OBJECTIVES, value=BEST, label="Objective")
-            map_others = gr.CheckboxGroup(others_than(BEST), value=others_than(BEST)[:1],
+            map_obj = gr.Dropdown(FIRST.objectives, value=FIRST.best, label="Objective")
+            map_others = gr.CheckboxGroup(others_than(FIRST.best, FIRST), value=others_than(FIRST.best, FIRST)[:1],
                                           label="Side by side with", scale=3)
         with gr.Row():
-            map_query = gr.Textbox(label="Query placed on the maps (optional)", value=EXAMPLES[0][0], scale=3)
+            map_query = gr.Textbox(label="Query placed on the maps (optional)", value=ex0[0], scale=3,
+                                   visible=FIRST.encodes)
             map_k = gr.Slider(1, 50, value=10, step=1, label="Top k highlighted")
             map_lines = gr.Checkbox(False, label="Lines image ↔ caption")
         with gr.Row():
-            map_classes = gr.CheckboxGroup(CLASSES, label="Show only these classes (none = all)", scale=3)
+            map_classes = gr.CheckboxGroup(class_names0, label="Show only these classes (none = all)", scale=3)
             map_selected = gr.Textbox("", label="Selected gallery item id", placeholder="click an image below")
             map_btn = gr.Button("Draw maps", variant="primary", elem_id="map-btn")
         map_plot = gr.Plot(elem_id="map-plot")
-        with gr.Accordion("Pick a gallery item to highlight it on every map", open=False) as pick_box:
+        with gr.Accordion("Pick a gallery item to highlight it on every map", open=False,
+                          visible=FIRST.bundle.has_pictures) as pick_box:
             map_pick = gr.Gallery(columns=10, height=300, allow_preview=False, label="Gallery")
-    map_inputs = [map_obj, map_query, map_others, map_classes, map_lines, map_k, map_selected]
-    map_obj.change(side_choices, [map_obj, map_others], map_others, queue=False, api_visibility="private",
+    map_inputs = [map_obj, map_query, map_others, map_classes, map_lines, map_k, map_selected, bundle_pick]
+    map_obj.change(side_choices, [map_obj, map_others, bundle_pick], map_others, queue=False, api_visibility="private",
                    show_progress="hidden")
     map_btn.click(embedding_map, map_inputs, map_plot, api_name="embedding_map", preprocess=False)
-    map_pick.select(picked_id, None, map_selected, api_visibility="private").then(
+    map_pick.select(picked_id, bundle_pick, map_selected, api_visibility="private").then(
         embedding_map, map_inputs, map_plot, api_visibility="private")
     text_btn.click(lambda q: q, text_in, map_query, api_visibility="private")  # the map follows the search query
-
-    # The 600-thumbnail galleries are filled when first opened: building them costs ~2 s each at start-up.
-    browse_box.expand(browse_gallery, browse, browse, api_visibility="private", show_progress="hidden")
-    pick_box.expand(browse_gallery, map_pick, map_pick, api_visibility="private", show_progress="hidden")
+    # The map's thumbnails are filled when first opened: building them costs ~2 s at start-up.
+    pick_box.expand(browse_gallery, [map_pick, bundle_pick], map_pick, api_visibility="private",
+                    show_progress="hidden")
 
     with gr.Tab("About"):
-        gr.Markdown(views.about_markdown(SERVICE))
+        about_md = gr.Markdown(views.about_markdown(FIRST))
         if STUDY_FIGURES:  # cheap to show: a few PNGs the studies already wrote (absent outside a checkout)
             with gr.Accordion("The paper's studies, as measured (bench/results/study)", open=False):
                 for path in STUDY_FIGURES:
                     gr.Image(str(path), label=f"{path.stem} on {path.parent.name}", interactive=False)
 
+    def switch_bundle(bundle: str) -> dict:
+        """Every component that shows the picked bundle, set for it; results of the previous one cleared."""
+        s = service(bundle)
+        d = DEFAULTS[s.name]
+        ex = (d["query"], d["query_class"])
+        others = others_than(s.best, s)
+        first_id = s.bundle.items[0]["id"]
+        classes = class_choices(s)
+        return {
+            header_md: views.header_markdown(s),
+            class_gallery: gr.Gallery(views.class_examples(s), visible=s.bundle.has_pictures),
+            notice_md: views.features_only_notice(s), query_row: gr.Row(visible=s.encodes),
+            text_in: gr.Textbox(value="", placeholder=ex[0]), text_class: gr.Dropdown(classes, value=""),
+            image_in: None, image_class: gr.Dropdown(classes, value=""), text_stated: None,
+            item_in: gr.Textbox(value="", placeholder=first_id),
+            objective: gr.Dropdown(s.objectives, value=s.best),
+            summary_md: "", results_gallery: gr.Gallery(value=[], visible=s.bundle.has_pictures),
+            results_table: gr.Dataframe(value=[], visible=not s.bundle.has_pictures), hits: {},
+            **{box: gr.Column(visible=name == s.name) for name, box in example_boxes.items()},
+            browse_class: gr.Dropdown([("(all classes)", "")] + classes[1:], value=""), browse_contains: "",
+            browse_num: 1, browse: gr.Gallery(value=None, visible=s.bundle.has_pictures),
+            browse_table: gr.Dataframe(value=[], visible=not s.bundle.has_pictures), browse_where: "",
+            browse_rows: {}, browse_box: gr.Accordion(open=False),
+            cmp_query: gr.Textbox(value=ex[0], visible=s.encodes), cmp_stated: ex[0] if ex[1] else None,
+            cmp_class: gr.Dropdown(classes, value=ex[1], visible=s.encodes),
+            cmp_item: gr.Textbox(value="" if s.encodes else first_id, placeholder=first_id),
+            cmp_objs: gr.CheckboxGroup(s.objectives, value=s.objectives), cmp_json: None, cmp_notice: "",
+            **{part: gr.Column(visible=False) for part in col_parts[1::4]},
+            board: leaderboard_table(s), board_plot: plots.leaderboard_figure(s.leaderboard()),
+            heat_dir: "avg", heatmap: leaderboard_plots("avg", s.name),
+            dis_a: gr.Dropdown(s.objectives, value=d["a"]), dis_b: gr.Dropdown(s.objectives, value=d["b"]),
+            dis_table: [],
+            map_obj: gr.Dropdown(s.objectives, value=s.best), map_others: gr.CheckboxGroup(others, value=others[:1]),
+            map_query: gr.Textbox(value=ex[0] if s.encodes else "", visible=s.encodes),
+            map_classes: gr.CheckboxGroup(s.class_names, value=[]), map_selected: "",
+            pick_box: gr.Accordion(visible=s.bundle.has_pictures, open=False), map_pick: None,
+            about_md: views.about_markdown(s)}
+
     demo.load(embedding_map, map_inputs, map_plot, api_visibility="private")
     # in a browser, Compare opens on the first example with its class: that class was stated for that text
-    demo.load(lambda: EXAMPLES[0][0], None, cmp_stated, api_visibility="private", queue=False)
+    demo.load(lambda: ex0[0] if ex0[1] else None, None, cmp_stated, api_visibility="private", queue=False)
     gr.api(resolved(query_info), api_name="query_info")  # after the tabs: between them it split the tab row
+    gr.api(resolved(bundles), api_name="bundles")
+
+# which components a switch sets: asked outside the Blocks context (inside it, every update built by the
+# call would be rendered as a new component); the listener then joins the page
+SWITCHED = list(switch_bundle(NAMES[0]))
+with demo:
+    bundle_pick.change(user_errors(switch_bundle), bundle_pick, SWITCHED, api_visibility="private",
+                       show_progress="minimal").then(embedding_map, map_inputs, map_plot, api_visibility="private")
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 demo.state_session_capacity = SESSIONS  # a `launch` option; the mounted app reads the attribute
 # query pictures: only files this app received (uploads, its own examples) are opened (cmr_demo.uploads)
-EXAMPLE_FILES = frozenset(s[0]["path"] for s in image_examples.dataset.samples if isinstance(s[0], dict))
+EXAMPLE_FILES = frozenset(sample[0]["path"] for examples in image_example_sets for sample in examples.dataset.samples
+                          if isinstance(sample[0], dict))
 GATE = UploadGate(image_in.GRADIO_CACHE, lambda: demo.upload_file_set, lambda: EXAMPLE_FILES,
                   registries=lambda: demo.temp_file_sets)
 
 
 def launch_options() -> dict:
     """What gradio is served with: only the gallery images as files, no tracebacks to clients."""
-    return {"allowed_paths": [str(Path(SERVICE.bundle.folder).resolve() / "gallery" / "images")],
+    return {"allowed_paths": [str(Path(s.bundle.folder).resolve() / "gallery" / "images") for s in SERVICES.values()],
             "show_error": False}
 
 
@@ -509,7 +764,7 @@ def make_app():
     # not gradio's delete_cache: it skips files outside its sets (parts of interrupted uploads) and iterates
     # the sets while requests change them
     every(SWEEP[0], lambda: sweep(GATE.folder, SWEEP[1], kept_files, lambda: demo.temp_file_sets), "upload-sweeper")
-    return build_app(demo, lambda: {SERVICE.name: SERVICE}, MAX_IMAGE_BYTES, **launch_options())
+    return build_app(demo, lambda: SERVICES, MAX_IMAGE_BYTES, **launch_options())
 
 
 def kept_files() -> set[str]:
@@ -520,5 +775,5 @@ def kept_files() -> set[str]:
 if __name__ == "__main__":
     import uvicorn
     logging.basicConfig(level=logging.INFO)
-    print(f"* serving {ARGS.bundle} at http://{ARGS.host}:{ARGS.port}/", flush=True)
+    print(f"* serving {', '.join(NAMES)} at http://{ARGS.host}:{ARGS.port}/", flush=True)
     uvicorn.run(make_app(), host=ARGS.host, port=ARGS.port, log_level="warning")

@@ -134,7 +134,7 @@ class Hit(BaseModel):
     class_: str = Field(..., alias="class")
     relevant: bool | None
     text: str
-    image_url: str
+    image_url: str | None = Field(None, description="/media/BUNDLE/ID; null when the bundle has no pictures")
     modality: str
 
 
@@ -215,8 +215,19 @@ class Api:
         async def bundles() -> list[dict]:
             return [{"name": name, "items": s.size, "classes": s.class_names, "backbone": _backbone_spec(s),
                      "objectives": [row["objective"] for row in s.leaderboard()], "default": n == 0,
-                     "description": (s.bundle.manifest.get("about") or {}).get("description")}
+                     "description": (s.bundle.manifest.get("about") or {}).get("description"),
+                     "capabilities": s.capabilities()}
                     for n, (name, s) in enumerate(self.services().items())]
+
+        @r.get("/items", summary="A page of gallery items (of one class, ids containing a string): their ids for "
+                                 "item queries")
+        async def items(bundle: str | None = None, class_name: str | None = None, contains: str | None = None,
+                        offset: int = 0, limit: int = fastapi.Query(60, ge=1, le=500)) -> dict:
+            name, s = self.service(bundle)
+            rows, total = s.items_page(class_name, contains, offset, limit)
+            return {"bundle": name, "total": total, "offset": offset,
+                    "items": [{"id": s.bundle.items[r]["id"], "class": s.class_names[int(s.bundle.labels[r])],
+                               "text": s.bundle.items[r]["text"], "image_url": s.media_url(r)} for r in rows]}
 
         @r.post("/search/text", response_model=SearchAnswer, summary="Text -> images (or texts)")
         async def search_text(req: TextSearch) -> dict:

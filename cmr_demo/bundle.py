@@ -10,10 +10,17 @@ objective is complete. Layout (all paths relative to DIR; see README "Bundles"):
   manifest.json                      format, backbone spec + weights identity, data spec, class names,
                                      objectives -> folder, sha256 of every file, versions, command
   backbone/<file>                    the backbone weights when they are not a public pretrained tag
-  gallery/items.jsonl                one line per test item: id, text, label, image (relative path)
-  gallery/images/<n>.png             the test images, small
-  gallery/features.safetensors       image [N, F], text [N, F]: the gallery's frozen backbone features (float16);
-                                     the app calibrates its out-of-world check on them
+  gallery/items.jsonl                one line per test item: id, label, text and image (relative path) when the
+                                     data has them
+  gallery/images/<n>.png             the test images, small (absent when the data ships features only)
+  gallery/features.safetensors       image [N, Fi], text [N, Ft]: the gallery's input features (float16), from
+                                     the frozen backbone or as the data shipped them; the app calibrates its
+                                     out-of-world check on them
+
+Features-only bundles (`build` without `--backbone`, on data that ships features: `clip4cmr:`, `npz:`,
+`wikipedia:` with raw_features.mat, `synthetic`): the manifest's `backbone` is null and `features` names
+where the features came from. The app serves them for everything that needs no new encoding: gallery
+items as queries, Compare, the leaderboard, per-class AP, disagreements and maps.
   objectives/<dir>/heads.safetensors, objective.safetensors, config.json, metrics.json, history.csv
   objectives/<dir>/embeddings.safetensors   image [N, D], text [N, D] (float16, unit-norm)
   objectives/<dir>/map.safetensors          image [N, 2], text [N, 2] (UMAP, aligned across objectives)
@@ -40,28 +47,38 @@ RUN_FILES = ("heads.safetensors", "objective.safetensors", "config.json", "metri
              "embeddings.safetensors", "map.safetensors")
 THUMB_PX = 256  # gallery images are stored at most this large: enough for the UI, small on disk
 GALLERY_FEATURES = "gallery/features.safetensors"
+ITEMS_FILE = "gallery/items.jsonl"
 RELEVANCE = "a result is relevant to a query when it has the query's class"
 
 
 def _write_gallery(out: Path, split) -> list[dict]:
-    """Test images as small PNGs plus items.jsonl; returns the item records."""
+    """items.jsonl (id, label; text and image when the data has them) plus the test images as small PNGs;
+    returns the item records."""
+    records = []
+    for n, (item_id, label) in enumerate(zip(split.ids, split.labels.tolist())):
+        record = {"id": item_id, "label": int(label)}
+        if split.texts is not None:
+            record["text"] = split.texts[n]
+        if split.images is not None:
+            record["image"] = _write_thumb(out, n, split.images[n])
+        records.append(record)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    atomic_write_bytes(out / ITEMS_FILE, lines.encode())
+    return records
+
+
+def _write_thumb(out: Path, n: int, image) -> str:
     from PIL import Image
     (out / "gallery" / "images").mkdir(parents=True, exist_ok=True)
-    records = []
-    for n, (item_id, text, label) in enumerate(zip(split.ids, split.texts, split.labels.tolist())):
-        image = split.images[n]
-        if isinstance(image, (str, Path)):
-            with Image.open(image) as im:
-                thumb = im.convert("RGB")
-        else:
-            thumb = image.convert("RGB")
-        thumb.thumbnail((THUMB_PX, THUMB_PX))
-        rel = f"gallery/images/{n:05d}.png"
-        atomic_write_bytes(out / rel, _png_bytes(thumb))
-        records.append({"id": item_id, "text": text, "label": int(label), "image": rel})
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write_bytes(out / "gallery" / "items.jsonl", lines.encode())
-    return records
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as im:
+            thumb = im.convert("RGB")
+    else:
+        thumb = image.convert("RGB")
+    thumb.thumbnail((THUMB_PX, THUMB_PX))
+    rel = f"gallery/images/{n:05d}.png"
+    atomic_write_bytes(out / rel, _png_bytes(thumb))
+    return rel
 
 
 def _png_bytes(image) -> bytes:
@@ -106,37 +123,44 @@ def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats
                      {"objective": name, "method": "umap-cosine+procrustes", "seed": str(seed)})
 
 
-def build(backbone: str, data: str, objectives: str, out: str | Path, seed: int = 0,
+def build(backbone: str | None, data: str, objectives: str, out: str | Path, seed: int = 0,
           train_args: list[str] | None = None, overwrite: bool = False) -> dict:
-    """Train every objective, then write gallery, embeddings, maps, backbone and manifest into `out`."""
+    """Train every objective, then write gallery, embeddings, maps, backbone and manifest into `out`.
+
+    Without `backbone` the data's own features are used and the bundle has no backbone (features-only):
+    what needs no new encoding is served, free-text and picture queries are not."""
     from .data import DataError, load_data
     from .features import dataset_features
     from .train import main as train_main, run_dir_name
     out = Path(out)
+    dataset = load_data(data, seed=seed)
+    _check_buildable(dataset, data, backbone)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise SystemExit(f"{out} is not empty; pass --overwrite to rebuild it")
         shutil.rmtree(out)
-    dataset = load_data(data, seed=seed)
-    if not dataset.test.has_media:
-        raise DataError(f"a bundle needs images and captions to show; '{data}' ships features only")
-    argv = ["--data", data, "--backbone", backbone, "--objective", objectives, "--seed", str(seed),
-            "--out", str(out / "objectives"), *(train_args or [])]
+    argv = ["--data", data, *(["--backbone", backbone] if backbone else []), "--objective", objectives,
+            "--seed", str(seed), "--out", str(out / "objectives"), *(train_args or [])]
     rows = train_main(argv)
     feats, source = dataset_features(dataset, backbone, progress=False)  # a cache hit: training filled it
     records = _write_gallery(out, dataset.test)
     run_dirs = {name: out / "objectives" / run_dir_name(name) for name in rows}
     _embed_and_map(out, run_dirs, *feats["test"], seed=seed)
     save_tensors(out / GALLERY_FEATURES, {"image": torch.from_numpy(feats["test"][0]).half(),
-                                          "text": torch.from_numpy(feats["test"][1]).half()}, {"backbone": backbone})
+                                          "text": torch.from_numpy(feats["test"][1]).half()}, {"source": source.text})
+    image_dim, text_dim = (int(f.shape[1]) for f in feats["test"])
     manifest = {
         "format": FORMAT, "name": out.resolve().name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
-        "command": ["python", "-m", "cmr_demo.bundle", "build", "--backbone", backbone, "--data", data,
-                    "--objectives", objectives, "--out", str(out), "--seed", str(seed), *(train_args or [])],
-        "backbone": {"spec": _bundle_backbone(out, backbone), "built_from": backbone,
-                     "weights": source.weights_sha256, "feature_dim": int(feats["test"][0].shape[1])},
-        "data": {"spec": data, "class_names": dataset.class_names, "gallery_items": len(records)},
+        "command": ["python", "-m", "cmr_demo.bundle", "build", *(["--backbone", backbone] if backbone else []),
+                    "--data", data, "--objectives", objectives, "--out", str(out), "--seed", str(seed),
+                    *(train_args or [])],
+        "backbone": None if backbone is None else {
+            "spec": _bundle_backbone(out, backbone), "built_from": backbone, "weights": source.weights_sha256,
+            "feature_dim": image_dim},
+        "features": {"source": source.kind, "from": source.text, "image_dim": image_dim, "text_dim": text_dim},
+        "data": {"spec": data, "class_names": dataset.class_names, "gallery_items": len(records),
+                 "texts": dataset.test.texts is not None, "pictures": dataset.test.images is not None},
         "objectives": {name: {"dir": f"objectives/{run_dir_name(name)}",
                               **{k: rows[name][k] for k in ("i2t_map", "t2i_map", "avg_map")}} for name in rows},
         "maps": {"method": "umap (cosine) per objective, orthogonal Procrustes onto the first", "seed": seed},
@@ -149,26 +173,53 @@ def build(backbone: str, data: str, objectives: str, out: str | Path, seed: int 
     return manifest
 
 
-def _about(dataset, backbone: str, image_feats: np.ndarray) -> dict:
+def _check_buildable(dataset, data: str, backbone: str | None) -> None:
+    """Refuse, before anything is trained or deleted, a bundle the data cannot make."""
+    from .data import DataError
+    test = dataset.test
+    if backbone is None and not test.has_features:
+        raise DataError(f"'{data}' gives images and texts, not features: pass --backbone SPEC to encode them "
+                        f"(e.g. --backbone RN50:openai)")
+    if backbone is not None and not test.has_media:
+        raise DataError(f"'{data}' ships features only, so --backbone {backbone} would not be used and the bundle "
+                        f"could not encode new queries with it: drop --backbone to build a features-only bundle "
+                        f"(gallery items as queries, Compare, leaderboard, maps; no free-text or picture search)")
+
+
+def feature_dims(manifest: dict) -> tuple[int, int]:
+    """(image, text) input widths of the bundle's heads (bundles before `features` had one backbone width)."""
+    if "features" in manifest:
+        return manifest["features"]["image_dim"], manifest["features"]["text_dim"]
+    width = manifest["backbone"]["feature_dim"]
+    return width, width
+
+
+def _about(dataset, backbone: str | None, image_feats: np.ndarray) -> dict:
     """What the bundle shows, for people: the data's own description, relevance, and how well the frozen
-    backbone alone knows the classes (zero-shot on the gallery with "a photo of a {class}." prompts)."""
+    backbone alone knows the classes (zero-shot on the gallery with "a photo of a {class}." prompts; only
+    with a backbone: shipped features have no text encoder to write prompts with)."""
+    about = {"description": dataset.description, "relevance": RELEVANCE, "classes": len(dataset.class_names),
+             "license": dataset.license, "license_id": dataset.license_id,
+             "examples": [list(e) for e in dataset.examples]}
+    if backbone is None:
+        return about
     from .backbone import load_backbone
     from .pretrain import TEMPLATE, zero_shot_from_features
     prompts = load_backbone(backbone).encode_texts([TEMPLATE.format(c) for c in dataset.class_names], progress=False)
     zero_shot = zero_shot_from_features(image_feats, prompts, dataset.test.labels, dataset.class_names)
     zero_shot.pop("per_class")
-    return {"description": dataset.description, "relevance": RELEVANCE, "classes": len(dataset.class_names),
-            "license": dataset.license, "license_id": dataset.license_id,
-            "examples": [list(e) for e in dataset.examples],
-            "zero_shot": {**zero_shot, "on": "the gallery (test split)"}}
+    return {**about, "zero_shot": {**zero_shot, "on": "the gallery (test split)"}}
 
 
-def backbone_spec(folder: str | Path) -> str:
-    """The bundle's backbone spec with bundled weight paths made absolute (loadable from anywhere)."""
+def backbone_spec(folder: str | Path) -> str | None:
+    """The bundle's backbone spec with bundled weight paths made absolute (loadable from anywhere);
+    None for a features-only bundle."""
     folder = Path(folder)
-    spec = load_json(folder / "manifest.json")["backbone"]["spec"]
-    head, _, rest = spec.partition(":")
-    return f"{head}:{folder.resolve() / rest}" if rest.startswith("backbone/") else spec
+    backbone = load_json(folder / "manifest.json")["backbone"]
+    if backbone is None:
+        return None
+    head, _, rest = backbone["spec"].partition(":")
+    return f"{head}:{folder.resolve() / rest}" if rest.startswith("backbone/") else backbone["spec"]
 
 
 def verify(folder: str | Path, require_card: bool = False) -> list[str]:
@@ -191,8 +242,9 @@ def verify(folder: str | Path, require_card: bool = False) -> list[str]:
         elif file_sha256(path) != digest:
             problems.append(f"sha256 mismatch for {rel}: the file was changed or damaged")
     n = manifest["data"]["gallery_items"]
+    problems += _verify_items(folder, manifest, n)
     for name, entry in manifest["objectives"].items():
-        problems += _verify_objective(folder, name, entry["dir"], n, set(manifest["files"]))
+        problems += _verify_objective(folder, name, entry["dir"], n, set(manifest["files"]), feature_dims(manifest))
     if CARD_FILE in manifest["files"] or require_card:
         problems += _verify_card(folder, manifest)
     if GALLERY_FEATURES in manifest["files"] and (folder / GALLERY_FEATURES).is_file():
@@ -200,10 +252,10 @@ def verify(folder: str | Path, require_card: bool = False) -> list[str]:
             tensors, _ = load_tensors(folder / GALLERY_FEATURES)
         except CheckpointError as err:
             return problems + [f"{GALLERY_FEATURES}: {err}"]
-        width = manifest["backbone"]["feature_dim"]
+        widths = dict(zip(("image", "text"), feature_dims(manifest)))
         problems += [f"{GALLERY_FEATURES}[{m}] has shape {tuple(tensors[m].shape) if m in tensors else None}, "
-                     f"expected {(n, width)}" for m in ("image", "text")
-                     if m not in tensors or tuple(tensors[m].shape) != (n, width)]
+                     f"expected {(n, w)}" for m, w in widths.items()
+                     if m not in tensors or tuple(tensors[m].shape) != (n, w)]
     return problems
 
 
@@ -217,12 +269,31 @@ def _verify_card(folder: Path, manifest: dict) -> list[str]:
     return []
 
 
-def _verify_objective(folder: Path, name: str, rel_dir: str, n: int, listed: set[str]) -> list[str]:
+def _verify_items(folder: Path, manifest: dict, n: int) -> list[str]:
+    """One record per gallery item, each picture it names a file the manifest lists (so hashed)."""
+    path = folder / ITEMS_FILE
+    if ITEMS_FILE not in manifest["files"] or not path.is_file():
+        return [f"missing file {ITEMS_FILE}"]
+    try:
+        items = [json.loads(line) for line in path.read_text().splitlines() if line]
+    except ValueError as err:
+        return [f"{ITEMS_FILE} is not one JSON object per line: {err}"]
+    problems = [] if len(items) == n else [f"{ITEMS_FILE} has {len(items)} items, the manifest says {n}"]
+    unlisted = [it.get("image") for it in items if it.get("image") and it["image"] not in manifest["files"]]
+    return problems + ([f"{len(unlisted)} gallery pictures are not listed in the manifest, e.g. {unlisted[0]!r}"]
+                       if unlisted else [])
+
+
+def _verify_objective(folder: Path, name: str, rel_dir: str, n: int, listed: set[str],
+                      dims: tuple[int, int]) -> list[str]:
     missing = [f for f in RUN_FILES if f"{rel_dir}/{f}" not in listed or not (folder / rel_dir / f).is_file()]
     if missing:
         return [f"objective '{name}' is incomplete: missing {', '.join(missing)}"]
-    dim = load_json(folder / rel_dir / "config.json")["heads"]["embed_dim"]
-    problems = []
+    heads = load_json(folder / rel_dir / "config.json")["heads"]
+    dim = heads["embed_dim"]
+    problems = [] if (heads["image_dim"], heads["text_dim"]) == dims else [
+        f"objective '{name}': heads take {heads['image_dim']}-d image and {heads['text_dim']}-d text features, "
+        f"the bundle's features are {dims[0]}-d and {dims[1]}-d"]
     for fname, width in (("embeddings.safetensors", dim), ("map.safetensors", 2)):
         tensors, _ = load_tensors(folder / rel_dir / fname)
         for modality in ("image", "text"):
@@ -244,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
                               "(--epochs, --lr, --batch-size, --patience, --hidden-dim, --embed-dim, --standardize, "
                               "--objective-opt KEY=VALUE, --device, ...; see `python -m cmr_demo.train --help`).",
                        formatter_class=HelpFormatter)
-    b.add_argument("--backbone", required=True, help="backbone spec, e.g. RN50:openai, ARCH:FILE.safetensors")
+    b.add_argument("--backbone", default=None, help="backbone spec, e.g. RN50:openai, ARCH:FILE.safetensors; "
+                   "leave it out on data that ships features (clip4cmr:, npz:, wikipedia: with raw_features.mat, "
+                   "synthetic) for a features-only bundle")
     b.add_argument("--data", required=True, help=data_spec_help() + "; the test split becomes the gallery")
     b.add_argument("--objectives", default="all", help="NAME[,NAME..] | all | hybrids like pcl+0.5*tl")
     b.add_argument("--out", required=True, help="bundle folder (must be empty, or pass --overwrite)")

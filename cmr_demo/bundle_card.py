@@ -39,9 +39,19 @@ def front_matter(manifest: dict) -> list[str]:
     return lines + ["---"]
 
 
+def _features_line(manifest: dict, zero: str) -> str:
+    bb = manifest["backbone"]
+    if bb is not None:
+        return f"- **Backbone** (frozen): `{bb['spec']}`, {bb['feature_dim']}-d features.{zero}"
+    f = manifest["features"]
+    return (f"- **Features**: as the data ships them (`{f['from']}`), {f['image_dim']}-d for images and "
+            f"{f['text_dim']}-d for texts. No backbone: the bundle answers queries by gallery item "
+            f"(Compare, maps, leaderboard), not new texts or pictures.")
+
+
 def render_card(manifest: dict) -> str:
     """README.md text for the bundle described by `manifest` (its `files` entry is not used)."""
-    data, about, bb, name = manifest["data"], manifest.get("about", {}), manifest["backbone"], manifest.get("name", "bundle")
+    data, about, name = manifest["data"], manifest.get("about", {}), manifest.get("name", "bundle")
     rows = [f"| `{o}` | {m['i2t_map']:.3f} | {m['t2i_map']:.3f} | {m['avg_map']:.3f} |"
             for o, m in sorted(manifest["objectives"].items(), key=lambda kv: -kv[1]["avg_map"])]
     zs = about.get("zero_shot")
@@ -53,7 +63,7 @@ def render_card(manifest: dict) -> str:
         f"- **Gallery**: the test split of `{data['spec']}`, {data['gallery_items']} items, "
         f"{len(data['class_names'])} classes ({', '.join(data['class_names'])}).",
         f"- **Relevance**: {about.get('relevance', 'same class as the query')}; mAP over the whole gallery (mAP@all).",
-        f"- **Backbone** (frozen): `{bb['spec']}`, {bb['feature_dim']}-d features.{zero}",
+        _features_line(manifest, zero),
         "- **Heads**: one projection head per modality into a common space, trained with class labels under "
         "each objective (CLIP4CMR, Zeng & Mao, ICMR 2022).", "",
         "| objective | image->text mAP | text->image mAP | average |", "|---|---|---|---|", *rows, "",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import GALLERY_FEATURES, backbone_spec, verify
+from .bundle import GALLERY_FEATURES, ITEMS_FILE, backbone_spec, feature_dims, verify
 from .checkpoint import CheckpointError, load_heads, load_json, load_tensors
 from .heads import Heads
 from .losses import Objective, build_objective
@@ -43,8 +43,19 @@ class Bundle:
     image_features: np.ndarray | None = None  # [N, F] backbone features of the gallery (bundles since 2026-11-30)
     text_features: np.ndarray | None = None
 
-    def image_path(self, index: int) -> Path:
-        return self.folder / self.items[index]["image"]
+    @property
+    def has_pictures(self) -> bool:
+        return all(it.get("image") for it in self.items)
+
+    @property
+    def has_texts(self) -> bool:
+        """The items carry their texts (features-only bundles may not: their items' text is "")."""
+        return self.manifest["data"].get("texts", True)
+
+    def image_path(self, index: int) -> Path | None:
+        """The item's picture in the bundle, or None (features-only bundles have none)."""
+        rel = self.items[index].get("image")
+        return self.folder / rel if rel else None
 
 
 def _check_inside(root: Path, rel_paths: list[str], folder: Path) -> None:
@@ -74,26 +85,42 @@ def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bo
         if problems:
             raise CheckpointError(f"bundle {folder} failed verification:\n  " + "\n  ".join(problems[:10]))
     manifest = load_json(folder / "manifest.json")
-    items = [json.loads(line) for line in (folder / "gallery" / "items.jsonl").read_text().splitlines() if line]
-    _check_inside(folder / "gallery", [it["image"] for it in items], folder)
+    items = [json.loads(line) for line in (folder / ITEMS_FILE).read_text().splitlines() if line]
+    _check_inside(folder / "gallery", [it["image"] for it in items if it.get("image")], folder)
+    for it in items:  # one shape for every consumer: a features-only item without its text has ""
+        it.setdefault("text", "")
     bundle = Bundle(folder, manifest, items, np.array([it["label"] for it in items], dtype=np.int64),
                     manifest["data"]["class_names"])
-    feature_dim = manifest["backbone"]["feature_dim"]
+    image_dim, text_dim = feature_dims(manifest)
     for name, entry in manifest["objectives"].items():
         run = folder / entry["dir"]
         emb, _ = load_tensors(run / "embeddings.safetensors")
         xy, _ = load_tensors(run / "map.safetensors")
         bundle.objectives[name] = ObjectiveView(
-            name, load_heads(run / "heads.safetensors", image_dim=feature_dim, text_dim=feature_dim),
+            name, load_heads(run / "heads.safetensors", image_dim=image_dim, text_dim=text_dim),
             emb["image"].float().numpy(), emb["text"].float().numpy(), xy["image"].numpy(), xy["text"].numpy(),
             load_json(run / "metrics.json"), _load_objective(run, len(bundle.class_names)))
     if GALLERY_FEATURES in manifest["files"]:  # listed, so its hash was checked with the rest
         feats, _ = load_tensors(folder / GALLERY_FEATURES)
         bundle.image_features, bundle.text_features = (feats[m].float().numpy() for m in ("image", "text"))
-    if load_backbone:
-        from .backbone import load_backbone as load
-        bundle.backbone = load(backbone_spec(folder))
-        if bundle.backbone.feature_dim != feature_dim:
-            raise CheckpointError(f"bundle {folder} was built on {feature_dim}-d features but its backbone "
+    spec = backbone_spec(folder)
+    if load_backbone and spec is not None:
+        bundle.backbone = shared_backbone(spec)
+        if bundle.backbone.feature_dim != image_dim:
+            raise CheckpointError(f"bundle {folder} was built on {image_dim}-d features but its backbone "
                                   f"'{manifest['backbone']['spec']}' gives {bundle.backbone.feature_dim}-d")
     return bundle
+
+
+_BACKBONES: dict[str, object] = {}
+
+
+def shared_backbone(spec: str):
+    """One loaded backbone per distinct architecture and weights in this process: bundles built on the same
+    weights share it, also when each carries its own copy of the file (a ViT-B/32 is ~600 MB; the app may
+    serve several bundles)."""
+    from .backbone import load_backbone as load, weights_identity
+    key = f"{spec.partition(':')[0]}@{weights_identity(spec)}"
+    if key not in _BACKBONES:
+        _BACKBONES[key] = load(spec)
+    return _BACKBONES[key]

@@ -42,7 +42,8 @@ class Query:
     def describe(self, bundle: Bundle) -> str:
         if self.item is not None:
             it = bundle.items[self.item]
-            return f"gallery {self.modality} {it['id']}" + (f": \"{it['text']}\"" if self.modality == "text" else "")
+            return f"gallery {self.modality} {it['id']}" + (f": \"{it['text']}\"" if self.modality == "text" and it["text"]
+                                                              else "")
         return f"\"{self.text}\"" if self.modality == "text" else "uploaded image"
 
 
@@ -56,7 +57,8 @@ class Hit:
     label: int
     class_name: str
     text: str
-    image_url: str  # where the app serves this item's picture (/media/BUNDLE/ID): never a server path
+    image_url: str | None  # where the app serves this item's picture (/media/BUNDLE/ID): never a server path;
+    # None when the bundle has no pictures (features only)
     relevant: bool | None  # same class as the query; None when the query's class is unknown
 
 
@@ -79,12 +81,15 @@ class SearchResult:
 
 
 class RetrievalService:
-    """Serving state of one bundle: indexes per (objective, modality), cached query features."""
+    """Serving state of one bundle: indexes per (objective, modality), cached query features.
+
+    A bundle without a backbone (features only, or loaded with load_backbone=False) serves everything
+    that needs no new encoding: gallery items as queries, compare, leaderboards and maps; a new text
+    or picture is refused with a message that says so (`encodes`)."""
 
     def __init__(self, bundle: Bundle, name: str | None = None):
-        if bundle.backbone is None:
-            raise ValueError("the service encodes live queries: load the bundle with its backbone")
         self.bundle = bundle
+        self.encodes = bundle.backbone is not None  # new texts and pictures can be queries
         self.name = name or Path(bundle.folder).resolve().name  # the bundle's name in URLs (/media/NAME/ID)
         self.objectives = list(bundle.objectives)
         self.class_names = list(bundle.class_names)
@@ -97,17 +102,33 @@ class RetrievalService:
         self.best = self.leaderboard()[0]["objective"]  # the default objective wherever none is named
         self.scorers = {name: ClassScorer(v.objective, v.image_emb, v.text_emb, bundle.labels, len(self.class_names))
                         for name, v in bundle.objectives.items()}
-        self.world = WorldCheck([it.get("text") or "" for it in bundle.items], self.class_names, bundle.image_features)
+        self.world = WorldCheck([it["text"] for it in bundle.items], self.class_names, bundle.image_features)
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
 
     # ---- queries ---------------------------------------------------------------------------------
+    def capabilities(self) -> dict:
+        """What this bundle can answer, for clients and the page (which inputs to show)."""
+        return {"text_queries": self.encodes, "image_queries": self.encodes,
+                "pictures": self.bundle.has_pictures, "texts": self.bundle.has_texts, "item_queries": True}
+
+    def no_encoding_reason(self) -> str:
+        return (f"bundle '{self.name}' ships features only (no backbone), so it cannot encode a new text or "
+                f"picture: query it with a gallery item instead (by id, e.g. '{self.bundle.items[0]['id']}', or "
+                f"picked from the gallery list)")
+
+    def require_encoder(self) -> None:
+        if not self.encodes:
+            raise InputError(self.no_encoding_reason())
+
     def text_query(self, text: object, class_name: object = None) -> Query:
+        self.require_encoder()
         notes: list[str] = []
         return Query("text", text=clean_text(text, notes), label=check_class(class_name, self.class_names),
                      notes=notes)
 
     def image_query(self, image: object, class_name: object = None) -> Query:
+        self.require_encoder()
         return Query("image", image=load_image(image), label=check_class(class_name, self.class_names))
 
     def item_query(self, item: object, modality: str = "image") -> Query:
@@ -223,9 +244,26 @@ class RetrievalService:
         return Hit(rank, row, it["id"], modality, score, item_label, self.class_names[item_label], it["text"],
                    self.media_url(row), None if label is None else item_label == label)
 
-    def media_url(self, row: int) -> str:
-        """The URL path of a gallery item's picture, by bundle name and item id (see cmr_demo.webserver)."""
+    def media_url(self, row: int) -> str | None:
+        """The URL path of a gallery item's picture, by bundle name and item id (see cmr_demo.webserver);
+        None when the item has no picture."""
+        if not self.bundle.items[row].get("image"):
+            return None
         return f"/media/{quote(self.name, safe='')}/{quote(self.bundle.items[row]['id'], safe='')}"
+
+    def items_page(self, class_name: object = None, contains: object = None, offset: object = 0,
+                   limit: object = 60) -> tuple[list[int], int]:
+        """(gallery rows of one page, how many rows match): items of a class and/or whose id contains a
+        string, in gallery order. Browsing a gallery of any size sends one page at a time."""
+        label = check_class(class_name, self.class_names)
+        text = contains.strip().lower() if isinstance(contains, str) else ""
+        rows = np.arange(self.size) if label is None else np.flatnonzero(self.bundle.labels == label)
+        if text:
+            rows = [r for r in rows.tolist() if text in self.bundle.items[r]["id"].lower()]
+        offset = max(0, int(offset)) if isinstance(offset, (int, float)) and not isinstance(offset, bool) else 0
+        limit = min(max(1, int(limit)), 500) if isinstance(limit, (int, float)) and not isinstance(limit, bool) else 60
+        rows = list(rows)
+        return [int(r) for r in rows[offset:offset + limit]], len(rows)
 
     def row_of(self, item_id: object) -> int | None:
         """The gallery row of an item id, or None when no item has it."""

@@ -24,11 +24,16 @@ def caption(hit: Hit, short: bool = False) -> str:
     return head if short else f"{head} — {hit.text}"
 
 
+def shows_pictures(result: SearchResult, service: RetrievalService) -> bool:
+    """Results are drawn as pictures when they are images and the bundle has them; else as a list."""
+    return result.target == "image" and service.bundle.has_pictures
+
+
 def gallery_value(result: SearchResult, service: RetrievalService, short: bool = False) -> list[tuple[str, str]]:
-    """(image path, caption) per hit when the results are images; [] otherwise. Paths are looked up here,
+    """(image path, caption) per hit when the results are pictures; [] otherwise. Paths are looked up here,
     on the server: results that leave the process (API answers) carry URLs, not paths."""
     return ([(str(service.bundle.image_path(h.index)), caption(h, short)) for h in result.hits]
-            if result.target == "image" else [])
+            if shows_pictures(result, service) else [])
 
 
 def info_line(info: dict | None) -> str:
@@ -43,9 +48,10 @@ def info_line(info: dict | None) -> str:
     return line
 
 
-def text_rows(result: SearchResult) -> list[list]:
-    """One table row per hit when the results are texts; [] otherwise."""
-    if result.target != "text":
+def text_rows(result: SearchResult, pictures: bool = True) -> list[list]:
+    """One table row per hit when the results are not drawn as pictures (texts, or items of a bundle
+    without pictures); [] otherwise."""
+    if result.target == "image" and pictures:
         return []
     return [[h.rank, round(h.score, 4), h.class_name, MARK[h.relevant], h.text, h.id] for h in result.hits]
 
@@ -75,11 +81,13 @@ def column_header(result: SearchResult) -> str:
             f"first relevant #{result.first_relevant_rank or '–'}" + (f"\n\n{guess}" if guess else ""))
 
 
-def text_list(result: SearchResult) -> str:
-    """Markdown list of text hits (for the compare columns)."""
-    if result.target != "text":
+def text_list(result: SearchResult, pictures: bool = True) -> str:
+    """Markdown list of the hits not drawn as pictures (for the compare columns): texts, or the items of a
+    bundle without pictures (by id when they have no text)."""
+    if result.target == "image" and pictures:
         return ""
-    return "\n".join(f"{h.rank}. {MARK[h.relevant]} *{h.class_name}* {h.score:.3f} — {h.text}" for h in result.hits)
+    return "\n".join(f"{h.rank}. {MARK[h.relevant]} *{h.class_name}* {h.score:.3f} — {h.text or h.modality + ' ' + h.id}"
+                     for h in result.hits)
 
 
 def header_markdown(service: RetrievalService) -> str:
@@ -89,17 +97,37 @@ def header_markdown(service: RetrievalService) -> str:
     zs = about.get("zero_shot")
     zero_shot = (f" · zero-shot {zs['accuracy']:.0%} on {zs['on']} (chance {zs['chance']:.0%})" if zs else "")
     description = about.get("description") or f"Data `{m['data']['spec']}`."
+    examples = " (one picture of each below)" if service.bundle.has_pictures else ""
+    features = (f"**Backbone** (frozen): `{m['backbone']['spec']}`{zero_shot}" if m.get("backbone") else
+                f"**Features**: as the data ships them ({_dims(m)}); no backbone, so queries are gallery items")
     return (f"# CLIP4CMR: supervised cross-modal retrieval on a frozen CLIP\n"
             f"**Gallery**: {len(service.bundle.items)} items of `{m['data']['spec']}`, {len(service.class_names)} "
-            f"classes (one picture of each below). {description}\n\n"
+            f"classes{examples}. {description}\n\n"
             f"**Relevant** = {about.get('relevance', 'same class as the query')}; state a query's class to see ✓/✗, "
-            f"AP and P@k. **Backbone** (frozen): `{m['backbone']['spec']}`{zero_shot}. "
+            f"AP and P@k. {features}. "
             f"**Objectives**: {len(service.objectives)}, one pair of heads each, best `{service.best}`.")
+
+
+def _dims(manifest: dict) -> str:
+    from .bundle import feature_dims
+    image, text = feature_dims(manifest)
+    return f"{image}-d image, {text}-d text features"
+
+
+def features_only_notice(service: RetrievalService) -> str:
+    """Why the free-text and picture inputs are hidden for this bundle, and what to do instead ("" when shown)."""
+    if service.encodes:
+        return ""
+    return (f"ℹ️ **This bundle ships features only** (no backbone), so it cannot encode a new text or picture. "
+            f"Query it with a gallery item: type an id (e.g. `{service.bundle.items[0]['id']}`) below, or pick one "
+            f"from the gallery list.")
 
 
 def text_examples(service: RetrievalService, n: int = 5) -> list[tuple[str, str]]:
     """(text, class) examples: the ones the bundle's data offers, else the first captions of its gallery."""
     given = service.bundle.manifest.get("about", {}).get("examples")
+    if not service.encodes:
+        return []
     if given:
         return [(t, c) for t, c in given]
     items = [it for it in service.bundle.items if it.get("text")][:n]
@@ -107,7 +135,9 @@ def text_examples(service: RetrievalService, n: int = 5) -> list[tuple[str, str]
 
 
 def class_examples(service: RetrievalService) -> list[tuple[str, str]]:
-    """One gallery picture per class, captioned with its class: the header's small grid."""
+    """One gallery picture per class, captioned with its class: the header's small grid ([] without pictures)."""
+    if not service.bundle.has_pictures:
+        return []
     first = {}
     for n, label in enumerate(service.bundle.labels.tolist()):
         first.setdefault(label, n)
@@ -126,9 +156,9 @@ def about_markdown(service: RetrievalService) -> str:
     chance = service.leaderboard()[0]["chance_map"]
     return f"""
 ## What is being served
-- **Bundle**: `{service.bundle.folder}` ({m['data']['gallery_items']} gallery items, {len(service.objectives)} objectives,
+- **Bundle**: `{service.name}` ({m['data']['gallery_items']} gallery items, {len(service.objectives)} objectives,
   built {m['created']})
-- **Backbone** (frozen): `{m['backbone']['spec']}` → {m['backbone']['feature_dim']}-d features
+- **{"Backbone** (frozen): `" + m['backbone']['spec'] + "`" if m.get('backbone') else "Features** (no backbone): as the data ships them"} → {_dims(m)}
 - **Data**: `{m['data']['spec']}`, classes: {', '.join(service.class_names)}
 - **Method**: CLIP4CMR (Zeng & Mao, ICMR 2022): one projection head per modality into a common space,
   trained with class labels under each learning objective; relevance = same class; mAP over the whole gallery.
@@ -143,9 +173,12 @@ Chance level (random ranking): {chance:.3f}.
 ```
 python -m cmr_demo.bundle build --backbone ViT-B-32:laion2b_s34b_b79k --data manifest:my_data.csv \\
     --objectives all --out my_bundle --device cuda
-python app.py --bundle my_bundle
+# features you already have (the official CLIP4CMR pickles, an npz): no backbone, no pictures needed
+python -m cmr_demo.bundle build --data clip4cmr:my_features --objectives all --standardize --out my_features
+python app.py --bundle my_bundle --bundle my_features
 ```
-`manifest:FILE.csv` takes columns `image,text,label[,split]`. Built with: `{' '.join(m['command'])}`
+`manifest:FILE.csv` takes columns `image,text,label[,split]`. This bundle was built with:
+`{' '.join(m['command'])}`
 
 ## From a program
 A JSON API runs beside this page: [`/api/docs`](/api/docs) (search by text, image or gallery item, compare,

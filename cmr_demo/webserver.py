@@ -73,7 +73,7 @@ def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
     def media(bundle: str, item_id: str):
         service = services().get(bundle)
         row = service.row_of(item_id) if service is not None else None
-        if row is None:
+        if row is None or service.bundle.image_path(row) is None:  # unknown, or a features-only bundle
             return JSONResponse({"error": f"no picture for bundle {bundle[:60]!r}, item {item_id[:60]!r}"}, 404)
         return FileResponse(service.bundle.image_path(row), headers={"Cache-Control": "public, max-age=3600"})
     return router

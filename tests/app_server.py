@@ -18,9 +18,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(bundle: Path, log_path: Path, timeout_s: float = 90.0,
+def start_app(bundle: Path | list[Path], log_path: Path, timeout_s: float = 90.0,
               temp_dir: Path | None = None) -> tuple[subprocess.Popen, str, float]:
-    """(process, url, seconds to ready) for the app serving `bundle`; raises with the log if it fails.
+    """(process, url, seconds to ready) for the app serving `bundle` (or several, the first the default); raises
+    with the log if it fails.
     `temp_dir`: gradio's upload and cache folder for this process (GRADIO_TEMP_DIR), to measure it alone."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
@@ -28,7 +29,8 @@ def start_app(bundle: Path, log_path: Path, timeout_s: float = 90.0,
         env["GRADIO_TEMP_DIR"] = str(temp_dir)
     log = open(log_path, "wb")
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--bundle", str(bundle), "--port", str(port)], cwd=ROOT,
+    bundles = [a for b in (bundle if isinstance(bundle, list) else [bundle]) for a in ("--bundle", str(b))]
+    proc = subprocess.Popen([sys.executable, "app.py", *bundles, "--port", str(port)], cwd=ROOT,
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     while time.perf_counter() - start < timeout_s:

@@ -29,14 +29,45 @@ def small_bundle(tmp_path_factory):
     return out
 
 
+def write_clip4cmr_pickles(folder: Path, spec: str = "synthetic:400") -> Path:
+    """The official CLIP4CMR layout (clip_train.pkl / clip_test.pkl: image, text, one-hot label, ids as numpy
+    arrays) holding a synthetic dataset's features, so tests meet the reader users meet."""
+    import pickle
+
+    import numpy as np
+
+    from cmr_demo.data import load_data
+    data = load_data(spec, val_fraction=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, split in (("train", data.train), ("test", data.test)):
+        part = {"image": split.image_features, "text": split.text_features, "ids": np.array(split.ids),
+                "label": np.eye(len(split.class_names), dtype=np.float32)[split.labels]}
+        (folder / f"clip_{name}.pkl").write_bytes(pickle.dumps(part, protocol=4))
+    return folder
+
+
 @pytest.fixture(scope="session")
-def app_process(small_bundle, tmp_path_factory):
-    """`python app.py --bundle <small bundle>` running in a subprocess for the whole session: (url, log path)."""
+def features_bundle(tmp_path_factory):
+    """A features-only bundle (no backbone, no pictures, no texts) from features in the official CLIP4CMR pickle
+    layout (synthetic:400's, 64-d image / 48-d text), built once per session."""
+    from cmr_demo.bundle import build
+    root = tmp_path_factory.mktemp("features-bundle")
+    pickles = write_clip4cmr_pickles(root / "pickles")
+    out = root / "feats"
+    build(None, f"clip4cmr:{pickles}", "pcl,ce", out, train_args=SMALL_BUNDLE_TRAIN)
+    return out
+
+
+@pytest.fixture(scope="session")
+def app_process(small_bundle, features_bundle, tmp_path_factory):
+    """`python app.py --bundle <small bundle> --bundle <features-only bundle>` running in a subprocess for the
+    whole session: (url, log path, gradio folder). The small bundle is the default."""
     from app_server import start_app, stop_app
     folder = tmp_path_factory.mktemp("app")
     log_path, temp_dir = folder / "app.log", folder / "gradio-cache"
-    # CMR_APP_BUNDLE serves another bundle (e.g. assets/demo for the README's screenshots)
-    proc, url, _ = start_app(Path(os.environ.get("CMR_APP_BUNDLE") or small_bundle), log_path, temp_dir=temp_dir)
+    # CMR_APP_BUNDLE serves other bundles (e.g. assets for the README's screenshots)
+    bundles = [Path(os.environ["CMR_APP_BUNDLE"])] if os.environ.get("CMR_APP_BUNDLE") else [small_bundle, features_bundle]
+    proc, url, _ = start_app(bundles, log_path, temp_dir=temp_dir)
     yield url, log_path, temp_dir
     stop_app(proc)
 

@@ -31,11 +31,34 @@ def png(path) -> bytes:
     return path.read_bytes()
 
 
-def test_bundles_lists_the_served_bundle(api, service):
-    (b,) = api.get("bundles").json()
+def test_bundles_lists_the_served_bundles(api, service):
+    b, f = api.get("bundles").json()
     assert b["name"] == "b" and b["default"] and b["items"] == service.size and b["classes"] == service.class_names
-    assert set(b["objectives"]) == set(service.objectives)
+    assert set(b["objectives"]) == set(service.objectives) and b["capabilities"]["text_queries"]
     assert isinstance(b["backbone"], str) and "runs/" not in str(b)  # the spec, not the build machine's path
+    assert f["name"] == "feats" and not f["default"] and f["backbone"] is None
+    assert f["capabilities"] == {"text_queries": False, "image_queries": False, "pictures": False, "texts": False,
+                                 "item_queries": True}
+
+
+def test_a_features_only_bundle_beside_the_default(api, features_bundle):
+    """Item queries by id through /compare with bundle=, paged item lists, and a clear refusal of new texts."""
+    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.service import RetrievalService
+    s = RetrievalService(load_bundle(features_bundle), "feats")
+    item = s.bundle.items[11]["id"]
+    r = api.post("compare", json={"item_id": item, "k": 4, "bundle": "feats"})
+    assert r.status_code == 200, r.text
+    for objective, answer in r.json().items():
+        want = s.search(s.item_query(item), objective, 4)
+        assert [h["id"] for h in answer["hits"]] == [h.id for h in want.hits] and answer["ap"] == pytest.approx(want.ap)
+        assert answer["bundle"] == "feats" and all(h["image_url"] is None for h in answer["hits"])
+    r = api.post("search/text", json={"text": "a star", "bundle": "feats"})
+    assert r.status_code == 400 and "ships features only" in r.json()["error"]
+    page = api.get("items", params={"bundle": "feats", "class_name": "class 2", "limit": 5}).json()
+    members = [it["id"] for it, label in zip(s.bundle.items, s.bundle.labels) if label == 2]
+    assert page["total"] == len(members) and [it["id"] for it in page["items"]] == members[:5]
+    assert api.get(f"../../media/feats/{item}").status_code == 404  # no pictures to serve
 
 
 def test_text_search_matches_the_service(api, service):
@@ -83,7 +106,7 @@ def test_image_item_compare_embed_and_info(api, service, small_bundle):
     ("search/text", {"text": "a star", "k": "abc"}, 422, "k: Input should be a valid integer"),
     ("search/text", {"text": "a star", "kk": 3}, 422, "kk: Extra inputs are not permitted"),
     ("search/text", {}, 422, "text: Field required"),
-    ("search/text", {"text": "a star", "bundle": "other"}, 400, "unknown bundle 'other'; choose one of: b"),
+    ("search/text", {"text": "a star", "bundle": "other"}, 400, "unknown bundle 'other'; choose one of: b, feats"),
     ("search/text", {"text": "a star", "query_class": "dragon"}, 400, "unknown class 'dragon'"),
     ("search/item", {"id": "no-such-item"}, 400, "no gallery item has id"),
     ("compare", {"text": "a star", "objectives": ["pcl", "nope"]}, 400, "unknown objective 'nope'"),

@@ -11,9 +11,13 @@ def client(app_url):
 
 def test_named_api_is_the_documented_one(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert {"/search_text", "/search_image", "/compare", "/embedding_map", "/disagreements", "/query_info",
-            "/query_info_image"} <= set(api)
-    assert [p["parameter_name"] for p in api["/query_info"]["parameters"]] == ["query", "objective"]
+    assert {"/search_text", "/search_image", "/search_item", "/compare", "/embedding_map", "/disagreements",
+            "/query_info", "/query_info_image", "/bundles"} <= set(api)
+    assert [p["parameter_name"] for p in api["/query_info"]["parameters"]] == ["query", "objective", "bundle"]
+    for name, endpoint in api.items():  # every endpoint but the list itself takes an optional bundle, last
+        if name != "/bundles":
+            assert endpoint["parameters"][-1]["parameter_name"] == "bundle", name
+            assert endpoint["parameters"][-1]["parameter_has_default"], name
     first = [p["parameter_name"] for p in api["/search_text"]["parameters"]][:3]
     assert first == ["query", "objective", "k"]
     assert [p["parameter_name"] for p in api["/search_image"]["parameters"]][:3] == ["image", "objective", "k"]
@@ -63,4 +67,29 @@ def test_user_errors_reach_the_client_and_the_app_keeps_serving(client):
     with pytest.raises(Exception, match="not in the list of choices|unknown objective"):
         client.predict("a star", "../../etc/passwd", 3, api_name="/search_text")
     gallery, _, _ = client.predict("a star", "pcl", 2, api_name="/search_text")
+    assert len(gallery) == 2
+
+
+def test_several_bundles_one_process(client, features_bundle):
+    """/bundles lists both; a features-only bundle answers gallery-item queries through /compare and
+    /search_item with bundle=, with its own defaults where a parameter is left out; new texts are refused."""
+    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.service import RetrievalService
+    listed = client.predict(api_name="/bundles")
+    assert [b["name"] for b in listed] == ["b", "feats"] and listed[0]["default"]
+    assert listed[1]["capabilities"]["text_queries"] is False
+    s = RetrievalService(load_bundle(features_bundle), "feats")
+    item = s.bundle.items[5]["id"]
+    out = client.predict(item_id=item, k=3, bundle="feats", api_name="/compare")  # objectives left out: all of its own
+    assert list(out) == s.objectives
+    for objective, result in out.items():
+        assert [h["id"] for h in result["hits"]] == [h.id for h in s.search(s.item_query(item), objective, 3).hits]
+    _, table, summary = client.predict(item, "text", bundle="feats", api_name="/search_item")
+    assert f"gallery text {item}" in summary and "AP" in summary and len(table["data"]) == 12
+    with pytest.raises(Exception, match="ships features only"):
+        client.predict("a red star", bundle="feats", api_name="/search_text")
+    with pytest.raises(Exception, match="unknown bundle 'nope'; choose one of: b, feats"):
+        client.predict("a red star", bundle="nope", api_name="/search_text")
+    assert client.predict(bundle="feats", api_name="/disagreements")["data"]  # its own pair of objectives
+    gallery, _, _ = client.predict("a star", "pcl", 2, api_name="/search_text")  # the default is still the first
     assert len(gallery) == 2

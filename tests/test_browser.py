@@ -156,3 +156,32 @@ def test_about_tab(page, shots):
     figure.wait_for(state="visible")
     assert figure.evaluate("img => img.naturalWidth") > 0
     page.screenshot(path=str(shots / "about.png"), full_page=True)
+
+
+def test_switching_to_a_features_only_bundle(page, shots):
+    """The header's picker switches to the second bundle (features only) without a reload: the free-text and
+    picture inputs give way to a one-line reason, the gallery list pages through items as a table, a click on
+    one searches with it, and Compare runs on an item; switching back restores the first bundle."""
+    open_tab(page, "Search")
+    page.locator("#bundle-pick input").click()
+    page.get_by_role("option").nth(1).click()
+    page.get_by_text("ships features only", exact=False).first.wait_for(state="visible")
+    assert not page.locator("#search-text-btn").is_visible() and not page.locator("#search-image-btn").is_visible()
+    first_id = page.locator("#item-query textarea").get_attribute("placeholder")
+    page.get_by_text("Browse the gallery").click()
+    page.locator("#browse-where").get_by_text("page 1 of", exact=False).wait_for()
+    page.locator("#browse-table").get_by_text(first_id, exact=True).filter(visible=True).first.click()
+    page.locator("#search-summary").get_by_text(f"gallery image {first_id}", exact=False).wait_for()
+    assert "AP" in page.locator("#search-summary").inner_text()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "features-only.png"), full_page=True)
+    open_tab(page, "Compare objectives")
+    page.locator("#compare-btn").click()  # the item id is filled in for a bundle without text queries
+    page.get_by_text("first relevant #", exact=False).filter(visible=True).first.wait_for()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "features-only-compare.png"), full_page=True)
+    open_tab(page, "Search")
+    page.locator("#bundle-pick input").click()
+    page.get_by_role("option").nth(0).click()
+    page.locator("#search-text-btn").wait_for(state="visible")
+    assert not page.get_by_text("ships features only", exact=False).first.is_visible()

@@ -48,11 +48,46 @@ def test_verify_catches_a_corrupted_file_and_a_missing_objective(small_bundle, t
     assert bundle_main(["verify", str(small_bundle)]) == 0
 
 
-def test_refuses_to_overwrite_and_needs_media(small_bundle, tmp_path):
+def test_refuses_to_overwrite_and_what_the_data_cannot_make(small_bundle, tmp_path):
     with pytest.raises(SystemExit, match="--overwrite"):
         build("nano-clip:random", "shapes:200", "pcl", small_bundle, train_args=TRAIN)
-    with pytest.raises(ValueError, match="features only"):
+    with pytest.raises(ValueError, match="ships features only.*drop --backbone"):
         build("nano-clip:random", "synthetic:200", "pcl", tmp_path / "x", train_args=TRAIN)
+    with pytest.raises(ValueError, match="gives images and texts, not features: pass --backbone"):
+        build(None, "shapes:200", "pcl", tmp_path / "y", train_args=TRAIN)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # refused before anything was trained
+
+
+def test_a_features_only_bundle_is_complete_and_checked(features_bundle, tmp_path):
+    """No backbone, no pictures, no texts: the data's own features (64-d image, 48-d text) feed the heads;
+    verify checks them; the card says where the features came from; the loader serves it without a backbone."""
+    from cmr_demo.bundle_card import render_card
+    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.data import load_data
+    manifest = json.loads((features_bundle / "manifest.json").read_text())
+    assert manifest["backbone"] is None and "--backbone" not in manifest["command"]
+    assert manifest["features"]["source"] == "precomputed" and manifest["features"]["from"].startswith("precomputed:clip4cmr:")
+    assert (manifest["features"]["image_dim"], manifest["features"]["text_dim"]) == (64, 48)
+    assert not (features_bundle / "gallery" / "images").exists() and not (features_bundle / "backbone").exists()
+    assert verify(features_bundle, require_card=True) == []
+    assert "64-d for images and 48-d for texts" in render_card(manifest)
+    bundle = load_bundle(features_bundle)
+    test = load_data("synthetic:400").test
+    assert bundle.backbone is None and not bundle.has_pictures and not bundle.has_texts
+    assert [it["id"] for it in bundle.items] == test.ids and bundle.image_path(0) is None
+    assert np.allclose(bundle.image_features, test.image_features, atol=2e-3 * np.abs(test.image_features).max())
+    # a gallery row lost, and heads that do not take the bundle's features: both named
+    damaged = tmp_path / "damaged"
+    shutil.copytree(features_bundle, damaged)
+    items = damaged / "gallery" / "items.jsonl"
+    items.write_text("".join(items.read_text().splitlines(keepends=True)[:-1]))
+    wrong = json.loads((damaged / "manifest.json").read_text())
+    wrong["features"]["text_dim"] = 47
+    (damaged / "manifest.json").write_text(json.dumps(wrong))
+    problems = verify(damaged)
+    assert any("items.jsonl has 99 items, the manifest says 100" in p for p in problems), problems
+    assert any("heads take 64-d image and 48-d text features, the bundle's features are 64-d and 47-d" in p
+               for p in problems), problems
 
 
 @pytest.mark.slow
@@ -128,3 +163,11 @@ def test_the_bundle_describes_itself_and_its_card_agrees(small_bundle, tmp_path)
     shutil.copytree(small_bundle, edited)
     (edited / "README.md").write_text(card.replace("mAP", "MAP", 1))
     assert any("does not agree with manifest.json" in p for p in verify(edited))
+
+
+def test_bundles_on_the_same_backbone_weights_share_one_loaded_copy(small_bundle, tmp_path):
+    """Two bundles (one a copy in another folder) load one backbone between them: the app may serve several."""
+    from cmr_demo.bundle_loader import load_bundle
+    copy = tmp_path / "copy"
+    shutil.copytree(small_bundle, copy)
+    assert load_bundle(small_bundle).backbone is load_bundle(copy).backbone

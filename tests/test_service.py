@@ -146,3 +146,41 @@ def test_views_format_results(service):
     assert "pcl" in views.about_markdown(service) and "python -m cmr_demo.bundle build" in views.about_markdown(service)
     heat = plots.heatmap_figure(*service.class_ap())
     assert np.asarray(heat.data[0].z).shape == (len(service.class_names), len(service.objectives))
+
+
+@pytest.fixture(scope="module")
+def features_service(features_bundle):
+    return RetrievalService(load_bundle(features_bundle))
+
+
+def test_a_features_only_bundle_answers_item_queries_and_refuses_new_ones(features_service):
+    """Gallery items are queries (AP against a naive ranking of the stored embeddings); a new text or picture is
+    refused naming the bundle and what to do instead; the views draw items as a list, not pictures."""
+    s = features_service
+    assert s.capabilities() == {"text_queries": False, "image_queries": False, "pictures": False, "texts": False,
+                                "item_queries": True}
+    for ask in (lambda: s.text_query("a star"), lambda: s.image_query(b"\x89PNG")):
+        with pytest.raises(InputError, match="ships features only .* query it with a gallery item"):
+            ask()
+    view = s.bundle.objectives["pcl"]
+    q = s.item_query(s.bundle.items[7]["id"], "image")
+    result = s.search(q, "pcl", 5)
+    ranking = naive_ranking(view.image_emb[7], view.text_emb)
+    assert [h.index for h in result.hits] == ranking[:5]
+    assert result.ap == pytest.approx(naive_ap(ranking, s.bundle.labels, s.bundle.labels[7]), abs=1e-6)
+    assert all(h.image_url is None and h.text == "" for h in result.hits)
+    assert set(s.compare(q, k=3)) == {"pcl", "ce"} and s.map_view("ce", q)["query"]["hits"]
+    assert views.gallery_value(result, s) == [] and len(views.text_rows(result, pictures=False)) == 5
+    assert "text " + result.hits[0].id in views.text_list(result, pictures=False)
+
+
+def test_items_page_filters_by_class_and_id_and_pages(features_service):
+    s = features_service
+    rows, total = s.items_page("class 3", None, 0, 4)
+    members = np.flatnonzero(s.bundle.labels == 3).tolist()
+    assert total == len(members) and rows == members[:4]
+    rows, total = s.items_page(None, "0009", 0, 60)
+    assert [s.bundle.items[r]["id"] for r in rows] == [i["id"] for i in s.bundle.items if "0009" in i["id"]]
+    assert s.items_page(None, None, 90, 60) == (list(range(90, 100)), 100)
+    with pytest.raises(InputError, match="unknown class"):
+        s.items_page("dragon")
