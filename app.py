@@ -26,6 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "cmr-demo-gradio"))
 
 import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from cmr_demo import plots, views  # noqa: E402
 from cmr_demo.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choice, check_choices, check_flag  # noqa: E402
@@ -165,6 +166,7 @@ FIRST = SERVICES[NAMES[0]]
 # every objective of any bundle, in order of first appearance: Compare has one column per name
 ALL_OBJECTIVES = list(dict.fromkeys(o for s in SERVICES.values() for o in s.objectives))
 PAGE = 60  # gallery items per page when browsing
+ITEM_LABEL = "…or a gallery item id (overrides the text)"
 
 
 def service(bundle) -> RetrievalService:
@@ -204,7 +206,9 @@ def _render(result, s: RetrievalService):
     for note in result.notes:
         gr.Warning(note)  # a toast: the answer is still given
     pictures = views.shows_pictures(result, s)
-    return (views.gallery_value(result, s), views.text_rows(result, s.bundle.has_pictures),
+    texts = s.bundle.has_texts
+    table = pd.DataFrame(views.text_rows(result, s.bundle.has_pictures, texts), columns=views.text_columns(texts))
+    return (views.gallery_value(result, s), table,
             views.summary(result, s.class_names),
             {"bundle": s.name, "pictures": pictures,
              "hits": [{"index": h.index, "modality": h.modality} for h in result.hits]})
@@ -610,7 +614,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             cmp_class = gr.Dropdown(class_choices(FIRST), value=ex0[1], label="Class of the query (optional)",
                                     visible=FIRST.encodes)
             cmp_item = gr.Textbox("" if FIRST.encodes else FIRST.bundle.items[0]["id"],
-                                  label="…or a gallery item id (overrides the text)",
+                                  label=ITEM_LABEL if FIRST.encodes else "Gallery item id",
                                   placeholder=FIRST.bundle.items[0]["id"])
             cmp_modality = gr.Radio(["image", "text"], value="image", label="item modality")
         with gr.Row():
@@ -708,7 +712,8 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             item_in: gr.Textbox(value="", placeholder=first_id),
             objective: gr.Dropdown(s.objectives, value=s.best),
             summary_md: "", results_gallery: gr.Gallery(value=[], visible=s.bundle.has_pictures),
-            results_table: gr.Dataframe(value=[], visible=not s.bundle.has_pictures), hits: {},
+            results_table: gr.Dataframe(value=pd.DataFrame(columns=views.text_columns(s.bundle.has_texts)),
+                                        visible=not s.bundle.has_pictures), hits: {},
             **{box: gr.Column(visible=name == s.name) for name, box in example_boxes.items()},
             browse_class: gr.Dropdown([("(all classes)", "")] + classes[1:], value=""), browse_contains: "",
             browse_num: 1, browse: gr.Gallery(value=None, visible=s.bundle.has_pictures),
@@ -716,7 +721,8 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             browse_rows: {}, browse_box: gr.Accordion(open=False),
             cmp_query: gr.Textbox(value=ex[0], visible=s.encodes), cmp_stated: ex[0] if ex[1] else None,
             cmp_class: gr.Dropdown(classes, value=ex[1], visible=s.encodes),
-            cmp_item: gr.Textbox(value="" if s.encodes else first_id, placeholder=first_id),
+            cmp_item: gr.Textbox(value="" if s.encodes else first_id, placeholder=first_id,
+                                 label=ITEM_LABEL if s.encodes else "Gallery item id"),
             cmp_objs: gr.CheckboxGroup(s.objectives, value=s.objectives), cmp_json: None, cmp_notice: "",
             **{part: gr.Column(visible=False) for part in col_parts[1::4]},
             board: leaderboard_table(s), board_plot: plots.leaderboard_figure(s.leaderboard()),

@@ -48,12 +48,17 @@ def info_line(info: dict | None) -> str:
     return line
 
 
-def text_rows(result: SearchResult, pictures: bool = True) -> list[list]:
+def text_rows(result: SearchResult, pictures: bool = True, texts: bool = True) -> list[list]:
     """One table row per hit when the results are not drawn as pictures (texts, or items of a bundle
-    without pictures); [] otherwise."""
+    without pictures); [] otherwise. Without texts (a features-only bundle) there is no caption column."""
     if result.target == "image" and pictures:
         return []
-    return [[h.rank, round(h.score, 4), h.class_name, MARK[h.relevant], h.text, h.id] for h in result.hits]
+    return [[h.rank, round(h.score, 4), h.class_name, MARK[h.relevant], *([h.text] if texts else []), h.id]
+            for h in result.hits]
+
+
+def text_columns(texts: bool = True) -> list[str]:
+    return TEXT_COLUMNS if texts else [c for c in TEXT_COLUMNS if c != "caption"]
 
 
 def summary(result: SearchResult, class_names: Sequence[str]) -> str:
