@@ -13,11 +13,14 @@ at import so `gradio app.py` reload mode works; the bundle is loaded once, befor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import inspect
 import logging
 import os
 import sys
 import tempfile
+import threading
 import typing
 from pathlib import Path
 
@@ -28,7 +31,7 @@ os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "cm
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cmr_demo import plots, views  # noqa: E402
+from cmr_demo import lab, plots, views  # noqa: E402
 from cmr_demo.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choice, check_choices, check_flag  # noqa: E402
 from cmr_demo.service import Hit, RetrievalService, SearchResult  # noqa: E402
 from cmr_demo.uploads import FILE_SHAPE, NOT_UPLOADED, UploadGate, sweep  # noqa: E402
@@ -143,19 +146,33 @@ def _file_paths(value):
             stack.extend(item)
 
 
+@contextlib.contextmanager
+def _reported(name: str):
+    try:
+        yield
+    except InputError as err:  # the user's mistake, not the app's: no traceback in the server log
+        raise gr.Error(str(err), print_exception=False) from None
+    except gr.Error:
+        raise
+    except Exception:
+        log.exception("request failed in %s", name)
+        raise gr.Error("the request failed inside the app; it was logged. Try another query.") from None
+
+
 def user_errors(fn):
-    """InputError -> gr.Error with its message; anything else is logged and reported without a traceback."""
+    """InputError -> gr.Error with its message; anything else is logged and reported without a traceback.
+    Generators (live updates) stay generators, so gradio streams them."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            with _reported(fn.__name__):
+                yield from fn(*args, **kwargs)
+        return streaming
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
+        with _reported(fn.__name__):
             return fn(*args, **kwargs)
-        except InputError as err:  # the user's mistake, not the app's: no traceback in the server log
-            raise gr.Error(str(err), print_exception=False) from None
-        except gr.Error:
-            raise
-        except Exception:
-            log.exception("request failed in %s", fn.__name__)
-            raise gr.Error("the request failed inside the app; it was logged. Try another query.") from None
     return wrapper
 
 
@@ -169,11 +186,11 @@ PAGE = 60  # gallery items per page when browsing
 ITEM_LABEL = "…or a gallery item id (overrides the text)"
 
 
-def service(bundle) -> RetrievalService:
-    """The served bundle named `bundle` ("" or None: the first, the default)."""
-    if not _given(bundle):
-        return FIRST
-    return SERVICES[check_choice(bundle, NAMES, "bundle")]
+def service(bundle, request: gr.Request | None = None) -> RetrievalService:
+    """The served bundle named `bundle` ("" or None: the first, the default), with the lab runs of the
+    request's session added (each user sees only their own)."""
+    base = FIRST if not _given(bundle) else SERVICES[check_choice(bundle, NAMES, "bundle")]
+    return LAB_RUNS.service(getattr(request, "session_hash", None), base)
 
 
 def defaults_of(s: RetrievalService) -> dict:
@@ -198,7 +215,9 @@ def own(s: RetrievalService, key: str, value):
             "b": lambda: value in s.objectives, "objectives": lambda: False,
             "others": lambda: all(o in s.objectives for o in value),
             "query": lambda: s.encodes, "query_class": lambda: value in s.class_names}[key]
-    return value if fits() else DEFAULTS[s.name][key]
+    if fits():
+        return value
+    return list(s.objectives) if key == "objectives" else DEFAULTS[s.name][key]  # all of them, a user's lab runs too
 
 
 def _render(result, s: RetrievalService):
@@ -256,18 +275,18 @@ def sync_class(query: str, query_class: str, stated_for: str | None):
 
 @user_errors
 def search_text(query: str, objective: str, k: int, query_class: str = "", same_modality: bool = False,
-                stated_for: str | None = None, bundle: str = ""):
+                stated_for: str | None = None, bundle: str = "", request: gr.Request = None):
     """Text query -> ranked images with captions (or texts with same_modality), in `bundle` (default the first)."""
-    s = service(bundle)
+    s = service(bundle, request)
     q = s.text_query(query, own_class(query_class, query, stated_for))
     return _render(s.search(q, own(s, "objective", objective), k, _target(q, same_modality)), s)
 
 
 @user_errors
 def search_image(image: dict, objective: str, k: int, query_class: str = "", same_modality: bool = False,
-                 bundle: str = ""):
+                 bundle: str = "", request: gr.Request = None):
     """Uploaded image file -> ranked texts (or images with same_modality)."""
-    s = service(bundle)
+    s = service(bundle, request)
     s.require_encoder()  # a features-only bundle refuses first, before the upload is read
     q = s.image_query(GATE.read(image), query_class)
     return _render(s.search(q, own(s, "objective", objective), k, _target(q, same_modality)), s)
@@ -275,10 +294,10 @@ def search_image(image: dict, objective: str, k: int, query_class: str = "", sam
 
 @user_errors
 def search_item(item_id: str, modality: str = "image", objective: str = "", k: int = 12, same_modality: bool = False,
-                bundle: str = ""):
+                bundle: str = "", request: gr.Request = None):
     """A gallery item (its id; its image or its text) as the query: its class is known, so AP is shown.
     The way to query a features-only bundle."""
-    s = service(bundle)
+    s = service(bundle, request)
     q = s.item_query(item_id, modality)
     return _render(s.search(q, s.objective_or_best(own(s, "objective", objective)), k, _target(q, same_modality)), s)
 
@@ -289,26 +308,28 @@ def _search_row(s: RetrievalService, row, modality, objective, k, same_modality)
 
 
 @user_errors
-def search_hit(state: dict, objective: str, k: int, same_modality: bool, bundle: str, evt: gr.SelectData):
+def search_hit(state: dict, objective: str, k: int, same_modality: bool, bundle: str, evt: gr.SelectData,
+               request: gr.Request = None):
     """A click on a result: search with that gallery item (its class is known, so AP is shown)."""
     row = _row(evt)
     state = state if isinstance(state, dict) else {}
     hits = state.get("hits")
     if not isinstance(hits, list) or row is None or not 0 <= row < len(hits) or not isinstance(hits[row], dict) \
-            or state.get("bundle") != service(bundle).name:
+            or state.get("bundle") != service(bundle, request).name:
         raise InputError("that result is no longer on screen: run the search again")
-    return _search_row(service(bundle), hits[row].get("index"), hits[row].get("modality"), objective, k, same_modality)
+    return _search_row(service(bundle, request), hits[row].get("index"), hits[row].get("modality"), objective, k, same_modality)
 
 
 @user_errors
-def search_browsed(page: dict, objective: str, k: int, same_modality: bool, bundle: str, evt: gr.SelectData):
+def search_browsed(page: dict, objective: str, k: int, same_modality: bool, bundle: str, evt: gr.SelectData,
+                   request: gr.Request = None):
     """A click in the gallery list: search with that item (its picture when shown, else its image features)."""
     rows = (page if isinstance(page, dict) else {}).get("rows")
     row = _row(evt)
     if not isinstance(rows, list) or row is None or not 0 <= row < len(rows) or \
-            page.get("bundle") != service(bundle).name:
+            page.get("bundle") != service(bundle, request).name:
         raise InputError("that item is no longer listed: open the gallery list again")
-    return _search_row(service(bundle), rows[row], "image", objective, k, same_modality)
+    return _search_row(service(bundle, request), rows[row], "image", objective, k, same_modality)
 
 
 @user_errors
@@ -378,9 +399,10 @@ def clear():
 
 @user_errors
 def compare(query: str, objectives: list[str], k: int, query_class: str = "", item_id: str = "",
-            item_modality: str = "image", stated_for: str | None = None, bundle: str = "", progress=gr.Progress()):
+            item_modality: str = "image", stated_for: str | None = None, bundle: str = "", progress=gr.Progress(),
+            request: gr.Request = None):
     """One query under several objectives -> {objective: result}; a gallery item id overrides the text."""
-    s = service(bundle)
+    s = service(bundle, request)
     query, query_class = own(s, "query", query), own(s, "query_class", query_class)
     q = s.item_query(item_id, item_modality) if _given(item_id) else \
         s.text_query(query, own_class(query_class, query, stated_for))
@@ -389,13 +411,14 @@ def compare(query: str, objectives: list[str], k: int, query_class: str = "", it
 
 
 @user_errors
-def render_columns(results: dict, bundle: str):
+def render_columns(results: dict, bundle: str, request: gr.Request = None):
     """The notice about the query (its likely class; outside the world?), then one column per objective."""
-    s = service(bundle)
+    s = service(bundle, request)
     results = results if isinstance(results, dict) else {}
     first = next(iter(results.values()), None)
     out = [views.info_line(first.get("info")) if isinstance(first, dict) and isinstance(first.get("info"), dict) else ""]
-    for name in ALL_OBJECTIVES:
+    labs = [n for n in results if n not in ALL_OBJECTIVES and n in s.objectives][:LAB_RUNS.per_bundle]
+    for name in ALL_OBJECTIVES + labs + [""] * (LAB_RUNS.per_bundle - len(labs)):  # a user's lab runs: last columns
         r = results.get(name)
         if not isinstance(r, dict) or name not in s.objectives:
             out += [gr.Column(visible=False), "", gr.Gallery(value=[]), ""]
@@ -412,8 +435,8 @@ def render_columns(results: dict, bundle: str):
 
 
 @user_errors
-def disagreements(a: str, b: str, direction: str, bundle: str = ""):
-    s = service(bundle)
+def disagreements(a: str, b: str, direction: str, bundle: str = "", request: gr.Request = None):
+    s = service(bundle, request)
     a, b = own(s, "a", a), own(s, "b", b)
     rows = s.disagreements(a, b, direction, n=25)
     return [[r["id"], r["class"], round(r[f"ap_{a}"], 3), round(r[f"ap_{b}"], 3), round(r["difference"], 3), r["text"]]
@@ -431,9 +454,10 @@ def pick_disagreement(table, direction: str, evt: gr.SelectData):
 
 @user_errors
 def embedding_map(objective: str, query: str = "", others: list[str] | None = None, classes: list[str] | None = None,
-                  lines: bool = False, k: int = 10, selected: str = "", bundle: str = "", progress=gr.Progress()):
+                  lines: bool = False, k: int = 10, selected: str = "", bundle: str = "", progress=gr.Progress(),
+                  request: gr.Request = None):
     """The common space of `objective` (and `others` beside it) with the query and its top-k placed on it."""
-    s = service(bundle)
+    s = service(bundle, request)
     objective, others, query = own(s, "objective", objective), own(s, "others", others), own(s, "query", query)
     names = list(dict.fromkeys([s.check_objective(objective), *check_choices(others, s.objectives, "objectives")]))
     q = s.text_query(query) if _given(query) else None
@@ -452,9 +476,9 @@ def others_than(objective: str, s: RetrievalService) -> list[str]:
 
 
 @user_errors
-def side_choices(main: str, chosen: list[str] | None, bundle: str):
+def side_choices(main: str, chosen: list[str] | None, bundle: str, request: gr.Request = None):
     """'Side by side with' never offers the main objective itself."""
-    s = service(bundle)
+    s = service(bundle, request)
     chosen = chosen if isinstance(chosen, list) else []
     return gr.CheckboxGroup(choices=others_than(main, s), value=[o for o in chosen if o != main and o in s.objectives])
 
@@ -476,8 +500,8 @@ def picked_id(bundle: str, evt: gr.SelectData) -> str:
 
 
 @user_errors
-def leaderboard_plots(direction: str, bundle: str = ""):
-    return plots.heatmap_figure(*service(bundle).class_ap(direction), title=f"AP per class ({direction})")
+def leaderboard_plots(direction: str, bundle: str = "", request: gr.Request = None):
+    return plots.heatmap_figure(*service(bundle, request).class_ap(direction), title=f"AP per class ({direction})")
 
 
 def leaderboard_table(s: RetrievalService):
@@ -486,6 +510,104 @@ def leaderboard_table(s: RetrievalService):
 
 def class_choices(s: RetrievalService) -> list[tuple[str, str]]:
     return [("(unknown)", "")] + [(c, c) for c in s.class_names]
+
+
+LAB_RUNS = lab.SessionRuns()
+LAB_LIMIT = 1  # lab runs training at once (2 cores): the others wait in gradio's queue, their position shown
+
+
+def lab_settings(objective: str, bundle: str) -> tuple:
+    """The bundle's own settings for `objective` (a hybrid, or one it did not train: its best run's), as the
+    lab's boxes show them: lr, batch size, epochs, patience, embed dim, hidden dim, seed, the options' defaults."""
+    train, heads = lab.base_settings(service(bundle).bundle, lab.check_objective(objective))
+    options = ",".join(f"{k}={v:g}" for k, v in build_objective_defaults(train.objective).items())
+    return (train.lr, train.batch_size, train.epochs, train.patience, heads.embed_dim, heads.hidden_dim, train.seed,
+            f"defaults: {options or 'none'}")
+
+
+def lab_defaults(objective: str, bundle: str):
+    *values, placeholder = lab_settings(objective, bundle)
+    return *values, gr.Textbox(placeholder=placeholder)
+
+
+def build_objective_defaults(objective: str) -> dict:
+    from cmr_demo.losses import OBJECTIVES as REGISTRY, parse_hybrid
+    return {k: v for _, part in parse_hybrid(objective) for k, v in REGISTRY[part].defaults.items()}
+
+
+def _start_lab(objective, options, text_fraction, image_fraction, seed, bundle, request, **hyper):
+    """Check the settings, then train in a thread: (thread, history list, result box, run name, base service)."""
+    base = SERVICES[service(bundle).name]
+    if not lab.has_lab(base.bundle):
+        raise InputError(f"bundle '{base.name}' has no lab features (built before the lab): run "
+                         f"'python -m cmr_demo.bundle add-lab DIR' on it")
+    train, heads = lab.settings_for(base.bundle, objective, options, text_fraction=text_fraction,
+                                    image_fraction=image_fraction, seed=seed, **hyper)
+    session = getattr(request, "session_hash", None)
+    stop = LAB_RUNS.stop_event(session)
+    stop.clear()
+    name = LAB_RUNS.next_name(session, train.objective)
+    history, box = [], {}
+
+    def work():
+        try:
+            box["run"] = lab.train_lab(base.bundle, train, heads, name, on_epoch=history.append, stop=stop)
+        except Exception as err:  # noqa: BLE001 (handed to the request, which reports it)
+            box["error"] = err
+    thread = threading.Thread(target=work, name="lab-run", daemon=True)
+    thread.start()
+    return thread, history, box, base, session, stop
+
+
+def _finish_lab(box: dict, base: RetrievalService, session) -> tuple[dict, RetrievalService]:
+    if "error" in box:
+        log.error("lab run failed", exc_info=box["error"])
+        raise gr.Error("the lab run failed inside the app; it was logged. Try other settings.")
+    run = box["run"]
+    stored = base.bundle.manifest["objectives"].get(run.objective)
+    return views.lab_answer(run, stored), LAB_RUNS.add(session, base, run)
+
+
+@user_errors
+def lab_train(objective: str, options: str = "", text_fraction: float = 1.0, image_fraction: float = 1.0,
+              seed: int = 0, bundle: str = "", request: gr.Request = None) -> dict:
+    """Train heads live on the bundle's own features: `objective` (a registry name or a hybrid like
+    'pcl+0.5*tl'), `options` like 'margin=0.3,temperature=0.5' ("" = defaults), the modality-imbalance
+    fractions in (0, 1], a seed; everything else as the bundle's run. Returns the run's test metrics
+    (i2t_map, t2i_map, avg_map, epochs, seconds, ...); it joins this session's compare/leaderboard/maps."""
+    thread, _, box, base, session, _ = _start_lab(objective, options, text_fraction, image_fraction, seed, bundle,
+                                                  request)
+    thread.join()
+    return _finish_lab(box, base, session)[0]
+
+
+@user_errors
+def lab_page(objective, options, text_fraction, image_fraction, seed, lr, batch_size, epochs, patience, embed_dim,
+             hidden_dim, bundle, request: gr.Request = None, progress=gr.Progress()):
+    """The Lab tab's run: the curve and progress live, then the result, and the new run in every objective list."""
+    thread, history, box, base, session, stop = _start_lab(
+        objective, options, text_fraction, image_fraction, seed, bundle, request, lr=lr, batch_size=batch_size,
+        epochs=epochs, patience=patience, embed_dim=embed_dim, hidden_dim=hidden_dim)
+    reference = (base.bundle.manifest["objectives"].get(lab.check_objective(objective)) or {}).get("avg_map")
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+            if history:
+                progress((len(history), int(epochs or lab.MAX_EPOCHS)), desc=f"epoch {len(history)} (stops early "
+                         f"when the validation mAP stops improving)")
+                yield {lab_plot: plots.lab_figure(history, "training…", reference),
+                       lab_md: f"training · epoch {len(history)} · loss {history[-1]['loss']:.4f}"}
+    finally:  # the page went away or the event was cancelled: stop the run instead of training for no one
+        if thread.is_alive():
+            stop.set()
+    answer, now = _finish_lab(box, base, session)
+    yield {lab_plot: plots.lab_figure(history, answer["name"], reference), lab_md: views.lab_markdown(answer),
+           **objective_components(now)}
+
+
+def lab_stop(request: gr.Request = None):
+    """Stop this session's lab run after its current epoch, keeping its best epoch so far."""
+    LAB_RUNS.stop_event(getattr(request, "session_hash", None)).set()
 
 
 EXAMPLES = {name: views.text_examples(s) for name, s in SERVICES.items()}  # (text, class) pairs per bundle
@@ -625,7 +747,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
         cmp_notice = gr.Markdown(elem_id="compare-notice")
         col_parts = [cmp_notice]
         with gr.Row(equal_height=False):
-            for name in ALL_OBJECTIVES:
+            for name in ALL_OBJECTIVES + [""] * LAB_RUNS.per_bundle:  # then one column per lab run a user keeps
                 with gr.Column(min_width=190, visible=False) as col:
                     col_parts += [col, gr.Markdown(f"### {name}"),
                                   gr.Gallery(columns=2, height="auto", allow_preview=False, show_label=False), gr.Markdown()]
@@ -688,6 +810,48 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
     pick_box.expand(browse_gallery, [map_pick, bundle_pick], map_pick, api_visibility="private",
                     show_progress="hidden")
 
+    with gr.Tab("Objective lab"):
+        gr.Markdown("Train one pair of heads **live** on this bundle's own features: any objective (or a hybrid "
+                    "like `pcl+0.5*tl`), its options, the share of training pairs that keep their text or image "
+                    "(the paper's modality-imbalance setting), a seed and the hyper-parameters. The boxes start "
+                    "at the bundle's own settings, which reproduce its stored metrics. The run joins Compare, the "
+                    "leaderboard and the maps **for you only** (the bundle is not changed); runs train one at a "
+                    f"time for everyone, each for at most {lab.MAX_SECONDS:.0f} s.", elem_id="lab-intro")
+        lab0 = lab_settings(FIRST.best, NAMES[0]) if lab.has_lab(FIRST.bundle) else None
+        with gr.Row():
+            lab_objective = gr.Dropdown(list(lab.OBJECTIVES) + ["pcl+0.5*tl"], value=FIRST.best,
+                                        allow_custom_value=True, label="Objective (or a hybrid like pcl+0.5*tl)",
+                                        elem_id="lab-objective")
+            lab_options = gr.Textbox("", label="Options (KEY=VALUE, comma-separated; empty = defaults)",
+                                     placeholder=lab0[7] if lab0 else "", elem_id="lab-options")
+            lab_seed = gr.Number(lab0[6] if lab0 else 0, precision=0, label="seed", minimum=0)
+        with gr.Row():
+            lab_text = gr.Slider(0.05, 1, value=1, step=0.05, label="share of training pairs that keep their text")
+            lab_image = gr.Slider(0.05, 1, value=1, step=0.05, label="share of training pairs that keep their image")
+        with gr.Accordion("Hyper-parameters (the bundle's own settings for this objective)", open=False):
+            with gr.Row():
+                lab_lr = gr.Number(lab0[0] if lab0 else 1e-4, label="learning rate")
+                lab_batch = gr.Number(lab0[1] if lab0 else 300, precision=0, label="batch size")
+                lab_epochs = gr.Number(lab0[2] if lab0 else 500, precision=0, label="max epochs")
+                lab_patience = gr.Number(lab0[3] if lab0 else 10, precision=0, label="patience (epochs)")
+                lab_embed = gr.Number(lab0[4] if lab0 else 256, precision=0, label="embedding dim")
+                lab_hidden = gr.Number(lab0[5] if lab0 else 256, precision=0, label="hidden dim")
+        with gr.Row():
+            lab_btn = gr.Button("Train", variant="primary", elem_id="lab-train-btn")
+            lab_stop_btn = gr.Button("Stop (keep the best epoch so far)", elem_id="lab-stop-btn")
+        lab_plot = gr.Plot(label="training loss and validation mAP per epoch", elem_id="lab-plot")
+        lab_md = gr.Markdown(elem_id="lab-result")
+        lab_json = gr.JSON(visible=False)
+        lab_api_btn = gr.Button(visible=False)
+    lab_inputs = [lab_objective, lab_options, lab_text, lab_image, lab_seed, lab_lr, lab_batch, lab_epochs,
+                  lab_patience, lab_embed, lab_hidden, bundle_pick]
+    lab_objective.change(user_errors(lab_defaults), [lab_objective, bundle_pick],
+                         [lab_lr, lab_batch, lab_epochs, lab_patience, lab_embed, lab_hidden, lab_seed, lab_options],
+                         api_visibility="private", show_progress="hidden")
+    lab_stop_btn.click(lab_stop, None, None, queue=False, api_visibility="private", show_progress="hidden")
+    lab_api_btn.click(lab_train, [lab_objective, lab_options, lab_text, lab_image, lab_seed, bundle_pick], lab_json,
+                      api_name="lab_train", preprocess=False, concurrency_id="lab", concurrency_limit=LAB_LIMIT)
+
     with gr.Tab("About"):
         about_md = gr.Markdown(views.about_markdown(FIRST))
         if STUDY_FIGURES:  # cheap to show: a few PNGs the studies already wrote (absent outside a checkout)
@@ -695,12 +859,22 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
                 for path in STUDY_FIGURES:
                     gr.Image(str(path), label=f"{path.stem} on {path.parent.name}", interactive=False)
 
-    def switch_bundle(bundle: str) -> dict:
+    def objective_components(s: RetrievalService) -> dict:
+        """The components that list the bundle's objectives (a user's lab runs included) or show its leaderboard."""
+        d = DEFAULTS[SERVICES[s.name].name]
+        others = others_than(s.best, s)
+        return {objective: gr.Dropdown(s.objectives, value=s.best),
+                cmp_objs: gr.CheckboxGroup(s.objectives, value=s.objectives),
+                board: leaderboard_table(s), board_plot: plots.leaderboard_figure(s.leaderboard()),
+                heat_dir: "avg", heatmap: plots.heatmap_figure(*s.class_ap("avg"), title="AP per class (avg)"),
+                dis_a: gr.Dropdown(s.objectives, value=d["a"]), dis_b: gr.Dropdown(s.objectives, value=d["b"]),
+                map_obj: gr.Dropdown(s.objectives, value=s.best), map_others: gr.CheckboxGroup(others, value=others[:1])}
+
+    def switch_bundle(bundle: str, request: gr.Request = None) -> dict:
         """Every component that shows the picked bundle, set for it; results of the previous one cleared."""
-        s = service(bundle)
+        s = service(bundle, request)
         d = DEFAULTS[s.name]
         ex = (d["query"], d["query_class"])
-        others = others_than(s.best, s)
         first_id = s.bundle.items[0]["id"]
         classes = class_choices(s)
         return {
@@ -710,7 +884,6 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             text_in: gr.Textbox(value="", placeholder=ex[0]), text_class: gr.Dropdown(classes, value=""),
             image_in: None, image_class: gr.Dropdown(classes, value=""), text_stated: None,
             item_in: gr.Textbox(value="", placeholder=first_id),
-            objective: gr.Dropdown(s.objectives, value=s.best),
             summary_md: "", results_gallery: gr.Gallery(value=[], visible=s.bundle.has_pictures),
             results_table: gr.Dataframe(value=pd.DataFrame(columns=views.text_columns(s.bundle.has_texts)),
                                         visible=not s.bundle.has_pictures), hits: {},
@@ -723,17 +896,15 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             cmp_class: gr.Dropdown(classes, value=ex[1], visible=s.encodes),
             cmp_item: gr.Textbox(value="" if s.encodes else first_id, placeholder=first_id,
                                  label=ITEM_LABEL if s.encodes else "Gallery item id"),
-            cmp_objs: gr.CheckboxGroup(s.objectives, value=s.objectives), cmp_json: None, cmp_notice: "",
+            cmp_json: None, cmp_notice: "",
             **{part: gr.Column(visible=False) for part in col_parts[1::4]},
-            board: leaderboard_table(s), board_plot: plots.leaderboard_figure(s.leaderboard()),
-            heat_dir: "avg", heatmap: leaderboard_plots("avg", s.name),
-            dis_a: gr.Dropdown(s.objectives, value=d["a"]), dis_b: gr.Dropdown(s.objectives, value=d["b"]),
             dis_table: [],
-            map_obj: gr.Dropdown(s.objectives, value=s.best), map_others: gr.CheckboxGroup(others, value=others[:1]),
             map_query: gr.Textbox(value=ex[0] if s.encodes else "", visible=s.encodes),
             map_classes: gr.CheckboxGroup(s.class_names, value=[]), map_selected: "",
             pick_box: gr.Accordion(visible=s.bundle.has_pictures, open=False), map_pick: None,
-            about_md: views.about_markdown(s)}
+            about_md: views.about_markdown(s), **objective_components(s),
+            lab_objective: s.best, lab_options: "", lab_text: 1, lab_image: 1, lab_plot: None, lab_md:
+                "" if lab.has_lab(s.bundle) else f"⚠️ bundle '{s.name}' has no lab features (built before the lab)"}
 
     demo.load(embedding_map, map_inputs, map_plot, api_visibility="private")
     # in a browser, Compare opens on the first example with its class: that class was stated for that text
@@ -744,9 +915,12 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
 # which components a switch sets: asked outside the Blocks context (inside it, every update built by the
 # call would be rendered as a new component); the listener then joins the page
 SWITCHED = list(switch_bundle(NAMES[0]))
+LISTS_OBJECTIVES = list(objective_components(FIRST))
 with demo:
     bundle_pick.change(user_errors(switch_bundle), bundle_pick, SWITCHED, api_visibility="private",
                        show_progress="minimal").then(embedding_map, map_inputs, map_plot, api_visibility="private")
+    lab_btn.click(lab_page, lab_inputs, [lab_plot, lab_md, *LISTS_OBJECTIVES], api_visibility="private", preprocess=False,
+                  concurrency_id="lab", concurrency_limit=LAB_LIMIT)
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 demo.state_session_capacity = SESSIONS  # a `launch` option; the mounted app reads the attribute

@@ -155,6 +155,12 @@ def wikipedia_bundle() -> str | None:
         "| objective | I->T | T->I | avg |", "|---|---|---|---|", *published, *rows])
 
 
+def lab() -> str | None:
+    """bench/lab.py writes its own tables (goal beside the figure); shown as written."""
+    md = RESULTS / "lab.md"
+    return f"### The objective lab (`bench/lab.py`)\n\n{md.read_text().strip()}" if md.exists() else None
+
+
 def standardize() -> str | None:
     """bench/standardize.py writes its own table; shown as written."""
     md = RESULTS / "standardize.md"
@@ -357,8 +363,8 @@ def soak() -> str | None:
         if md.exists() else None
 
 
-BLOCKS: list[Callable[[], str | None]] = [demo_bundle, backbone, wikipedia_bundle, standardize, wikipedia, studies, train_speed, extraction, search, app,
-                                          soak]
+BLOCKS: list[Callable[[], str | None]] = [demo_bundle, backbone, wikipedia_bundle, standardize, wikipedia, studies,
+                                          train_speed, extraction, search, app, soak, lab]
 
 
 def render() -> str:

@@ -21,6 +21,8 @@ Features-only bundles (`build` without `--backbone`, on data that ships features
 `wikipedia:` with raw_features.mat, `synthetic`): the manifest's `backbone` is null and `features` names
 where the features came from. The app serves them for everything that needs no new encoding: gallery
 items as queries, Compare, the leaderboard, per-class AP, disagreements and maps.
+  lab/features.safetensors           train / val / test input features (float32) and labels: what the app's
+                                     objective lab trains on (bundles since 2026-11-30; `add-lab` adds it)
   objectives/<dir>/heads.safetensors, objective.safetensors, config.json, metrics.json, history.csv
   objectives/<dir>/embeddings.safetensors   image [N, D], text [N, D] (float16, unit-norm)
   objectives/<dir>/map.safetensors          image [N, 2], text [N, 2] (UMAP, aligned across objectives)
@@ -48,6 +50,7 @@ RUN_FILES = ("heads.safetensors", "objective.safetensors", "config.json", "metri
 THUMB_PX = 256  # gallery images are stored at most this large: enough for the UI, small on disk
 GALLERY_FEATURES = "gallery/features.safetensors"
 ITEMS_FILE = "gallery/items.jsonl"
+LAB_FEATURES = "lab/features.safetensors"
 RELEVANCE = "a result is relevant to a query when it has the query's class"
 
 
@@ -144,6 +147,7 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
     rows = train_main(argv)
     feats, source = dataset_features(dataset, backbone, progress=False)  # a cache hit: training filled it
     records = _write_gallery(out, dataset.test)
+    write_lab_features(out, feats, dataset)
     run_dirs = {name: out / "objectives" / run_dir_name(name) for name in rows}
     _embed_and_map(out, run_dirs, *feats["test"], seed=seed)
     save_tensors(out / GALLERY_FEATURES, {"image": torch.from_numpy(feats["test"][0]).half(),
@@ -171,6 +175,42 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
     manifest["files"] = {str(p.relative_to(out)): file_sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
     save_json(out / "manifest.json", manifest)
     return manifest
+
+
+def write_lab_features(out: Path, feats: dict, dataset) -> None:
+    """Every split's input features (float32, as trained on) and labels, so the app's lab trains heads with
+    exactly what the builder used: with the same settings it reproduces the stored metrics."""
+    tensors = {}
+    for split, (image, text) in feats.items():
+        tensors[f"{split}_image"] = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        tensors[f"{split}_text"] = torch.from_numpy(np.ascontiguousarray(text, dtype=np.float32))
+        tensors[f"{split}_labels"] = torch.from_numpy(dataset.splits()[split].labels.astype(np.int64))
+    (out / LAB_FEATURES).parent.mkdir(parents=True, exist_ok=True)
+    save_tensors(out / LAB_FEATURES, tensors, {"splits": ",".join(feats), "val_source": dataset.val_source})
+
+
+def add_lab(folder: str | Path) -> Path:
+    """Give a bundle built before the lab existed its lab features, re-derived from the data and backbone it
+    names (the feature cache makes this quick), checked against the gallery it stores, and listed (hashed)
+    in its manifest."""
+    from .data import DataError, load_data
+    from .features import dataset_features
+    folder = Path(folder)
+    manifest = load_json(folder / "manifest.json")
+    run = load_json(folder / next(iter(manifest["objectives"].values()))["dir"] / "config.json")
+    train = run["train"]
+    dataset = load_data(manifest["data"]["spec"], seed=train["seed"],
+                        val_fraction=0.0 if train["select_on"] == "test" else 0.1)
+    feats, _ = dataset_features(dataset, backbone_spec(folder), progress=False)
+    stored, _ = load_tensors(folder / GALLERY_FEATURES)
+    ids = [json.loads(line)["id"] for line in (folder / ITEMS_FILE).read_text().splitlines() if line]
+    if dataset.test.ids != ids or not np.allclose(stored["image"].float().numpy(), feats["test"][0], atol=1e-2, rtol=1e-2):
+        raise DataError(f"the data '{manifest['data']['spec']}' no longer gives the gallery {folder} was built from")
+    write_lab_features(folder, feats, dataset)
+    manifest["files"][LAB_FEATURES] = file_sha256(folder / LAB_FEATURES)
+    manifest["files"] = dict(sorted(manifest["files"].items()))
+    save_json(folder / "manifest.json", manifest)
+    return folder / LAB_FEATURES
 
 
 def _check_buildable(dataset, data: str, backbone: str | None) -> None:
@@ -326,7 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("verify", help="check hashes, shapes and completeness", formatter_class=HelpFormatter,
                        description="Check every file's sha256, every array's shape and each objective's files.")
     v.add_argument("folder", help="the bundle folder")
+    a = sub.add_parser("add-lab", help="add the lab's train/val/test features to a bundle built before them",
+                       formatter_class=HelpFormatter,
+                       description="Re-derive the features the bundle was trained on from the data and backbone it "
+                                   "names, check them against its gallery, and add them (the app's objective lab).")
+    a.add_argument("folder", help="the bundle folder")
     args, rest = parser.parse_known_args(argv)
+    if args.command == "add-lab":
+        print(f"wrote {add_lab(args.folder)}")
+        return 0
     if args.command == "build":
         manifest = build(args.backbone, args.data, args.objectives, args.out, args.seed, rest, args.overwrite)
         print(f"bundle written to {args.out}: {len(manifest['objectives'])} objectives, "

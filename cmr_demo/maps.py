@@ -52,3 +52,21 @@ def place(query: np.ndarray, gallery: np.ndarray, coords: np.ndarray, k: int = P
     weights = np.exp(sharpness * (top_sims - top_sims.max(1, keepdims=True)))
     weights /= weights.sum(1, keepdims=True)
     return np.einsum("qk,qkc->qc", weights, coords[top]).astype(np.float32)
+
+
+def place_points(embeddings: np.ndarray, coords: np.ndarray, k: int = PLACE_K, sharpness: float = 20.0) -> np.ndarray:
+    """[M, D] embeddings of the gallery under another model -> [M, 2] places on a map of the same M items: each
+    point at the similarity-weighted mean of the map coordinates of its k nearest *other* items in its own
+    space. How a lab run's points join the bundle's aligned maps without fitting UMAP."""
+    emb = np.asarray(embeddings, dtype=np.float32)
+    k = min(k, len(emb) - 1)
+    out = np.empty((len(emb), 2), np.float32)
+    for start in range(0, len(emb), 2048):  # rows in blocks: memory stays bounded for large galleries
+        sims = emb[start:start + 2048] @ emb.T
+        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        weights = np.exp(sharpness * (top_sims - top_sims.max(1, keepdims=True)))
+        weights /= weights.sum(1, keepdims=True)
+        out[start:start + len(sims)] = np.einsum("qk,qkc->qc", weights, coords[top])
+    return out

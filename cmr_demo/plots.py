@@ -138,3 +138,29 @@ def heatmap_figure(class_names: Sequence[str], objectives: Sequence[str], grid: 
     fig.update_layout(title=title, height=80 + 32 * len(class_names), template="plotly_white",
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def lab_figure(history: Sequence[dict], title: str = "", reference: float | None = None) -> go.Figure:
+    """A lab run's curve as it trains: training loss (left axis) and the selection split's avg mAP (right
+    axis) per epoch, the best epoch marked, and the bundle's own run of the same objective as a line."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    epochs = [h["epoch"] for h in history]
+    sel = next((k for k in (history[0] if history else {}) if k.endswith("_avg_map")), None)
+    fig.add_trace(go.Scatter(x=epochs, y=[h["loss"] for h in history], name="training loss", mode="lines",
+                             line={"color": "#636EFA"}), secondary_y=False)
+    if sel:
+        fig.add_trace(go.Scatter(x=epochs, y=[h[sel] for h in history], name=f"{sel.split('_')[0]} avg mAP",
+                                 mode="lines", line={"color": "#EF553B"}), secondary_y=True)
+        best = max(history, key=lambda h: h[sel])
+        fig.add_trace(go.Scatter(x=[best["epoch"]], y=[best[sel]], name=f"best epoch ({best['epoch']})",
+                                 mode="markers", marker={"size": 11, "color": "#EF553B", "symbol": "star"}),
+                      secondary_y=True)
+    if reference is not None:
+        fig.add_trace(go.Scatter(x=[epochs[0] if epochs else 1, epochs[-1] if epochs else 2], y=[reference] * 2,
+                                 name=f"the bundle's run, test avg mAP {reference:.3f}", mode="lines",
+                                 line={"dash": "dot", "color": "grey"}), secondary_y=True)
+    fig.update_layout(title=title, height=340, template="plotly_white", margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.25}, xaxis_title="epoch")
+    fig.update_yaxes(title_text="loss", secondary_y=False)
+    fig.update_yaxes(title_text="mAP@all", secondary_y=True)
+    return fig

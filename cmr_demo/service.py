@@ -7,6 +7,7 @@ encoding (cached for repeated texts), one head pass per objective and one index 
 """
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,7 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
-from .bundle_loader import Bundle
+from .bundle_loader import Bundle, ObjectiveView
 from .index import GalleryIndex
 from .inputs import InputError, check_choice, check_class, check_k, clean_text, load_image, shown
 from .maps import place
@@ -105,6 +106,20 @@ class RetrievalService:
         self.world = WorldCheck([it["text"] for it in bundle.items], self.class_names, bundle.image_features)
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
+
+    def with_objective(self, view: ObjectiveView) -> "RetrievalService":
+        """This service plus one more objective (a lab run), as a new object: the bundle's own state is
+        shared, not copied, and this service is unchanged (other users never see the run)."""
+        other = copy.copy(self)
+        other.bundle = copy.copy(self.bundle)
+        other.bundle.objectives = {**self.bundle.objectives, view.name: view}
+        other.objectives = [*self.objectives, view.name]
+        other.indexes = {**self.indexes, **{(view.name, m): GalleryIndex.build(e) for m, e in
+                                             (("image", view.image_emb), ("text", view.text_emb))}}
+        other.scorers = {**self.scorers, view.name: ClassScorer(view.objective, view.image_emb, view.text_emb,
+                                                                 self.bundle.labels, len(self.class_names))}
+        view.heads.eval()
+        return other
 
     # ---- queries ---------------------------------------------------------------------------------
     def capabilities(self) -> dict:

@@ -74,19 +74,21 @@ def train_objective(name: str, args, head_cfg: HeadConfig, feats: dict, source: 
     out.mkdir(parents=True, exist_ok=True)
     result = fit(cfg, head_cfg, len(dataset.class_names), data["train"], data[args.select_on],
                  state_path=out / STATE_FILE, progress=not args.quiet, state_every_s=args.state_every)
-    metrics = _final_metrics(result, data, dataset, cfg)
+    metrics = final_metrics(result, data, dataset.class_names, cfg)
     write_run(out, result, cfg, head_cfg, source, dataset, metrics, command)
     return metrics
 
 
 @torch.no_grad()
-def _final_metrics(result, data: dict, dataset, cfg: TrainConfig) -> dict:
+def final_metrics(result, data: dict, class_names: list[str], cfg: TrainConfig) -> dict:
+    """Test metrics (per class and per query kept) and the selection split's mAP of a finished fit: what
+    metrics.json holds, for the trainer and the app's lab alike."""
     out = {"objective": cfg.objective, "selected_on": cfg.select_on, "best_epoch": result.best_epoch,
            "epochs_run": len(result.history), "train_seconds": round(result.seconds, 3)}
     for split in ("test", "val"):
         if split in data:
             emb_i, emb_t = result.heads.encode_image(data[split].image), result.heads.encode_text(data[split].text)
-            m = evaluate(emb_i, emb_t, data[split].labels, data[split].labels, dataset.class_names,
+            m = evaluate(emb_i, emb_t, data[split].labels, data[split].labels, class_names,
                          keep_per_query=split == "test")
             out.update(m) if split == "test" else out.update({"val": {k: m[k] for k in ("i2t_map", "t2i_map", "avg_map")}})
     return out

@@ -189,3 +189,29 @@ python app.py --bundle my_bundle --bundle my_features
 A JSON API runs beside this page: [`/api/docs`](/api/docs) (search by text, image or gallery item, compare,
 embed, query info); the gradio endpoints are under "Use via API" at the bottom of the page.
 """
+
+
+def lab_answer(run, stored: dict | None) -> dict:
+    """A lab run as plain data (the /lab_train answer): its test metrics, how long it ran and how it ended."""
+    m = run.metrics
+    return {"name": run.name, "objective": run.objective, "options": run.settings["train"]["objective_options"],
+            "i2t_map": m["i2t_map"], "t2i_map": m["t2i_map"], "avg_map": m["avg_map"], "best_epoch": m["best_epoch"],
+            "epochs": m["epochs_run"], "seconds": run.seconds, "stopped": run.stopped,
+            "settings": {**{k: run.settings["train"][k] for k in ("lr", "batch_size", "epochs", "patience", "seed",
+                                                                   "text_fraction", "image_fraction")},
+                         **{k: run.settings["heads"][k] for k in ("embed_dim", "hidden_dim")}},
+            "bundle_run": None if stored is None else {k: stored[k] for k in ("i2t_map", "t2i_map", "avg_map")}}
+
+
+def lab_markdown(answer: dict) -> str:
+    """One finished lab run for people: its test mAP beside the bundle's own run of that objective."""
+    ref = answer["bundle_run"]
+    beside = (f" (the bundle's `{answer['objective']}`: {ref['i2t_map']:.3f} / {ref['t2i_map']:.3f} / "
+              f"{ref['avg_map']:.3f})") if ref else ""
+    ended = f" · ⚠️ {answer['stopped']}" if answer["stopped"] else ""
+    settings = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in answer["settings"].items())
+    options = ", ".join(f"{k}={v:g}" for k, v in answer["options"].items()) or "defaults"
+    return (f"**{answer['name']}** · test mAP@all I→T **{answer['i2t_map']:.3f}** · T→I **{answer['t2i_map']:.3f}** · "
+            f"avg **{answer['avg_map']:.3f}**{beside} · best epoch {answer['best_epoch']} of {answer['epochs']} · "
+            f"{answer['seconds']:.1f} s{ended}\n\n{settings}; options: {options}.\n\nIt is now in Compare, the leaderboard "
+            f"and the maps, for you only (this page's session; the bundle is not changed).")

@@ -93,3 +93,21 @@ def test_several_bundles_one_process(client, features_bundle):
     assert client.predict(bundle="feats", api_name="/disagreements")["data"]  # its own pair of objectives
     gallery, _, _ = client.predict("a star", "pcl", 2, api_name="/search_text")  # the default is still the first
     assert len(gallery) == 2
+
+
+def test_lab_train_reproduces_the_bundle_and_its_run_joins_this_client_only(client, app_url, small_bundle):
+    import json
+    stored = json.loads((small_bundle / "manifest.json").read_text())["objectives"]
+    answer = client.predict("pcl", api_name="/lab_train")  # the bundle's own settings and seed
+    assert answer["avg_map"] == pytest.approx(stored["pcl"]["avg_map"], abs=1e-9)
+    assert answer["name"].startswith("lab ") and answer["epochs"] >= 1 and answer["seconds"] > 0
+    other = client.predict("ce", "scale=2", 0.5, 1, 3, api_name="/lab_train")
+    assert other["options"] == {"scale": 2.0} and other["settings"]["text_fraction"] == 0.5
+    mine = client.predict("two hearts", [], 3, "heart", "", api_name="/compare")
+    assert {answer["name"], other["name"]} <= set(mine)
+    theirs = gradio_client.Client(app_url, verbose=False).predict("two hearts", [], 3, "heart", "", api_name="/compare")
+    assert not any(name.startswith("lab ") for name in theirs)
+    with pytest.raises(Exception, match="belong to no part of 'pcl'"):
+        client.predict("pcl", "margn=0.3", api_name="/lab_train")
+    with pytest.raises(Exception, match="text fraction must be in"):
+        client.predict("pcl", "", 0, api_name="/lab_train")

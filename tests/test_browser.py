@@ -45,8 +45,8 @@ def test_header_says_what_the_gallery_is(page):
     assert "Relevant" in header and "classes" in header and "Backbone" in header
     assert "runs/" not in header  # the backbone is named as the bundle holds it, not by a build-machine path
     page.locator("#class-examples img").first.wait_for(state="visible")
-    names = page.get_by_role("tablist").first.get_by_role("tab").all_inner_texts()  # one row of tabs, all four
-    assert [n.strip() for n in names] == ["Search", "Compare objectives", "Embedding map", "About"], names
+    names = page.get_by_role("tablist").first.get_by_role("tab").all_inner_texts()  # one row of tabs, all five
+    assert [n.strip() for n in names] == ["Search", "Compare objectives", "Embedding map", "Objective lab", "About"], names
     assert page.locator("#class-examples img").count() >= 2
 
 
@@ -156,6 +156,19 @@ def test_about_tab(page, shots):
     figure.wait_for(state="visible")
     assert figure.evaluate("img => img.naturalWidth") > 0
     page.screenshot(path=str(shots / "about.png"), full_page=True)
+
+
+def test_the_lab_trains_live_and_its_run_joins_compare(page, shots):
+    open_tab(page, "Objective lab")
+    page.locator("#lab-train-btn").click()
+    page.locator("#lab-result").get_by_text("test mAP@all", exact=False).wait_for()
+    assert "It is now in Compare" in page.locator("#lab-result").inner_text()
+    page.locator("#lab-plot .js-plotly-plot").wait_for(state="visible")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "lab.png"), full_page=True)
+    open_tab(page, "Compare objectives")
+    page.locator("#compare-btn").click()
+    page.get_by_text("lab 1:", exact=False).filter(visible=True).first.wait_for()
 
 
 def test_switching_to_a_features_only_bundle(page, shots):

@@ -29,7 +29,9 @@ VALID = {"/search_text": ("a red star", "pcl", 5, "star", False),
          "/search_image": (None, "pcl", 5, "", False),  # the image is filled in per test
          "/compare": ("two hearts", ["pcl", "ce"], 3, "heart", "", "image"),
          "/embedding_map": ("pcl", "a star", ["ce"], [], True, 5, ""),
-         "/disagreements": ("pcl", "ce", "t2i")}
+         "/disagreements": ("pcl", "ce", "t2i"),
+         "/search_item": ("3", "image", "pcl", 5, False),
+         "/lab_train": ("ce", "", 1.0, 1.0, 0)}
 
 TEXTS = ["", "   ", "\t\n\r", "x" * 100_000, "star " * 20_000, "\x00", "a\x00red\x00star",
          "".join(map(chr, range(32))), "🎉⭐💥" * 30, "👨‍👩‍👧‍👦 star", "\u202ea red star\u202c", "\u200f\u200e\u200b",
@@ -48,15 +50,23 @@ ITEM_IDS = ["no-such-id", "99999", "-1", "0", "  ", 12345, ["x"], None, "9" * 50
             "<script>alert(1)</script>"]
 MODALITIES = ["audio", None, "", 5, "IMAGE", ["image"]]
 DIRECTIONS = ["sideways", None, 5, "", "avg", ["t2i"], "T2I"]
+OPTIONS = ["margn=1", "scale", "scale=nan", "scale=1e309", "=", ",,,", None, 5, ["scale=2"], "scale=2," * 2000,
+           "<script>=1"]
+FRACTIONS = [0, -1, 2, "abc", None, float("nan"), float("inf"), [0.5], True, "0.5"]
+SEEDS = [-1, 2 ** 40, "abc", None, 1.5, float("nan"), True]
+BUNDLES = ["nope", None, 5, ["b"], "../../etc/passwd", " b", "B", {"b": 1}]
 PARAMETER_VALUES = {"query": TEXTS, "objective": OBJECTIVES, "k": KS, "query_class": CLASSES, "same_modality": BOOLS,
                     "objectives": OBJECTIVE_LISTS, "item_id": ITEM_IDS, "item_modality": MODALITIES,
                     "others": OBJECTIVE_LISTS, "classes": CLASS_LISTS, "lines": BOOLS, "selected": ITEM_IDS,
-                    "a": OBJECTIVES, "b": OBJECTIVES, "direction": DIRECTIONS}
+                    "a": OBJECTIVES, "b": OBJECTIVES, "direction": DIRECTIONS, "modality": MODALITIES,
+                    "options": OPTIONS, "text_fraction": FRACTIONS, "image_fraction": FRACTIONS, "seed": SEEDS}
 PARAMETERS = {"/search_text": ["query", "objective", "k", "query_class", "same_modality"],
               "/search_image": ["image", "objective", "k", "query_class", "same_modality"],
               "/compare": ["query", "objectives", "k", "query_class", "item_id", "item_modality"],
               "/embedding_map": ["objective", "query", "others", "classes", "lines", "k", "selected"],
-              "/disagreements": ["a", "b", "direction"]}
+              "/disagreements": ["a", "b", "direction"],
+              "/search_item": ["item_id", "modality", "objective", "k", "same_modality"],
+              "/lab_train": ["objective", "options", "text_fraction", "image_fraction", "seed"]}
 GENERIC = "has not enabled verbose error reporting"  # gradio's words for an error it does not show (show_error=False)
 BY_GRADIO = re.compile(r"not in the list of choices|less than minimum|greater than maximum|Value .* is")
 
@@ -124,6 +134,8 @@ def hostile_requests(image_files: dict[str, str], server_image: str) -> list[tup
                 args = list(base)
                 args[n] = value
                 out.append((endpoint, tuple(args), f"{endpoint} {name}={str(value)[:40]!r}"))
+        for bundle in BUNDLES:  # every endpoint's last, optional parameter
+            out.append((endpoint, (*base, bundle), f"{endpoint} bundle={str(bundle)[:40]!r}"))
     return out
 
 

@@ -1,0 +1,240 @@
+"""The objective lab: train one pair of heads live on a bundle's own features, with any objective and setting.
+
+Why it exists: the paper's value is its study (which objective, how robust to missing texts or images,
+how sensitive to hyper-parameters), and on a bundle's stored features one training run takes seconds.
+Why it reproduces the bundle: it trains with `trainer.fit` (the builder's code path) on the features the
+builder trained on (`lab/features.safetensors`, float32) and scores with `train.final_metrics`; the same
+settings and seed therefore give the stored metrics.
+
+A lab run never touches the bundle: its heads, gallery embeddings and map points live in the caller's
+hands (the app keeps them in one user's session, see `RetrievalService.with_objective`). Its map points are
+placed on the bundle's aligned map from their nearest neighbours in the run's own space, without UMAP.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .bundle import LAB_FEATURES
+from .bundle_loader import Bundle, ObjectiveView
+from .checkpoint import load_json, load_tensors
+from .heads import HeadConfig
+from .inputs import InputError, shown
+from .losses import OBJECTIVES, build_objective, parse_hybrid
+from .maps import place_points
+from .trainer import Tensors, TrainConfig, fit
+
+MAX_SECONDS = 90.0  # a lab run is stopped here (the best epoch so far is kept): one user cannot hold the CPU
+MAX_EPOCHS = 1000  # early stopping or the time cap ends a run long before
+MAX_DIM = 2048
+# what a user may set, with its bounds: (type, low, high); everything else comes from the bundle's own run
+LIMITS: dict[str, tuple[type, float, float]] = {
+    "lr": (float, 1e-6, 1.0), "batch_size": (int, 8, 4096), "epochs": (int, 1, MAX_EPOCHS), "patience": (int, 1, 100),
+    "seed": (int, 0, 2 ** 31 - 1), "text_fraction": (float, 0.0, 1.0), "image_fraction": (float, 0.0, 1.0),
+    "embed_dim": (int, 2, MAX_DIM), "hidden_dim": (int, 2, MAX_DIM)}
+
+
+@dataclass
+class LabRun:
+    """A finished (or stopped) lab run: what to show and what joins the user's compare/leaderboard/map."""
+    name: str  # "lab 1: pcl" — never an objective name of the bundle
+    objective: str
+    settings: dict  # the train and head settings as run
+    metrics: dict  # final_metrics(): test mAP per direction, per class, per query
+    history: list[dict]
+    seconds: float
+    stopped: str | None  # why the run ended before early stopping ("cancelled", "time cap ..."), else None
+    view: ObjectiveView = field(repr=False)
+
+
+def has_lab(bundle: Bundle) -> bool:
+    return LAB_FEATURES in bundle.manifest["files"]
+
+
+def parse_options(text: object) -> dict[str, float]:
+    """'margin=0.3,temperature=0.5' -> {'margin': 0.3, 'temperature': 0.5}; '' -> {}."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return {}
+    if not isinstance(text, str):
+        raise InputError(f"options are text like 'margin=0.3,temperature=0.5'; got {shown(text)}")
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or not key or number is None or not np.isfinite(number):
+            raise InputError(f"option {part.strip()[:40]!r} is not KEY=NUMBER: write options like 'margin=0.3,temperature=0.5'")
+        out[key] = number
+    return out
+
+
+def check_objective(spec: object) -> str:
+    """An objective of the registry or a hybrid like 'pcl+0.5*tl' (refused in the app's words otherwise)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"choose an objective: {', '.join(OBJECTIVES)}, or a hybrid like 'pcl+0.5*tl'")
+    try:
+        parse_hybrid(spec.strip())
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return spec.strip()
+
+
+def base_settings(bundle: Bundle, objective: str) -> tuple[TrainConfig, HeadConfig]:
+    """The bundle's own settings for `objective` (from its run's config.json), or its best run's settings with
+    that objective and its default options when the bundle did not train it."""
+    runs = bundle.manifest["objectives"]
+    name = objective if objective in runs else max(runs, key=lambda n: runs[n]["avg_map"])
+    config = load_json(bundle.folder / runs[name]["dir"] / "config.json")
+    train = TrainConfig(**{k: v for k, v in config["train"].items() if k in {f.name for f in fields(TrainConfig)}})
+    if name != objective:
+        train = replace(train, objective=objective, objective_options={})
+    return replace(train, device="cpu", precision="fp32"), HeadConfig(**config["heads"])
+
+
+def settings_for(bundle: Bundle, objective: object, options: object = "", **overrides) -> tuple[TrainConfig, HeadConfig]:
+    """The run's settings: the bundle's own for the objective, then the user's options and overrides, checked."""
+    objective = check_objective(objective)
+    train, heads = base_settings(bundle, objective)
+    opts = parse_options(options)
+    if opts:
+        train = replace(train, objective_options={**train.objective_options, **opts})
+    try:  # unknown options are refused here, naming the valid ones (build_objective's message)
+        build_objective(objective, len(bundle.class_names), heads.embed_dim, train.objective_options)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    changes = {}
+    for key, value in overrides.items():
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        kind, low, high = LIMITS[key]
+        try:
+            number = float(value)
+            if kind is int:
+                if not number.is_integer():
+                    raise ValueError
+                number = int(number)
+        except (TypeError, ValueError, OverflowError):
+            whole = "a whole number" if kind is int else "a number"
+            raise InputError(f"{key.replace('_', ' ')} must be {whole}; got {shown(value)}") from None
+        if isinstance(value, bool) or not low <= number <= high or (key.endswith("fraction") and number <= 0):
+            span = f"in (0, {high:g}]" if key.endswith("fraction") else f"from {low:g} to {high:g}"
+            raise InputError(f"{key.replace('_', ' ')} must be {span}; got {shown(value)}")
+        changes[key] = number
+    head_keys = {f.name for f in fields(HeadConfig)}
+    train = replace(train, **{k: v for k, v in changes.items() if k not in head_keys})
+    heads = replace(heads, **{k: v for k, v in changes.items() if k in head_keys})
+    return train, heads
+
+
+def lab_data(bundle: Bundle) -> dict[str, Tensors]:
+    """The bundle's train / val / test features as the builder trained on them."""
+    if not has_lab(bundle):
+        raise InputError(f"this bundle has no lab features (built before the lab): add them with "
+                         f"'python -m cmr_demo.bundle add-lab {bundle.folder.name}'")
+    tensors, _ = load_tensors(bundle.folder / LAB_FEATURES)
+    splits = {k.rsplit("_", 1)[0] for k in tensors}
+    return {s: Tensors(tensors[f"{s}_image"].float(), tensors[f"{s}_text"].float(), tensors[f"{s}_labels"].long())
+            for s in splits}
+
+
+def train_lab(bundle: Bundle, train: TrainConfig, heads: HeadConfig, name: str,
+              on_epoch: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
+              max_seconds: float = MAX_SECONDS, data: dict[str, Tensors] | None = None) -> LabRun:
+    """Fit the heads, score them on the bundle's test split, embed its gallery and place it on the map."""
+    from .train import final_metrics
+    data = data or lab_data(bundle)
+    select = data[train.select_on] if train.select_on in data else data["val"]
+    started, why = time.perf_counter(), []
+
+    def epoch_done(row: dict) -> bool:
+        if on_epoch is not None:
+            on_epoch(row)
+        if stop is not None and stop.is_set():
+            why.append("cancelled")
+        elif time.perf_counter() - started > max_seconds:
+            why.append(f"time cap: stopped after {max_seconds:.0f} s, at epoch {row['epoch']}")
+        return bool(why)
+
+    heads = replace(heads, image_dim=int(data["train"].image.shape[1]), text_dim=int(data["train"].text.shape[1]))
+    result = fit(train, heads, len(bundle.class_names), data["train"], select, progress=False, on_epoch=epoch_done)
+    metrics = final_metrics(result, {k: v for k, v in data.items() if k in ("test", "val")}, bundle.class_names, train)
+    view = gallery_view(bundle, name, result, data["test"], metrics)
+    return LabRun(name, train.objective, {"train": asdict(train), "heads": asdict(heads)}, metrics, result.history,
+                  round(time.perf_counter() - started, 2), why[0] if why else None, view)
+
+
+@torch.no_grad()
+def gallery_view(bundle: Bundle, name: str, result, test: Tensors, metrics: dict) -> ObjectiveView:
+    """The run's gallery embeddings and their places on the bundle's aligned map (reference: its best objective)."""
+    img = result.heads.encode_image(test.image).numpy()
+    txt = result.heads.encode_text(test.text).numpy()
+    best = max(bundle.objectives.values(), key=lambda v: v.metrics.get("avg_map") or 0)
+    xy = place_points(np.concatenate([img, txt]), np.concatenate([best.image_xy, best.text_xy]))
+    n = len(img)
+    return ObjectiveView(name, result.heads, img, txt, xy[:n], xy[n:], metrics, result.objective)
+
+
+class SessionRuns:
+    """Each user's lab runs, by session and bundle, as that bundle's service with the runs added.
+
+    Why keyed by session: a run is one user's experiment, so it joins that user's Compare, leaderboard and
+    maps and nobody else's (a program using one gradio_client sees its own runs the same way). Bounded:
+    the newest `per_bundle` runs per bundle, the `max_sessions` most recent sessions."""
+
+    def __init__(self, max_sessions: int = 64, per_bundle: int = 3):
+        from collections import OrderedDict
+        self.max_sessions, self.per_bundle = max_sessions, per_bundle
+        self._runs: OrderedDict[str, dict[str, list[LabRun]]] = OrderedDict()
+        self._services: dict[tuple[str, str], object] = {}
+        self._stops: dict[str, threading.Event] = {}
+        self._counts: dict[str | None, int] = {}
+        self._lock = threading.Lock()
+
+    def service(self, session: str | None, base):
+        """`base` (a RetrievalService) with this session's runs on its bundle, or `base` itself."""
+        with self._lock:
+            return self._services.get((session, base.name), base) if session else base
+
+    def runs(self, session: str | None, bundle: str) -> list[LabRun]:
+        with self._lock:
+            return list(self._runs.get(session, {}).get(bundle, [])) if session else []
+
+    def next_name(self, session: str | None, objective: str) -> str:
+        """'lab N: objective', N counting this session's runs (never reused, so names stay unique)."""
+        with self._lock:
+            self._counts[session] = n = self._counts.get(session, 0) + 1
+            while len(self._counts) > 4 * self.max_sessions:
+                self._counts.pop(next(iter(self._counts)))
+        return f"lab {n}: {objective}"
+
+    def add(self, session: str | None, base, run: LabRun):
+        """Keep `run` for this session (dropping its oldest beyond the limit); the service it now sees."""
+        if not session:
+            return base.with_objective(run.view)
+        with self._lock:
+            per_bundle = self._runs.setdefault(session, {})
+            self._runs.move_to_end(session)
+            kept = (per_bundle.get(base.name, []) + [run])[-self.per_bundle:]
+            per_bundle[base.name] = kept
+            service = base
+            for r in kept:
+                service = service.with_objective(r.view)
+            self._services[(session, base.name)] = service
+            while len(self._runs) > self.max_sessions:
+                old, _ = self._runs.popitem(last=False)
+                for key in [k for k in self._services if k[0] == old]:
+                    del self._services[key]
+            return service
+
+    def stop_event(self, session: str | None) -> threading.Event:
+        """The flag a running lab run of this session checks after each epoch (the Stop button sets it)."""
+        with self._lock:
+            return self._stops.setdefault(session or "", threading.Event())
