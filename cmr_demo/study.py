@@ -199,6 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def effective_settings(objective: str, argv: list[str]) -> str:
+    """What a run of `objective` with these train arguments actually trains with, as one comparable string:
+    every parsed setting, and the objective's options with their defaults filled in."""
+    import json
+    args = train_parser().parse_args([*argv, "--objective", objective, "--out", "-"])
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in IRRELEVANT}
+    defaults = {k: v for _, part in parse_hybrid(objective) for k, v in OBJECTIVES[part].defaults.items()}
+    given = {k: float(v) for k, _, v in (o.partition("=") for o in args.objective_opt)}
+    settings["objective_opt"] = {**defaults, **{k: v for k, v in given.items() if k in defaults}}
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+IRRELEVANT = {"out", "quiet", "resume", "state_every", "cache_dir", "num_workers", "extract_batch_size"}  # not results
+
+
 def _train_one(objective: str, argv: list[str]) -> dict:
     metrics = run_silently(objective, argv)
     return {k: metrics[k] for k in METRICS}
@@ -260,18 +275,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     plan = study.plan(objectives)
     out.mkdir(parents=True, exist_ok=True)
     runs = [(run, seed) for run in plan for seed in range(args.seeds)]
-    tasks: dict[tuple, tuple[str, list[str]]] = {}  # identical settings (e.g. fraction 1 of text and image) train once
+    # runs whose effective settings are equal train once: fraction 1 of text and of image, or a swept value
+    # equal to the default (temperature=1 and lr=1e-4 are both pcl's defaults)
+    tasks: dict[str, tuple[str, list[str]]] = {}
+    keys: dict[tuple, str] = {}
     for run, seed in runs:
         if run.argv is not None:
-            tasks.setdefault((run.objective, seed, *run.argv),
-                             (run.objective, ["--data", args.data, *extra, *run.argv, "--seed", str(seed)]))
-    done: dict[tuple, dict] = {}
+            run_argv = ["--data", args.data, *extra, *run.argv, "--seed", str(seed)]
+            keys[(run.objective, seed, *run.argv)] = key = effective_settings(run.objective, run_argv)
+            tasks.setdefault(key, (run.objective, run_argv))
+    done: dict[str, dict] = {}
 
     def rows_so_far() -> list[dict]:
         """Rows in plan order whose run has finished (or is a recorded skip)."""
         rows = []
         for run, seed in runs:
-            key = None if run.argv is None else (run.objective, seed, *run.argv)
+            key = None if run.argv is None else keys[(run.objective, seed, *run.argv)]
             if key is not None and key not in done:
                 continue
             row = {"objective": run.objective, study.facet: run.facet, study.x_name: run.x, "seed": seed}

@@ -108,3 +108,15 @@ def test_replot_redraws_from_the_csv_without_training(imbalance, tmp_path, monke
     assert len(rows) == 8 and (tmp_path / "imbalance.html").is_file()
     with pytest.raises(ValueError, match="run the study first"):
         main(["sensitivity", "--data", "unused", "--out", str(tmp_path), "--replot"])
+
+
+def test_runs_with_equal_effective_settings_train_once():
+    """A swept value equal to the default is the default run: temperature=1 and lr=1e-4 are both plain pcl."""
+    from cmr_demo.study import effective_settings
+    base = ["--data", "synthetic:200", "--seed", "0"]
+    plain = effective_settings("pcl", base)
+    assert effective_settings("pcl", [*base, "--objective-opt", "temperature=1"]) == plain
+    assert effective_settings("pcl", [*base, "--lr", "0.0001"]) == plain
+    assert effective_settings("pcl", [*base, "--objective-opt", "temperature=0.5"]) != plain
+    assert effective_settings("pcl", [*base, "--seed", "1"]) != plain
+    assert effective_settings("ce", base) != plain
