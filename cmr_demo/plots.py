@@ -13,6 +13,9 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 PALETTE = qualitative.Plotly + qualitative.Dark24  # one colour per class, 34 before repeating
+MAX_ITEMS = 6000  # gallery items drawn per map (x 2 modalities); beyond this a class-stratified sample
+WEBGL_FROM = 4000  # points per panel from which the gallery is drawn with WebGL (Scattergl)
+HOVER_TEXT = 90  # characters of each caption in the hover text
 SYMBOLS = {"image": "circle", "text": "diamond"}
 HOVER = "<b>%{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]}<br>%{customdata[3]}<extra></extra>"
 
@@ -32,17 +35,20 @@ def map_figure(views: Sequence[dict], items: Sequence[dict], classes: Sequence[i
                         horizontal_spacing=0.03)
     labels = np.asarray(views[0]["labels"])
     keep = np.isin(labels, list(classes)) if classes else np.ones(len(labels), bool)
+    chosen = int(keep.sum())
+    keep = sampled(labels, keep, MAX_ITEMS)
+    scatter = go.Scattergl if 2 * len(labels) > WEBGL_FROM else go.Scatter  # WebGL where SVG would crawl
     for col, view in enumerate(views, start=1):
         for modality in ("image", "text"):
             xy = np.asarray(view[f"{modality}_xy"])
             for c in np.unique(labels[keep]):
                 rows = np.flatnonzero(keep & (labels == c))
-                fig.add_trace(go.Scatter(
+                fig.add_trace(scatter(
                     x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=view["class_names"][c],
                     legendgroup=str(c), showlegend=col == 1 and modality == "image",
                     marker={"color": _colour(int(c)), "symbol": SYMBOLS[modality], "size": 6,
                             "opacity": 0.75 if modality == "image" else 0.5},
-                    customdata=[(items[r]["id"], modality, view["class_names"][c], items[r]["text"][:90])
+                    customdata=[(items[r]["id"], modality, view["class_names"][c], items[r]["text"][:HOVER_TEXT])
                                 for r in rows], hovertemplate=HOVER), row=1, col=col)
         if pair_lines:
             _pair_lines(fig, view, np.flatnonzero(keep), col)
@@ -55,10 +61,29 @@ def map_figure(views: Sequence[dict], items: Sequence[dict], classes: Sequence[i
     fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 70}, legend={"itemsizing": "constant"},
                       hovermode="closest", template="plotly_white")
     query = views[0].get("query") if views else None
-    if query is not None:
-        fig.add_annotation(text=_placement_note(query), xref="paper", yref="paper", x=0, y=-0.02, xanchor="left",
+    notes = [_placement_note(query)] if query is not None else []
+    if int(keep.sum()) < chosen:
+        notes.append(f"showing {int(keep.sum()):,} of {chosen:,} gallery items (a class-stratified sample, the same "
+                     f"on every map); the query, its top-k and the selected item are always drawn")
+    if notes:
+        fig.add_annotation(text="<br>".join(notes), xref="paper", yref="paper", x=0, y=-0.02, xanchor="left",
                            yanchor="top", showarrow=False, align="left", font={"size": 12})
     return fig
+
+
+def sampled(labels: np.ndarray, keep: np.ndarray, max_items: int, seed: int = 0) -> np.ndarray:
+    """`keep` thinned to at most `max_items` items, every class keeping its share (at least one item), the
+    same rows for every call: a map of a large gallery stays a few MB and smooth, and still shows each class."""
+    rows = np.flatnonzero(keep)
+    if len(rows) <= max_items:
+        return keep
+    rng = np.random.default_rng(seed)
+    out = np.zeros_like(keep)
+    for c in np.unique(labels[rows]):
+        members = rows[labels[rows] == c]
+        take = max(1, max_items * len(members) // len(rows))  # floor: the total stays within max_items
+        out[rng.choice(members, size=min(take, len(members)), replace=False)] = True
+    return out
 
 
 def _placement_note(query: dict) -> str:

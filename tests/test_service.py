@@ -184,3 +184,29 @@ def test_items_page_filters_by_class_and_id_and_pages(features_service):
     assert s.items_page(None, None, 90, 60) == (list(range(90, 100)), 100)
     with pytest.raises(InputError, match="unknown class"):
         s.items_page("dragon")
+
+
+def test_a_map_of_a_large_gallery_stays_small_and_keeps_what_matters_exact():
+    """50,000 items: the gallery is a class-stratified sample drawn with WebGL, the payload stays under 5 MB, and
+    the query, its top-k and the selected item are drawn exactly (they may lie outside the sample)."""
+    rng = np.random.default_rng(1)
+    n = 50_000
+    labels = rng.integers(0, 10, n)
+    items = [{"id": f"item-{i}", "text": f"caption {i} " * 8, "label": int(labels[i])} for i in range(n)]
+    hits = [int(r) for r in rng.choice(n, 10, replace=False)]
+    view = {"objective": "pcl", "image_xy": rng.normal(size=(n, 2)), "text_xy": rng.normal(size=(n, 2)),
+            "labels": labels, "class_names": [f"class {c}" for c in range(10)],
+            "query": {"xy": np.zeros(2), "modality": "text", "label": None, "description": "q", "target": "image",
+                      "hits": hits, "ap": None, "info": None}}
+    selected = 49_999
+    fig = plots.map_figure([view, {**view, "objective": "ce"}], items, selected=selected)
+    payload = fig.to_json()
+    assert len(payload) < 5e6, len(payload)
+    gallery = [t for t in fig.data if t.type == "scattergl"]
+    drawn = sum(len(t.x) for t in gallery) // 4  # 2 modalities x 2 panels
+    assert 0 < drawn <= plots.MAX_ITEMS and len({t.legendgroup for t in gallery}) == 10  # every class kept
+    top = next(t for t in fig.data if t.name == "top 10")
+    assert np.allclose(np.c_[top.x, top.y], view["image_xy"][hits])
+    chosen = next(t for t in fig.data if t.name == "selected item")
+    assert np.allclose(np.c_[chosen.x, chosen.y], [view["image_xy"][selected], view["text_xy"][selected]])
+    assert f"showing {drawn:,} of 50,000 gallery items" in fig.layout.annotations[-1].text
