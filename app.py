@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -197,8 +198,10 @@ def defaults_of(s: RetrievalService) -> dict:
     """The values the page starts with for bundle `s` (and sets when a user switches to it)."""
     example = (views.text_examples(s) or [("", "")])[0]
     last = s.objectives[-1]
+    seed = lab.base_settings(s.bundle, s.best)[0].seed if lab.has_lab(s.bundle) else 0
     return {"objective": s.best, "objectives": list(s.objectives), "others": others_than(s.best, s)[:1],
-            "query": example[0], "query_class": example[1], "a": s.best, "b": last if last != s.best else s.objectives[0]}
+            "query": example[0], "query_class": example[1], "a": s.best, "b": last if last != s.best else s.objectives[0],
+            "seed": seed}
 
 
 def own(s: RetrievalService, key: str, value):
@@ -209,14 +212,16 @@ def own(s: RetrievalService, key: str, value):
     encode. Only a value equal to the first bundle's default is replaced, and only where it would not
     fit `s` (a whole objective list: always, so "all" stays all)."""
     first = DEFAULTS[NAMES[0]][key]
-    if s is FIRST or value != first:
+    if s.name == NAMES[0] or value != first:  # (a session's service of the first bundle is another object)
         return value
     fits = {"objective": lambda: value in s.objectives, "a": lambda: value in s.objectives,
             "b": lambda: value in s.objectives, "objectives": lambda: False,
             "others": lambda: all(o in s.objectives for o in value),
-            "query": lambda: s.encodes, "query_class": lambda: value in s.class_names}[key]
+            "query": lambda: s.encodes, "query_class": lambda: value in s.class_names, "seed": lambda: False}[key]
     if fits():
         return value
+    if key == "query_class":  # "" (unknown), never another text's class: the query text may be the one kept
+        return ""
     return list(s.objectives) if key == "objectives" else DEFAULTS[s.name][key]  # all of them, a user's lab runs too
 
 
@@ -416,7 +421,9 @@ def render_columns(results: dict, bundle: str, request: gr.Request = None):
     s = service(bundle, request)
     results = results if isinstance(results, dict) else {}
     first = next(iter(results.values()), None)
-    out = [views.info_line(first.get("info")) if isinstance(first, dict) and isinstance(first.get("info"), dict) else ""]
+    info = first.get("info") if isinstance(first, dict) and isinstance(first.get("info"), dict) else None
+    # above the columns only when the query lies outside the world (each column says its own likely class)
+    out = [views.info_line(info) if info and info.get("in_domain") is False else ""]
     labs = [n for n in results if n not in ALL_OBJECTIVES and n in s.objectives][:LAB_RUNS.per_bundle]
     for name in ALL_OBJECTIVES + labs + [""] * (LAB_RUNS.per_bundle - len(labs)):  # a user's lab runs: last columns
         r = results.get(name)
@@ -425,6 +432,8 @@ def render_columns(results: dict, bundle: str, request: gr.Request = None):
             continue
         try:  # the page hands back what /compare returned; anything else is not a result to draw
             res = SearchResult(**{**r, "hits": [Hit(**h) for h in r["hits"]]})
+            if any(s.row_of(h.id) != h.index for h in res.hits):  # results of another bundle (switched meanwhile)
+                raise ValueError
             pictures = views.gallery_value(res, s, short=True)
         except (TypeError, KeyError, ValueError, IndexError):
             raise InputError("the page sent results this app cannot show: run the comparison again") from None
@@ -439,8 +448,10 @@ def disagreements(a: str, b: str, direction: str, bundle: str = "", request: gr.
     s = service(bundle, request)
     a, b = own(s, "a", a), own(s, "b", b)
     rows = s.disagreements(a, b, direction, n=25)
-    return [[r["id"], r["class"], round(r[f"ap_{a}"], 3), round(r[f"ap_{b}"], 3), round(r["difference"], 3), r["text"]]
-            for r in rows]
+    texts = s.bundle.has_texts
+    return pd.DataFrame([[r["id"], r["class"], round(r[f"ap_{a}"], 3), round(r[f"ap_{b}"], 3), round(r["difference"], 3),
+                          *([r["text"]] if texts else [])] for r in rows],
+                        columns=["id", "class", "AP A", "AP B", "A − B", *(["caption"] if texts else [])])
 
 
 @user_errors
@@ -483,11 +494,13 @@ def side_choices(main: str, chosen: list[str] | None, bundle: str, request: gr.R
     return gr.CheckboxGroup(choices=others_than(main, s), value=[o for o in chosen if o != main and o in s.objectives])
 
 
+@user_errors
 def browse_gallery(current, bundle: str):
-    """The whole gallery as thumbnails, sent once: a gallery already filled is left as it is."""
+    """The whole gallery as thumbnails, sent once: a gallery already filled is left as it is (none without pictures)."""
     s = service(bundle)
-    return gr.skip() if current else [(str(s.bundle.image_path(i)), f"{it['id']} · {s.class_names[it['label']]}")
-                                      for i, it in enumerate(s.bundle.items)]
+    if current or not s.bundle.has_pictures:
+        return gr.skip()
+    return [(str(s.bundle.image_path(i)), f"{it['id']} · {s.class_names[it['label']]}") for i, it in enumerate(s.bundle.items)]
 
 
 @user_errors
@@ -526,7 +539,12 @@ def lab_settings(objective: str, bundle: str) -> tuple:
 
 
 def lab_defaults(objective: str, bundle: str):
-    *values, placeholder = lab_settings(objective, bundle)
+    """The boxes follow the objective picked; a name being typed (not an objective yet) changes nothing: Train
+    says what is wrong with it."""
+    try:
+        *values, placeholder = lab_settings(objective, bundle)
+    except InputError:
+        return (gr.skip(),) * 8
     return *values, gr.Textbox(placeholder=placeholder)
 
 
@@ -535,18 +553,30 @@ def build_objective_defaults(objective: str) -> dict:
     return {k: v for _, part in parse_hybrid(objective) for k, v in REGISTRY[part].defaults.items()}
 
 
-def _start_lab(objective, options, text_fraction, image_fraction, seed, bundle, request, **hyper):
-    """Check the settings, then train in a thread: (thread, history list, result box, run name, base service)."""
+@dataclass
+class LabJob:
+    """A lab run under way in a thread: what the request that started it needs to follow and finish it."""
+    thread: threading.Thread
+    history: list
+    box: dict
+    base: RetrievalService
+    session: str | None
+    stop: threading.Event
+    epochs: int
+
+
+def _start_lab(objective, options, text_fraction, image_fraction, seed, bundle, request, **hyper) -> LabJob:
+    """Check the settings, then train in a thread (the lab's lock inside `lab.train_lab` makes runs take turns)."""
     base = SERVICES[service(bundle).name]
     if not lab.has_lab(base.bundle):
         raise InputError(f"bundle '{base.name}' has no lab features (built before the lab): run "
                          f"'python -m cmr_demo.bundle add-lab DIR' on it")
+    seed = own(base, "seed", seed)
     train, heads = lab.settings_for(base.bundle, objective, options, text_fraction=text_fraction,
                                     image_fraction=image_fraction, seed=seed, **hyper)
     session = getattr(request, "session_hash", None)
-    stop = LAB_RUNS.stop_event(session)
-    stop.clear()
-    name = LAB_RUNS.next_name(session, train.objective)
+    stop = LAB_RUNS.new_stop(session)
+    name = LAB_RUNS.next_name(session, train.objective, lab.changes(base.bundle, train, heads))
     history, box = [], {}
 
     def work():
@@ -554,18 +584,33 @@ def _start_lab(objective, options, text_fraction, image_fraction, seed, bundle, 
             box["run"] = lab.train_lab(base.bundle, train, heads, name, on_epoch=history.append, stop=stop)
         except Exception as err:  # noqa: BLE001 (handed to the request, which reports it)
             box["error"] = err
+        finally:
+            LAB_RUNS.done(session, stop)
     thread = threading.Thread(target=work, name="lab-run", daemon=True)
     thread.start()
-    return thread, history, box, base, session, stop
+    return LabJob(thread, history, box, base, session, stop, train.epochs)
 
 
-def _finish_lab(box: dict, base: RetrievalService, session) -> tuple[dict, RetrievalService]:
-    if "error" in box:
-        log.error("lab run failed", exc_info=box["error"])
+def _finish_lab(job: LabJob) -> dict:
+    """The run's answer, once its thread has ended; the run joins its session's service."""
+    error = job.box.get("error")
+    if isinstance(error, InputError):
+        raise error
+    if error is not None:
+        log.error("lab run failed", exc_info=error)
         raise gr.Error("the lab run failed inside the app; it was logged. Try other settings.")
-    run = box["run"]
-    stored = base.bundle.manifest["objectives"].get(run.objective)
-    return views.lab_answer(run, stored), LAB_RUNS.add(session, base, run)
+    run = job.box["run"]
+    LAB_RUNS.add(job.session, job.base, run)
+    return views.lab_answer(run, job.base.bundle.manifest["objectives"].get(run.objective))
+
+
+def _follow(job: LabJob) -> None:
+    """Wait for the run; a request that goes away (cancelled, closed) stops it rather than train for no one."""
+    try:
+        job.thread.join()
+    finally:
+        if job.thread.is_alive():
+            job.stop.set()
 
 
 @user_errors
@@ -575,39 +620,46 @@ def lab_train(objective: str, options: str = "", text_fraction: float = 1.0, ima
     'pcl+0.5*tl'), `options` like 'margin=0.3,temperature=0.5' ("" = defaults), the modality-imbalance
     fractions in (0, 1], a seed; everything else as the bundle's run. Returns the run's test metrics
     (i2t_map, t2i_map, avg_map, epochs, seconds, ...); it joins this session's compare/leaderboard/maps."""
-    thread, _, box, base, session, _ = _start_lab(objective, options, text_fraction, image_fraction, seed, bundle,
-                                                  request)
-    thread.join()
-    return _finish_lab(box, base, session)[0]
+    job = _start_lab(objective, options, text_fraction, image_fraction, seed, bundle, request)
+    _follow(job)
+    return _finish_lab(job)
 
 
 @user_errors
 def lab_page(objective, options, text_fraction, image_fraction, seed, lr, batch_size, epochs, patience, embed_dim,
              hidden_dim, bundle, request: gr.Request = None, progress=gr.Progress()):
-    """The Lab tab's run: the curve and progress live, then the result, and the new run in every objective list."""
-    thread, history, box, base, session, stop = _start_lab(
-        objective, options, text_fraction, image_fraction, seed, bundle, request, lr=lr, batch_size=batch_size,
-        epochs=epochs, patience=patience, embed_dim=embed_dim, hidden_dim=hidden_dim)
-    reference = (base.bundle.manifest["objectives"].get(lab.check_objective(objective)) or {}).get("avg_map")
+    """The Lab tab's run: the curve and progress live, then the result (the objective lists follow in a next step,
+    for the bundle picked by then)."""
+    job = _start_lab(objective, options, text_fraction, image_fraction, seed, bundle, request, lr=lr,
+                     batch_size=batch_size, epochs=epochs, patience=patience, embed_dim=embed_dim, hidden_dim=hidden_dim)
+    stored = job.base.bundle.objectives.get(lab.check_objective(objective))
+    reference = ((stored.metrics.get("val") or {}).get("avg_map") if stored is not None else None)  # same split
     try:
-        while thread.is_alive():
-            thread.join(0.5)
-            if history:
-                progress((len(history), int(epochs or lab.MAX_EPOCHS)), desc=f"epoch {len(history)} (stops early "
-                         f"when the validation mAP stops improving)")
-                yield {lab_plot: plots.lab_figure(history, "training…", reference),
-                       lab_md: f"training · epoch {len(history)} · loss {history[-1]['loss']:.4f}"}
+        while job.thread.is_alive():
+            job.thread.join(0.5)
+            if not job.history:
+                progress(None, desc="waiting for the lab (one run trains at a time)")
+                continue
+            progress((len(job.history), job.epochs), desc=f"epoch {len(job.history)} (stops early when the "
+                     f"validation mAP stops improving)")
+            yield plots.lab_figure(job.history, "training…", reference), \
+                f"training · epoch {len(job.history)} · loss {job.history[-1]['loss']:.4f}"
     finally:  # the page went away or the event was cancelled: stop the run instead of training for no one
-        if thread.is_alive():
-            stop.set()
-    answer, now = _finish_lab(box, base, session)
-    yield {lab_plot: plots.lab_figure(history, answer["name"], reference), lab_md: views.lab_markdown(answer),
-           **objective_components(now)}
+        if job.thread.is_alive():
+            job.stop.set()
+    answer = _finish_lab(job)
+    yield plots.lab_figure(job.history, answer["name"], reference), views.lab_markdown(answer)
 
 
 def lab_stop(request: gr.Request = None):
-    """Stop this session's lab run after its current epoch, keeping its best epoch so far."""
-    LAB_RUNS.stop_event(getattr(request, "session_hash", None)).set()
+    """Stop this session's lab run within one batch, keeping its best epoch so far."""
+    LAB_RUNS.stop(getattr(request, "session_hash", None))
+
+
+@user_errors
+def refresh_objectives(bundle: str, request: gr.Request = None) -> dict:
+    """The objective lists and leaderboard for the bundle picked now (a lab run may have joined them)."""
+    return objective_components(service(bundle, request))
 
 
 EXAMPLES = {name: views.text_examples(s) for name, s in SERVICES.items()}  # (text, class) pairs per bundle
@@ -651,7 +703,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
                                      elem_id="results-gallery", allow_preview=False)
         results_table = gr.Dataframe(headers=views.TEXT_COLUMNS, label="Results (click a row to search with it)",
                                      interactive=False, visible=False, wrap=True, elem_id="results-table",
-                                     column_widths=["64px", "80px", "96px", "84px", "auto", "150px"])
+                                     column_widths=["60px", "76px", "96px", "80px", "auto", "200px"])
         hits = gr.State({})
         example_boxes, image_example_sets = {}, []
         for name, s in SERVICES.items():  # each bundle's own examples, shown while it is the bundle picked
@@ -845,7 +897,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
         lab_api_btn = gr.Button(visible=False)
     lab_inputs = [lab_objective, lab_options, lab_text, lab_image, lab_seed, lab_lr, lab_batch, lab_epochs,
                   lab_patience, lab_embed, lab_hidden, bundle_pick]
-    lab_objective.change(user_errors(lab_defaults), [lab_objective, bundle_pick],
+    lab_objective.change(lab_defaults, [lab_objective, bundle_pick],
                          [lab_lr, lab_batch, lab_epochs, lab_patience, lab_embed, lab_hidden, lab_seed, lab_options],
                          api_visibility="private", show_progress="hidden")
     lab_stop_btn.click(lab_stop, None, None, queue=False, api_visibility="private", show_progress="hidden")
@@ -900,7 +952,9 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             **{part: gr.Column(visible=False) for part in col_parts[1::4]},
             dis_table: [],
             map_query: gr.Textbox(value=ex[0] if s.encodes else "", visible=s.encodes),
-            map_classes: gr.CheckboxGroup(s.class_names, value=[]), map_selected: "",
+            map_classes: gr.CheckboxGroup(s.class_names, value=[]),
+            map_selected: gr.Textbox(value="", placeholder="click an image below" if s.bundle.has_pictures
+                                     else f"a gallery item id, e.g. {first_id}"),
             pick_box: gr.Accordion(visible=s.bundle.has_pictures, open=False), map_pick: None,
             about_md: views.about_markdown(s), **objective_components(s),
             lab_objective: s.best, lab_options: "", lab_text: 1, lab_image: 1, lab_plot: None, lab_md:
@@ -919,8 +973,11 @@ LISTS_OBJECTIVES = list(objective_components(FIRST))
 with demo:
     bundle_pick.change(user_errors(switch_bundle), bundle_pick, SWITCHED, api_visibility="private",
                        show_progress="minimal").then(embedding_map, map_inputs, map_plot, api_visibility="private")
-    lab_btn.click(lab_page, lab_inputs, [lab_plot, lab_md, *LISTS_OBJECTIVES], api_visibility="private", preprocess=False,
-                  concurrency_id="lab", concurrency_limit=LAB_LIMIT)
+    lab_btn.click(lambda: (None, ""), None, [lab_plot, lab_md], queue=False, api_visibility="private",
+                  show_progress="hidden").then(
+        lab_page, lab_inputs, [lab_plot, lab_md], api_visibility="private", preprocess=False,
+                  concurrency_id="lab", concurrency_limit=LAB_LIMIT).success(
+        refresh_objectives, bundle_pick, LISTS_OBJECTIVES, api_visibility="private", show_progress="hidden")
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 demo.state_session_capacity = SESSIONS  # a `launch` option; the mounted app reads the attribute

@@ -132,18 +132,18 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
 
     Without `backbone` the data's own features are used and the bundle has no backbone (features-only):
     what needs no new encoding is served, free-text and picture queries are not."""
-    from .data import DataError, load_data
+    from .data import DataError
     from .features import dataset_features
     from .train import main as train_main, run_dir_name
     out = Path(out)
-    dataset = load_data(data, seed=seed)
+    argv = ["--data", data, *(["--backbone", backbone] if backbone else []), "--objective", objectives,
+            "--seed", str(seed), "--out", str(out / "objectives"), *(train_args or [])]
+    dataset = _same_splits(argv)  # the splits train.main will make: the lab trains on exactly these
     _check_buildable(dataset, data, backbone)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise SystemExit(f"{out} is not empty; pass --overwrite to rebuild it")
         shutil.rmtree(out)
-    argv = ["--data", data, *(["--backbone", backbone] if backbone else []), "--objective", objectives,
-            "--seed", str(seed), "--out", str(out / "objectives"), *(train_args or [])]
     rows = train_main(argv)
     feats, source = dataset_features(dataset, backbone, progress=False)  # a cache hit: training filled it
     records = _write_gallery(out, dataset.test)
@@ -177,6 +177,16 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
     return manifest
 
 
+def _same_splits(train_argv: list[str]):
+    """The dataset with the splits `python -m cmr_demo.train` makes from these arguments (its validation share,
+    none under --select-on test, its seed)."""
+    from .data import load_data
+    from .train import build_parser
+    args = build_parser().parse_args(train_argv)
+    return load_data(args.data, strict=args.strict, seed=args.seed,
+                     val_fraction=0.0 if args.select_on == "test" else args.val_fraction)
+
+
 def write_lab_features(out: Path, feats: dict, dataset) -> None:
     """Every split's input features (float32, as trained on) and labels, so the app's lab trains heads with
     exactly what the builder used: with the same settings it reproduces the stored metrics."""
@@ -193,14 +203,12 @@ def add_lab(folder: str | Path) -> Path:
     """Give a bundle built before the lab existed its lab features, re-derived from the data and backbone it
     names (the feature cache makes this quick), checked against the gallery it stores, and listed (hashed)
     in its manifest."""
-    from .data import DataError, load_data
+    from .data import DataError
     from .features import dataset_features
     folder = Path(folder)
     manifest = load_json(folder / "manifest.json")
     run = load_json(folder / next(iter(manifest["objectives"].values()))["dir"] / "config.json")
-    train = run["train"]
-    dataset = load_data(manifest["data"]["spec"], seed=train["seed"],
-                        val_fraction=0.0 if train["select_on"] == "test" else 0.1)
+    dataset = _same_splits(run["command"][3:])  # the run's own `python -m cmr_demo.train` arguments
     feats, _ = dataset_features(dataset, backbone_spec(folder), progress=False)
     stored, _ = load_tensors(folder / GALLERY_FEATURES)
     ids = [json.loads(line)["id"] for line in (folder / ITEMS_FILE).read_text().splitlines() if line]

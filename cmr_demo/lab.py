@@ -29,9 +29,11 @@ from .losses import OBJECTIVES, build_objective, parse_hybrid
 from .maps import place_points
 from .trainer import Tensors, TrainConfig, fit
 
+TRAINING = threading.Lock()
 MAX_SECONDS = 90.0  # a lab run is stopped here (the best epoch so far is kept): one user cannot hold the CPU
 MAX_EPOCHS = 1000  # early stopping or the time cap ends a run long before
-MAX_DIM = 2048
+MAX_DIM = 1024  # the paper's embedding width; wider runs would cost memory for every session that keeps one
+MAX_PARTS = 4  # parts of a hybrid objective: each costs a loss per batch
 # what a user may set, with its bounds: (type, low, high); everything else comes from the bundle's own run
 LIMITS: dict[str, tuple[type, float, float]] = {
     "lr": (float, 1e-6, 1.0), "batch_size": (int, 8, 4096), "epochs": (int, 1, MAX_EPOCHS), "patience": (int, 1, 100),
@@ -80,10 +82,16 @@ def check_objective(spec: object) -> str:
     """An objective of the registry or a hybrid like 'pcl+0.5*tl' (refused in the app's words otherwise)."""
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"choose an objective: {', '.join(OBJECTIVES)}, or a hybrid like 'pcl+0.5*tl'")
+    if len(spec) > 80:
+        raise InputError(f"the objective is {len(spec)} characters long; a hybrid has at most {MAX_PARTS} parts, "
+                         f"like 'pcl+0.5*tl'")
     try:
-        parse_hybrid(spec.strip())
-    except ValueError as err:
-        raise InputError(str(err)) from None
+        parts = parse_hybrid(spec.strip())
+    except ValueError:
+        raise InputError(f"unknown objective {spec.strip()[:40]!r}: choose one of {', '.join(OBJECTIVES)}, or a hybrid "
+                         f"like 'pcl+0.5*tl' (weights times objectives, joined by +)") from None
+    if len(parts) > MAX_PARTS:
+        raise InputError(f"a hybrid objective has at most {MAX_PARTS} parts here; '{spec.strip()[:40]}' has {len(parts)}")
     return spec.strip()
 
 
@@ -134,6 +142,20 @@ def settings_for(bundle: Bundle, objective: object, options: object = "", **over
     return train, heads
 
 
+def changes(bundle: Bundle, train: TrainConfig, heads: HeadConfig) -> str:
+    """What a run changes from the bundle's own settings for its objective, short: 'margin=0.3, text 0.3'.
+    Goes into the run's name, so a user can tell runs apart in Compare, the leaderboard and the maps."""
+    base_train, base_heads = base_settings(bundle, train.objective)
+    short = {"text_fraction": "text", "image_fraction": "image", "batch_size": "batch", "embed_dim": "embed",
+             "hidden_dim": "hidden"}
+    parts = [f"{k}={v:g}" for k, v in train.objective_options.items() if base_train.objective_options.get(k) != v]
+    for cfg, base in ((train, base_train), (heads, base_heads)):
+        for f in fields(cfg):
+            if f.name in LIMITS and getattr(cfg, f.name) != getattr(base, f.name):
+                parts.append(f"{short.get(f.name, f.name)} {getattr(cfg, f.name):g}")
+    return ", ".join(parts)
+
+
 def lab_data(bundle: Bundle) -> dict[str, Tensors]:
     """The bundle's train / val / test features as the builder trained on them."""
     if not has_lab(bundle):
@@ -152,23 +174,34 @@ def train_lab(bundle: Bundle, train: TrainConfig, heads: HeadConfig, name: str,
     from .train import final_metrics
     data = data or lab_data(bundle)
     select = data[train.select_on] if train.select_on in data else data["val"]
-    started, why = time.perf_counter(), []
+    why: list[str] = []
+    started = [time.perf_counter()]  # reset once this run holds the lock: waiting does not count
+
+    def interrupted() -> bool:
+        """Asked before every batch: a Stop or the time cap ends the run within one batch, not one epoch."""
+        if not why and stop is not None and stop.is_set():
+            why.append("stopped on request")
+        elif not why and time.perf_counter() - started[0] > max_seconds:
+            why.append(f"time cap: stopped after {max_seconds:.0f} s")
+        return bool(why)
 
     def epoch_done(row: dict) -> bool:
         if on_epoch is not None:
             on_epoch(row)
-        if stop is not None and stop.is_set():
-            why.append("cancelled")
-        elif time.perf_counter() - started > max_seconds:
-            why.append(f"time cap: stopped after {max_seconds:.0f} s, at epoch {row['epoch']}")
-        return bool(why)
+        return interrupted()
 
     heads = replace(heads, image_dim=int(data["train"].image.shape[1]), text_dim=int(data["train"].text.shape[1]))
-    result = fit(train, heads, len(bundle.class_names), data["train"], select, progress=False, on_epoch=epoch_done)
+    with TRAINING:  # one lab run trains at a time in this process, whoever started it (page, API, a dropped request)
+        started[0] = time.perf_counter()
+        result = fit(train, heads, len(bundle.class_names), data["train"], select, progress=False,
+                     on_epoch=epoch_done, interrupt=interrupted)
+    if not result.history:
+        raise InputError(f"the run was {why[0] if why else 'stopped'} before it finished its first epoch: nothing to "
+                         f"show (a larger batch size or smaller widths make epochs shorter)")
     metrics = final_metrics(result, {k: v for k, v in data.items() if k in ("test", "val")}, bundle.class_names, train)
     view = gallery_view(bundle, name, result, data["test"], metrics)
     return LabRun(name, train.objective, {"train": asdict(train), "heads": asdict(heads)}, metrics, result.history,
-                  round(time.perf_counter() - started, 2), why[0] if why else None, view)
+                  round(time.perf_counter() - started[0], 2), why[0] if why else None, view)
 
 
 @torch.no_grad()
@@ -187,11 +220,12 @@ class SessionRuns:
 
     Why keyed by session: a run is one user's experiment, so it joins that user's Compare, leaderboard and
     maps and nobody else's (a program using one gradio_client sees its own runs the same way). Bounded:
-    the newest `per_bundle` runs per bundle, the `max_sessions` most recent sessions."""
+    the newest `per_bundle` runs per bundle, and at most `max_bytes` of runs in all (heads, embeddings and
+    their indexes), the least recently active sessions' runs dropped first."""
 
-    def __init__(self, max_sessions: int = 64, per_bundle: int = 3):
+    def __init__(self, max_bytes: int = 512 * 2 ** 20, per_bundle: int = 3):
         from collections import OrderedDict
-        self.max_sessions, self.per_bundle = max_sessions, per_bundle
+        self.max_bytes, self.per_bundle = max_bytes, per_bundle
         self._runs: OrderedDict[str, dict[str, list[LabRun]]] = OrderedDict()
         self._services: dict[tuple[str, str], object] = {}
         self._stops: dict[str, threading.Event] = {}
@@ -207,34 +241,56 @@ class SessionRuns:
         with self._lock:
             return list(self._runs.get(session, {}).get(bundle, [])) if session else []
 
-    def next_name(self, session: str | None, objective: str) -> str:
-        """'lab N: objective', N counting this session's runs (never reused, so names stay unique)."""
+    def next_name(self, session: str | None, objective: str, changed: str = "") -> str:
+        """'lab N: objective (what changed)', N counting this session's runs (never reused: names stay unique)."""
         with self._lock:
             self._counts[session] = n = self._counts.get(session, 0) + 1
-            while len(self._counts) > 4 * self.max_sessions:
+            while len(self._counts) > 4096:
                 self._counts.pop(next(iter(self._counts)))
-        return f"lab {n}: {objective}"
+        return f"lab {n}: {objective}" + (f" ({changed[:48]})" if changed else "")
 
     def add(self, session: str | None, base, run: LabRun):
-        """Keep `run` for this session (dropping its oldest beyond the limit); the service it now sees."""
+        """Keep `run` for this session (dropping its oldest beyond the limits); the service it now sees."""
         if not session:
             return base.with_objective(run.view)
         with self._lock:
             per_bundle = self._runs.setdefault(session, {})
             self._runs.move_to_end(session)
-            kept = (per_bundle.get(base.name, []) + [run])[-self.per_bundle:]
-            per_bundle[base.name] = kept
-            service = base
-            for r in kept:
-                service = service.with_objective(r.view)
-            self._services[(session, base.name)] = service
-            while len(self._runs) > self.max_sessions:
+            per_bundle[base.name] = (per_bundle.get(base.name, []) + [run])[-self.per_bundle:]
+            while self._bytes() > self.max_bytes and len(self._runs) > 1:
                 old, _ = self._runs.popitem(last=False)
                 for key in [k for k in self._services if k[0] == old]:
                     del self._services[key]
+            service = base
+            for r in per_bundle[base.name]:
+                service = service.with_objective(r.view)
+            self._services[(session, base.name)] = service
             return service
 
-    def stop_event(self, session: str | None) -> threading.Event:
-        """The flag a running lab run of this session checks after each epoch (the Stop button sets it)."""
+    def _bytes(self) -> int:
+        return sum(run_bytes(r) for bundles in self._runs.values() for runs in bundles.values() for r in runs)
+
+    def new_stop(self, session: str | None) -> threading.Event:
+        """A fresh flag for a run about to start (a Stop meant for an earlier run never reaches this one)."""
         with self._lock:
-            return self._stops.setdefault(session or "", threading.Event())
+            self._stops[session or ""] = event = threading.Event()
+            return event
+
+    def stop(self, session: str | None) -> None:
+        """Stop this session's run under way, if any (the Stop button)."""
+        with self._lock:
+            event = self._stops.get(session or "")
+        if event is not None:
+            event.set()
+
+    def done(self, session: str | None, event: threading.Event) -> None:
+        with self._lock:
+            if self._stops.get(session or "") is event:
+                del self._stops[session or ""]
+
+
+def run_bytes(run: LabRun) -> int:
+    """What a kept run holds in memory: its heads and objective, its gallery embeddings twice (the index copies)."""
+    params = sum(t.numel() * t.element_size() for m in (run.view.heads, run.view.objective) if m is not None
+                 for t in m.state_dict().values())
+    return params + 2 * (run.view.image_emb.nbytes + run.view.text_emb.nbytes)

@@ -182,7 +182,7 @@ def lab_figure(history: Sequence[dict], title: str = "", reference: float | None
                       secondary_y=True)
     if reference is not None:
         fig.add_trace(go.Scatter(x=[epochs[0] if epochs else 1, epochs[-1] if epochs else 2], y=[reference] * 2,
-                                 name=f"the bundle's run, test avg mAP {reference:.3f}", mode="lines",
+                                 name=f"the bundle's own run: best validation avg mAP {reference:.3f}", mode="lines",
                                  line={"dash": "dot", "color": "grey"}), secondary_y=True)
     fig.update_layout(title=title, height=340, template="plotly_white", margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       legend={"orientation": "h", "y": -0.25}, xaxis_title="epoch")

@@ -125,13 +125,15 @@ def _restore(path: Path, heads, objective, optimizer, cfg_json: str) -> tuple[di
 
 def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors, select: Tensors,
         state_path: Path | None = None, log: Callable[[str], None] = print, progress: bool = True,
-        state_every_s: float = 2.0, on_epoch: Callable[[dict], bool] | None = None) -> FitResult:
+        state_every_s: float = 2.0, on_epoch: Callable[[dict], bool] | None = None,
+        interrupt: Callable[[], bool] | None = None) -> FitResult:
     """Train until early stopping; keep the weights of the epoch with the best selection mAP.
 
     With `state_path`, a resume state is written when `state_every_s` seconds have passed since the
     last one (0: after every epoch). `on_epoch` sees each epoch's history row as it is written (the
     app's live curve) and ends the run early by returning True (cancel, time cap): the best epoch so far
-    is kept, as at early stopping."""
+    is kept, as at early stopping. `interrupt` is asked before every batch: True abandons the epoch under
+    way (its partial update is discarded with it) and keeps the best epoch so far."""
     device = train.image.device
     torch.manual_seed(cfg.seed)
     heads = Heads(head_cfg).to(device)
@@ -156,7 +158,10 @@ def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors
     for epoch in bar:
         if prog["bad_epochs"] >= cfg.patience:
             break
-        losses = _train_epoch(cfg, epoch, heads, objective, optimizer, scaler, amp_dtype, train, image_mask, text_mask)
+        losses = _train_epoch(cfg, epoch, heads, objective, optimizer, scaler, amp_dtype, train, image_mask, text_mask,
+                              interrupt)
+        if losses is None:  # interrupted mid-epoch
+            break
         i2t, t2i = selection_map(heads, select)
         score = (i2t + t2i) / 2
         improved = score > prog["best_score"]
@@ -193,8 +198,10 @@ def _load_module_state(heads, objective, state) -> None:
     objective.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("objective.")})
 
 
-def _train_epoch(cfg, epoch, heads, objective, optimizer, scaler, amp_dtype, train, image_mask, text_mask) -> dict:
-    """One pass over the training pairs in a (seed, epoch)-determined order; returns mean loss terms."""
+def _train_epoch(cfg, epoch, heads, objective, optimizer, scaler, amp_dtype, train, image_mask, text_mask,
+                 interrupt: Callable[[], bool] | None = None) -> dict | None:
+    """One pass over the training pairs in a (seed, epoch)-determined order; returns mean loss terms (None
+    when `interrupt` said stop before a batch)."""
     epoch_seed = cfg.seed * 1_000_003 + epoch
     torch.manual_seed(epoch_seed)  # dropout masks on a GPU
     heads.reseed_dropout(epoch_seed)  # dropout masks on the CPU
@@ -203,6 +210,8 @@ def _train_epoch(cfg, epoch, heads, objective, optimizer, scaler, amp_dtype, tra
     objective.train()
     sums: dict[str, torch.Tensor] = {}
     for idx in order.to(train.labels.device).split(cfg.batch_size):
+        if interrupt is not None and interrupt():
+            return None
         with torch.autocast(train.image.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             out = objective(heads.encode_image(train.image[idx]), heads.encode_text(train.text[idx]), train.labels[idx],
                             None if image_mask is None else image_mask[idx], None if text_mask is None else text_mask[idx])

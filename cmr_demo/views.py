@@ -105,12 +105,20 @@ def header_markdown(service: RetrievalService) -> str:
     examples = " (one picture of each below)" if service.bundle.has_pictures else ""
     features = (f"**Backbone** (frozen): `{m['backbone']['spec']}`{zero_shot}" if m.get("backbone") else
                 f"**Features**: as the data ships them ({_dims(m)}); no backbone, so queries are gallery items")
+    stating = ("state a query's class to see ✓/✗, AP and P@k" if service.encodes else
+               "a gallery item's class is known, so every query shows ✓/✗, AP and P@k")
     return (f"# CLIP4CMR: supervised cross-modal retrieval on a frozen CLIP\n"
-            f"**Gallery**: {len(service.bundle.items)} items of `{m['data']['spec']}`, {len(service.class_names)} "
-            f"classes{examples}. {description}\n\n"
-            f"**Relevant** = {about.get('relevance', 'same class as the query')}; state a query's class to see ✓/✗, "
-            f"AP and P@k. {features}. "
+            f"**Gallery**: {len(service.bundle.items)} items of `{short_spec(m['data']['spec'])}`, "
+            f"{len(service.class_names)} classes{examples}. {description}\n\n"
+            f"**Relevant** = {about.get('relevance', 'same class as the query')}; {stating}. {features}. "
             f"**Objectives**: {len(service.objectives)}, one pair of heads each, best `{service.best}`.")
+
+
+def short_spec(spec: str) -> str:
+    """A data spec as people read it: the reader and the last part of its path ('wikipedia:../data/wikipedia' ->
+    'wikipedia:wikipedia'); specs without a path ('shapes:3000,seed=1') unchanged."""
+    name, _, arg = spec.partition(":")
+    return f"{name}:{arg.rstrip('/').rsplit('/', 1)[-1]}" if "/" in arg else spec
 
 
 def _dims(manifest: dict) -> str:

@@ -43,7 +43,7 @@ def test_settings_are_checked_in_the_apps_words(bundle):
                                 (("pcl",), {"image_fraction": 1.5}, "image fraction must be in (0, 1]"),
                                 (("pcl",), {"batch_size": "many"}, "batch size must be a whole number"),
                                 (("pcl",), {"seed": 1.5}, "seed must be a whole number"),
-                                (("pcl",), {"embed_dim": 10 ** 6}, "embed dim must be from 2 to 2048"),
+                                (("pcl",), {"embed_dim": 10 ** 6}, "embed dim must be from 2 to 1024"),
                                 (("nope",), {}, "unknown objective 'nope'"),
                                 (("",), {}, "choose an objective")]:
         with pytest.raises(InputError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
@@ -60,15 +60,27 @@ def test_a_run_stops_when_asked_or_at_the_time_cap_and_keeps_its_best_epoch(bund
         if len(seen) == 2:
             stop.set()
     run = lab.train_lab(bundle, train, heads, "lab 1: pcl", on_epoch=on_epoch, stop=stop)
-    assert run.stopped == "cancelled" and len(run.history) == 2 and run.metrics["epochs_run"] == 2
-    run = lab.train_lab(bundle, train, heads, "lab 2: pcl", max_seconds=0.0)
-    assert run.stopped.startswith("time cap") and len(run.history) == 1
+    assert run.stopped == "stopped on request" and len(run.history) == 2 and run.metrics["epochs_run"] == 2
+    stop.set()  # a Stop before the first epoch ends: nothing to keep, said so
+    with pytest.raises(InputError, match="stopped on request before it finished its first epoch"):
+        lab.train_lab(bundle, train, heads, "lab 2: pcl", stop=stop)
+    with pytest.raises(InputError, match="time cap: stopped after 0 s before it finished its first epoch"):
+        lab.train_lab(bundle, train, heads, "lab 3: pcl", max_seconds=0.0)
+
+
+def test_a_hybrid_is_bounded():
+    assert lab.check_objective(" pcl+0.5*tl ") == "pcl+0.5*tl"
+    with pytest.raises(InputError, match="at most 4 parts"):
+        lab.check_objective("ce+ce+ce+ce+ce")
+    with pytest.raises(InputError, match="characters long"):
+        lab.check_objective("+".join(["ce"] * 100))
 
 
 def test_a_run_joins_one_sessions_service_only(bundle):
     base = RetrievalService(bundle, "b")
-    runs = lab.SessionRuns(max_sessions=2, per_bundle=2)
     train, heads = lab.settings_for(bundle, "ce", seed=5)
+    first = lab.train_lab(bundle, train, heads, "probe")
+    runs = lab.SessionRuns(max_bytes=3 * lab.run_bytes(first), per_bundle=2)
     made = []
     for _ in range(3):
         made.append(lab.train_lab(bundle, train, heads, runs.next_name("alice", "ce")))
@@ -88,8 +100,9 @@ def test_a_run_joins_one_sessions_service_only(bundle):
     assert mine.disagreements(name, "pcl") and mine.class_ap("avg")[1][-1] == name
     assert mine.map_view(name, q)["image_xy"].shape == (len(bundle.items), 2)
     runs.add("carol", base, made[0])
-    runs.add("dave", base, made[0])  # the oldest session goes beyond max_sessions
-    assert runs.service("alice", base) is base
+    assert runs.service("alice", base) is not base  # 3 runs kept: within the budget
+    runs.add("dave", base, made[0])  # 4 runs: over the budget, the least recently active session's go
+    assert runs.service("alice", base) is base and runs.service("dave", base) is not base
 
 
 def test_placed_points_land_among_their_neighbours():
@@ -115,3 +128,16 @@ def test_add_lab_gives_an_older_bundle_the_features_it_was_trained_on(small_bund
     again, _ = load_tensors(old / LAB_FEATURES)
     assert set(again) == set(original) and all(np.array_equal(again[k].numpy(), original[k].numpy()) for k in original)
     assert verify(old) == [] and lab.has_lab(load_bundle(old, load_backbone=False))
+
+
+def test_a_bundle_built_with_its_own_validation_share_is_reproduced(tmp_path):
+    """The lab features hold the splits the builder's training used (here a 30 % validation share)."""
+    from cmr_demo.bundle import build
+    out = build(None, "synthetic:300", "pcl", tmp_path / "b",
+                train_args=["--epochs", "3", "--quiet", "--embed-dim", "32", "--hidden-dim", "16", "--val-fraction", "0.3"])
+    bundle = load_bundle(tmp_path / "b")
+    data = lab.lab_data(bundle)
+    share = len(data["val"].labels) / (len(data["val"].labels) + len(data["train"].labels))
+    assert abs(share - 0.3) < 0.02  # per class, rounded (the default would be 0.1)
+    run = lab.train_lab(bundle, *lab.settings_for(bundle, "pcl"), "lab 1: pcl")
+    assert run.metrics["avg_map"] == pytest.approx(out["objectives"]["pcl"]["avg_map"], abs=1e-9)
