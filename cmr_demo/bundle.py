@@ -144,12 +144,21 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
         if not overwrite:
             raise SystemExit(f"{out} is not empty; pass --overwrite to rebuild it")
         shutil.rmtree(out)
+    clock = [time.perf_counter()]
+    stages: dict[str, float] = {}
+
+    def stage(name: str) -> None:  # seconds per stage, in the manifest and printed: where a large build goes
+        now = time.perf_counter()
+        stages[name], clock[0] = round(now - clock[0], 1), now
     rows = train_main(argv)
+    stage("features + training")
     feats, source = dataset_features(dataset, backbone, progress=False)  # a cache hit: training filled it
     records = _write_gallery(out, dataset.test)
     write_lab_features(out, feats, dataset)
+    stage("gallery")
     run_dirs = {name: out / "objectives" / run_dir_name(name) for name in rows}
     _embed_and_map(out, run_dirs, *feats["test"], seed=seed)
+    stage("embeddings + maps")
     save_tensors(out / GALLERY_FEATURES, {"image": torch.from_numpy(feats["test"][0]).half(),
                                           "text": torch.from_numpy(feats["test"][1]).half()}, {"source": source.text})
     image_dim, text_dim = (int(f.shape[1]) for f in feats["test"])
@@ -173,7 +182,10 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
     }
     atomic_write_bytes(out / CARD_FILE, render_card(manifest).encode())
     manifest["files"] = {str(p.relative_to(out)): file_sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
+    stage("card + hashes")
+    manifest["build_seconds"] = stages
     save_json(out / "manifest.json", manifest)
+    print("build stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
     return manifest
 
 
@@ -270,9 +282,14 @@ def backbone_spec(folder: str | Path) -> str | None:
     return f"{head}:{folder.resolve() / rest}" if rest.startswith("backbone/") else backbone["spec"]
 
 
-def verify(folder: str | Path, require_card: bool = False) -> list[str]:
+IMAGES_DIR = "gallery/images/"
+
+
+def verify(folder: str | Path, require_card: bool = False, images: bool = True) -> list[str]:
     """Every problem found (an empty list means the bundle is complete and intact). The model card is
-    checked against the manifest when the bundle lists one, or always with `require_card`."""
+    checked against the manifest when the bundle lists one, or always with `require_card`. With
+    `images=False` the gallery pictures are only checked to exist: the app checks each one's hash when it
+    first serves it, so starting does not read thousands of files (`bundle verify` checks them all)."""
     folder = Path(folder)
     try:
         manifest = load_json(folder / "manifest.json")
@@ -287,6 +304,8 @@ def verify(folder: str | Path, require_card: bool = False) -> list[str]:
             problems.append(f"file path {rel!r} points outside the bundle")
         elif not path.is_file():
             problems.append(f"missing file {rel}")
+        elif not images and rel.startswith(IMAGES_DIR):
+            continue
         elif file_sha256(path) != digest:
             problems.append(f"sha256 mismatch for {rel}: the file was changed or damaged")
     n = manifest["data"]["gallery_items"]

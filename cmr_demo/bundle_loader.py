@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import GALLERY_FEATURES, ITEMS_FILE, backbone_spec, feature_dims, verify
-from .checkpoint import CheckpointError, load_heads, load_json, load_tensors
+from .bundle import GALLERY_FEATURES, IMAGES_DIR, ITEMS_FILE, backbone_spec, feature_dims, verify
+from .checkpoint import CheckpointError, file_sha256, load_heads, load_json, load_tensors
 from .heads import Heads
 from .losses import Objective, build_objective
 
@@ -42,6 +42,7 @@ class Bundle:
     backbone: object | None = None  # cmr_demo.backbone.Backbone, loaded on request
     image_features: np.ndarray | None = None  # [N, F] backbone features of the gallery (bundles since 2026-11-30)
     text_features: np.ndarray | None = None
+    unchecked: dict[str, str] = field(default_factory=dict)  # gallery pictures whose sha256 is checked on first use
 
     @property
     def has_pictures(self) -> bool:
@@ -53,9 +54,18 @@ class Bundle:
         return self.manifest["data"].get("texts", True)
 
     def image_path(self, index: int) -> Path | None:
-        """The item's picture in the bundle, or None (features-only bundles have none)."""
+        """The item's picture in the bundle, or None (features-only bundles have none); its hash is checked the
+        first time it is asked for (a damaged picture is refused, never served)."""
         rel = self.items[index].get("image")
-        return self.folder / rel if rel else None
+        if not rel:
+            return None
+        digest = self.unchecked.get(rel)
+        if digest is not None:
+            if file_sha256(self.folder / rel) != digest:
+                raise CheckpointError(f"bundle {self.folder.name}: gallery picture {rel} was changed or damaged "
+                                      f"(sha256 mismatch); run 'python -m cmr_demo.bundle verify' and rebuild it")
+            self.unchecked.pop(rel, None)
+        return self.folder / rel
 
 
 def _check_inside(root: Path, rel_paths: list[str], folder: Path) -> None:
@@ -80,8 +90,8 @@ def _load_objective(run: Path, num_classes: int) -> Objective:
 def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bool = True) -> Bundle:
     """Read and check a bundle; raise CheckpointError naming every problem when it is not intact."""
     folder = Path(folder)
-    if check_hashes:
-        problems = verify(folder)
+    if check_hashes:  # every file but the gallery pictures now; each picture when first used (Bundle.image_path)
+        problems = verify(folder, images=False)
         if problems:
             raise CheckpointError(f"bundle {folder} failed verification:\n  " + "\n  ".join(problems[:10]))
     manifest = load_json(folder / "manifest.json")
@@ -91,6 +101,8 @@ def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bo
         it.setdefault("text", "")
     bundle = Bundle(folder, manifest, items, np.array([it["label"] for it in items], dtype=np.int64),
                     manifest["data"]["class_names"])
+    if check_hashes:
+        bundle.unchecked = {rel: d for rel, d in manifest["files"].items() if rel.startswith(IMAGES_DIR)}
     image_dim, text_dim = feature_dims(manifest)
     for name, entry in manifest["objectives"].items():
         run = folder / entry["dir"]

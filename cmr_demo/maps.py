@@ -16,14 +16,31 @@ UMAP_MIN_DIST = 0.1
 PLACE_K = 10  # neighbours used to place a query; more smooths, fewer follows the closest items
 
 
-def fit_map(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
-    """[M, D] unit-norm embeddings -> [M, 2] UMAP coordinates (cosine metric, fixed seed), centred, unit RMS."""
+FIT_AT_MOST = 20_000  # points UMAP is fitted on; a larger gallery's other points are placed by UMAP's transform
+
+
+def fit_map(embeddings: np.ndarray, seed: int = 0, fit_at_most: int = FIT_AT_MOST) -> np.ndarray:
+    """[M, D] unit-norm embeddings -> [M, 2] UMAP coordinates (cosine metric, fixed seed), centred, unit RMS.
+
+    Up to `fit_at_most` points UMAP is fitted on all of them. Beyond, it is fitted on a seeded sample and
+    the other points are placed into that map by `transform` (their nearest fitted neighbours, then a few
+    optimisation epochs with the fitted points fixed): a 100,000-point map costs a 20,000-point fit."""
     import umap  # heavy (numba); imported only when a map is fitted
 
-    n_neighbors = max(2, min(UMAP_NEIGHBORS, len(embeddings) - 1))
+    emb = np.asarray(embeddings, dtype=np.float32)
+    sample = None if len(emb) <= fit_at_most else np.sort(np.random.default_rng(seed).choice(len(emb), fit_at_most,
+                                                                                              replace=False))
+    fitted = emb if sample is None else emb[sample]
+    n_neighbors = max(2, min(UMAP_NEIGHBORS, len(fitted) - 1))
     reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=UMAP_MIN_DIST, metric="cosine", random_state=seed,
-                        n_jobs=1, init="spectral" if len(embeddings) > n_neighbors + 2 else "random")
-    return _normalise(reducer.fit_transform(np.asarray(embeddings, dtype=np.float32)))
+                        n_jobs=1, init="spectral" if len(fitted) > n_neighbors + 2 else "random")
+    coords = reducer.fit_transform(fitted)
+    if sample is not None:
+        rest = np.setdiff1d(np.arange(len(emb)), sample)
+        placed = np.empty((len(emb), 2), np.float32)
+        placed[sample], placed[rest] = coords, reducer.transform(emb[rest])
+        coords = placed
+    return _normalise(coords)
 
 
 def _normalise(coords: np.ndarray) -> np.ndarray:

@@ -86,12 +86,30 @@ def modality_masks(n: int, cfg: TrainConfig) -> tuple[torch.Tensor | None, torch
     return masks[0], masks[1]
 
 
+SELECTION_QUERIES = 2000  # queries per direction for the per-epoch selection mAP of a larger validation split
+
+
+def selection_queries(n: int, limit: int = SELECTION_QUERIES) -> torch.Tensor | None:
+    """Which validation items are queries when the epoch is selected: all of them (None) up to `limit`, else a
+    fixed seeded sample of `limit`.
+
+    Why: mAP@all costs queries x gallery; on all of a 25,000-item split that is 35 s per direction and epoch.
+    Each sampled query is still ranked against the whole split, so its AP is exact and their mean estimates
+    mAP@all without bias (standard error ~ std(AP)/sqrt(2000), about 0.005); the same queries every epoch make
+    epoch-to-epoch comparisons paired, so the choice of epoch is steadier still. Test metrics stay exact."""
+    if n <= limit:
+        return None
+    return torch.from_numpy(np.sort(np.random.default_rng(20221109).choice(n, size=limit, replace=False)))
+
+
 @torch.no_grad()
 def selection_map(heads: Heads, data: Tensors) -> tuple[float, float]:
     heads.eval()
     img, txt = heads.encode_image(data.image), heads.encode_text(data.text)
-    i2t = float(average_precision(img, data.labels, txt, data.labels).mean())
-    t2i = float(average_precision(txt, data.labels, img, data.labels).mean())
+    q = selection_queries(len(data.labels))
+    pick = (lambda x: x) if q is None else (lambda x: x[q.to(x.device)])  # noqa: E731
+    i2t = float(average_precision(pick(img), pick(data.labels), txt, data.labels).mean())
+    t2i = float(average_precision(pick(txt), pick(data.labels), img, data.labels).mean())
     return i2t, t2i
 
 

@@ -72,10 +72,15 @@ def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
     @router.get("/media/{bundle}/{item_id}", include_in_schema=False)
     def media(bundle: str, item_id: str):
         service = services().get(bundle)
+        from .checkpoint import CheckpointError
         row = service.row_of(item_id) if service is not None else None
-        if row is None or service.bundle.image_path(row) is None:  # unknown, or a features-only bundle
+        try:
+            path = None if row is None else service.bundle.image_path(row)
+        except CheckpointError as err:  # a damaged picture is never served
+            return JSONResponse({"error": str(err)}, 500)
+        if path is None:  # unknown, or a features-only bundle
             return JSONResponse({"error": f"no picture for bundle {bundle[:60]!r}, item {item_id[:60]!r}"}, 404)
-        return FileResponse(service.bundle.image_path(row), headers={"Cache-Control": "public, max-age=3600"})
+        return FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
     return router
 
 

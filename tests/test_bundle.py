@@ -171,3 +171,37 @@ def test_bundles_on_the_same_backbone_weights_share_one_loaded_copy(small_bundle
     copy = tmp_path / "copy"
     shutil.copytree(small_bundle, copy)
     assert load_bundle(small_bundle).backbone is load_bundle(copy).backbone
+
+
+def test_a_damaged_gallery_picture_is_caught_when_first_used_and_by_verify(small_bundle, tmp_path):
+    """Loading reads no gallery picture (start-up does not grow with the gallery); each picture's hash is
+    checked the first time it is asked for, and `bundle verify` still checks every one."""
+    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.checkpoint import CheckpointError
+    copy = tmp_path / "copy"
+    shutil.copytree(small_bundle, copy)
+    picture = copy / "gallery" / "images" / "00002.png"
+    picture.write_bytes(picture.read_bytes()[:-4] + b"\0\0\0\0")
+    bundle = load_bundle(copy, load_backbone=False)
+    assert len(bundle.unchecked) == len(bundle.items)  # none read yet
+    assert bundle.image_path(1).is_file() and "gallery/images/00001.png" not in bundle.unchecked  # checked once
+    with pytest.raises(CheckpointError, match="gallery picture gallery/images/00002.png was changed or damaged"):
+        bundle.image_path(2)
+    assert any("sha256 mismatch for gallery/images/00002.png" in p for p in verify(copy))
+
+
+@pytest.mark.slow
+def test_a_large_map_is_fitted_on_a_sample_and_places_the_rest():
+    """Beyond `fit_at_most` points UMAP is fitted on a sample and transforms the others: every point gets a
+    place, and points keep their class's neighbourhood (most nearest 2-D neighbours share the class)."""
+    from cmr_demo.maps import fit_map
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 1500)
+    emb = rng.normal(size=(5, 16))[labels] + 0.3 * rng.normal(size=(1500, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    coords = fit_map(emb, seed=0, fit_at_most=500)
+    assert coords.shape == (1500, 2) and np.isfinite(coords).all()
+    d = ((coords[:, None] - coords[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    same = (labels[np.argsort(d, axis=1)[:, :5]] == labels[:, None]).mean()
+    assert same > 0.9, same
