@@ -12,14 +12,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from threading import Lock
+from threading import Lock, Thread
 from urllib.parse import quote
 
 import numpy as np
 import torch
 
 from .bundle_loader import Bundle, ObjectiveView
-from .index import GalleryIndex
+from .index import GalleryIndex, choose_kind
 from .inputs import InputError, check_choice, check_class, check_k, clean_text, load_image, shown
 from .maps import place
 from .metrics import ap_from_relevance
@@ -95,8 +95,12 @@ class RetrievalService:
         self.objectives = list(bundle.objectives)
         self.class_names = list(bundle.class_names)
         self.size = len(bundle.items)
-        self.indexes = {(name, m): GalleryIndex.build(self._gallery(name, m)) for name in self.objectives
+        # flat (exact) indexes at once; where the size calls for HNSW, its graph is built in the background and
+        # swapped in when ready: start-up does not wait seconds per index on a large gallery
+        self.indexes = {(name, m): GalleryIndex.build(self._gallery(name, m), "flat") for name in self.objectives
                         for m in MODALITIES}
+        if choose_kind(self.size) != "flat":
+            Thread(target=self._build_graphs, name="hnsw-build", daemon=True).start()
         for view in bundle.objectives.values():
             view.heads.eval()
         self._rows_by_id = {it["id"]: n for n, it in enumerate(bundle.items)}
@@ -106,6 +110,10 @@ class RetrievalService:
         self.world = WorldCheck([it["text"] for it in bundle.items], self.class_names, bundle.image_features)
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
+
+    def _build_graphs(self) -> None:
+        for key in list(self.indexes):
+            self.indexes[key] = GalleryIndex.build(self._gallery(*key))  # one assignment: a search sees old or new
 
     def with_objective(self, view: ObjectiveView) -> "RetrievalService":
         """This service plus one more objective (a lab run), as a new object: the bundle's own state is

@@ -210,3 +210,19 @@ def test_a_map_of_a_large_gallery_stays_small_and_keeps_what_matters_exact():
     chosen = next(t for t in fig.data if t.name == "selected item")
     assert np.allclose(np.c_[chosen.x, chosen.y], [view["image_xy"][selected], view["text_xy"][selected]])
     assert f"showing {drawn:,} of 50,000 gallery items" in fig.layout.annotations[-1].text
+
+
+def test_a_large_gallery_serves_at_once_and_gets_its_graph_index_in_the_background(small_bundle, monkeypatch):
+    """Where the size calls for HNSW, the service starts on exact flat indexes and swaps each graph in when built."""
+    import threading
+
+    import cmr_demo.index
+    monkeypatch.setattr(cmr_demo.index, "EXACT_MAX_ITEMS", 10)  # the 40-item gallery now counts as large
+    s = RetrievalService(load_bundle(small_bundle, load_backbone=False))
+    q = s.item_query(3, "image")
+    before = [h.index for h in s.search(q, "pcl", 5).hits]
+    for thread in threading.enumerate():
+        if thread.name == "hnsw-build":
+            thread.join(30)
+    assert {i.kind for i in s.indexes.values()} == {"hnsw"}
+    assert [h.index for h in s.search(q, "pcl", 5).hits] == before  # 40 items: the graph finds the exact top 5
