@@ -158,6 +158,12 @@ def wikipedia_bundle() -> str | None:
         "| objective | I->T | T->I | avg |", "|---|---|---|---|", *published, *rows])
 
 
+def scale() -> str | None:
+    """bench/scale.py writes its own table (targets beside the largest gallery's figures); shown as written."""
+    md = RESULTS / "scale.md"
+    return f"### Galleries of growing size (`bench/scale.py`)\n\n{md.read_text().strip()}" if md.exists() else None
+
+
 def lab() -> str | None:
     """bench/lab.py writes its own tables (goal beside the figure); shown as written."""
     md = RESULTS / "lab.md"
@@ -367,7 +373,7 @@ def soak() -> str | None:
 
 
 BLOCKS: list[Callable[[], str | None]] = [demo_bundle, backbone, wikipedia_bundle, standardize, wikipedia, studies,
-                                          train_speed, extraction, search, app, soak, lab]
+                                          train_speed, extraction, search, app, soak, lab, scale]
 
 
 def render() -> str:
