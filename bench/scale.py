@@ -44,7 +44,9 @@ def first_page_s(url: str) -> float:
         page.locator("#search-item-btn").wait_for()
         start = time.perf_counter()
         page.get_by_text("Browse the gallery").click()
-        page.locator("#browse-gallery .thumbnail-item img, #browse-table td").first.wait_for(state="visible")
+        page.locator("#browse-where").get_by_text("page 1 of", exact=False).wait_for()  # the page's rows arrived
+        if page.locator("#browse-gallery").is_visible():  # and, for a bundle with pictures, they are drawn
+            page.locator("#browse-gallery .thumbnail-item img").first.wait_for(state="visible")
         took = time.perf_counter() - start
         browser.close()
     return took

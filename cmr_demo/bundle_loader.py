@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import GALLERY_FEATURES, IMAGES_DIR, ITEMS_FILE, backbone_spec, feature_dims, verify
+from .bundle import GALLERY_FEATURES, IMAGES_DIR, ITEMS_FILE, backbone_spec, feature_dims, outside, verify
 from .checkpoint import CheckpointError, file_sha256, load_heads, load_json, load_tensors
 from .heads import Heads
 from .losses import Objective, build_objective
@@ -70,10 +70,10 @@ class Bundle:
 
 def _check_inside(root: Path, rel_paths: list[str], folder: Path) -> None:
     """Refuse a bundle whose gallery paths point outside it: the app serves these files to anyone."""
-    root = root.resolve()
-    for rel in rel_paths:
-        if not (folder / rel).resolve().is_relative_to(root):
-            raise CheckpointError(f"bundle {folder}: gallery path {rel!r} points outside {root}; refusing to serve it")
+    bad = outside(root, folder, rel_paths)
+    if bad:
+        raise CheckpointError(f"bundle {folder}: gallery path {bad[0]!r} points outside {root.resolve()}; refusing "
+                              f"to serve it")
 
 
 def _load_objective(run: Path, num_classes: int) -> Objective:
