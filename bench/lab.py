@@ -13,7 +13,6 @@ Writes bench/results/lab.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from app_server import start_app, stop_app  # noqa: E402
 from cmr_demo import lab  # noqa: E402
 from cmr_demo.bundle_loader import load_bundle  # noqa: E402
-from cmr_demo.provenance import stamp  # noqa: E402
+from cmr_demo.provenance import save_result, stamp  # noqa: E402
 
 GOALS = {"default_run_s_demo": 20.0}
 QUERIES = ["a red star", "two blue hearts", "a shape with three corners", "a small ring", "an arrow pointing left"]
@@ -120,10 +119,7 @@ def main() -> None:
     folders = [Path(b) for b in args.bundles]
     result = {**stamp(["python", "bench/lab.py", *sys.argv[1:]]), "runs": runs_in_process(folders),
               "search": search_during_lab(folders, args.searches, Path(args.out + ".log"))}
-    text = f"*{result['date']}, {result['machine']}; `{result['command']}`*\n\n{table(result)}"
-    Path(args.out + ".json").write_text(json.dumps(result, indent=1))
-    Path(args.out + ".md").write_text(text + "\n")
-    print(text)
+    print(save_result(args.out, result, table(result)))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from app_server import start_app, stop_app  # noqa: E402
-from cmr_demo.provenance import stamp  # noqa: E402
+from cmr_demo.provenance import save_result, stamp  # noqa: E402
 
 TARGETS = {"ready_s": 10.0, "first_page_s": 1.0, "map_s": 1.0, "map_mb": 5.0, "rss_mb": 2048.0, "build_min": 20.0}
 QUERIES = ["a red star", "two blue hearts", "a shape with three corners", "a small ring", "an arrow pointing left"]
@@ -119,10 +119,7 @@ def main() -> None:
     args = p.parse_args()
     rows = [measure(Path(b), Path(args.out + f".{Path(b).name}.log")) for b in args.bundles]
     result = {**stamp(["python", "bench/scale.py", *sys.argv[1:]]), "rows": rows}
-    text = f"*{result['date']}, {result['machine']}; `{result['command']}`*\n\n{table(rows)}"
-    Path(args.out + ".json").write_text(json.dumps(result, indent=1))
-    Path(args.out + ".md").write_text(text + "\n")
-    print(text)
+    print(save_result(args.out, result, table(rows)))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cmr_demo.provenance import stamp  # noqa: E402
+from cmr_demo.provenance import save_result, stamp  # noqa: E402
 from cmr_demo.train import run_silently  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,12 +54,10 @@ def main() -> None:
             raw, std = np.array(row["raw"]), np.array(row["standardized"])
             lines.append(f"| {world} | `{objective}` | {raw.mean():.4f} ± {raw.std(ddof=1):.4f} | "
                          f"{std.mean():.4f} ± {std.std(ddof=1):.4f} | {std.mean() - raw.mean():+.4f} |")
-    st = stamp(["python", "bench/standardize.py", *sys.argv[1:]])
-    text = f"*{st['date']}, {st['machine']}; `{st['command']}`*\n\navg mAP@all on test (epoch selected on val), {args.seeds} seeds per cell\n\n" + "\n".join(lines)
+    result = {**stamp(["python", "bench/standardize.py", *sys.argv[1:]]), "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".md").write_text(text + "\n")
-    Path(args.out + ".json").write_text(json.dumps({**st, "results": results}, indent=1))
-    print(text)
+    print(save_result(args.out, result, f"avg mAP@all on test (epoch selected on val), {args.seeds} seeds per cell\n\n"
+                      + "\n".join(lines)))
 
 
 if __name__ == "__main__":

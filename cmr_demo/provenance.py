@@ -49,3 +49,13 @@ def stamp(command: list[str]) -> dict:
     """{date, machine, command, versions} for a result written now by `command`."""
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "command": " ".join(command),
             "versions": package_versions()}
+
+
+def save_result(base: str | Path, result: dict, body: str) -> str:
+    """Write a benchmark's `result` (stamped: date, machine, command) to BASE.json and `body` under a line saying
+    where and how it was measured to BASE.md; returns the markdown (what bench/report.py puts in the README)."""
+    import json
+    text = f"*{result['date']}, {result['machine']}; `{result['command']}`*\n\n{body}"
+    Path(str(base) + ".json").write_text(json.dumps(result, indent=1))
+    Path(str(base) + ".md").write_text(text + "\n")
+    return text
