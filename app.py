@@ -34,6 +34,7 @@ import pandas as pd  # noqa: E402
 
 from cmr_demo import lab, plots, views  # noqa: E402
 from cmr_demo.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choice, check_choices, check_flag  # noqa: E402
+from cmr_demo.losses import option_defaults  # noqa: E402
 from cmr_demo.service import Hit, RetrievalService, SearchResult  # noqa: E402
 from cmr_demo.uploads import FILE_SHAPE, NOT_UPLOADED, UploadGate, sweep  # noqa: E402
 
@@ -316,25 +317,23 @@ def _search_row(s: RetrievalService, row, modality, objective, k, same_modality)
 def search_hit(state: dict, objective: str, k: int, same_modality: bool, bundle: str, evt: gr.SelectData,
                request: gr.Request = None):
     """A click on a result: search with that gallery item (its class is known, so AP is shown)."""
-    row = _row(evt)
+    row, s = _row(evt), service(bundle, request)
     state = state if isinstance(state, dict) else {}
     hits = state.get("hits")
     if not isinstance(hits, list) or row is None or not 0 <= row < len(hits) or not isinstance(hits[row], dict) \
-            or state.get("bundle") != service(bundle, request).name:
+            or state.get("bundle") != s.name:
         raise InputError("that result is no longer on screen: run the search again")
-    return _search_row(service(bundle, request), hits[row].get("index"), hits[row].get("modality"), objective, k, same_modality)
+    return _search_row(s, hits[row].get("index"), hits[row].get("modality"), objective, k, same_modality)
 
 
 @user_errors
 def search_browsed(page: dict, objective: str, k: int, same_modality: bool, bundle: str, evt: gr.SelectData,
                    request: gr.Request = None):
     """A click in the gallery list: search with that item (its picture when shown, else its image features)."""
-    rows = (page if isinstance(page, dict) else {}).get("rows")
-    row = _row(evt)
-    if not isinstance(rows, list) or row is None or not 0 <= row < len(rows) or \
-            page.get("bundle") != service(bundle, request).name:
+    rows, row, s = (page if isinstance(page, dict) else {}).get("rows"), _row(evt), service(bundle, request)
+    if not isinstance(rows, list) or row is None or not 0 <= row < len(rows) or page.get("bundle") != s.name:
         raise InputError("that item is no longer listed: open the gallery list again")
-    return _search_row(service(bundle, request), rows[row], "image", objective, k, same_modality)
+    return _search_row(s, rows[row], "image", objective, k, same_modality)
 
 
 @user_errors
@@ -383,11 +382,9 @@ def query_info_image(image: dict, objective: str = "", bundle: str = "") -> dict
 
 
 def bundles() -> list[dict]:
-    """The served bundles, the default first: name, items, classes, objectives (best first), and what each can
-    answer (features-only bundles take gallery items as queries, not new texts or pictures)."""
-    return [{"name": name, "items": s.size, "classes": s.class_names, "objectives": [r["objective"] for r in
-             s.leaderboard()], "default": name == NAMES[0], "capabilities": s.capabilities()}
-            for name, s in SERVICES.items()]
+    """The served bundles, the default first: name, items, classes, backbone, objectives (best first), description
+    and what each can answer (features-only bundles take gallery items as queries, not new texts or pictures)."""
+    return [{"name": name, **s.describe(), "default": name == NAMES[0]} for name, s in SERVICES.items()]
 
 
 def resolved(fn):
@@ -512,13 +509,13 @@ def picked_id(bundle: str, evt: gr.SelectData) -> str:
     return items[row]["id"]
 
 
+def heatmap(s: RetrievalService, direction: str = "avg"):
+    return plots.heatmap_figure(*s.class_ap(direction), title=f"AP per class ({direction})")
+
+
 @user_errors
 def leaderboard_plots(direction: str, bundle: str = "", request: gr.Request = None):
-    return plots.heatmap_figure(*service(bundle, request).class_ap(direction), title=f"AP per class ({direction})")
-
-
-def leaderboard_table(s: RetrievalService):
-    return views.leaderboard_rows(s)
+    return heatmap(service(bundle, request), direction)
 
 
 def class_choices(s: RetrievalService) -> list[tuple[str, str]]:
@@ -533,7 +530,7 @@ def lab_settings(objective: str, bundle: str) -> tuple:
     """The bundle's own settings for `objective` (a hybrid, or one it did not train: its best run's), as the
     lab's boxes show them: lr, batch size, epochs, patience, embed dim, hidden dim, seed, the options' defaults."""
     train, heads = lab.base_settings(service(bundle).bundle, lab.check_objective(objective))
-    options = ",".join(f"{k}={v:g}" for k, v in build_objective_defaults(train.objective).items())
+    options = ",".join(f"{k}={v:g}" for k, v in option_defaults(train.objective).items())
     return (train.lr, train.batch_size, train.epochs, train.patience, heads.embed_dim, heads.hidden_dim, train.seed,
             f"defaults: {options or 'none'}")
 
@@ -546,11 +543,6 @@ def lab_defaults(objective: str, bundle: str):
     except InputError:
         return (gr.skip(),) * 8
     return *values, gr.Textbox(placeholder=placeholder)
-
-
-def build_objective_defaults(objective: str) -> dict:
-    from cmr_demo.losses import OBJECTIVES as REGISTRY, parse_hybrid
-    return {k: v for _, part in parse_hybrid(objective) for k, v in REGISTRY[part].defaults.items()}
 
 
 @dataclass
@@ -567,7 +559,7 @@ class LabJob:
 
 def _start_lab(objective, options, text_fraction, image_fraction, seed, bundle, request, **hyper) -> LabJob:
     """Check the settings, then train in a thread (the lab's lock inside `lab.train_lab` makes runs take turns)."""
-    base = SERVICES[service(bundle).name]
+    base = service(bundle)  # the bundle's own service: a run trains on the bundle, whatever the session holds
     if not lab.has_lab(base.bundle):
         raise InputError(f"bundle '{base.name}' has no lab features (built before the lab): run "
                          f"'python -m cmr_demo.bundle add-lab DIR' on it")
@@ -604,15 +596,6 @@ def _finish_lab(job: LabJob) -> dict:
     return views.lab_answer(run, job.base.bundle.manifest["objectives"].get(run.objective))
 
 
-def _follow(job: LabJob) -> None:
-    """Wait for the run; a request that goes away (cancelled, closed) stops it rather than train for no one."""
-    try:
-        job.thread.join()
-    finally:
-        if job.thread.is_alive():
-            job.stop.set()
-
-
 @user_errors
 def lab_train(objective: str, options: str = "", text_fraction: float = 1.0, image_fraction: float = 1.0,
               seed: int = 0, bundle: str = "", request: gr.Request = None) -> dict:
@@ -621,7 +604,7 @@ def lab_train(objective: str, options: str = "", text_fraction: float = 1.0, ima
     fractions in (0, 1], a seed; everything else as the bundle's run. Returns the run's test metrics
     (i2t_map, t2i_map, avg_map, epochs, seconds, ...); it joins this session's compare/leaderboard/maps."""
     job = _start_lab(objective, options, text_fraction, image_fraction, seed, bundle, request)
-    _follow(job)
+    job.thread.join()  # a sync call gradio cannot interrupt; the 90 s cap bounds it
     return _finish_lab(job)
 
 
@@ -664,7 +647,6 @@ def refresh_objectives(bundle: str, request: gr.Request = None) -> dict:
 
 EXAMPLES = {name: views.text_examples(s) for name, s in SERVICES.items()}  # (text, class) pairs per bundle
 DEFAULTS = {name: defaults_of(s) for name, s in SERVICES.items()}
-class_names0 = FIRST.class_names
 
 with ServedBlocks(title="CLIP4CMR demo") as demo:
     with gr.Row(equal_height=False):
@@ -678,7 +660,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
         notice_md = gr.Markdown(views.features_only_notice(FIRST), elem_id="features-only-notice")
         with gr.Row(visible=FIRST.encodes) as query_row:
             with gr.Column(scale=3):
-                text_in = gr.Textbox(label="Text query", placeholder=(EXAMPLES[NAMES[0]] or [("", "")])[0][0], lines=1)
+                text_in = gr.Textbox(label="Text query", placeholder=DEFAULTS[NAMES[0]]["query"], lines=1)
                 text_class = gr.Dropdown(class_choices(FIRST), value="",
                                          label="Class of this text (optional: shows AP, P@k)")
                 text_btn = gr.Button("Search images", variant="primary", elem_id="search-text-btn")
@@ -718,7 +700,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             example_boxes[name] = box
         with gr.Accordion("Browse the gallery: click an item to search with it", open=False) as browse_box:
             with gr.Row():
-                browse_class = gr.Dropdown([("(all classes)", "")] + [(c, c) for c in class_names0], value="",
+                browse_class = gr.Dropdown([("(all classes)", "")] + [(c, c) for c in FIRST.class_names], value="",
                                            label="class", scale=2)
                 browse_contains = gr.Textbox("", label="id contains", scale=2)
                 browse_prev = gr.Button("◀ previous", scale=1)
@@ -782,7 +764,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
                                                   show_progress="hidden")
 
     with gr.Tab("Compare objectives"):
-        ex0 = (EXAMPLES[NAMES[0]] or [("", "")])[0]
+        ex0 = DEFAULTS[NAMES[0]]["query"], DEFAULTS[NAMES[0]]["query_class"]
         with gr.Row():
             cmp_query = gr.Textbox(label="Text query", value=ex0[0], scale=3, visible=FIRST.encodes)
             cmp_class = gr.Dropdown(class_choices(FIRST), value=ex0[1], label="Class of the query (optional)",
@@ -805,11 +787,11 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
                                   gr.Gallery(columns=2, height="auto", allow_preview=False, show_label=False), gr.Markdown()]
         gr.Markdown("## Leaderboard (test split of the bundle)")
         with gr.Row():
-            board = gr.Dataframe(leaderboard_table(FIRST), headers=["objective", "I→T mAP", "T→I mAP", "average",
+            board = gr.Dataframe(views.leaderboard_rows(FIRST), headers=["objective", "I→T mAP", "T→I mAP", "average",
                                                                      "best epoch", "selected on"], interactive=False)
             board_plot = gr.Plot(plots.leaderboard_figure(FIRST.leaderboard()))
         heat_dir = gr.Radio(["avg", "i2t", "t2i"], value="avg", label="direction")
-        heatmap = gr.Plot(leaderboard_plots("avg"))
+        heatmap_plot = gr.Plot(heatmap(FIRST))
         gr.Markdown("## Where two objectives disagree most (click a row to compare on it)")
         with gr.Row():
             dis_a = gr.Dropdown(FIRST.objectives, value=DEFAULTS[NAMES[0]]["a"], label="objective A")
@@ -826,7 +808,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
         render_columns, [cmp_json, bundle_pick], col_parts, api_visibility="private").then(
         sync_class, [cmp_query, cmp_class, cmp_stated], cmp_class, queue=False, api_visibility="private",
         show_progress="hidden")
-    heat_dir.change(leaderboard_plots, [heat_dir, bundle_pick], heatmap, api_visibility="private")
+    heat_dir.change(leaderboard_plots, [heat_dir, bundle_pick], heatmap_plot, api_visibility="private")
     dis_btn.click(disagreements, [dis_a, dis_b, dis_dir, bundle_pick], dis_table, api_name="disagreements",
                   preprocess=False)
     dis_table.select(pick_disagreement, [dis_table, dis_dir], [cmp_item, cmp_modality], api_visibility="private").then(
@@ -844,7 +826,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             map_k = gr.Slider(1, 50, value=10, step=1, label="Top k highlighted")
             map_lines = gr.Checkbox(False, label="Lines image ↔ caption")
         with gr.Row():
-            map_classes = gr.CheckboxGroup(class_names0, label="Show only these classes (none = all)", scale=3)
+            map_classes = gr.CheckboxGroup(FIRST.class_names, label="Show only these classes (none = all)", scale=3)
             map_selected = gr.Textbox("", label="Selected gallery item id", placeholder="click an image below")
             map_btn = gr.Button("Draw maps", variant="primary", elem_id="map-btn")
         map_plot = gr.Plot(elem_id="map-plot")
@@ -913,12 +895,12 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
 
     def objective_components(s: RetrievalService) -> dict:
         """The components that list the bundle's objectives (a user's lab runs included) or show its leaderboard."""
-        d = DEFAULTS[SERVICES[s.name].name]
+        d = DEFAULTS[s.name]
         others = others_than(s.best, s)
         return {objective: gr.Dropdown(s.objectives, value=s.best),
                 cmp_objs: gr.CheckboxGroup(s.objectives, value=s.objectives),
-                board: leaderboard_table(s), board_plot: plots.leaderboard_figure(s.leaderboard()),
-                heat_dir: "avg", heatmap: plots.heatmap_figure(*s.class_ap("avg"), title="AP per class (avg)"),
+                board: views.leaderboard_rows(s), board_plot: plots.leaderboard_figure(s.leaderboard()),
+                heat_dir: "avg", heatmap_plot: heatmap(s),
                 dis_a: gr.Dropdown(s.objectives, value=d["a"]), dis_b: gr.Dropdown(s.objectives, value=d["b"]),
                 map_obj: gr.Dropdown(s.objectives, value=s.best), map_others: gr.CheckboxGroup(others, value=others[:1])}
 

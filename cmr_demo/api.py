@@ -160,12 +160,6 @@ class EmbedAnswer(BaseModel):
     embedding: list[float]
 
 
-def _backbone_spec(service: RetrievalService) -> str | None:
-    """The backbone as the bundle names it (its spec), not where it was built from on the build machine."""
-    backbone = service.bundle.manifest.get("backbone")
-    return backbone.get("spec") if isinstance(backbone, dict) else backbone
-
-
 def embedding_answer(bundle: str, objective: str, modality: str, emb: np.ndarray) -> dict:
     return {"bundle": bundle, "objective": objective, "modality": modality, "dim": int(emb.shape[0]),
             "embedding": emb.astype(float).tolist()}
@@ -213,10 +207,7 @@ class Api:
 
         @r.get("/bundles", summary="The served bundles: name, size, classes, objectives (best first)")
         async def bundles() -> list[dict]:
-            return [{"name": name, "items": s.size, "classes": s.class_names, "backbone": _backbone_spec(s),
-                     "objectives": [row["objective"] for row in s.leaderboard()], "default": n == 0,
-                     "description": (s.bundle.manifest.get("about") or {}).get("description"),
-                     "capabilities": s.capabilities()}
+            return [{"name": name, **s.describe(), "default": n == 0}
                     for n, (name, s) in enumerate(self.services().items())]
 
         @r.get("/items", summary="A page of gallery items (of one class, ids containing a string): their ids for "

@@ -132,9 +132,7 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
 
     Without `backbone` the data's own features are used and the bundle has no backbone (features-only):
     what needs no new encoding is served, free-text and picture queries are not."""
-    from .data import DataError
-    from .features import dataset_features
-    from .train import main as train_main, run_dir_name
+    from .train import features_for, main as train_main, run_dir_name
     out = Path(out)
     argv = ["--data", data, *(["--backbone", backbone] if backbone else []), "--objective", objectives,
             "--seed", str(seed), "--out", str(out / "objectives"), *(train_args or [])]
@@ -144,16 +142,17 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
     def stage(name: str) -> None:  # seconds per stage, in the manifest and printed: where a large build goes
         now = time.perf_counter()
         stages[name], clock[0] = round(now - clock[0], 1), now
-    dataset = _same_splits(argv)  # the splits train.main will make: the lab trains on exactly these
+    args, dataset = _same_splits(argv)  # the splits train.main would make: the lab trains on exactly these
     _check_buildable(dataset, data, backbone)
     stage("data")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise SystemExit(f"{out} is not empty; pass --overwrite to rebuild it")
         shutil.rmtree(out)
-    rows = train_main(argv, dataset=dataset)  # the splits made above: read once
-    stage("features + training")
-    feats, source = dataset_features(dataset, backbone, progress=False)  # a cache hit: training filled it
+    feats, source = features_for(args, dataset)
+    stage("features")
+    rows = train_main(argv, dataset=dataset, features=(feats, source))  # data read and hashed once per build
+    stage("training")
     records = _write_gallery(out, dataset.test)
     write_lab_features(out, feats, dataset)
     stage("gallery")
@@ -191,13 +190,13 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
 
 
 def _same_splits(train_argv: list[str]):
-    """The dataset with the splits `python -m cmr_demo.train` makes from these arguments (its validation share,
-    none under --select-on test, its seed)."""
+    """(parsed arguments, the dataset with the splits `python -m cmr_demo.train` makes from them: its validation
+    share, none under --select-on test, its seed)."""
     from .data import load_data
     from .train import build_parser
     args = build_parser().parse_args(train_argv)
-    return load_data(args.data, strict=args.strict, seed=args.seed,
-                     val_fraction=0.0 if args.select_on == "test" else args.val_fraction)
+    return args, load_data(args.data, strict=args.strict, seed=args.seed,
+                           val_fraction=0.0 if args.select_on == "test" else args.val_fraction)
 
 
 def write_lab_features(out: Path, feats: dict, dataset) -> None:
@@ -221,7 +220,7 @@ def add_lab(folder: str | Path) -> Path:
     folder = Path(folder)
     manifest = load_json(folder / "manifest.json")
     run = load_json(folder / next(iter(manifest["objectives"].values()))["dir"] / "config.json")
-    dataset = _same_splits(run["command"][3:])  # the run's own `python -m cmr_demo.train` arguments
+    _, dataset = _same_splits(run["command"][3:])  # the run's own `python -m cmr_demo.train` arguments
     feats, _ = dataset_features(dataset, backbone_spec(folder), progress=False)
     stored, _ = load_tensors(folder / GALLERY_FEATURES)
     ids = [json.loads(line)["id"] for line in (folder / ITEMS_FILE).read_text().splitlines() if line]
@@ -300,7 +299,7 @@ def outside(root: Path, folder: Path, rels) -> list[str]:
         pure = PurePosixPath(rel)
         parent = folder / pure.parent
         if parent not in folders:
-            folders[parent] = parent.resolve().is_relative_to(root) or parent.resolve() == root
+            folders[parent] = parent.resolve().is_relative_to(root)
         path = folder / rel
         if pure.is_absolute() or ".." in pure.parts or not folders[parent] or (
                 os.path.islink(path) and not path.resolve().is_relative_to(root)):

@@ -6,6 +6,7 @@ is refused, naming the file), and the heads are checked against the backbone's f
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,8 @@ class Bundle:
     text_features: np.ndarray | None = None
     unchecked: dict[str, str] = field(default_factory=dict)  # gallery pictures whose sha256 is checked on first use
 
-    @property
-    def has_pictures(self) -> bool:
+    @functools.cached_property
+    def has_pictures(self) -> bool:  # asked on every request: looked through the items once
         return all(it.get("image") for it in self.items)
 
     @property

@@ -12,9 +12,11 @@ placed on the bundle's aligned map from their nearest neighbours in the run's ow
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -50,7 +52,7 @@ class LabRun:
     metrics: dict  # final_metrics(): test mAP per direction, per class, per query
     history: list[dict]
     seconds: float
-    stopped: str | None  # why the run ended before early stopping ("cancelled", "time cap ..."), else None
+    stopped: str | None  # why the run ended before early stopping ("stopped on request", "time cap ..."), else None
     view: ObjectiveView = field(repr=False)
 
 
@@ -95,12 +97,18 @@ def check_objective(spec: object) -> str:
     return spec.strip()
 
 
+@functools.lru_cache(maxsize=256)
+def _run_config(path: Path) -> dict:
+    """A bundle run's config.json, read once (bundles do not change while served; every lab request asks)."""
+    return load_json(path)
+
+
 def base_settings(bundle: Bundle, objective: str) -> tuple[TrainConfig, HeadConfig]:
     """The bundle's own settings for `objective` (from its run's config.json), or its best run's settings with
     that objective and its default options when the bundle did not train it."""
     runs = bundle.manifest["objectives"]
     name = objective if objective in runs else max(runs, key=lambda n: runs[n]["avg_map"])
-    config = load_json(bundle.folder / runs[name]["dir"] / "config.json")
+    config = _run_config(bundle.folder / runs[name]["dir"] / "config.json")
     train = TrainConfig(**{k: v for k, v in config["train"].items() if k in {f.name for f in fields(TrainConfig)}})
     if name != objective:
         train = replace(train, objective=objective, objective_options={})
@@ -157,11 +165,16 @@ def changes(bundle: Bundle, train: TrainConfig, heads: HeadConfig) -> str:
 
 
 def lab_data(bundle: Bundle) -> dict[str, Tensors]:
-    """The bundle's train / val / test features as the builder trained on them."""
+    """The bundle's train / val / test features as the builder trained on them (read once per bundle)."""
     if not has_lab(bundle):
         raise InputError(f"this bundle has no lab features (built before the lab): add them with "
                          f"'python -m cmr_demo.bundle add-lab {bundle.folder.name}'")
-    tensors, _ = load_tensors(bundle.folder / LAB_FEATURES)
+    return _lab_tensors(bundle.folder / LAB_FEATURES)
+
+
+@functools.lru_cache(maxsize=16)
+def _lab_tensors(path: Path) -> dict[str, Tensors]:
+    tensors, _ = load_tensors(path)
     splits = {k.rsplit("_", 1)[0] for k in tensors}
     return {s: Tensors(tensors[f"{s}_image"].float(), tensors[f"{s}_text"].float(), tensors[f"{s}_labels"].long())
             for s in splits}
@@ -169,10 +182,10 @@ def lab_data(bundle: Bundle) -> dict[str, Tensors]:
 
 def train_lab(bundle: Bundle, train: TrainConfig, heads: HeadConfig, name: str,
               on_epoch: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
-              max_seconds: float = MAX_SECONDS, data: dict[str, Tensors] | None = None) -> LabRun:
+              max_seconds: float = MAX_SECONDS) -> LabRun:
     """Fit the heads, score them on the bundle's test split, embed its gallery and place it on the map."""
     from .train import final_metrics
-    data = data or lab_data(bundle)
+    data = lab_data(bundle)
     select = data[train.select_on] if train.select_on in data else data["val"]
     why: list[str] = []
     started = [time.perf_counter()]  # reset once this run holds the lock: waiting does not count
@@ -185,16 +198,11 @@ def train_lab(bundle: Bundle, train: TrainConfig, heads: HeadConfig, name: str,
             why.append(f"time cap: stopped after {max_seconds:.0f} s")
         return bool(why)
 
-    def epoch_done(row: dict) -> bool:
-        if on_epoch is not None:
-            on_epoch(row)
-        return interrupted()
-
     heads = replace(heads, image_dim=int(data["train"].image.shape[1]), text_dim=int(data["train"].text.shape[1]))
     with TRAINING:  # one lab run trains at a time in this process, whoever started it (page, API, a dropped request)
         started[0] = time.perf_counter()
         result = fit(train, heads, len(bundle.class_names), data["train"], select, progress=False,
-                     on_epoch=epoch_done, interrupt=interrupted)
+                     on_epoch=on_epoch, interrupt=interrupted)
     if not result.history:
         raise InputError(f"the run was {why[0] if why else 'stopped'} before it finished its first epoch: nothing to "
                          f"show (a larger batch size or smaller widths make epochs shorter)")

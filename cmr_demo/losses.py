@@ -286,6 +286,11 @@ def parse_hybrid(spec: str) -> list[tuple[float, str]]:
     return parts
 
 
+def option_defaults(spec: str) -> dict[str, float]:
+    """Every option an objective (or each part of a hybrid) declares, with its default: {'margin': 0.2, ...}."""
+    return {k: v for _, part in parse_hybrid(spec) for k, v in OBJECTIVES[part].defaults.items()}
+
+
 def expand_objectives(spec: str) -> list[str]:
     """'all' -> every registered non-hybrid objective; 'a,b' -> [a, b] (each validated)."""
     names = [s.strip() for s in spec.split(",") if s.strip()]

@@ -63,7 +63,12 @@ def place(query: np.ndarray, gallery: np.ndarray, coords: np.ndarray, k: int = P
     """
     query = np.atleast_2d(np.asarray(query, dtype=np.float32))
     sims = query @ np.asarray(gallery, dtype=np.float32).T  # [Q, M]
-    k = min(k, sims.shape[1])
+    return _weighted_places(sims, coords, min(k, sims.shape[1]), sharpness)
+
+
+def _weighted_places(sims: np.ndarray, coords: np.ndarray, k: int, sharpness: float) -> np.ndarray:
+    """[Q, M] similarities -> [Q, 2]: softmax(similarity * sharpness)-weighted mean of the k most similar rows'
+    coordinates."""
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # [Q, k]
     top_sims = np.take_along_axis(sims, top, axis=1)
     weights = np.exp(sharpness * (top_sims - top_sims.max(1, keepdims=True)))
@@ -81,9 +86,5 @@ def place_points(embeddings: np.ndarray, coords: np.ndarray, k: int = PLACE_K, s
     for start in range(0, len(emb), 2048):  # rows in blocks: memory stays bounded for large galleries
         sims = emb[start:start + 2048] @ emb.T
         sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        top_sims = np.take_along_axis(sims, top, axis=1)
-        weights = np.exp(sharpness * (top_sims - top_sims.max(1, keepdims=True)))
-        weights /= weights.sum(1, keepdims=True)
-        out[start:start + len(sims)] = np.einsum("qk,qkc->qc", weights, coords[top])
+        out[start:start + len(sims)] = _weighted_places(sims, coords, k, sharpness)
     return out

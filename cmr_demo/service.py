@@ -135,6 +135,16 @@ class RetrievalService:
         return {"text_queries": self.encodes, "image_queries": self.encodes,
                 "pictures": self.bundle.has_pictures, "texts": self.bundle.has_texts, "item_queries": True}
 
+    def describe(self) -> dict:
+        """The bundle for a client choosing among several: size, classes, backbone (as the bundle names it, not
+        where it was built from), objectives best first, its own description and what it can answer."""
+        backbone = self.bundle.manifest.get("backbone")
+        return {"items": self.size, "classes": self.class_names,
+                "backbone": backbone.get("spec") if isinstance(backbone, dict) else None,
+                "objectives": [row["objective"] for row in self.leaderboard()],
+                "description": (self.bundle.manifest.get("about") or {}).get("description"),
+                "capabilities": self.capabilities()}
+
     def no_encoding_reason(self) -> str:
         return (f"bundle '{self.name}' ships features only (no backbone), so it cannot encode a new text or "
                 f"picture: query it with a gallery item instead (by id, e.g. '{self.bundle.items[0]['id']}', or "

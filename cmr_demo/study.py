@@ -27,7 +27,7 @@ from tqdm import tqdm
 from .checkpoint import save_csv, save_json
 from .cliargs import HelpFormatter
 from .data import data_spec_help
-from .losses import OBJECTIVES, expand_objectives, parse_hybrid
+from .losses import expand_objectives, option_defaults
 from .plots import PALETTE
 from .provenance import stamp
 from .train import build_parser as train_parser
@@ -53,7 +53,7 @@ def _floats(text: str) -> list[float]:
 
 def _options(objective: str) -> set[str]:
     """Options an objective (or every part of a hybrid) declares, e.g. {'margin'} for tl."""
-    return {k for _, part in parse_hybrid(objective) for k in OBJECTIVES[part].defaults}
+    return set(option_defaults(objective))
 
 
 def _train_params() -> dict[str, str]:
@@ -205,7 +205,7 @@ def effective_settings(objective: str, argv: list[str]) -> str:
     import json
     args = train_parser().parse_args([*argv, "--objective", objective, "--out", "-"])
     settings = {k: v for k, v in sorted(vars(args).items()) if k not in IRRELEVANT}
-    defaults = {k: v for _, part in parse_hybrid(objective) for k, v in OBJECTIVES[part].defaults.items()}
+    defaults = option_defaults(objective)
     given = {k: float(v) for k, _, v in (o.partition("=") for o in args.objective_opt)}
     settings["objective_opt"] = {**defaults, **{k: v for k, v in given.items() if k in defaults}}
     return json.dumps(settings, sort_keys=True, default=str)

@@ -25,7 +25,7 @@ from .features import FeatureSource, dataset_features
 from .heads import HeadConfig
 from .losses import expand_objectives, list_objectives
 from .metrics import evaluate
-from .trainer import SELECT_ON, SELECTION_QUERIES, Tensors, TrainConfig, fit, selection_map, selection_queries
+from .trainer import SELECTION_QUERIES, Tensors, TrainConfig, fit, selection_map, selection_queries
 
 STATE_FILE = "train_state.safetensors"
 HEAD_FLAGS = tuple(f.name for f in fields(HeadConfig) if f.name not in ("image_dim", "text_dim"))
@@ -98,8 +98,8 @@ def final_metrics(result, data: dict, class_names: list[str], cfg: TrainConfig) 
 
 
 def _declared(name: str) -> set[str]:
-    from .losses import OBJECTIVES, parse_hybrid
-    return {k for _, part in parse_hybrid(name) for k in OBJECTIVES[part].defaults}
+    from .losses import option_defaults
+    return set(option_defaults(name))
 
 
 def _objective_options(pairs: list[str], name: str) -> dict:
@@ -163,9 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None, dataset=None) -> dict[str, dict]:
-    """Train every objective `argv` names; returns their metrics. `dataset`: the data `argv` names, already
-    loaded with the same splits (the bundle builder passes it, so a large dataset is read once per build)."""
+def features_for(args, dataset) -> tuple[dict, FeatureSource]:
+    """Every split's features for the parsed train arguments (backbone, device, precision, cache, batching)."""
+    return dataset_features(dataset, args.backbone, args.device, args.precision, args.cache_dir,
+                            args.extract_batch_size, args.num_workers, progress=not args.quiet)
+
+
+def main(argv: list[str] | None = None, dataset=None, features: tuple | None = None) -> dict[str, dict]:
+    """Train every objective `argv` names; returns their metrics. `dataset` and `features`: the data `argv`
+    names, already loaded with the same splits, and its `features_for` (the bundle builder passes both, so a
+    large dataset is read and hashed once per build)."""
     args = build_parser().parse_args(argv)
     names = expand_objectives(args.objective)
     check_objective_options(args.objective_opt, names)
@@ -178,8 +185,7 @@ def main(argv: list[str] | None = None, dataset=None) -> dict[str, dict]:
     print(f"data {dataset.spec}: " + ", ".join(f"{k} {len(v)}" for k, v in dataset.splits().items())
           + f"; {len(dataset.class_names)} classes; val {dataset.val_source if dataset.val else 'none'}")
     t0 = time.perf_counter()
-    feats, source = dataset_features(dataset, args.backbone, args.device, args.precision, args.cache_dir,
-                                     args.extract_batch_size, args.num_workers, progress=not args.quiet)
+    feats, source = features if features is not None else features_for(args, dataset)
     if source.kind == "precomputed" and args.backbone:
         print(f"note: '{args.data}' ships pre-computed features; --backbone {args.backbone} is not used")
     dims = (feats["train"][0].shape[1], feats["train"][1].shape[1])

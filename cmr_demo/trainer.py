@@ -143,15 +143,15 @@ def _restore(path: Path, heads, objective, optimizer, cfg_json: str) -> tuple[di
 
 def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors, select: Tensors,
         state_path: Path | None = None, log: Callable[[str], None] = print, progress: bool = True,
-        state_every_s: float = 2.0, on_epoch: Callable[[dict], bool] | None = None,
+        state_every_s: float = 2.0, on_epoch: Callable[[dict], object] | None = None,
         interrupt: Callable[[], bool] | None = None) -> FitResult:
     """Train until early stopping; keep the weights of the epoch with the best selection mAP.
 
     With `state_path`, a resume state is written when `state_every_s` seconds have passed since the
     last one (0: after every epoch). `on_epoch` sees each epoch's history row as it is written (the
-    app's live curve) and ends the run early by returning True (cancel, time cap): the best epoch so far
-    is kept, as at early stopping. `interrupt` is asked before every batch: True abandons the epoch under
-    way (its partial update is discarded with it) and keeps the best epoch so far."""
+    app's live curve). `interrupt` is asked before every batch: True ends the run there (a Stop, a time
+    cap); the epoch under way is dropped with its partial update, and the best epoch so far is kept, as at
+    early stopping."""
     device = train.image.device
     torch.manual_seed(cfg.seed)
     heads = Heads(head_cfg).to(device)
@@ -193,8 +193,8 @@ def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors
                                 "improved": int(improved), "seconds": round(time.perf_counter() - start, 3)})
         prog["epoch"], prog["seconds"] = epoch, time.perf_counter() - start
         bar.set_postfix(loss=f"{losses['loss']:.4f}", sel_map=f"{score:.4f}", best=f"{prog['best_score']:.4f}")
-        if on_epoch is not None and on_epoch(prog["history"][-1]):
-            break
+        if on_epoch is not None:
+            on_epoch(prog["history"][-1])
         if state_path is not None and time.perf_counter() - last_write >= state_every_s:
             meta = {"format": STATE_FORMAT, "train_config": cfg_json, "progress": json.dumps(prog),
                     "param_groups": json.dumps(optimizer.state_dict()["param_groups"])}

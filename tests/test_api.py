@@ -4,12 +4,10 @@ Answers must equal the service's own (same ranking, same embedding), errors must
 with 4xx codes, and concurrent texts must share backbone calls without changing any result.
 """
 import asyncio
-import io
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from PIL import Image
 
 httpx = pytest.importorskip("httpx")
 
