@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cmr_demo.provenance import save_result, stamp  # noqa: E402
-from cmr_demo.train import run_silently  # noqa: E402
+from cmr_demo.train import parse_job, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,8 @@ def main() -> None:
         for objective in args.objectives.split(","):
             row = results.setdefault(world, {}).setdefault(objective, {})
             for label, extra in (("raw", ["--no-standardize"]), ("standardized", ["--standardize"])):
-                runs = [run_silently(objective, [*argv, "--seed", str(s), *extra]) for s in range(args.seeds)]
+                runs = [train(parse_job([*argv, "--objective", objective, "--seed", str(s), *extra, "--out", "-",
+                                         "--quiet"]))[objective] for s in range(args.seeds)]
                 row[label] = [r["avg_map"] for r in runs]
                 print(f"{world:<38} {objective:<6} {label:<13} "
                       f"{np.mean(row[label]):.4f} ± {np.std(row[label], ddof=1):.4f}", flush=True)

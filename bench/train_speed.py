@@ -29,15 +29,17 @@ from cmr_demo.data import load_data  # noqa: E402
 from cmr_demo.heads import HeadConfig, Heads  # noqa: E402
 from cmr_demo.losses import build_objective, expand_objectives  # noqa: E402
 from cmr_demo.provenance import machine  # noqa: E402
-from cmr_demo.train import run_silently  # noqa: E402
+from cmr_demo.losses import ObjectiveSpec  # noqa: E402
+from cmr_demo.train import DataConfig, TrainJob, train  # noqa: E402
+from cmr_demo.trainer import TrainConfig  # noqa: E402
 
 TARGET_S = 5.0  # the target for one Wikipedia run to early stop on 2 cores
 
 
 def run_ours(data: str, objective: str, device: str = "cpu", precision: str = "fp32") -> dict:
     start = time.perf_counter()
-    m = run_silently(objective, ["--data", f"wikipedia:{data}", "--standardize", "--device", device,
-                                 "--precision", precision])
+    m = train(TrainJob(DataConfig(f"wikipedia:{data}"), ObjectiveSpec.parse(objective),
+                       TrainConfig(device=device, precision=precision), HeadConfig(standardize=True), quiet=True))[objective]
     wall = time.perf_counter() - start
     return {"wall_s": wall, "train_s": m["train_seconds"], "epochs": m["epochs_run"], "avg_map": m["avg_map"]}
 

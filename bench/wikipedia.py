@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cmr_demo.losses import expand_objectives  # noqa: E402
 from cmr_demo.provenance import stamp  # noqa: E402
-from cmr_demo.train import run_silently  # noqa: E402
+from cmr_demo.train import parse_job, train  # noqa: E402
 
 PUBLISHED = [("random", 0.118, 0.118), ("CM (CCA)", 0.249, 0.196), ("SM", 0.225, 0.223), ("SCM", 0.277, 0.226)]
 PROTOCOLS = {"val": "epoch selected on a validation split carved from train",
@@ -27,8 +27,9 @@ PROTOCOLS = {"val": "epoch selected on a validation split carved from train",
 
 
 def run_one(data: str, objective: str, seed: int, select_on: str, extra: list[str]) -> dict:
-    m = run_silently(objective, ["--data", f"wikipedia:{data}", "--seed", str(seed), "--standardize",
-                                 "--select-on", select_on, *extra])
+    job = parse_job(["--data", f"wikipedia:{data}", "--objective", objective, "--seed", str(seed), "--standardize",
+                     "--select-on", select_on, *extra, "--out", "-", "--quiet"])  # this bench's flags go to training
+    m = train(job)[objective]
     return {k: m[k] for k in ("i2t_map", "t2i_map", "avg_map", "best_epoch", "epochs_run", "train_seconds")}
 
 

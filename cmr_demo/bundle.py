@@ -34,6 +34,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -126,32 +127,32 @@ def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats
                      {"objective": name, "method": "umap-cosine+procrustes", "seed": str(seed)})
 
 
-def build(backbone: str | None, data: str, objectives: str, out: str | Path, seed: int = 0,
-          train_args: list[str] | None = None, overwrite: bool = False) -> dict:
-    """Train every objective, then write gallery, embeddings, maps, backbone and manifest into `out`.
+def build(job, out: str | Path, overwrite: bool = False) -> dict:
+    """Train every objective of `job` (a `cmr_demo.train.TrainJob`; its runs go to OUT/objectives), then
+    write gallery, embeddings, maps, backbone and manifest into `out`. The data is read and encoded once.
 
-    Without `backbone` the data's own features are used and the bundle has no backbone (features-only):
-    what needs no new encoding is served, free-text and picture queries are not."""
-    from .train import features_for, main as train_main, run_dir_name
+    Without a backbone (`job.features.backbone` None) the data's own features are used and the bundle has
+    no backbone (features-only): what needs no new encoding is served, free-text and picture queries are not."""
+    from .train import load_dataset, load_features, run_dir_name, train
     out = Path(out)
-    argv = ["--data", data, *(["--backbone", backbone] if backbone else []), "--objective", objectives,
-            "--seed", str(seed), "--out", str(out / "objectives"), *(train_args or [])]
+    job = replace(job, out=str(out / "objectives"))
+    backbone, data, seed = job.features.backbone, job.data.spec, job.train.seed
     clock = [time.perf_counter()]
     stages: dict[str, float] = {}
 
     def stage(name: str) -> None:  # seconds per stage, in the manifest and printed: where a large build goes
         now = time.perf_counter()
         stages[name], clock[0] = round(now - clock[0], 1), now
-    args, dataset = _same_splits(argv)  # the splits train.main would make: the lab trains on exactly these
+    dataset = load_dataset(job)  # the splits training uses: the lab trains on exactly these
     _check_buildable(dataset, data, backbone)
     stage("data")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise SystemExit(f"{out} is not empty; pass --overwrite to rebuild it")
+            raise ValueError(f"{out} is not empty; pass --overwrite to rebuild it")
         shutil.rmtree(out)
-    feats, source = features_for(args, dataset)
+    feats, source = load_features(job, dataset)
     stage("features")
-    rows = train_main(argv, dataset=dataset, features=(feats, source))  # data read and hashed once per build
+    rows = train(job, dataset, (feats, source))
     stage("training")
     records = _write_gallery(out, dataset.test)
     write_lab_features(out, feats, dataset)
@@ -165,9 +166,7 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
     manifest = {
         "format": FORMAT, "name": out.resolve().name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
-        "command": ["python", "-m", "cmr_demo.bundle", "build", *(["--backbone", backbone] if backbone else []),
-                    "--data", data, "--objectives", objectives, "--out", str(out), "--seed", str(seed),
-                    *(train_args or [])],
+        "command": ["python", "-m", "cmr_demo.bundle", "build", *job.argv(run_options=False), "--out", str(out)],
         "backbone": None if backbone is None else {
             "spec": _bundle_backbone(out, backbone), "built_from": backbone, "weights": source.weights_sha256,
             "feature_dim": image_dim},
@@ -187,16 +186,6 @@ def build(backbone: str | None, data: str, objectives: str, out: str | Path, see
     save_json(out / "manifest.json", manifest)
     print("build stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
     return manifest
-
-
-def _same_splits(train_argv: list[str]):
-    """(parsed arguments, the dataset with the splits `python -m cmr_demo.train` makes from them: its validation
-    share, none under --select-on test, its seed)."""
-    from .data import load_data
-    from .train import build_parser
-    args = build_parser().parse_args(train_argv)
-    return args, load_data(args.data, strict=args.strict, seed=args.seed,
-                           val_fraction=0.0 if args.select_on == "test" else args.val_fraction)
 
 
 def write_lab_features(out: Path, feats: dict, dataset) -> None:
@@ -219,8 +208,9 @@ def add_lab(folder: str | Path) -> Path:
     from .features import dataset_features
     folder = Path(folder)
     manifest = load_json(folder / "manifest.json")
+    from .train import load_dataset, parse_job
     run = load_json(folder / next(iter(manifest["objectives"].values()))["dir"] / "config.json")
-    _, dataset = _same_splits(run["command"][3:])  # the run's own `python -m cmr_demo.train` arguments
+    dataset = load_dataset(parse_job(run["command"][3:]))  # the run's own `python -m cmr_demo.train` arguments
     feats, _ = dataset_features(dataset, backbone_spec(folder), progress=False)
     stored, _ = load_tensors(folder / GALLERY_FEATURES)
     ids = [json.loads(line)["id"] for line in (folder / ITEMS_FILE).read_text().splitlines() if line]
@@ -395,23 +385,17 @@ def _verify_objective(folder: Path, name: str, rel_dir: str, n: int, listed: set
 
 def main(argv: list[str] | None = None) -> int:
     from .cliargs import HelpFormatter
-    from .data import data_spec_help
+    from .train import add_job_args, job_from_args
     parser = argparse.ArgumentParser(prog="python -m cmr_demo.bundle", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="train every objective and assemble a bundle the app serves",
-                       description="Train one checkpoint per objective through cmr_demo.train, then write the gallery, "
-                                   "embeddings, maps, backbone and manifest into --out.",
-                       epilog="Every option of `python -m cmr_demo.train` is accepted too and goes to its runs "
-                              "(--epochs, --lr, --batch-size, --patience, --hidden-dim, --embed-dim, --standardize, "
-                              "--objective-opt KEY=VALUE, --device, ...; see `python -m cmr_demo.train --help`).",
+                       description="Train one checkpoint per objective (the training stage, cmr_demo.train), then "
+                                   "write the gallery, embeddings, maps, backbone and manifest into --out. Without "
+                                   "--backbone, on data that ships features (clip4cmr:, npz:, wikipedia: with "
+                                   "raw_features.mat, synthetic), the bundle is features-only.",
                        formatter_class=HelpFormatter)
-    b.add_argument("--backbone", default=None, help="backbone spec, e.g. RN50:openai, ARCH:FILE.safetensors; "
-                   "leave it out on data that ships features (clip4cmr:, npz:, wikipedia: with raw_features.mat, "
-                   "synthetic) for a features-only bundle")
-    b.add_argument("--data", required=True, help=data_spec_help() + "; the test split becomes the gallery")
-    b.add_argument("--objectives", default="all", help="NAME[,NAME..] | all | hybrids like pcl+0.5*tl")
+    add_job_args(b, objectives="all")
     b.add_argument("--out", required=True, help="bundle folder (must be empty, or pass --overwrite)")
-    b.add_argument("--seed", type=int, default=0, help="training seed and the maps' UMAP seed")
     b.add_argument("--overwrite", action="store_true", help="replace an existing bundle in --out")
     v = sub.add_parser("verify", help="check hashes, shapes and completeness", formatter_class=HelpFormatter,
                        description="Check every file's sha256, every array's shape and each objective's files.")
@@ -421,17 +405,15 @@ def main(argv: list[str] | None = None) -> int:
                        description="Re-derive the features the bundle was trained on from the data and backbone it "
                                    "names, check them against its gallery, and add them (the app's objective lab).")
     a.add_argument("folder", help="the bundle folder")
-    args, rest = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)
     if args.command == "add-lab":
         print(f"wrote {add_lab(args.folder)}")
         return 0
     if args.command == "build":
-        manifest = build(args.backbone, args.data, args.objectives, args.out, args.seed, rest, args.overwrite)
+        manifest = build(job_from_args(args, None), args.out, args.overwrite)
         print(f"bundle written to {args.out}: {len(manifest['objectives'])} objectives, "
               f"{manifest['data']['gallery_items']} gallery items, {len(manifest['files'])} files")
         return 0
-    if rest:
-        parser.error(f"unrecognised arguments: {' '.join(rest)}")
     problems = verify(args.folder)
     print("\n".join(problems) if problems else f"{args.folder}: OK")
     return 1 if problems else 0

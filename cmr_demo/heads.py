@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 @dataclass
 class HeadConfig:
-    image_dim: int  # width of the image features (1024 for CLIP RN50)
-    text_dim: int  # width of the text features
+    image_dim: int = 0  # width of the image features (1024 for CLIP RN50); 0 in a job: taken from the features
+    text_dim: int = 0  # width of the text features
     hidden_dim: int = field(default=256, metadata={"help": "the paper's bottleneck"})
     embed_dim: int = field(default=1024, metadata={"help": "the paper's common space (equals RN50's feature width)"})
     dropout: float = field(default=0.1, metadata={"help": "the paper's; after the second linear layer"})

@@ -8,16 +8,20 @@ run is appended to DIR/<study>.csv at once (written atomically, so a long study 
 at the end DIR/<study>.html (and .png when kaleido is installed) draws avg mAP per objective, and
 DIR/<study>.json records the date, machine, command and package versions.
 
-Why in-process `train.main` calls in temporary folders: a study row is then exactly what a plain
-`python -m cmr_demo.train` with the same flags reports, and no checkpoints pile up.
+From Python: `run_study(Imbalance([1, 0.5], "text"), TrainJob(DataConfig(spec), ObjectiveSpec.parse("pcl,ce")))`.
+
+Why `cmr_demo.train.train` calls on throw-away folders: a study row is then exactly what a plain
+`python -m cmr_demo.train` with the same settings reports, and no checkpoints pile up. The data is read
+and encoded once per study (once per worker with --jobs); each seed carves its own validation split.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -26,24 +30,26 @@ from tqdm import tqdm
 
 from .checkpoint import save_csv, save_json
 from .cliargs import HelpFormatter
-from .data import data_spec_help
-from .losses import expand_objectives, option_defaults
+from .data import data_spec_help, read_data, with_validation
+from .heads import HeadConfig
+from .losses import ObjectiveSpec, option_defaults
 from .plots import PALETTE
 from .provenance import stamp
-from .train import build_parser as train_parser
-from .train import run_silently
+from .train import HEAD_WIDTHS, DataConfig, TrainJob, add_job_args, job_from_args, load_features, train
+from .trainer import TrainConfig
 
-NOT_SWEPT = {"seed", "num_workers", "extract_batch_size"}  # set by --seeds, or no effect on the result
+NOT_SWEPT = {"seed"}  # set by --seeds
 METRICS = ("i2t_map", "t2i_map", "avg_map", "best_epoch", "epochs_run", "train_seconds")
 
 
 @dataclass
 class Run:
-    """One planned row: `argv` is None for a row that is recorded but not trained (a skipped combination)."""
+    """One planned row: `changes` (setting or objective option -> value) is None for a row that is recorded
+    but not trained (a skipped combination)."""
     objective: str
     facet: str
     x: float
-    argv: list[str] | None
+    changes: dict[str, float] | None
     note: str = ""
 
 
@@ -56,10 +62,44 @@ def _options(objective: str) -> set[str]:
     return set(option_defaults(objective))
 
 
-def _train_params() -> dict[str, str]:
-    """Numeric train flags a sensitivity sweep may vary, by dest name -> flag ('embed_dim' -> '--embed-dim')."""
-    return {a.dest: a.option_strings[-1] for a in train_parser()._actions
-            if a.type in (int, float) and a.option_strings and a.dest not in NOT_SWEPT}
+def sweepable() -> dict[str, str]:
+    """Numeric settings a sensitivity sweep may vary: name -> the TrainJob group holding it ('embed_dim' ->
+    'heads'), from the config dataclasses themselves."""
+    out = {}
+    for group, cls, skip in (("train", TrainConfig, NOT_SWEPT), ("heads", HeadConfig, HEAD_WIDTHS),
+                             ("data", DataConfig, ())):
+        for f in fields(cls):
+            if f.name not in skip and f.type in ("int", "float", int, float):
+                out[f.name] = group
+    return out
+
+
+def job_for(base: TrainJob, run: Run, seed: int) -> TrainJob:
+    """The training job of one planned row: `base` with the row's objective, changes and seed, metrics only."""
+    groups = {"train": replace(base.train, seed=seed), "heads": base.heads, "data": base.data}
+    options = base.objectives.options_for(run.objective)
+    where = sweepable()
+    for name, value in (run.changes or {}).items():
+        if name not in where:
+            options[name] = value
+            continue
+        group = groups[where[name]]
+        kind = type(getattr(group, name))
+        if kind is int and value != int(value):
+            raise ValueError(f"{name} takes whole numbers; got {value}")
+        groups[where[name]] = replace(group, **{name: kind(value)})
+    return replace(base, objectives=ObjectiveSpec.parse(run.objective, options), out=None, quiet=True, **groups)
+
+
+def effective_settings(job: TrainJob) -> str:
+    """What a job actually trains with, as one comparable string: every setting that can change a result, and
+    the objective's options with their defaults filled in (pcl's temperature=1 is pcl with no option)."""
+    settings = asdict(job)
+    for key in ("out", "quiet", "resume", "state_every"):
+        settings.pop(key)
+    settings["features"] = {"backbone": job.features.backbone}
+    settings["objectives"] = {name: job.objectives.effective_options(name) for name in job.objectives.names}
+    return json.dumps(settings, sort_keys=True, default=str)
 
 
 @dataclass
@@ -83,7 +123,7 @@ class Imbalance:
 
     def plan(self, objectives: list[str]) -> list[Run]:
         modalities = ["text", "image"] if self.modality == "both" else [self.modality]
-        return [Run(name, m, f, [f"--{m}-fraction", repr(f)])
+        return [Run(name, m, f, {f"{m}_fraction": f})
                 for m in modalities for name in objectives for f in self.fractions]
 
 
@@ -97,7 +137,7 @@ class Sensitivity:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2,..",
-                       help="a train flag (embed_dim, hidden_dim, batch_size, lr, ...) or an objective option "
+                       help="a setting (embed_dim, hidden_dim, batch_size, lr, ...) or an objective option "
                             "(margin, temperature, ...); repeatable")
 
     @classmethod
@@ -113,21 +153,23 @@ class Sensitivity:
         return cls(params)
 
     def plan(self, objectives: list[str]) -> list[Run]:
-        flags, options = _train_params(), set().union(*map(_options, objectives))
-        unknown = [n for n in self.params if n not in flags and n not in options]
+        settings, options = sweepable(), set().union(*map(_options, objectives))
+        unknown = [n for n in self.params if n not in settings and n not in options]
         if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; valid: train flags {sorted(flags)} or options of "
+            raise ValueError(f"unknown parameter(s) {unknown}; valid: settings {sorted(settings)} or options of "
                              f"{','.join(objectives)}: {sorted(options) or 'none'}")
         runs = []
         for name, values in self.params.items():
             for obj in objectives:
                 for v in values:
-                    if name in flags:
-                        runs.append(Run(obj, name, float(v), [flags[name], v]))
-                    elif name in _options(obj):
-                        runs.append(Run(obj, name, float(v), ["--objective-opt", f"{name}={v}"]))
+                    try:
+                        x = float(v)
+                    except ValueError:
+                        raise ValueError(f"--param {name}: '{v}' is not a number") from None
+                    if name in settings or name in _options(obj):
+                        runs.append(Run(obj, name, x, {name: x}))
                     else:
-                        runs.append(Run(obj, name, float(v), None, f"skipped: {obj} has no option '{name}'"))
+                        runs.append(Run(obj, name, x, None, f"skipped: {obj} has no option '{name}'"))
         return runs
 
 
@@ -186,11 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="study", required=True)
     for name, cls in STUDIES.items():
         s = sub.add_parser(name, help=(cls.__doc__ or "").split("\n")[0],
-                           description=cls.__doc__ + "\nUnknown options go to every `cmr_demo.train` run.",
+                           description=cls.__doc__ + "\nEvery `cmr_demo.train` setting applies to every run.",
                            formatter_class=HelpFormatter)
-        s.add_argument("--data", required=True, help=data_spec_help())
-        s.add_argument("--objectives", default="pcl,ce", help="NAME[,NAME..] | all")
-        s.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per setting")
+        add_job_args(s, objectives="pcl,ce")
+        s.add_argument("--seeds", type=int, default=1, help="seeds S..S+N-1 per setting, from --seed S")
         s.add_argument("--out", default="runs/study", help="folder for <study>.csv/.html/.png")
         s.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (many cores or a GPU)")
         s.add_argument("--replot", action="store_true",
@@ -199,23 +240,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def effective_settings(objective: str, argv: list[str]) -> str:
-    """What a run of `objective` with these train arguments actually trains with, as one comparable string:
-    every parsed setting, and the objective's options with their defaults filled in."""
-    import json
-    args = train_parser().parse_args([*argv, "--objective", objective, "--out", "-"])
-    settings = {k: v for k, v in sorted(vars(args).items()) if k not in IRRELEVANT}
-    defaults = option_defaults(objective)
-    given = {k: float(v) for k, _, v in (o.partition("=") for o in args.objective_opt)}
-    settings["objective_opt"] = {**defaults, **{k: v for k, v in given.items() if k in defaults}}
-    return json.dumps(settings, sort_keys=True, default=str)
+class StudyData:
+    """The study's data read and encoded once; each (validation share, seed) carved from it once.
+
+    Why: every run of a study trains on the same data, and reading it (3 s to render shapes:3000, as long as
+    a training run) or hashing its pictures per run doubled a study's time."""
+
+    def __init__(self, base: TrainJob):
+        self.raw = read_data(base.data.spec, strict=base.data.strict)
+        feats, self.source = load_features(replace(base, quiet=True), self.raw)
+        self.feats, self.carved = feats, {}
+
+    def for_job(self, job: TrainJob):
+        key = (job.val_fraction(), job.train.seed if self.raw.val is None else 0)
+        if key not in self.carved:
+            dataset, feats = with_validation(self.raw, key[0], job.train.seed, self.feats)
+            self.carved[key] = dataset, (feats, self.source)
+        return self.carved[key]
 
 
-IRRELEVANT = {"out", "quiet", "resume", "state_every", "cache_dir", "num_workers", "extract_batch_size"}  # not results
+_WORKER_DATA: dict[str, StudyData] = {}
 
 
-def _train_one(objective: str, argv: list[str]) -> dict:
-    metrics = run_silently(objective, argv)
+def _train_one(job: TrainJob, data: StudyData | None = None) -> dict:
+    """One run's metrics; in a worker process the study's data is read there once (`data` None)."""
+    if data is None:
+        key = json.dumps([asdict(job.data), asdict(job.features), job.train.device, job.train.precision])
+        if key not in _WORKER_DATA:
+            _WORKER_DATA[key] = StudyData(job)
+        data = _WORKER_DATA[key]
+    dataset, features = data.for_job(job)
+    metrics = train(job, dataset, features)[job.objectives.names[0]]
     return {k: metrics[k] for k in METRICS}
 
 
@@ -224,7 +279,7 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_all(tasks: dict[tuple, tuple[str, list[str]]], jobs: int):
+def _run_all(tasks: dict[str, TrainJob], jobs: int, data: StudyData):
     """Yield (key, metrics) as runs finish: in this process, or in `jobs` worker processes.
 
     Why processes: every run is independent, and one small-head run uses about two cores, so a machine
@@ -232,15 +287,15 @@ def _run_all(tasks: dict[tuple, tuple[str, list[str]]], jobs: int):
     worker gets an equal share of the cores for torch; results do not depend on the order of finishing.
     """
     if jobs <= 1:
-        for key, (objective, argv) in tasks.items():
-            yield key, _train_one(objective, argv)
+        for key, job in tasks.items():
+            yield key, _train_one(job, data)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(_train_one, objective, argv): key for key, (objective, argv) in tasks.items()}
+        futures = {pool.submit(_train_one, job): key for key, job in tasks.items()}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
@@ -260,37 +315,32 @@ def replot(study, base: Path) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    """Run a study; returns its rows (also in DIR/<study>.csv)."""
-    args, extra = build_parser().parse_known_args(argv)
-    bad = [a for a in extra if a.split("=")[0] in ("--objective", "--out", "--seed")]
-    if bad:
-        raise ValueError(f"{bad}: set by the study itself (use --objectives, --out, --seeds)")
+def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/study", jobs: int = 1,
+              command: list[str] | None = None) -> list[dict]:
+    """Run `study` (Imbalance or Sensitivity) around `base` for `seeds` seeds; returns its rows, also written
+    to OUT/<study>.csv (as runs finish), .html/.png and .json."""
+    name = next(k for k, v in STUDIES.items() if isinstance(study, v))
     started = time.perf_counter()
-    out = Path(args.out)
-    if args.replot:
-        return replot(STUDIES[args.study], out / args.study)
-    study = STUDIES[args.study].from_args(args)
-    objectives = expand_objectives(args.objectives)
-    plan = study.plan(objectives)
+    out = Path(out)
+    plan = study.plan(list(base.objectives.names))
     out.mkdir(parents=True, exist_ok=True)
-    runs = [(run, seed) for run in plan for seed in range(args.seeds)]
+    first = base.train.seed
+    runs = [(run, seed) for run in plan for seed in range(first, first + seeds)]
     # runs whose effective settings are equal train once: fraction 1 of text and of image, or a swept value
     # equal to the default (temperature=1 and lr=1e-4 are both pcl's defaults)
-    tasks: dict[str, tuple[str, list[str]]] = {}
-    keys: dict[tuple, str] = {}
+    tasks: dict[str, TrainJob] = {}
+    keys: list[str | None] = []
     for run, seed in runs:
-        if run.argv is not None:
-            run_argv = ["--data", args.data, *extra, *run.argv, "--seed", str(seed)]
-            keys[(run.objective, seed, *run.argv)] = key = effective_settings(run.objective, run_argv)
-            tasks.setdefault(key, (run.objective, run_argv))
+        job = None if run.changes is None else job_for(base, run, seed)
+        keys.append(None if job is None else effective_settings(job))
+        if job is not None:
+            tasks.setdefault(keys[-1], job)
     done: dict[str, dict] = {}
 
     def rows_so_far() -> list[dict]:
         """Rows in plan order whose run has finished (or is a recorded skip)."""
         rows = []
-        for run, seed in runs:
-            key = None if run.argv is None else keys[(run.objective, seed, *run.argv)]
+        for (run, seed), key in zip(runs, keys):
             if key is not None and key not in done:
                 continue
             row = {"objective": run.objective, study.facet: run.facet, study.x_name: run.x, "seed": seed}
@@ -298,22 +348,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append({**row, **{k: row.get(k, "") for k in METRICS}, "note": run.note})
         return rows
 
-    bar = tqdm(total=len(tasks), desc=args.study, unit="run", file=sys.stderr)
-    for key, metrics in _run_all(tasks, args.jobs):
+    data = StudyData(base) if tasks and jobs <= 1 else None
+    bar = tqdm(total=len(tasks), desc=name, unit="run", file=sys.stderr)
+    for key, metrics in _run_all(tasks, jobs, data):
         done[key] = metrics
-        save_csv(out / f"{args.study}.csv", rows_so_far())  # a study cut short keeps every finished run
+        save_csv(out / f"{name}.csv", rows_so_far())  # a study cut short keeps every finished run
         bar.update()
     bar.close()
     rows = rows_so_far()
     if not tasks:  # every row a recorded skip: the loop above wrote nothing
-        save_csv(out / f"{args.study}.csv", rows)
-    title = f"{args.study} on {args.data} ({args.seeds} seed{'s' * (args.seeds > 1)})"
-    save_figure(figure(study, rows, title), out / args.study)
-    command = ["python", "-m", "cmr_demo.study", *(argv if argv is not None else sys.argv[1:])]
-    save_json(out / f"{args.study}.json", {**stamp(command), "title": title, "seeds": args.seeds, "rows": len(rows),
-                                           "seconds": round(time.perf_counter() - started, 1)})
-    print(f"wrote {out / args.study}.csv, .json and .html ({len(rows)} rows)")
+        save_csv(out / f"{name}.csv", rows)
+    title = f"{name} on {base.data.spec} ({seeds} seed{'s' * (seeds > 1)})"
+    save_figure(figure(study, rows, title), out / name)
+    command = command or ["python", "-m", "cmr_demo.study", name, *base.argv(run_options=False), "--seeds", str(seeds)]
+    save_json(out / f"{name}.json", {**stamp(command), "title": title, "seeds": seeds, "rows": len(rows),
+                                     "seconds": round(time.perf_counter() - started, 1)})
+    print(f"wrote {out / name}.csv, .json and .html ({len(rows)} rows)")
     return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run a study from its command line; returns its rows (also in DIR/<study>.csv)."""
+    args = build_parser().parse_args(argv)
+    if args.replot:
+        return replot(STUDIES[args.study], Path(args.out) / args.study)
+    command = ["python", "-m", "cmr_demo.study", *(argv if argv is not None else sys.argv[1:])]
+    return run_study(STUDIES[args.study].from_args(args), job_from_args(args, None), args.seeds, args.out, args.jobs,
+                     command)
 
 
 if __name__ == "__main__":

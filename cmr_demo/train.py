@@ -1,19 +1,27 @@
-"""`python -m cmr_demo.train`: train one CLIP4CMR checkpoint per objective and report mAP@all.
+"""The training stage: train one CLIP4CMR checkpoint per objective and report mAP@all.
 
-Pipeline: data spec -> frozen features (cached) -> fit heads per objective (select the epoch on
-val, or on test for the paper's protocol) -> DIR/<objective>/{heads.safetensors,
-objective.safetensors, config.json, metrics.json, history.csv} -> a table of all objectives.
+    from cmr_demo.train import TrainJob, DataConfig, train
+    metrics = train(TrainJob(DataConfig("wikipedia:../shared/data/wikipedia"), ObjectiveSpec.parse("pcl,ce"),
+                             out="runs/wiki"))
+
+Pipeline: data spec -> frozen features (cached) -> fit heads per objective (select the epoch on val, or on
+test for the paper's protocol) -> OUT/<objective>/{heads.safetensors, objective.safetensors, config.json,
+metrics.json, history.csv} -> a table of all objectives. `python -m cmr_demo.train` is a thin wrapper: its
+flags are generated from the dataclasses below, parsed into a `TrainJob`, and `train` runs it.
+
+Why a job value rather than argv: the bundle builder and the studies call this stage from Python with a
+dataset and features already loaded (read and hashed once per build, once per study), and each run's
+config.json records the job both as values and as the equivalent command line.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import sys
 import tempfile
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -23,14 +31,92 @@ from .cliargs import HelpFormatter, add_dataclass_args, dataclass_from_args
 from .data import data_spec_help, load_data
 from .features import FeatureSource, dataset_features
 from .heads import HeadConfig
-from .losses import expand_objectives, list_objectives
+from .losses import ObjectiveSpec, list_objectives
 from .metrics import evaluate
 from .trainer import SELECTION_QUERIES, Tensors, TrainConfig, fit, selection_map, selection_queries
 
 STATE_FILE = "train_state.safetensors"
-HEAD_FLAGS = tuple(f.name for f in fields(HeadConfig) if f.name not in ("image_dim", "text_dim"))
 TEST_PROTOCOL_NOTE = ("NOTE: --select-on test reproduces the paper's protocol (the official code picks the epoch "
                       "on the test set); the test mAP below is therefore optimistic, not a held-out estimate.")
+
+
+@dataclass
+class DataConfig:
+    """Which data, and how the validation split is made when the data has none."""
+    spec: str
+    val_fraction: float = field(default=0.1, metadata={
+        "help": "share of train held out for selection when the data has no val split"})
+    strict: bool = field(default=False, metadata={"help": "fail instead of skipping missing/unreadable items"})
+
+
+@dataclass
+class FeatureConfig:
+    """Where the frozen features come from: the data's own, or a backbone run over its images and texts."""
+    backbone: str | None = None  # None: the data's own features, else RN50:openai (the paper's) on raw data
+    cache_dir: str | None = None  # None: $CMR_CACHE_DIR or ~/.cache/cmr_demo/features
+    extract_batch_size: int = field(default=64, metadata={"help": "images per backbone batch when extracting"})
+    num_workers: int = field(default=0, metadata={"help": "image decoding workers for extraction"})
+
+
+@dataclass
+class TrainJob:
+    """One call of the stage: data, objectives, training and head settings, where features come from, and
+    where the runs go (`out=None`: a throw-away folder, metrics only, nothing printed unless asked)."""
+    data: DataConfig
+    objectives: ObjectiveSpec = field(default_factory=lambda: ObjectiveSpec.parse("pcl"))
+    train: TrainConfig = field(default_factory=TrainConfig)  # objective / objective_options are set per run
+    heads: HeadConfig = field(default_factory=HeadConfig)  # widths 0: taken from the features
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    out: str | None = None
+    resume: bool = False
+    state_every: float = 2.0  # seconds between resume-state writes (0: every epoch)
+    quiet: bool = False  # no progress bars, tables or summaries (warnings are still printed)
+
+    def val_fraction(self) -> float:
+        return 0.0 if self.train.select_on == "test" else self.data.val_fraction
+
+    def argv(self, run_options: bool = True) -> list[str]:
+        """The equivalent `python -m cmr_demo.train` arguments (recorded with every run; `parse_job` reads them);
+        without `run_options`, only the settings (no --out, --resume, --state-every, --quiet)."""
+        out = ["--data", self.data.spec, *(["--backbone", self.features.backbone] if self.features.backbone else []),
+               *self.objectives.argv()]
+        for group, skip in ((self.train, TRAIN_SET_PER_RUN), (self.heads, HEAD_WIDTHS), (self.data, ("spec",)),
+                            (self.features, ("backbone",))):
+            for f in fields(group):
+                if f.name in skip:
+                    continue
+                value = getattr(group, f.name)
+                if value == _default(f) and f.name != "device":  # the CLI's device default varies by machine
+                    continue
+                flag = "--" + f.name.replace("_", "-")
+                out += [flag] if value is True else [f"--no-{flag[2:]}"] if value is False else [flag, str(value)]
+        if not run_options:
+            return out
+        return out + ["--out", self.out or "-", *(["--resume"] if self.resume else []),
+                      *(["--state-every", str(self.state_every)] if self.state_every != 2.0 else []),
+                      *(["--quiet"] if self.quiet else [])]
+
+
+TRAIN_SET_PER_RUN = ("objective", "objective_options")
+HEAD_WIDTHS = ("image_dim", "text_dim")
+
+
+def _default(f):
+    from dataclasses import MISSING
+    return f.default if f.default is not MISSING else f.default_factory()
+
+
+def load_dataset(job: TrainJob):
+    """The job's data with the splits every stage shares (its validation share, none under select_on=test, its
+    seed): the builder's lab features and the trainer see the same items."""
+    return load_data(job.data.spec, strict=job.data.strict, seed=job.train.seed, val_fraction=job.val_fraction())
+
+
+def load_features(job: TrainJob, dataset) -> tuple[dict, FeatureSource]:
+    """Every split's features for the job (the data's own, or extracted by its backbone, cached)."""
+    f = job.features
+    return dataset_features(dataset, f.backbone, job.train.device, job.train.precision, f.cache_dir,
+                            f.extract_batch_size, f.num_workers, progress=not job.quiet)
 
 
 def run_dir_name(objective: str) -> str:
@@ -56,26 +142,25 @@ def write_run(out: Path, result, cfg: TrainConfig, head_cfg: HeadConfig, source:
     (out / STATE_FILE).unlink(missing_ok=True)
 
 
-def train_objective(name: str, args, head_cfg: HeadConfig, feats: dict, source: FeatureSource, dataset,
-                    command: list[str]) -> dict | None:
-    out = Path(args.out) / run_dir_name(name)
+def train_objective(name: str, job: TrainJob, head_cfg: HeadConfig, feats: dict, source: FeatureSource,
+                    dataset) -> dict:
+    out = Path(job.out) / run_dir_name(name)
     if (out / "metrics.json").is_file():
-        if args.resume:
-            print(f"{name}: already complete in {out}, skipped (--resume)")
+        if job.resume:
+            _say(job, f"{name}: already complete in {out}, skipped (--resume)")
             return json.loads((out / "metrics.json").read_text())
-        raise SystemExit(f"{out} already holds a finished run; pass --resume to keep it or use another --out")
-    if (out / STATE_FILE).is_file() and not args.resume:
-        raise SystemExit(f"{out} holds an interrupted run; pass --resume to continue it or use another --out")
-    cfg = replace(dataclass_from_args(TrainConfig, args), objective=name,
-                  objective_options=_objective_options(args.objective_opt, name))
-    dev = torch.device(args.device)
-    labels = {k: s.labels for k, s in dataset.splits().items()}
-    data = {k: Tensors.of(*feats[k], labels[k], dev) for k in feats}
+        raise ValueError(f"{out} already holds a finished run; pass --resume to keep it or use another --out")
+    if (out / STATE_FILE).is_file() and not job.resume:
+        raise ValueError(f"{out} holds an interrupted run; pass --resume to continue it or use another --out")
+    cfg = replace(job.train, objective=name, objective_options=job.objectives.options_for(name))
+    dev = torch.device(cfg.device)
+    data = {k: Tensors.of(*feats[k], s.labels, dev) for k, s in dataset.splits().items() if k in feats}
     out.mkdir(parents=True, exist_ok=True)
-    result = fit(cfg, head_cfg, len(dataset.class_names), data["train"], data[args.select_on],
-                 state_path=out / STATE_FILE, progress=not args.quiet, state_every_s=args.state_every)
+    result = fit(cfg, head_cfg, len(dataset.class_names), data["train"], data[cfg.select_on],
+                 state_path=out / STATE_FILE, progress=not job.quiet, state_every_s=job.state_every,
+                 log=lambda line: _say(job, line))
     metrics = final_metrics(result, data, dataset.class_names, cfg)
-    write_run(out, result, cfg, head_cfg, source, dataset, metrics, command)
+    write_run(out, result, cfg, head_cfg, source, dataset, metrics, ["python", "-m", "cmr_demo.train", *job.argv()])
     return metrics
 
 
@@ -97,36 +182,9 @@ def final_metrics(result, data: dict, class_names: list[str], cfg: TrainConfig) 
     return out
 
 
-def _declared(name: str) -> set[str]:
-    from .losses import option_defaults
-    return set(option_defaults(name))
-
-
-def _objective_options(pairs: list[str], name: str) -> dict:
-    """'--objective-opt margin=0.3' applies to every selected objective that declares 'margin'."""
-    opts = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--objective-opt takes KEY=VALUE, got '{pair}'")
-        try:
-            number = float(value)
-        except ValueError:
-            raise SystemExit(f"--objective-opt {key}: '{value}' is not a number") from None
-        if key in _declared(name):
-            opts[key] = number
-    return opts
-
-
-def check_objective_options(pairs: list[str], names: list[str]) -> None:
-    """Refuse an option that none of the selected objectives declares, naming the valid ones: a typo
-    such as margn=0.3 must not train and record {} silently."""
-    valid = set().union(*(_declared(n) for n in names))
-    for pair in pairs:
-        key = pair.partition("=")[0]
-        if key not in valid:
-            raise SystemExit(f"--objective-opt {pair}: no selected objective ({', '.join(names)}) has an option "
-                             f"'{key}'; their options: {sorted(valid) or 'none'}")
+def _say(job: TrainJob, line: str) -> None:
+    if not job.quiet:
+        print(line)
 
 
 def print_table(rows: dict[str, dict], select_on: str) -> None:
@@ -137,75 +195,85 @@ def print_table(rows: dict[str, dict], select_on: str) -> None:
               f"{m['best_epoch']:8d} {m['epochs_run']:7d} {m['train_seconds']:7.1f}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.train", description=__doc__, formatter_class=HelpFormatter)
+def train(job: TrainJob, dataset=None, features: tuple | None = None) -> dict[str, dict]:
+    """Train every objective of `job`; returns {objective: metrics}. `dataset` and `features`: the job's data
+    already loaded (`load_dataset`) and its `load_features`, so a caller training many jobs on the same data
+    reads and hashes it once."""
+    if job.out is None:  # metrics only: the runs go to a folder that is removed afterwards
+        with tempfile.TemporaryDirectory() as out:
+            return train(replace(job, out=out), dataset, features)
+    if job.train.select_on == "test":
+        print(TEST_PROTOCOL_NOTE)  # a warning about the numbers: printed even when quiet
+    dataset = dataset if dataset is not None else load_dataset(job)
+    skipped = dataset.report.total > 0  # items left out are a warning: said even when quiet
+    if skipped or not job.quiet:
+        print(dataset.report.summary())
+    _say(job, f"data {dataset.spec}: " + ", ".join(f"{k} {len(v)}" for k, v in dataset.splits().items())
+         + f"; {len(dataset.class_names)} classes; val {dataset.val_source if dataset.val else 'none'}")
+    t0 = time.perf_counter()
+    feats, source = features if features is not None else load_features(job, dataset)
+    if source.kind == "precomputed" and job.features.backbone:
+        _say(job, f"note: '{job.data.spec}' ships pre-computed features; --backbone {job.features.backbone} is not used")
+    dims = (feats["train"][0].shape[1], feats["train"][1].shape[1])
+    _say(job, f"features from {source.text}: image {dims[0]}-d, text {dims[1]}-d ({time.perf_counter() - t0:.1f}s)")
+    head_cfg = replace(job.heads, image_dim=dims[0], text_dim=dims[1])
+    rows = {name: train_objective(name, job, head_cfg, feats, source, dataset) for name in job.objectives.names}
+    if not job.quiet:
+        print_table(rows, job.train.select_on)
+    if skipped or not job.quiet:
+        print(dataset.report.summary())  # again at the end: skipped items must not scroll away unseen
+    return rows
+
+
+def add_job_args(p: argparse.ArgumentParser, objectives: str = "pcl") -> None:
+    """Every TrainJob setting as a flag, generated from the dataclasses (their defaults and help); the
+    objectives default to `objectives` (--objective and --objectives are the same flag)."""
     p.add_argument("--data", required=True, help=data_spec_help())
     p.add_argument("--backbone", default=None, help="backbone spec for raw images/texts (default RN50:openai, the "
-                   "paper's); ignored when the data ships pre-computed features")
-    p.add_argument("--objective", default="pcl", help="NAME[,NAME..] | all | hybrid like pcl+0.5*tl; names: "
-                   + ", ".join(list_objectives()))
+                   "paper's); data that ships features uses its own")
+    p.add_argument("--objective", "--objectives", dest="objective", default=objectives,
+                   help="NAME[,NAME..] | all | hybrid like pcl+0.5*tl; names: " + ", ".join(list_objectives()))
     p.add_argument("--objective-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="objective option, e.g. margin=0.3 or temperature=0.5 (repeatable; an option no selected "
                         "objective has is refused)")
-    add_dataclass_args(p, TrainConfig, skip=("objective", "objective_options"))
+    add_dataclass_args(p, TrainConfig, skip=TRAIN_SET_PER_RUN)
     p.set_defaults(device="cuda" if torch.cuda.is_available() else "cpu")
-    add_dataclass_args(p, HeadConfig)
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of train held out for selection when the data has no val split")
-    p.add_argument("--strict", action="store_true", help="fail instead of skipping missing/unreadable items")
+    add_dataclass_args(p, HeadConfig, skip=HEAD_WIDTHS)
+    add_dataclass_args(p, DataConfig)
+    add_dataclass_args(p, FeatureConfig, skip=("backbone", "cache_dir"))
     p.add_argument("--cache-dir", default=None, help="feature cache (default $CMR_CACHE_DIR or ~/.cache/cmr_demo/features)")
-    p.add_argument("--extract-batch-size", type=int, default=64, help="images per backbone batch when extracting")
-    p.add_argument("--num-workers", type=int, default=0, help="image decoding workers for extraction")
+
+
+def job_from_args(args: argparse.Namespace, out: str | None) -> TrainJob:
+    return TrainJob(
+        data=DataConfig(args.data, **{f.name: getattr(args, f.name) for f in fields(DataConfig) if f.name != "spec"}),
+        objectives=ObjectiveSpec.parse(args.objective, args.objective_opt),
+        train=TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in TRAIN_SET_PER_RUN}),
+        heads=dataclass_from_args(HeadConfig, args),
+        features=FeatureConfig(args.backbone, args.cache_dir, args.extract_batch_size, args.num_workers),
+        out=out, resume=getattr(args, "resume", False), state_every=getattr(args, "state_every", 2.0),
+        quiet=getattr(args, "quiet", False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cmr_demo.train", description=__doc__, formatter_class=HelpFormatter)
+    add_job_args(p)
     p.add_argument("--out", required=True, help="output folder; one sub-folder per objective")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs, keep finished ones")
     p.add_argument("--state-every", type=float, default=2.0, metavar="SECONDS",
                    help="write the resume state at most this often (0: every epoch); a resumed run replays the rest")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     return p
 
 
-def features_for(args, dataset) -> tuple[dict, FeatureSource]:
-    """Every split's features for the parsed train arguments (backbone, device, precision, cache, batching)."""
-    return dataset_features(dataset, args.backbone, args.device, args.precision, args.cache_dir,
-                            args.extract_batch_size, args.num_workers, progress=not args.quiet)
-
-
-def main(argv: list[str] | None = None, dataset=None, features: tuple | None = None) -> dict[str, dict]:
-    """Train every objective `argv` names; returns their metrics. `dataset` and `features`: the data `argv`
-    names, already loaded with the same splits, and its `features_for` (the bundle builder passes both, so a
-    large dataset is read and hashed once per build)."""
+def parse_job(argv: list[str]) -> TrainJob:
+    """The job a `python -m cmr_demo.train` command line describes (`--out -`: a throw-away folder)."""
     args = build_parser().parse_args(argv)
-    names = expand_objectives(args.objective)
-    check_objective_options(args.objective_opt, names)
-    if args.select_on == "test":
-        print(TEST_PROTOCOL_NOTE)
-    if dataset is None:
-        dataset = load_data(args.data, strict=args.strict, seed=args.seed,
-                            val_fraction=0.0 if args.select_on == "test" else args.val_fraction)
-    print(dataset.report.summary())
-    print(f"data {dataset.spec}: " + ", ".join(f"{k} {len(v)}" for k, v in dataset.splits().items())
-          + f"; {len(dataset.class_names)} classes; val {dataset.val_source if dataset.val else 'none'}")
-    t0 = time.perf_counter()
-    feats, source = features if features is not None else features_for(args, dataset)
-    if source.kind == "precomputed" and args.backbone:
-        print(f"note: '{args.data}' ships pre-computed features; --backbone {args.backbone} is not used")
-    dims = (feats["train"][0].shape[1], feats["train"][1].shape[1])
-    print(f"features from {source.text}: image {dims[0]}-d, text {dims[1]}-d ({time.perf_counter() - t0:.1f}s)")
-    head_cfg = HeadConfig(image_dim=dims[0], text_dim=dims[1], **{k: getattr(args, k) for k in HEAD_FLAGS})
-    command = ["python", "-m", "cmr_demo.train", *(argv if argv is not None else sys.argv[1:])]
-    rows = {name: train_objective(name, args, head_cfg, feats, source, dataset, command) for name in names}
-    print_table(rows, args.select_on)
-    print(dataset.report.summary())  # again at the end: skipped items must not scroll away unseen
-    return rows
+    return job_from_args(args, None if args.out == "-" else args.out)
 
 
-def run_silently(objective: str, argv: list[str]) -> dict:
-    """One objective trained in a throw-away folder with the CLI's printing silenced; its metrics.
-
-    Why: studies and benchmarks want exactly what `python -m cmr_demo.train` reports, without
-    checkpoints piling up or tables interleaving with their own output.
-    """
-    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        return main([*argv, "--objective", objective, "--out", out, "--quiet"])[objective]
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    return train(parse_job(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

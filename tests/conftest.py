@@ -17,7 +17,15 @@ def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CMR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "feature-cache"))
 
 
-SMALL_BUNDLE_TRAIN = ["--epochs", "3", "--quiet", "--embed-dim", "64", "--hidden-dim", "32"]
+def quick_job(data: str, objectives: str = "pcl", backbone: str | None = None, epochs: int = 3, embed_dim: int = 64,
+              hidden_dim: int = 32, **data_options):
+    """A small, quiet training job (3 epochs, narrow heads): what the test bundles are built with."""
+    from cmr_demo.heads import HeadConfig
+    from cmr_demo.losses import ObjectiveSpec
+    from cmr_demo.train import DataConfig, FeatureConfig, TrainJob
+    from cmr_demo.trainer import TrainConfig
+    return TrainJob(DataConfig(data, **data_options), ObjectiveSpec.parse(objectives), TrainConfig(epochs=epochs),
+                    HeadConfig(hidden_dim=hidden_dim, embed_dim=embed_dim), FeatureConfig(backbone), quiet=True)
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +33,7 @@ def small_bundle(tmp_path_factory):
     """A real bundle on a very small world (200 items, 40 in the gallery), built once per test session."""
     from cmr_demo.bundle import build
     out = tmp_path_factory.mktemp("bundle") / "b"
-    build("nano-clip:random", "shapes:200", "pcl,ce,pcl+0.5*tl", out, train_args=SMALL_BUNDLE_TRAIN)
+    build(quick_job("shapes:200", "pcl,ce,pcl+0.5*tl", "nano-clip:random"), out)
     return out
 
 
@@ -54,7 +62,7 @@ def features_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("features-bundle")
     pickles = write_clip4cmr_pickles(root / "pickles")
     out = root / "feats"
-    build(None, f"clip4cmr:{pickles}", "pcl,ce", out, train_args=SMALL_BUNDLE_TRAIN)
+    build(quick_job(f"clip4cmr:{pickles}", "pcl,ce"), out)
     return out
 
 

@@ -9,8 +9,8 @@ import torch
 from cmr_demo.backbone import load_backbone
 from cmr_demo.bundle import backbone_spec, build, main as bundle_main, verify
 from cmr_demo.checkpoint import load_heads, load_tensors
+from conftest import quick_job
 
-TRAIN = ["--epochs", "3", "--quiet", "--embed-dim", "64", "--hidden-dim", "32"]
 
 
 def test_round_trip(small_bundle):
@@ -49,12 +49,12 @@ def test_verify_catches_a_corrupted_file_and_a_missing_objective(small_bundle, t
 
 
 def test_refuses_to_overwrite_and_what_the_data_cannot_make(small_bundle, tmp_path):
-    with pytest.raises(SystemExit, match="--overwrite"):
-        build("nano-clip:random", "shapes:200", "pcl", small_bundle, train_args=TRAIN)
+    with pytest.raises(ValueError, match="--overwrite"):
+        build(quick_job("shapes:200", backbone="nano-clip:random"), small_bundle)
     with pytest.raises(ValueError, match="ships features only.*drop --backbone"):
-        build("nano-clip:random", "synthetic:200", "pcl", tmp_path / "x", train_args=TRAIN)
+        build(quick_job("synthetic:200", backbone="nano-clip:random"), tmp_path / "x")
     with pytest.raises(ValueError, match="gives images and texts, not features: pass --backbone"):
-        build(None, "shapes:200", "pcl", tmp_path / "y", train_args=TRAIN)
+        build(quick_job("shapes:200"), tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # refused before anything was trained
 
 
@@ -98,8 +98,8 @@ def test_real_backbone_path_vit_b32_random_weights_from_a_local_file(tmp_path):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "vitb32.safetensors")
     del model
     out = tmp_path / "vit_bundle"
-    manifest = build(f"ViT-B-32:{tmp_path / 'vitb32.safetensors'}", "shapes:100", "pcl", out,
-                     train_args=["--epochs", "1", "--quiet", "--embed-dim", "32", "--hidden-dim", "16"])
+    manifest = build(quick_job("shapes:100", backbone=f"ViT-B-32:{tmp_path / 'vitb32.safetensors'}", epochs=1,
+                               embed_dim=32, hidden_dim=16), out)
     assert manifest["backbone"]["spec"] == "ViT-B-32:backbone/vitb32.safetensors"
     assert manifest["backbone"]["feature_dim"] == 512 and verify(out) == []
     assert backbone_spec(out).endswith("vit_bundle/backbone/vitb32.safetensors")

@@ -14,6 +14,7 @@ from cmr_demo.checkpoint import load_tensors
 from cmr_demo.inputs import InputError
 from cmr_demo.maps import place_points
 from cmr_demo.service import RetrievalService
+from conftest import quick_job
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +134,7 @@ def test_add_lab_gives_an_older_bundle_the_features_it_was_trained_on(small_bund
 def test_a_bundle_built_with_its_own_validation_share_is_reproduced(tmp_path):
     """The lab features hold the splits the builder's training used (here a 30 % validation share)."""
     from cmr_demo.bundle import build
-    out = build(None, "synthetic:300", "pcl", tmp_path / "b",
-                train_args=["--epochs", "3", "--quiet", "--embed-dim", "32", "--hidden-dim", "16", "--val-fraction", "0.3"])
+    out = build(quick_job("synthetic:300", embed_dim=32, hidden_dim=16, val_fraction=0.3), tmp_path / "b")
     bundle = load_bundle(tmp_path / "b")
     data = lab.lab_data(bundle)
     share = len(data["val"].labels) / (len(data["val"].labels) + len(data["train"].labels))

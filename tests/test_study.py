@@ -103,7 +103,7 @@ def test_replot_redraws_from_the_csv_without_training(imbalance, tmp_path, monke
     import cmr_demo.study as study_module
     for suffix in (".csv", ".json"):
         shutil.copy(imbalance / f"imbalance{suffix}", tmp_path / f"imbalance{suffix}")
-    monkeypatch.setattr(study_module, "run_silently", lambda *a, **k: pytest.fail("--replot must not train"))
+    monkeypatch.setattr(study_module, "train", lambda *a, **k: pytest.fail("--replot must not train"))
     rows = main(["imbalance", "--data", "unused", "--out", str(tmp_path), "--replot"])
     assert len(rows) == 8 and (tmp_path / "imbalance.html").is_file()
     with pytest.raises(ValueError, match="run the study first"):
@@ -112,11 +112,40 @@ def test_replot_redraws_from_the_csv_without_training(imbalance, tmp_path, monke
 
 def test_runs_with_equal_effective_settings_train_once():
     """A swept value equal to the default is the default run: temperature=1 and lr=1e-4 are both plain pcl."""
-    from cmr_demo.study import effective_settings
-    base = ["--data", "synthetic:200", "--seed", "0"]
-    plain = effective_settings("pcl", base)
-    assert effective_settings("pcl", [*base, "--objective-opt", "temperature=1"]) == plain
-    assert effective_settings("pcl", [*base, "--lr", "0.0001"]) == plain
-    assert effective_settings("pcl", [*base, "--objective-opt", "temperature=0.5"]) != plain
-    assert effective_settings("pcl", [*base, "--seed", "1"]) != plain
-    assert effective_settings("ce", base) != plain
+    from cmr_demo.study import Run, effective_settings, job_for
+    from cmr_demo.train import DataConfig, TrainJob
+    base = TrainJob(DataConfig("synthetic:200"))
+
+    def key(objective, changes=None, seed=0):
+        return effective_settings(job_for(base, Run(objective, "", 0.0, changes or {}), seed))
+    plain = key("pcl")
+    assert key("pcl", {"temperature": 1.0}) == plain
+    assert key("pcl", {"lr": 1e-4}) == plain
+    assert key("pcl", {"temperature": 0.5}) != plain
+    assert key("pcl", {"embed_dim": 64.0}) != plain
+    assert key("pcl", seed=1) != plain
+    assert key("ce") != plain
+    with pytest.raises(ValueError, match="whole numbers"):
+        key("pcl", {"embed_dim": 64.5})
+
+
+def test_a_study_reads_its_data_once_and_runs_from_python(tmp_path, monkeypatch):
+    """`run_study` over a TrainJob, no command line: 2 seeds x 2 fractions x 2 objectives train 6 distinct runs
+    (fraction 1 is shared) on data read once, and each row is what a plain training job with those settings
+    gives (the seed carves its own validation split)."""
+    import cmr_demo.study as study_module
+    from cmr_demo.heads import HeadConfig
+    from cmr_demo.losses import ObjectiveSpec
+    from cmr_demo.train import DataConfig, TrainJob, train as train_job
+    from cmr_demo.trainer import TrainConfig
+    reads = []
+    real = study_module.read_data
+    monkeypatch.setattr(study_module, "read_data", lambda *a, **k: reads.append(a) or real(*a, **k))
+    base = TrainJob(DataConfig("synthetic:300"), ObjectiveSpec.parse("pcl,ce"), TrainConfig(epochs=3),
+                    HeadConfig(hidden_dim=16, embed_dim=16))
+    rows = study_module.run_study(study_module.Imbalance([1.0, 0.5], "text"), base, seeds=2, out=tmp_path)
+    assert len(reads) == 1 and len(rows) == 8
+    row = next(r for r in rows if r["objective"] == "ce" and r["fraction"] == 0.5 and r["seed"] == 1)
+    job = TrainJob(DataConfig("synthetic:300"), ObjectiveSpec.parse("ce"), TrainConfig(epochs=3, seed=1, text_fraction=0.5),
+                   HeadConfig(hidden_dim=16, embed_dim=16), quiet=True)
+    assert train_job(job)["ce"]["avg_map"] == row["avg_map"]

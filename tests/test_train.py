@@ -77,9 +77,45 @@ def test_objective_options_reach_the_objective(tmp_path):
     assert load_json(tmp_path / "b" / "tl" / "config.json")["train"]["objective_options"] == {"margin": 1.0}
 
 
+def test_a_misspelt_option_is_refused_naming_the_valid_ones(tmp_path):
+    """`margn=0.3` used to train and record {}: now nothing trains and the message lists the options."""
+    for argv in (["--objective", "pcl", "--objective-opt", "margn=0.3"],
+                 ["--objective", "pcl,tl", "--objective-opt", "margn=0.3"]):
+        with pytest.raises(ValueError, match=r"'margn'.*their options: \[.*'(temperature|margin)'"):
+            run(tmp_path, *argv, out="typo")
+    assert not (tmp_path / "typo").exists()
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        run(tmp_path, "--objective-opt", "margin", out="typo")
+
+
+def test_the_stage_from_python_is_the_command_line(tmp_path):
+    """A TrainJob built in Python trains exactly what its recorded command line trains, and that command line
+    reads back into the same job (config.json's `command` is runnable)."""
+    from dataclasses import replace
+
+    from cmr_demo.heads import HeadConfig
+    from cmr_demo.losses import ObjectiveSpec
+    from cmr_demo.train import DataConfig, TrainJob, parse_job, train
+    from cmr_demo.trainer import TrainConfig
+    job = TrainJob(DataConfig("synthetic:600", val_fraction=0.2), ObjectiveSpec.parse("pcl,tl", {"margin": 0.3}),
+                   TrainConfig(epochs=3, lr=1e-3, batch_size=100), HeadConfig(hidden_dim=32, embed_dim=64,
+                                                                              standardize=False),
+                   out=str(tmp_path / "py"), quiet=True)
+    assert parse_job(job.argv()) == job
+    ours = train(job)
+    command = load_json(tmp_path / "py" / "tl" / "config.json")["command"]
+    assert command[:3] == ["python", "-m", "cmr_demo.train"] and "--no-standardize" in command
+    at = command.index("--out")
+    theirs = main([*command[3:at], "--out", str(tmp_path / "cli"), *command[at + 2:]])
+    assert {k: v["avg_map"] for k, v in ours.items()} == {k: v["avg_map"] for k, v in theirs.items()}
+    assert load_json(tmp_path / "py" / "tl" / "config.json")["train"]["objective_options"] == {"margin": 0.3}
+    assert load_json(tmp_path / "py" / "pcl" / "config.json")["train"]["objective_options"] == {}  # tl's only
+    assert train(replace(job, out=None, objectives=job.objectives.only("pcl")))["pcl"]["avg_map"] == ours["pcl"]["avg_map"]
+
+
 def test_existing_runs_are_never_overwritten(tmp_path):
     run(tmp_path, "--epochs", "2")
-    with pytest.raises(SystemExit, match="--resume"):
+    with pytest.raises(ValueError, match="--resume"):
         run(tmp_path, "--epochs", "2")
     assert run(tmp_path, "--epochs", "2", "--resume")["pcl"]["epochs_run"] == 2
 

@@ -6,9 +6,10 @@ validation split carved from train when the data has none, and the strict check.
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from typing import Callable
 
-from .split import Dataset, DataError, IngestReport, Split, stratified_holdout
+from .split import Dataset, DataError, IngestReport, Split, holdout_indices
 
 Reader = Callable[[str, IngestReport], Dataset]
 
@@ -46,8 +47,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return name, arg
 
 
-def load_data(spec: str, strict: bool = False, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
-    """Read `spec`; carve a stratified validation split from train when the data has none."""
+def read_data(spec: str, strict: bool = False) -> Dataset:
+    """Read `spec` as the data gives it (its own splits; no validation split carved)."""
     name, arg = parse_spec(spec)
     report = IngestReport()
     dataset = _reader(name)(arg, report)
@@ -56,10 +57,28 @@ def load_data(spec: str, strict: bool = False, val_fraction: float = 0.1, seed: 
     for split_name, split in dataset.splits().items():
         if len(split) == 0:
             raise DataError(f"data '{spec}' has an empty {split_name} split\n{report.summary()}")
-    if dataset.val is None and val_fraction > 0:
-        dataset.train, dataset.val = stratified_holdout(dataset.train, val_fraction, seed)
-        dataset.val_source = f"carved from train ({val_fraction:.0%} per class, seed {seed})"
     return dataset
 
 
-__all__ = ["Dataset", "DataError", "IngestReport", "Split", "data_spec_help", "load_data", "list_readers", "parse_spec"]
+def with_validation(dataset: Dataset, val_fraction: float, seed: int, features: dict | None = None):
+    """`dataset` with a stratified validation split carved from train when it has none (a copy; `dataset` is
+    unchanged). With `features` ({split: (image, text)} of `dataset`), returns (dataset, features) carved
+    alike: a study reads and encodes its data once and carves per seed."""
+    out, feats = dataset, features
+    if dataset.val is None and val_fraction > 0:
+        rest, held = holdout_indices(dataset.train.labels, val_fraction, seed)
+        out = replace(dataset, train=dataset.train.subset(rest), val=dataset.train.subset(held),
+                      val_source=f"carved from train ({val_fraction:.0%} per class, seed {seed})")
+        if features is not None:
+            image, text = features["train"]
+            feats = {**features, "train": (image[rest], text[rest]), "val": (image[held], text[held])}
+    return out if features is None else (out, feats)
+
+
+def load_data(spec: str, strict: bool = False, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
+    """Read `spec`; carve a stratified validation split from train when the data has none."""
+    return with_validation(read_data(spec, strict), val_fraction, seed)
+
+
+__all__ = ["Dataset", "DataError", "IngestReport", "Split", "data_spec_help", "load_data", "list_readers", "parse_spec", "read_data",
+           "with_validation"]

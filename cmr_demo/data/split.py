@@ -150,19 +150,26 @@ class Dataset:
         return {k: v for k, v in out.items() if v is not None}
 
 
-def stratified_holdout(data: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """(rest, held-out): a seeded `fraction` of each class (at least one item; a class of one stays in
-    `rest`). Carves validation from train in `load_data`, and test from untagged rows in the readers."""
+def holdout_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held-out) row numbers: a seeded `fraction` of each class (at least one item; a class of one
+    stays in `rest`)."""
     if not 0.0 < fraction < 1.0:
         raise DataError(f"hold-out fraction (e.g. --val-fraction) must be in (0, 1); got {fraction}")
     rng = np.random.default_rng(seed)
     held_idx: list[int] = []
-    for c in np.unique(data.labels):
-        members = np.flatnonzero(data.labels == c)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
         if len(members) < 2:
             continue  # a class of one item stays in `rest`: it cannot be both learned and held out
         take = max(1, int(round(fraction * len(members))))
         held_idx.extend(rng.choice(members, size=take, replace=False).tolist())
-    held = np.zeros(len(data), dtype=bool)
+    held = np.zeros(len(labels), dtype=bool)
     held[held_idx] = True
-    return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def stratified_holdout(data: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(rest, held-out) splits (`holdout_indices`). Carves validation from train in `with_validation`, and
+    test from untagged rows in the readers."""
+    rest, held = holdout_indices(data.labels, fraction, seed)
+    return data.subset(rest), data.subset(held)
