@@ -67,22 +67,76 @@ def chance_map(query_labels, gallery_labels) -> float:
     return float(np.mean([share[c] for c in ql]))
 
 
+def _order_keys(scores: np.ndarray) -> np.ndarray:
+    """int32 keys, in place of the float32 scores, that order exactly like them (IEEE bits made monotone;
+    -0.0 taken as 0.0): numpy sorts int32 about 3x faster than float32."""
+    scores += np.float32(0.0)  # -0.0 -> 0.0: equal scores must get equal keys
+    bits = scores.view(np.int32)
+    np.bitwise_xor(bits, (bits >> 31) & np.int32(0x7FFFFFFF), out=bits)  # negatives: flip all but the sign
+    return bits
+
+
+def _ranks_of_relevant(rel_keys: np.ndarray, non_keys: np.ndarray):
+    """[Q, R] keys of each query's relevant items and [Q, N] of its irrelevant ones -> the [Q, R] overall
+    1-based ranks of the relevant items, best first, and a [Q] mask of rows where a relevant and an irrelevant
+    item score exactly the same (there the stable order decides, and the caller ranks those rows the slow way).
+
+    A relevant item's rank is its rank among the relevant items plus the number of irrelevant items scored
+    above it: two integer sorts per row and a binary search of one sorted list in the other."""
+    rel = np.sort(rel_keys, axis=1)[:, ::-1]  # descending; the order among relevant items changes no AP
+    non = np.sort(non_keys, axis=1)  # ascending, for searchsorted
+    ranks = np.empty(rel.shape, np.float64)
+    ties = np.zeros(len(rel), bool)
+    m = np.arange(1, rel.shape[1] + 1)
+    for i in range(len(rel)):  # per row: each search stays within one row's sorted scores (in cache)
+        right = np.searchsorted(non[i], rel[i], side="right")
+        ties[i] = bool((right != np.searchsorted(non[i], rel[i], side="left")).any())
+        ranks[i] = m + (non.shape[1] - right)  # the m-th relevant item comes after every irrelevant one above it
+    return ranks, ties
+
+
+@torch.no_grad()
 def _direction(query, ql, gallery, gl, class_names, ks) -> dict:
-    """AP per query and P@k from one ranking of the gallery per query (sorting is most of the cost: a
-    50,000-item test split is 2.5e9 scores per direction, so it is sorted once, not once per metric)."""
+    """AP per query and P@k, exact, without sorting the whole gallery per query with its indices.
+
+    Why: with class relevance a query's AP only needs the overall rank of each relevant item, which is its
+    rank among the relevant items plus the number of irrelevant items scored above it: two value sorts
+    (numpy's SIMD sort, ~25x faster than torch's CPU sort with indices) and a binary search. A 50,000-item
+    test split is 2.5e9 scores per direction: minutes the old way. Rows where a relevant and an irrelevant
+    item tie exactly are ranked by the stable sort of `ranked_relevance`, so the result is the reference's."""
     ks = [k for k in ks if k >= 1]
     top = min(max(ks), len(gallery))
-    aps, hits = [], []
-    for rel in ranked_relevance(query, ql, gallery, gl):
-        aps.append(ap_from_relevance(rel))
-        hits.append(rel[:, :top])
-    ap = torch.cat(aps).cpu().numpy().astype(np.float64)
-    rel = torch.cat(hits)
-    ql = _as_numpy(ql)
-    per_class = {class_names[c]: float(ap[ql == c].mean()) for c in np.unique(ql)}
+    q = F.normalize(_as_tensor(query).float(), dim=1)
+    g = F.normalize(_as_tensor(gallery).float().to(q.device), dim=1)
+    qln, gln = _as_numpy(ql).astype(np.int64), _as_numpy(gl).astype(np.int64)
+    by_class = np.argsort(gln, kind="stable")  # gallery columns grouped by class: each class is one slice
+    g_grouped, bounds = g[torch.from_numpy(by_class).to(g.device)], np.searchsorted(gln[by_class], np.arange(gln.max() + 2))
+    ap = np.zeros(len(qln), np.float64)
+    hits = {k: np.zeros(len(qln), np.float64) for k in ks}
+    for start in range(0, len(qln), _CHUNK):
+        keys = _order_keys((q[start:start + _CHUNK] @ g_grouped.T).cpu().numpy())
+        labels = qln[start:start + _CHUNK]
+        for c in np.unique(labels):
+            rows = np.flatnonzero(labels == c)
+            lo, hi = (bounds[c], bounds[c + 1]) if c <= gln.max() else (0, 0)
+            if hi == lo:
+                continue  # nothing relevant: AP 0, P@k 0
+            block = keys[rows]
+            ranks, ties = _ranks_of_relevant(block[:, lo:hi], np.concatenate([block[:, :lo], block[:, hi:]], axis=1))
+            at = start + rows
+            ap[at] = (np.arange(1, ranks.shape[1] + 1) / ranks).mean(1)
+            for k in ks:
+                hits[k][at] = (ranks <= min(k, top)).sum(1)
+            if ties.any():
+                tied = at[ties]
+                rel = torch.cat(list(ranked_relevance(q[tied], _as_tensor(qln[tied]), g, _as_tensor(gln))))
+                ap[tied] = ap_from_relevance(rel).double().cpu().numpy()
+                for k in ks:
+                    hits[k][tied] = rel[:, :min(k, top)].sum(1).double().cpu().numpy()
+    per_class = {class_names[c]: float(ap[qln == c].mean()) for c in np.unique(qln)}
     return {"map": float(ap.mean()), "per_class_ap": per_class,
-            "p_at_k": {str(k): float(rel[:, :min(k, top)].mean()) for k in ks},
-            "chance_map": chance_map(ql, gl), "ap": ap}
+            "p_at_k": {str(k): float(hits[k].mean() / min(k, top)) for k in ks},
+            "chance_map": chance_map(qln, gln), "ap": ap}
 
 
 def evaluate(image_emb, text_emb, image_labels, text_labels, class_names, ks=DEFAULT_KS,

@@ -122,3 +122,31 @@ def test_selection_on_a_large_split_samples_queries_and_stays_faithful_to_map_at
     exact = average_precision(img, labels, txt, labels).mean(), average_precision(txt, labels, img, labels).mean()
     assert abs(i2t - exact[0]) < 0.01 and abs(t2i - exact[1]) < 0.01, (i2t, t2i, exact)
     assert exact[0] > 0.15  # above chance (0.1): the estimate is tested on a ranking with structure
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_evaluate_matches_naive_with_cross_class_ties_and_absent_classes(seed):
+    """`evaluate` ranks relevant items by value sorts and binary search (not a full stable sort per query):
+    against the naive loop, with exact ties between a relevant and an irrelevant item (duplicated vectors
+    across classes), ties inside a class, a query class absent from the gallery, and small chunks."""
+    import cmr_demo.metrics as m
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(60, 5))
+    g[10:20] = g[0:10]  # same vectors, other labels below: ties across classes
+    g[30:33] = g[29]  # ties inside a class
+    gl = rng.integers(0, 4, 60)
+    gl[10:20] = (gl[0:10] + 1) % 4
+    q = np.concatenate([rng.normal(size=(25, 5)), g[:8] + 0.0])
+    ql = np.concatenate([rng.integers(0, 5, 25), gl[:8]])  # class 4 never appears in the gallery
+    names = list("abcde")
+    for chunk in (1024, 7):
+        old = m._CHUNK
+        m._CHUNK = chunk
+        try:
+            got = evaluate(q, g, ql, gl, names, ks=(1, 5, 100), keep_per_query=True)
+        finally:
+            m._CHUNK = old
+        np.testing.assert_allclose(got["per_query_ap"]["i2t"], naive_ap(q, ql, g, gl), atol=1e-6)  # float32 ties
+        np.testing.assert_allclose(got["per_query_ap"]["t2i"], naive_ap(g, gl, q, ql), atol=1e-6)
+        for k in (1, 5, 100):
+            assert got["p_at_k"]["i2t"][str(k)] == pytest.approx(naive_p_at_k(q, ql, g, gl, min(k, 60)))
