@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -53,14 +54,106 @@ def register_model_configs() -> list[str]:
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    kind: str  # "tag", "file", "random", "hf-hub", "local-dir"
+    kind: str  # a key of SPEC_KINDS: "tag", "file", "random", "hf-hub", "local-dir"
     arch: str  # architecture name ("" for hf-hub / local-dir, whose config travels with the weights)
     value: str  # tag, path or repo id
 
     @property
     def text(self) -> str:
-        return {"hf-hub": f"hf-hub:{self.value}", "local-dir": f"local-dir:{self.value}"}.get(
-            self.kind, f"{self.arch}:{self.value}")
+        return f"{self.kind}:{self.value}" if SPEC_KINDS[self.kind].prefixed else f"{self.arch}:{self.value}"
+
+
+class SpecKind:
+    """One form of backbone spec: how it is recognised, checked before loading, created through open_clip,
+    identified (what the weights are, without loading them) and carried into a bundle. The registry below
+    replaces the if/elif chains the loader, the feature cache and the bundle builder each had."""
+    prefixed = False  # "KIND:VALUE" (hf-hub, local-dir) rather than "ARCH:VALUE"
+
+    def matches(self, arch: str, rest: str) -> bool:  # for ARCH:VALUE kinds, tried in registry order
+        return False
+
+    def check(self, spec: BackboneSpec) -> None:
+        """Raise BackboneError before loading when the weights cannot be had (offline, missing files)."""
+
+    def create_args(self, spec: BackboneSpec) -> tuple[str, str | None]:
+        """(model name, pretrained) for open_clip.create_model_and_transforms."""
+        return spec.arch, spec.value
+
+    def identity(self, spec: BackboneSpec) -> str:
+        return "published:" + spec.text  # public tags and repositories name immutable published weights
+
+    def into_bundle(self, spec: BackboneSpec, out: Path) -> str:
+        """Copy what the bundle needs to load the backbone without this machine; return the spec it stores."""
+        return spec.text
+
+
+class Random(SpecKind):
+    def matches(self, arch, rest):
+        return rest == "random"
+
+    def create_args(self, spec):
+        return spec.arch, None
+
+    def identity(self, spec):
+        return "random-init-seed-0:" + hashlib.sha256(open_clip.__version__.encode()).hexdigest()[:16]
+
+
+class Tag(SpecKind):
+    def matches(self, arch, rest):
+        return bool(open_clip.get_pretrained_cfg(arch, rest))
+
+    def check(self, spec):
+        _require_downloadable(spec, *_tag_source(spec))
+
+
+class File(SpecKind):
+    def matches(self, arch, rest):
+        if not (rest.endswith(WEIGHT_SUFFIXES) or os.sep in rest or Path(rest).exists()):
+            return False
+        if not Path(rest).is_file():
+            raise BackboneError(f"weights file '{rest}' for backbone '{arch}:{rest}' does not exist")
+        return True
+
+    def identity(self, spec):
+        return file_sha256(spec.value)
+
+    def into_bundle(self, spec, out):
+        (out / "backbone").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(spec.value, out / "backbone" / Path(spec.value).name)
+        return f"{spec.arch}:backbone/{Path(spec.value).name}"
+
+
+class HfHub(SpecKind):
+    prefixed = True
+
+    def check(self, spec):
+        _require_downloadable(spec, _hub_endpoint(), _cached_hf(spec.value, ["open_clip_config.json"]))
+
+    def create_args(self, spec):
+        return spec.text, None
+
+
+class LocalDir(SpecKind):
+    prefixed = True
+
+    def check(self, spec):
+        if not (Path(spec.value) / "open_clip_config.json").is_file():
+            raise BackboneError(f"'{spec.text}': folder must hold open_clip_config.json and a weights file")
+
+    def create_args(self, spec):
+        return spec.text, None
+
+    def identity(self, spec):
+        files = sorted(p for p in Path(spec.value).iterdir() if p.suffix in WEIGHT_SUFFIXES)
+        return file_sha256(files[0]) if files else "no-weights-file"
+
+    def into_bundle(self, spec, out):
+        shutil.copytree(spec.value, out / "backbone" / "local", dirs_exist_ok=True)
+        return "local-dir:backbone/local"
+
+
+SPEC_KINDS: dict[str, SpecKind] = {"hf-hub": HfHub(), "local-dir": LocalDir(), "random": Random(), "tag": Tag(),
+                                   "file": File()}  # ARCH:VALUE kinds are tried in this order
 
 
 def _forms(arch: str) -> str:
@@ -72,7 +165,7 @@ def _forms(arch: str) -> str:
 def parse_backbone_spec(spec: str) -> BackboneSpec:
     register_model_configs()
     head, sep, rest = spec.partition(":")
-    if head in ("hf-hub", "local-dir"):
+    if head in SPEC_KINDS and SPEC_KINDS[head].prefixed:
         if not rest:
             raise BackboneError(f"'{spec}' names no {'repository' if head == 'hf-hub' else 'folder'}")
         return BackboneSpec(head, "", rest)
@@ -81,15 +174,24 @@ def parse_backbone_spec(spec: str) -> BackboneSpec:
                             f"{', '.join(open_clip.list_models())}")
     if not sep or not rest:
         raise BackboneError(f"backbone '{spec}' names no weights; use one of {_forms(head)}")
-    if rest == "random":
-        return BackboneSpec("random", head, rest)
-    if open_clip.get_pretrained_cfg(head, rest):
-        return BackboneSpec("tag", head, rest)
-    if rest.endswith(WEIGHT_SUFFIXES) or os.sep in rest or Path(rest).exists():
-        if not Path(rest).is_file():
-            raise BackboneError(f"weights file '{rest}' for backbone '{spec}' does not exist")
-        return BackboneSpec("file", head, rest)
+    for name, kind in SPEC_KINDS.items():
+        if not kind.prefixed and kind.matches(head, rest):
+            return BackboneSpec(name, head, rest)
     raise BackboneError(f"'{rest}' is neither a pretrained tag of {head} nor a weights file; use one of {_forms(head)}")
+
+
+def bundle_backbone(spec: str, out: Path) -> str:
+    """Carry the backbone `spec` into the bundle folder `out` (weights that are not public are copied);
+    returns the spec as the bundle stores it, relative to the bundle."""
+    parsed = parse_backbone_spec(spec)
+    return SPEC_KINDS[parsed.kind].into_bundle(parsed, out)
+
+
+def in_bundle(stored: str, folder: Path) -> str:
+    """A bundle's stored spec, loadable from anywhere: what `bundle_backbone` copied under backbone/ made
+    absolute."""
+    head, _, rest = stored.partition(":")
+    return f"{head}:{Path(folder).resolve() / rest}" if rest.startswith("backbone/") else stored
 
 
 def _reachable(url: str) -> bool:
@@ -122,22 +224,25 @@ def _cached_hf(repo_id: str, filenames: Sequence[str]) -> str | None:
     return None
 
 
-def _check_downloadable(spec: BackboneSpec) -> None:
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _tag_source(spec: BackboneSpec) -> tuple[str, str | None]:
+    """(where a pretrained tag's weights download from, their cached copy or None)."""
+    cfg = open_clip.get_pretrained_cfg(spec.arch, spec.value)
+    if cfg.get("hf_hub"):  # open_clip's rule: "org/repo/file" or "org/repo/" (default names)
+        repo, filename = os.path.split(cfg["hf_hub"])
+        names = [filename, filename.replace(".bin", ".safetensors")] if filename else [
+            "open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        return _hub_endpoint(), _cached_hf(repo, names)
+    where = cfg.get("url", "")
+    local = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(urlparse(where).path)
+    return where, str(local) if local.is_file() else None
+
+
+def _require_downloadable(spec: BackboneSpec, where: str, cached: str | None) -> None:
     """Raise at once when the weights are neither cached nor reachable."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    if spec.kind == "hf-hub":
-        where, cached = endpoint, _cached_hf(spec.value, ["open_clip_config.json"])
-    else:
-        cfg = open_clip.get_pretrained_cfg(spec.arch, spec.value)
-        if cfg.get("hf_hub"):  # open_clip's rule: "org/repo/file" or "org/repo/" (default names)
-            repo, filename = os.path.split(cfg["hf_hub"])
-            names = [filename, filename.replace(".bin", ".safetensors")] if filename else [
-                "open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-            where, cached = endpoint, _cached_hf(repo, names)
-        else:
-            where = cfg.get("url", "")
-            local = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(urlparse(where).path)
-            cached = str(local) if local.is_file() else None
     if cached:
         return
     why = "HF_HUB_OFFLINE is set" if _hf_offline() else (None if _reachable(where) else f"{where} cannot be reached")
@@ -253,40 +358,25 @@ def _resolve_device(device: str, precision: str) -> torch.device:
 
 
 def _create(spec: BackboneSpec, device: torch.device):
-    if spec.kind in ("hf-hub", "local-dir"):
-        return open_clip.create_model_and_transforms(spec.text, device=device), open_clip.get_tokenizer(spec.text)
-    pretrained = None if spec.kind == "random" else spec.value
+    name, pretrained = SPEC_KINDS[spec.kind].create_args(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # ARCH:random is the same network in every process
-        created = open_clip.create_model_and_transforms(spec.arch, pretrained=pretrained, device=device)
-    return created, open_clip.get_tokenizer(spec.arch)
-
-
-def _weights_identity(spec: BackboneSpec) -> str:
-    if spec.kind == "file":
-        return file_sha256(spec.value)
-    if spec.kind == "local-dir":
-        files = sorted(p for p in Path(spec.value).iterdir() if p.suffix in WEIGHT_SUFFIXES)
-        return file_sha256(files[0]) if files else "no-weights-file"
-    if spec.kind == "random":
-        return "random-init-seed-0:" + hashlib.sha256(open_clip.__version__.encode()).hexdigest()[:16]
-    return "published:" + spec.text  # public tags name immutable published weights
+        created = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    return created, open_clip.get_tokenizer(name)
 
 
 @lru_cache(maxsize=32)
 def weights_identity(spec: str) -> str:
     """What the weights behind `spec` are, without loading the model (memoised per process)."""
-    return _weights_identity(parse_backbone_spec(spec))
+    parsed = parse_backbone_spec(spec)
+    return SPEC_KINDS[parsed.kind].identity(parsed)
 
 
 def load_backbone(spec: str, device: str = "cpu", precision: str = "fp32") -> Backbone:
     """Resolve `spec` (see module docstring) and load it frozen, in eval mode, on `device`."""
     parsed = parse_backbone_spec(spec)
     dev = _resolve_device(device, precision)
-    if parsed.kind == "local-dir" and not (Path(parsed.value) / "open_clip_config.json").is_file():
-        raise BackboneError(f"'{spec}': folder must hold open_clip_config.json and a weights file")
-    if parsed.kind in ("tag", "hf-hub"):
-        _check_downloadable(parsed)
+    SPEC_KINDS[parsed.kind].check(parsed)
     try:
         (model, _, preprocess), tokenizer = _create(parsed, dev)
     except (RuntimeError, OSError, KeyError) as err:

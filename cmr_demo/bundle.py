@@ -92,20 +92,6 @@ def _png_bytes(image) -> bytes:
     return buf.getvalue()
 
 
-def _bundle_backbone(out: Path, spec: str) -> str:
-    """Copy non-public weights into the bundle; return the spec as the bundle will load it."""
-    from .backbone import parse_backbone_spec
-    parsed = parse_backbone_spec(spec)
-    if parsed.kind in ("tag", "hf-hub", "random"):
-        return parsed.text  # public tags and seeded random init are reproducible without a file
-    (out / "backbone").mkdir(parents=True, exist_ok=True)
-    if parsed.kind == "file":
-        shutil.copyfile(parsed.value, out / "backbone" / Path(parsed.value).name)
-        return f"{parsed.arch}:backbone/{Path(parsed.value).name}"
-    shutil.copytree(parsed.value, out / "backbone" / "local", dirs_exist_ok=True)
-    return "local-dir:backbone/local"
-
-
 def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats, seed: int) -> None:
     """Gallery embeddings per objective and one UMAP per objective, aligned to the first objective's."""
     from tqdm.auto import tqdm
@@ -133,6 +119,7 @@ def build(job, out: str | Path, overwrite: bool = False) -> dict:
 
     Without a backbone (`job.features.backbone` None) the data's own features are used and the bundle has
     no backbone (features-only): what needs no new encoding is served, free-text and picture queries are not."""
+    from .backbone import bundle_backbone
     from .train import load_dataset, load_features, run_dir_name, train
     out = Path(out)
     job = replace(job, out=str(out / "objectives"))
@@ -168,7 +155,7 @@ def build(job, out: str | Path, overwrite: bool = False) -> dict:
         "machine": machine(),
         "command": ["python", "-m", "cmr_demo.bundle", "build", *job.argv(run_options=False), "--out", str(out)],
         "backbone": None if backbone is None else {
-            "spec": _bundle_backbone(out, backbone), "built_from": backbone, "weights": source.weights_sha256,
+            "spec": bundle_backbone(backbone, out), "built_from": backbone, "weights": source.weights_sha256,
             "feature_dim": image_dim},
         "features": {"source": source.kind, "from": source.text, "image_dim": image_dim, "text_dim": text_dim},
         "data": {"spec": data, "class_names": dataset.class_names, "gallery_items": len(records),
@@ -264,12 +251,9 @@ def _about(dataset, backbone: str | None, image_feats: np.ndarray) -> dict:
 def backbone_spec(folder: str | Path) -> str | None:
     """The bundle's backbone spec with bundled weight paths made absolute (loadable from anywhere);
     None for a features-only bundle."""
-    folder = Path(folder)
-    backbone = load_json(folder / "manifest.json")["backbone"]
-    if backbone is None:
-        return None
-    head, _, rest = backbone["spec"].partition(":")
-    return f"{head}:{folder.resolve() / rest}" if rest.startswith("backbone/") else backbone["spec"]
+    from .backbone import in_bundle
+    backbone = load_json(Path(folder) / "manifest.json")["backbone"]
+    return None if backbone is None else in_bundle(backbone["spec"], Path(folder))
 
 
 IMAGES_DIR = "gallery/images/"
@@ -397,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     add_job_args(b, objectives="all")
     b.add_argument("--out", required=True, help="bundle folder (must be empty, or pass --overwrite)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing bundle in --out")
+    b.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     v = sub.add_parser("verify", help="check hashes, shapes and completeness", formatter_class=HelpFormatter,
                        description="Check every file's sha256, every array's shape and each objective's files.")
     v.add_argument("folder", help="the bundle folder")
