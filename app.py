@@ -365,6 +365,47 @@ def turn(page, step: int):
     return max(1, page + step)
 
 
+class Pager:
+    """A paged, filterable list of the gallery (60 items a page: thumbnails, or a table for a bundle without
+    pictures) inside a closed accordion, filled when first opened. Why paged: sending every thumbnail took
+    17 s at 12,000 items; a page costs the same at any size. Search uses one to query with an item, the map
+    tab one to select an item; `rows` (a State) holds the page's row numbers for their click handlers."""
+
+    def __init__(self, title: str, key: str, action: str):
+        with gr.Accordion(title, open=False) as self.box:
+            with gr.Row():
+                self.klass = gr.Dropdown(class_choices(FIRST, "(all classes)"), value="", label="class", scale=2)
+                self.contains = gr.Textbox("", label="id contains", scale=2)
+                self.prev = gr.Button("◀ previous", scale=1, elem_id=f"{key}-prev")
+                self.num = gr.Number(1, label="page", precision=0, minimum=1, scale=1)
+                self.next = gr.Button("next ▶", scale=1, elem_id=f"{key}-next")
+            self.where = gr.Markdown(elem_id=f"{key}-where")
+            self.gallery = gr.Gallery(columns=10, height=420, allow_preview=False, label="Gallery",
+                                      elem_id=f"{key}-gallery", visible=FIRST.bundle.has_pictures)
+            self.table = gr.Dataframe(headers=["id", "class", "text"], interactive=False, wrap=True,
+                                      visible=not FIRST.bundle.has_pictures, elem_id=f"{key}-table",
+                                      label=f"Gallery items (click one to {action})")
+            self.rows = gr.State({})
+
+    def wire(self, bundle_pick) -> None:
+        inputs = [self.klass, self.contains, self.num, bundle_pick]
+        outputs = [self.gallery, self.table, self.where, self.num, self.rows]
+        quiet = {"api_visibility": "private", "show_progress": "hidden"}
+        self.box.expand(browse_page, inputs, outputs, **quiet)
+        for trigger in (self.klass.change, self.contains.submit, self.num.submit):
+            trigger(browse_page, inputs, outputs, **quiet)
+        for button, step in ((self.prev, -1), (self.next, 1)):
+            button.click(functools.partial(turn, step=step), self.num, self.num, queue=False, **quiet).then(
+                browse_page, inputs, outputs, **quiet)
+
+    def reset(self, s: RetrievalService) -> dict:
+        """Updates for a newly picked bundle: closed, filters cleared, emptied (filled again when opened)."""
+        return {self.klass: gr.Dropdown(class_choices(s, "(all classes)"), value=""), self.contains: "", self.num: 1,
+                self.gallery: gr.Gallery(value=None, visible=s.bundle.has_pictures),
+                self.table: gr.Dataframe(value=[], visible=not s.bundle.has_pictures), self.where: "",
+                self.rows: {}, self.box: gr.Accordion(open=False)}
+
+
 @user_errors
 def query_info(query: str, objective: str = "", bundle: str = "") -> dict:
     """A text's likely class under `objective` (default: the best), its calibrated confidence, and whether it
@@ -492,21 +533,12 @@ def side_choices(main: str, chosen: list[str] | None, bundle: str, request: gr.R
 
 
 @user_errors
-def browse_gallery(current, bundle: str):
-    """The whole gallery as thumbnails, sent once: a gallery already filled is left as it is (none without pictures)."""
-    s = service(bundle)
-    if current or not s.bundle.has_pictures:
-        return gr.skip()
-    return [(str(s.bundle.image_path(i)), f"{it['id']} · {s.class_names[it['label']]}") for i, it in enumerate(s.bundle.items)]
-
-
-@user_errors
-def picked_id(bundle: str, evt: gr.SelectData) -> str:
-    items = service(bundle).bundle.items
-    row = _row(evt)
-    if row is None or not 0 <= row < len(items):
-        raise InputError("that picture is not in the gallery: open the gallery and click one")
-    return items[row]["id"]
+def picked_id(page: dict, evt: gr.SelectData) -> str:
+    """A click in the map's gallery list: that item's id (the map is then redrawn with it selected)."""
+    rows, row = (page if isinstance(page, dict) else {}).get("rows"), _row(evt)
+    if not isinstance(rows, list) or row is None or not 0 <= row < len(rows):
+        raise InputError("that item is no longer listed: open the gallery list again")
+    return service(page.get("bundle")).bundle.items[rows[row]]["id"]
 
 
 def heatmap(s: RetrievalService, direction: str = "avg"):
@@ -518,8 +550,8 @@ def leaderboard_plots(direction: str, bundle: str = "", request: gr.Request = No
     return heatmap(service(bundle, request), direction)
 
 
-def class_choices(s: RetrievalService) -> list[tuple[str, str]]:
-    return [("(unknown)", "")] + [(c, c) for c in s.class_names]
+def class_choices(s: RetrievalService, none: str = "(unknown)") -> list[tuple[str, str]]:
+    return [(none, "")] + [(c, c) for c in s.class_names]
 
 
 LAB_RUNS = lab.SessionRuns()
@@ -698,19 +730,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
                     image_example_sets.append(gr.Examples([[str(s.bundle.image_path(i))] for i in range(0, min(s.size, 60), 6)],
                                 inputs=[image_in], label=f"Image examples of {name}"))
             example_boxes[name] = box
-        with gr.Accordion("Browse the gallery: click an item to search with it", open=False) as browse_box:
-            with gr.Row():
-                browse_class = gr.Dropdown([("(all classes)", "")] + [(c, c) for c in FIRST.class_names], value="",
-                                           label="class", scale=2)
-                browse_contains = gr.Textbox("", label="id contains", scale=2)
-                browse_prev = gr.Button("◀ previous", scale=1)
-                browse_num = gr.Number(1, label="page", precision=0, minimum=1, scale=1)
-                browse_next = gr.Button("next ▶", scale=1)
-            browse_where = gr.Markdown(elem_id="browse-where")
-            browse = gr.Gallery(columns=10, height=420, allow_preview=False, label="Gallery", elem_id="browse-gallery")
-            browse_table = gr.Dataframe(headers=["id", "class", "text"], interactive=False, visible=False, wrap=True,
-                                        elem_id="browse-table", label="Gallery items (click one to search with it)")
-            browse_rows = gr.State({})
+        browse = Pager("Browse the gallery: click an item to search with it", "browse", "search with it")
         info_json = gr.JSON(visible=False)
         info_btn = gr.Button(visible=False)
         # the text the stated class belongs to, set whenever the class is set (a State outside a Tab would
@@ -727,8 +747,9 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
               (item_in.submit, search_item, [item_in, item_modality, objective, k, same, bundle_pick], out, None),
               (results_gallery.select, search_hit, [hits, objective, k, same, bundle_pick], [*out, image_in], None),
               (results_table.select, search_hit, [hits, objective, k, same, bundle_pick], [*out, image_in], None),
-              (browse.select, search_browsed, [browse_rows, objective, k, same, bundle_pick], [*out, image_in], None),
-              (browse_table.select, search_browsed, [browse_rows, objective, k, same, bundle_pick], [*out, image_in],
+              (browse.gallery.select, search_browsed, [browse.rows, objective, k, same, bundle_pick], [*out, image_in],
+               None),
+              (browse.table.select, search_browsed, [browse.rows, objective, k, same, bundle_pick], [*out, image_in],
                None)]
     for trigger, fn, inputs, outputs, api_name in events:
         # public endpoints take raw values: the app checks each itself (gradio's checks answer in its own
@@ -752,16 +773,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
     image_in.change(clear, None, image_class, queue=False, api_visibility="private", show_progress="hidden")
     info_btn.click(query_info_image, [image_in, objective, bundle_pick], info_json, api_name="query_info_image",
                    preprocess=False)
-    browse_inputs = [browse_class, browse_contains, browse_num, bundle_pick]
-    browse_outputs = [browse, browse_table, browse_where, browse_num, browse_rows]
-    # The gallery list is filled when first opened, one page at a time (a page of thumbnails, not all of them)
-    browse_box.expand(browse_page, browse_inputs, browse_outputs, api_visibility="private", show_progress="hidden")
-    for trigger in (browse_class.change, browse_contains.submit, browse_num.submit):
-        trigger(browse_page, browse_inputs, browse_outputs, api_visibility="private", show_progress="hidden")
-    for button, step in ((browse_prev, -1), (browse_next, 1)):
-        button.click(functools.partial(turn, step=step), browse_num, browse_num, queue=False, api_visibility="private",
-                     show_progress="hidden").then(browse_page, browse_inputs, browse_outputs, api_visibility="private",
-                                                  show_progress="hidden")
+    browse.wire(bundle_pick)
 
     with gr.Tab("Compare objectives"):
         ex0 = DEFAULTS[NAMES[0]]["query"], DEFAULTS[NAMES[0]]["query_class"]
@@ -827,22 +839,20 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             map_lines = gr.Checkbox(False, label="Lines image ↔ caption")
         with gr.Row():
             map_classes = gr.CheckboxGroup(FIRST.class_names, label="Show only these classes (none = all)", scale=3)
-            map_selected = gr.Textbox("", label="Selected gallery item id", placeholder="click an image below")
+            map_selected = gr.Textbox("", label="Selected gallery item id",
+                                      placeholder=f"e.g. {FIRST.bundle.items[0]['id']}, or pick one below")
             map_btn = gr.Button("Draw maps", variant="primary", elem_id="map-btn")
         map_plot = gr.Plot(elem_id="map-plot")
-        with gr.Accordion("Pick a gallery item to highlight it on every map", open=False,
-                          visible=FIRST.bundle.has_pictures) as pick_box:
-            map_pick = gr.Gallery(columns=10, height=300, allow_preview=False, label="Gallery")
+        pick = Pager("Pick a gallery item to highlight it on every map", "pick", "highlight it")
     map_inputs = [map_obj, map_query, map_others, map_classes, map_lines, map_k, map_selected, bundle_pick]
     map_obj.change(side_choices, [map_obj, map_others, bundle_pick], map_others, queue=False, api_visibility="private",
                    show_progress="hidden")
     map_btn.click(embedding_map, map_inputs, map_plot, api_name="embedding_map", preprocess=False)
-    map_pick.select(picked_id, bundle_pick, map_selected, api_visibility="private").then(
-        embedding_map, map_inputs, map_plot, api_visibility="private")
+    for listing in (pick.gallery, pick.table):
+        listing.select(picked_id, pick.rows, map_selected, api_visibility="private").then(
+            embedding_map, map_inputs, map_plot, api_visibility="private")
     text_btn.click(lambda q: q, text_in, map_query, api_visibility="private")  # the map follows the search query
-    # The map's thumbnails are filled when first opened: building them costs ~2 s at start-up.
-    pick_box.expand(browse_gallery, [map_pick, bundle_pick], map_pick, api_visibility="private",
-                    show_progress="hidden")
+    pick.wire(bundle_pick)
 
     with gr.Tab("Objective lab"):
         gr.Markdown("Train one pair of heads **live** on this bundle's own features: any objective (or a hybrid "
@@ -922,10 +932,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             results_table: gr.Dataframe(value=pd.DataFrame(columns=views.text_columns(s.bundle.has_texts)),
                                         visible=not s.bundle.has_pictures), hits: {},
             **{box: gr.Column(visible=name == s.name) for name, box in example_boxes.items()},
-            browse_class: gr.Dropdown([("(all classes)", "")] + classes[1:], value=""), browse_contains: "",
-            browse_num: 1, browse: gr.Gallery(value=None, visible=s.bundle.has_pictures),
-            browse_table: gr.Dataframe(value=[], visible=not s.bundle.has_pictures), browse_where: "",
-            browse_rows: {}, browse_box: gr.Accordion(open=False),
+            **browse.reset(s), **pick.reset(s),
             cmp_query: gr.Textbox(value=ex[0], visible=s.encodes), cmp_stated: ex[0] if ex[1] else None,
             cmp_class: gr.Dropdown(classes, value=ex[1], visible=s.encodes),
             cmp_item: gr.Textbox(value="" if s.encodes else first_id, placeholder=first_id,
@@ -935,9 +942,7 @@ with ServedBlocks(title="CLIP4CMR demo") as demo:
             dis_table: [],
             map_query: gr.Textbox(value=ex[0] if s.encodes else "", visible=s.encodes),
             map_classes: gr.CheckboxGroup(s.class_names, value=[]),
-            map_selected: gr.Textbox(value="", placeholder="click an image below" if s.bundle.has_pictures
-                                     else f"a gallery item id, e.g. {first_id}"),
-            pick_box: gr.Accordion(visible=s.bundle.has_pictures, open=False), map_pick: None,
+            map_selected: gr.Textbox(value="", placeholder=f"e.g. {first_id}, or pick one below"),
             about_md: views.about_markdown(s), **objective_components(s),
             lab_objective: s.best, lab_options: "", lab_text: 1, lab_image: 1, lab_plot: None, lab_md:
                 "" if lab.has_lab(s.bundle) else f"⚠️ bundle '{s.name}' has no lab features (built before the lab)"}

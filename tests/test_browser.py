@@ -148,6 +148,30 @@ def test_map_tab_shows_the_maps(page, shots):
     page.screenshot(path=str(shots / "map.png"), full_page=True)
 
 
+def test_the_map_picks_an_item_from_a_paged_list(page, shots):
+    """The map tab's item list is paged like Search's (not the whole gallery at once): on page 2 a click
+    selects that item, whose id (shown in its caption) fills the box and is drawn on the maps."""
+    open_tab(page, "Embedding map")
+    page.get_by_text("Pick a gallery item to highlight it").click()
+    where = page.locator("#pick-where")
+    where.get_by_text("page 1 of", exact=False).wait_for()
+    assert page.locator("#pick-gallery .thumbnail-item img").count() <= 60
+    page.locator("#pick-next").click()
+    where.get_by_text("page 2 of", exact=False).wait_for()
+    assert "items 61–" in where.inner_text()
+    thumb = page.locator("#pick-gallery .thumbnail-item").nth(4)
+    thumb.locator("img").wait_for(state="visible")
+    thumb.click()
+    box = page.get_by_label("Selected gallery item id")
+    page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => "
+                           "t.closest('label')?.innerText.includes('Selected gallery item id') && t.value)")
+    picked = box.input_value()
+    assert picked and re.fullmatch(r"[\w./-]+", picked)
+    page.locator("#map-plot .js-plotly-plot").wait_for(state="visible")
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(shots / "map-pick.png"), full_page=True)
+
+
 def test_about_tab(page, shots):
     open_tab(page, "About")
     page.get_by_text("What is being served").wait_for(state="visible")
