@@ -6,8 +6,8 @@ Several bundles are served by one process: a picker in the header switches betwe
 takes an optional `bundle` (a name from `/bundles`; default the first), and bundles built on the same
 backbone weights share one loaded copy.
 
-Behaviour lives in `cmr_demo.service` (plain Python, unit-tested); this file turns its results into
-component values (`cmr_demo.views`, `cmr_demo.plots`) and user errors into `gr.Error`. `demo` is built
+Behaviour lives in `cmr_demo.serve.service` (plain Python, unit-tested); this file turns its results into
+component values (`cmr_demo.serve.views`, `cmr_demo.serve.plots`) and user errors into `gr.Error`. `demo` is built
 at import so `gradio app.py` reload mode works; the bundle is loaded once, before the first request.
 """
 from __future__ import annotations
@@ -32,11 +32,11 @@ os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "cm
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cmr_demo import lab, plots, views  # noqa: E402
-from cmr_demo.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choice, check_choices, check_flag  # noqa: E402
-from cmr_demo.losses import option_defaults  # noqa: E402
-from cmr_demo.service import Hit, RetrievalService, SearchResult  # noqa: E402
-from cmr_demo.uploads import FILE_SHAPE, NOT_UPLOADED, UploadGate, sweep  # noqa: E402
+from cmr_demo.serve import lab, plots, views  # noqa: E402
+from cmr_demo.serve.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choice, check_choices, check_flag  # noqa: E402
+from cmr_demo.train.objectives import option_defaults  # noqa: E402
+from cmr_demo.serve.service import Hit, RetrievalService, SearchResult  # noqa: E402
+from cmr_demo.serve.uploads import FILE_SHAPE, NOT_UPLOADED, UploadGate, sweep  # noqa: E402
 
 log = logging.getLogger("cmr_demo.app")
 DEFAULT_BUNDLES = Path(__file__).resolve().parent / "assets"  # every bundle in it: the demo and the Wikipedia benchmark
@@ -83,8 +83,8 @@ def bundle_folders(paths: list[str]) -> list[Path]:
 def load_services(paths: list[str]) -> dict[str, RetrievalService]:
     """{name: service} for every bundle, in order (the first is the default); names are folder names,
     made unique with a suffix when two folders share one."""
-    from cmr_demo.bundle_loader import load_bundle
-    from cmr_demo.checkpoint import CheckpointError
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.files import CheckpointError
     services: dict[str, RetrievalService] = {}
     for folder in bundle_folders(paths):
         name, n = folder.resolve().name, 2
@@ -968,7 +968,7 @@ with demo:
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 demo.state_session_capacity = SESSIONS  # a `launch` option; the mounted app reads the attribute
-# query pictures: only files this app received (uploads, its own examples) are opened (cmr_demo.uploads)
+# query pictures: only files this app received (uploads, its own examples) are opened (cmr_demo.serve.uploads)
 EXAMPLE_FILES = frozenset(sample[0]["path"] for examples in image_example_sets for sample in examples.dataset.samples
                           if isinstance(sample[0], dict))
 GATE = UploadGate(image_in.GRADIO_CACHE, lambda: demo.upload_file_set, lambda: EXAMPLE_FILES,
@@ -982,8 +982,8 @@ def launch_options() -> dict:
 
 
 def make_app():
-    """The FastAPI app serving the UI (cmr_demo.webserver: upload limit, /media, gradio mounted at '/')."""
-    from cmr_demo.webserver import build_app, every, trim_memory_every
+    """The FastAPI app serving the UI (cmr_demo.serve.webserver: upload limit, /media, gradio mounted at '/')."""
+    from cmr_demo.serve.webserver import build_app, every, trim_memory_every
     trim_memory_every(10.0)
     # not gradio's delete_cache: it skips files outside its sets (parts of interrupted uploads) and iterates
     # the sets while requests change them

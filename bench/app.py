@@ -129,8 +129,8 @@ def api_level(url: str, clients: int, seconds: float) -> dict:
 def service_floor(bundle: Path, n: int = 300) -> dict:
     """The work itself, in this process: a new text's search through RetrievalService (encode, head, index,
     query info), one at a time; and the same for a batch of 8 new texts encoded in one backbone call."""
-    from cmr_demo.bundle_loader import load_bundle
-    from cmr_demo.service import RetrievalService
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.serve.service import RetrievalService
     service = RetrievalService(load_bundle(bundle))
     texts = [f"{QUERIES[i % len(QUERIES)]} floor {i}" for i in range(n + 8 * (n // 8) + 20)]
     for t in texts[:20]:  # warm-up

@@ -23,11 +23,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cmr_demo.backbone import load_backbone, open_clip, register_model_configs  # noqa: E402
-from cmr_demo.checkpoint import save_json  # noqa: E402
+from cmr_demo.backbone.clip import load_backbone, open_clip, register_model_configs  # noqa: E402
+from cmr_demo.files import save_json  # noqa: E402
 from cmr_demo.data import load_data  # noqa: E402
 from cmr_demo.data.shapes_stream import StreamConfig, render_batch  # noqa: E402
-from cmr_demo.pretrain import PretrainConfig, _pixels_to_model, lr_at  # noqa: E402
+from cmr_demo.backbone.pretrain import PretrainConfig, _pixels_to_model, lr_at  # noqa: E402
 from cmr_demo.provenance import stamp  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -101,7 +101,7 @@ def supervised(cfg: PretrainConfig, steps: int, test, eval_every: int = 500) -> 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pretrain", default="runs/pretrain", help="folder written by python -m cmr_demo.pretrain")
+    p.add_argument("--pretrain", default="runs/pretrain", help="folder written by python -m cmr_demo.backbone.pretrain")
     p.add_argument("--supervised-steps", type=int, default=3000, help="steps of the supervised ceiling")
     p.add_argument("--out", default=str(RESULTS / "backbone"))
     args = p.parse_args()

@@ -21,11 +21,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "data"))
 import world_queries  # noqa: E402
 
-from cmr_demo.bundle_loader import load_bundle  # noqa: E402
-from cmr_demo.checkpoint import save_json  # noqa: E402
+from cmr_demo.bundle.load import load_bundle  # noqa: E402
+from cmr_demo.files import save_json  # noqa: E402
 from cmr_demo.provenance import stamp  # noqa: E402
-from cmr_demo.service import RetrievalService  # noqa: E402
-from cmr_demo.views import text_examples  # noqa: E402
+from cmr_demo.serve.service import RetrievalService  # noqa: E402
+from cmr_demo.serve.views import text_examples  # noqa: E402
 
 IMAGE_EXAMPLES = range(0, 60, 6)  # the gallery rows app.py offers as image examples
 

@@ -26,7 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cmr_demo.backbone import load_backbone  # noqa: E402
+from cmr_demo.backbone.clip import load_backbone  # noqa: E402
 from cmr_demo.data.shapes import render_item  # noqa: E402
 from cmr_demo.provenance import machine  # noqa: E402
 

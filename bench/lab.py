@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from app_server import start_app, stop_app  # noqa: E402
-from cmr_demo import lab  # noqa: E402
-from cmr_demo.bundle_loader import load_bundle  # noqa: E402
+from cmr_demo.serve import lab  # noqa: E402
+from cmr_demo.bundle.load import load_bundle  # noqa: E402
 from cmr_demo.provenance import save_result, stamp  # noqa: E402
 
 GOALS = {"default_run_s_demo": 20.0}

@@ -173,6 +173,13 @@ def scale() -> str | None:
     return f"### Galleries of growing size (`bench/scale.py`)\n\n{md.read_text().strip()}{note}"
 
 
+def evaluate() -> str | None:
+    """bench/evaluate.py writes its own table (the reference it replaced beside it); shown as written."""
+    md = RESULTS / "evaluate.md"
+    return (f"### Exact test metrics at gallery scale (`bench/evaluate.py`)\n\n{md.read_text().strip()}"
+            if md.exists() else None)
+
+
 def lab() -> str | None:
     """bench/lab.py writes its own tables (goal beside the figure); shown as written."""
     md = RESULTS / "lab.md"
@@ -226,7 +233,7 @@ def study(data: str, name: str) -> str | None:
 
 def studies() -> str | None:
     blocks = [b for data in ("wikipedia", "shapes") for name in ("imbalance", "sensitivity") if (b := study(data, name))]
-    return "\n\n".join(["### The paper's studies (`python -m cmr_demo.study`)", *blocks]) if blocks else None
+    return "\n\n".join(["### The paper's studies (`python -m cmr_demo.experiments.study`)", *blocks]) if blocks else None
 
 
 def train_speed() -> str | None:
@@ -382,7 +389,7 @@ def soak() -> str | None:
 
 
 BLOCKS: list[Callable[[], str | None]] = [demo_bundle, backbone, wikipedia_bundle, standardize, wikipedia, studies,
-                                          train_speed, extraction, search, app, soak, lab, scale]
+                                          train_speed, extraction, search, app, soak, lab, evaluate, scale]
 
 
 def render() -> str:

@@ -30,8 +30,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cmr_demo import index as gallery_index  # noqa: E402
-from cmr_demo.checkpoint import package_versions  # noqa: E402
+from cmr_demo.serve import index as gallery_index  # noqa: E402
+from cmr_demo.files import package_versions  # noqa: E402
 from cmr_demo.provenance import cores, cpu_name, ram_gib  # noqa: E402
 
 TARGETS = {"p50_ms_at_1M_x_256": 5.0, "recall_at_10": 0.95, "exact_over_floor": 1.5}

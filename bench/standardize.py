@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cmr_demo.provenance import save_result, stamp  # noqa: E402
-from cmr_demo.train import parse_job, train  # noqa: E402
+from cmr_demo.train.stage import parse_job, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,12 +26,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cmr_demo.data import load_data  # noqa: E402
-from cmr_demo.heads import HeadConfig, Heads  # noqa: E402
-from cmr_demo.losses import build_objective, expand_objectives  # noqa: E402
+from cmr_demo.train.heads import HeadConfig, Heads  # noqa: E402
+from cmr_demo.train.objectives import build_objective, expand_objectives  # noqa: E402
 from cmr_demo.provenance import machine  # noqa: E402
-from cmr_demo.losses import ObjectiveSpec  # noqa: E402
-from cmr_demo.train import DataConfig, TrainJob, train  # noqa: E402
-from cmr_demo.trainer import TrainConfig  # noqa: E402
+from cmr_demo.train.objectives import ObjectiveSpec  # noqa: E402
+from cmr_demo.train.stage import DataConfig, TrainJob, train  # noqa: E402
+from cmr_demo.train.fit import TrainConfig  # noqa: E402
 
 TARGET_S = 5.0  # the target for one Wikipedia run to early stop on 2 cores
 

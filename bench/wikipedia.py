@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cmr_demo.losses import expand_objectives  # noqa: E402
+from cmr_demo.train.objectives import expand_objectives  # noqa: E402
 from cmr_demo.provenance import stamp  # noqa: E402
-from cmr_demo.train import parse_job, train  # noqa: E402
+from cmr_demo.train.stage import parse_job, train  # noqa: E402
 
 PUBLISHED = [("random", 0.118, 0.118), ("CM (CCA)", 0.249, 0.196), ("SM", 0.225, 0.223), ("SCM", 0.277, 0.226)]
 PROTOCOLS = {"val": "epoch selected on a validation split carved from train",

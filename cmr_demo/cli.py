@@ -20,13 +20,23 @@ def run(main: Callable, argv: list[str] | None = None) -> int:
     return out if isinstance(out, int) and not isinstance(out, bool) else 0
 
 
-def _command(module: str) -> Callable[[], int]:
+# command -> (what `python -m` runs, the module whose main it calls)
+COMMANDS = {"train": ("cmr_demo.train", "cmr_demo.train.stage"),
+            "bundle": ("cmr_demo.bundle", "cmr_demo.bundle.command"),
+            "study": ("cmr_demo.experiments.study", "cmr_demo.experiments.study"),
+            "pretrain": ("cmr_demo.backbone.pretrain", "cmr_demo.backbone.pretrain"),
+            "extract": ("cmr_demo.backbone.extract", "cmr_demo.backbone.extract"),
+            "publish": ("cmr_demo.serve.publish", "cmr_demo.serve.publish")}
+
+
+def _command(name: str) -> Callable[[], int]:
+    runs, module = COMMANDS[name]
+
     def command() -> int:
-        return run(importlib.import_module(f"cmr_demo.{module}").main)
-    command.__name__ = module
-    command.__doc__ = f"`python -m cmr_demo.{module}` as a console script"
+        return run(importlib.import_module(module).main)
+    command.__name__ = name
+    command.__doc__ = f"`python -m {runs}` as a console script"
     return command
 
 
-train, bundle, study, pretrain, extract, publish = (_command(m) for m in
-                                                    ("train", "bundle", "study", "pretrain", "extract", "publish"))
+train, bundle, study, pretrain, extract, publish = (_command(m) for m in COMMANDS)

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .checkpoint import package_versions
+from cmr_demo.files import package_versions
 
 
 def cpu_name() -> str:

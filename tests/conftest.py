@@ -20,18 +20,30 @@ def _private_cache(tmp_path_factory, monkeypatch):
 def quick_job(data: str, objectives: str = "pcl", backbone: str | None = None, epochs: int = 3, embed_dim: int = 64,
               hidden_dim: int = 32, **data_options):
     """A small, quiet training job (3 epochs, narrow heads): what the test bundles are built with."""
-    from cmr_demo.heads import HeadConfig
-    from cmr_demo.losses import ObjectiveSpec
-    from cmr_demo.train import DataConfig, FeatureConfig, TrainJob
-    from cmr_demo.trainer import TrainConfig
+    from cmr_demo.train.heads import HeadConfig
+    from cmr_demo.train.objectives import ObjectiveSpec
+    from cmr_demo.train.stage import DataConfig, FeatureConfig, TrainJob
+    from cmr_demo.train.fit import TrainConfig
     return TrainJob(DataConfig(data, **data_options), ObjectiveSpec.parse(objectives), TrainConfig(epochs=epochs),
                     HeadConfig(hidden_dim=hidden_dim, embed_dim=embed_dim), FeatureConfig(backbone), quiet=True)
 
 
 @pytest.fixture(scope="session")
+def vit_b32_weights(tmp_path_factory):
+    """ViT-B-32 (the real architecture) with its seeded random weights, saved once per session as a
+    .safetensors file: the tests that need it load it through the file path, with no download."""
+    from safetensors.torch import save_file
+
+    from cmr_demo.backbone.clip import load_backbone
+    path = tmp_path_factory.mktemp("vit") / "vitb32.safetensors"
+    save_file({k: v.contiguous() for k, v in load_backbone("ViT-B-32:random").model.state_dict().items()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def small_bundle(tmp_path_factory):
     """A real bundle on a very small world (200 items, 40 in the gallery), built once per test session."""
-    from cmr_demo.bundle import build
+    from cmr_demo.bundle.build import build
     out = tmp_path_factory.mktemp("bundle") / "b"
     build(quick_job("shapes:200", "pcl,ce,pcl+0.5*tl", "nano-clip:random"), out)
     return out
@@ -58,7 +70,7 @@ def write_clip4cmr_pickles(folder: Path, spec: str = "synthetic:400") -> Path:
 def features_bundle(tmp_path_factory):
     """A features-only bundle (no backbone, no pictures, no texts) from features in the official CLIP4CMR pickle
     layout (synthetic:400's, 64-d image / 48-d text), built once per session."""
-    from cmr_demo.bundle import build
+    from cmr_demo.bundle.build import build
     root = tmp_path_factory.mktemp("features-bundle")
     pickles = write_clip4cmr_pickles(root / "pickles")
     out = root / "feats"

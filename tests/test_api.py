@@ -14,8 +14,8 @@ httpx = pytest.importorskip("httpx")
 
 @pytest.fixture(scope="module")
 def service(small_bundle):
-    from cmr_demo.bundle_loader import load_bundle
-    from cmr_demo.service import RetrievalService
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.serve.service import RetrievalService
     return RetrievalService(load_bundle(small_bundle))
 
 
@@ -41,8 +41,8 @@ def test_bundles_lists_the_served_bundles(api, service):
 
 def test_a_features_only_bundle_beside_the_default(api, features_bundle):
     """Item queries by id through /compare with bundle=, paged item lists, and a clear refusal of new texts."""
-    from cmr_demo.bundle_loader import load_bundle
-    from cmr_demo.service import RetrievalService
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.serve.service import RetrievalService
     s = RetrievalService(load_bundle(features_bundle), "feats")
     item = s.bundle.items[11]["id"]
     r = api.post("compare", json={"item_id": item, "k": 4, "bundle": "feats"})
@@ -139,7 +139,7 @@ def test_openapi_docs_describe_the_api(app_url):
 
 
 def test_concurrent_texts_share_backbone_calls_and_keep_their_results(service):
-    from cmr_demo.api import TextBatcher
+    from cmr_demo.serve.api import TextBatcher
     texts = [f"a red star number {n}" for n in range(24)]
     expected = np.concatenate([service.bundle.backbone.encode_texts([t], progress=False) for t in texts])
     batcher = TextBatcher(service, ThreadPoolExecutor(1))

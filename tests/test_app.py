@@ -73,8 +73,8 @@ def test_user_errors_reach_the_client_and_the_app_keeps_serving(client):
 def test_several_bundles_one_process(client, features_bundle):
     """/bundles lists both; a features-only bundle answers gallery-item queries through /compare and
     /search_item with bundle=, with its own defaults where a parameter is left out; new texts are refused."""
-    from cmr_demo.bundle_loader import load_bundle
-    from cmr_demo.service import RetrievalService
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.serve.service import RetrievalService
     listed = client.predict(api_name="/bundles")
     assert [b["name"] for b in listed] == ["b", "feats"] and listed[0]["default"]
     assert listed[1]["capabilities"]["text_queries"] is False

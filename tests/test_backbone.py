@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cmr_demo.backbone import BackboneError, load_backbone, parse_backbone_spec, weights_identity
+from cmr_demo.backbone.clip import BackboneError, load_backbone, parse_backbone_spec, weights_identity
 from cmr_demo.compat import ensure_torchvision
 
 
@@ -63,27 +63,24 @@ def test_unreachable_hub_fails_fast_without_offline_flag(monkeypatch):
 
 
 @pytest.mark.slow
-def test_vit_b32_random_weights_saved_and_loaded_back(tmp_path):
-    """The real ViT-B-32 through the file path: .safetensors and a weights-only .pt give the same features."""
-    from safetensors.torch import save_file
-    original = load_backbone("ViT-B-32:random")
-    state = {k: v.contiguous() for k, v in original.model.state_dict().items()}
-    save_file(state, tmp_path / "vitb32.safetensors")
-    torch.save(state, tmp_path / "vitb32.pt")
+def test_vit_b32_random_weights_saved_and_loaded_back(tmp_path, vit_b32_weights):
+    """The real ViT-B-32 through the file path: .safetensors and a weights-only .pt give the same features,
+    and the file's identity is its hash, not the random initialisation's."""
+    original = load_backbone(f"ViT-B-32:{vit_b32_weights}")
+    torch.save({k: v.contiguous() for k, v in original.model.state_dict().items()}, tmp_path / "vitb32.pt")
     ref_img, ref_txt = original.encode_images(images(2), progress=False), original.encode_texts(TEXTS, progress=False)
     assert ref_img.shape == (2, 512) and ref_txt.shape == (3, 512)
-    del original, state
-    for name in ("vitb32.safetensors", "vitb32.pt"):
-        loaded = load_backbone(f"ViT-B-32:{tmp_path / name}")
-        np.testing.assert_allclose(loaded.encode_images(images(2), progress=False), ref_img, atol=1e-5)
-        np.testing.assert_allclose(loaded.encode_texts(TEXTS, progress=False), ref_txt, atol=1e-5)
-        del loaded
-    assert weights_identity(f"ViT-B-32:{tmp_path / 'vitb32.safetensors'}") != weights_identity("ViT-B-32:random")
+    del original
+    loaded = load_backbone(f"ViT-B-32:{tmp_path / 'vitb32.pt'}")
+    np.testing.assert_allclose(loaded.encode_images(images(2), progress=False), ref_img, atol=1e-5)
+    np.testing.assert_allclose(loaded.encode_texts(TEXTS, progress=False), ref_txt, atol=1e-5)
+    del loaded
+    assert weights_identity(f"ViT-B-32:{vit_b32_weights}") != weights_identity("ViT-B-32:random")
 
 
 def test_local_dir_with_a_package_config(tmp_path):
     from safetensors.torch import save_file
-    from cmr_demo.backbone import CONFIG_DIR
+    from cmr_demo.backbone.clip import CONFIG_DIR
     ref = load_backbone("nano-clip:random")
     (tmp_path / "open_clip_config.json").write_text(json.dumps(
         {"model_cfg": json.loads((CONFIG_DIR / "nano-clip.json").read_text()), "preprocess_cfg": {}}))
@@ -112,7 +109,7 @@ def test_package_configs_encode_and_precisions():
 @pytest.mark.parametrize("arch", ["ViT-B-32", "shapes-rn"])
 def test_uint8_hand_over_gives_the_features_of_open_clips_own_preprocessing(arch, tmp_path):
     """Workers ship uint8 pixels and the device normalises: same features as open_clip's float preprocess."""
-    from cmr_demo.backbone import split_preprocess
+    from cmr_demo.backbone.clip import split_preprocess
     backbone = load_backbone(f"{arch}:random")
     assert split_preprocess(backbone.preprocess) is not None  # the fast path is the one taken
     ims = images(4, size=61)
@@ -136,6 +133,6 @@ def test_uint8_hand_over_gives_the_features_of_open_clips_own_preprocessing(arch
 def test_unusual_preprocessing_keeps_the_float_path():
     from torchvision import transforms as T
 
-    from cmr_demo.backbone import split_preprocess
+    from cmr_demo.backbone.clip import split_preprocess
     assert split_preprocess(T.Compose([T.Resize(8), T.ToTensor()])) is None
     assert split_preprocess(lambda im: im) is None

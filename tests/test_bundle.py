@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from cmr_demo.backbone import load_backbone
-from cmr_demo.bundle import backbone_spec, build, main as bundle_main, verify
-from cmr_demo.checkpoint import load_heads, load_tensors
+from cmr_demo.backbone.clip import load_backbone
+from cmr_demo.bundle.layout import backbone_spec
+from cmr_demo.bundle.build import build
+from cmr_demo.bundle.command import main as bundle_main
+from cmr_demo.bundle.verify import verify
+from cmr_demo.files import load_heads, load_tensors
 from conftest import quick_job
 
 
@@ -61,8 +64,8 @@ def test_refuses_to_overwrite_and_what_the_data_cannot_make(small_bundle, tmp_pa
 def test_a_features_only_bundle_is_complete_and_checked(features_bundle, tmp_path):
     """No backbone, no pictures, no texts: the data's own features (64-d image, 48-d text) feed the heads;
     verify checks them; the card says where the features came from; the loader serves it without a backbone."""
-    from cmr_demo.bundle_card import render_card
-    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.bundle.card import render_card
+    from cmr_demo.bundle.load import load_bundle
     from cmr_demo.data import load_data
     manifest = json.loads((features_bundle / "manifest.json").read_text())
     assert manifest["backbone"] is None and "--backbone" not in manifest["command"]
@@ -91,15 +94,11 @@ def test_a_features_only_bundle_is_complete_and_checked(features_bundle, tmp_pat
 
 
 @pytest.mark.slow
-def test_real_backbone_path_vit_b32_random_weights_from_a_local_file(tmp_path):
+def test_real_backbone_path_vit_b32_random_weights_from_a_local_file(tmp_path, vit_b32_weights):
     """The builder with a ViT-B-32 whose (random) weights come from a local file, on a handful of items."""
-    from safetensors.torch import save_file
-    model = load_backbone("ViT-B-32:random").model
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "vitb32.safetensors")
-    del model
     out = tmp_path / "vit_bundle"
-    manifest = build(quick_job("shapes:100", backbone=f"ViT-B-32:{tmp_path / 'vitb32.safetensors'}", epochs=1,
-                               embed_dim=32, hidden_dim=16), out)
+    manifest = build(quick_job("shapes:100", backbone=f"ViT-B-32:{vit_b32_weights}", epochs=1, embed_dim=32,
+                               hidden_dim=16), out)
     assert manifest["backbone"]["spec"] == "ViT-B-32:backbone/vitb32.safetensors"
     assert manifest["backbone"]["feature_dim"] == 512 and verify(out) == []
     assert backbone_spec(out).endswith("vit_bundle/backbone/vitb32.safetensors")
@@ -108,13 +107,13 @@ def test_real_backbone_path_vit_b32_random_weights_from_a_local_file(tmp_path):
 def test_loader_gives_the_app_everything_without_umap(small_bundle, tmp_path):
     import subprocess
     import sys
-    code = ("import sys, time; t=time.perf_counter(); from cmr_demo.bundle_loader import load_bundle; "
+    code = ("import sys, time; t=time.perf_counter(); from cmr_demo.bundle.load import load_bundle; "
             f"b=load_bundle({str(small_bundle)!r}); "
             "assert 'umap' not in sys.modules and 'numba' not in sys.modules, 'serving imported umap/numba'; "
             "print(len(b.items), sorted(b.objectives), b.backbone.feature_dim)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == "40" and "pcl" in out
-    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.bundle.load import load_bundle
     bundle = load_bundle(small_bundle)
     view = bundle.objectives["pcl"]
     assert view.image_emb.shape == (40, 64) and view.text_xy.shape == (40, 2)
@@ -122,15 +121,15 @@ def test_loader_gives_the_app_everything_without_umap(small_bundle, tmp_path):
     damaged = tmp_path / "d"
     shutil.copytree(small_bundle, damaged)
     (damaged / "gallery" / "items.jsonl").write_text("")
-    from cmr_demo.checkpoint import CheckpointError
+    from cmr_demo.files import CheckpointError
     with pytest.raises(CheckpointError, match="sha256 mismatch for gallery/items.jsonl"):
         load_bundle(damaged)
 
 
 def test_gallery_paths_cannot_escape_the_bundle(small_bundle, tmp_path):
     """A bundle whose items point at ../../etc/passwd is refused, even with matching hashes (re-signed)."""
-    from cmr_demo.bundle_loader import load_bundle
-    from cmr_demo.checkpoint import CheckpointError, file_sha256
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.files import CheckpointError, file_sha256
     evil = tmp_path / "evil"
     shutil.copytree(small_bundle, evil)
     items = evil / "gallery" / "items.jsonl"
@@ -147,8 +146,31 @@ def test_gallery_paths_cannot_escape_the_bundle(small_bundle, tmp_path):
         load_bundle(evil, check_hashes=False)
 
 
+def test_links_out_of_the_bundle_are_refused_and_links_within_it_are_not(small_bundle, tmp_path):
+    """A gallery picture that is a link to a file elsewhere, or a gallery folder that is a link to a folder
+    elsewhere, is refused even with matching hashes; a link that stays inside the bundle is fine."""
+    from cmr_demo.bundle.layout import outside
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(small_bundle / "gallery" / "images", elsewhere)
+    bundle = tmp_path / "b"
+    shutil.copytree(small_bundle, bundle)
+    images = sorted(p.name for p in (bundle / "gallery" / "images").iterdir())
+    rels = [f"gallery/images/{name}" for name in images]
+    assert outside(bundle, bundle, rels) == []
+    (bundle / "gallery" / "images" / images[0]).unlink()
+    (bundle / "gallery" / "images" / images[0]).symlink_to(elsewhere / images[0])  # same bytes, outside
+    (bundle / "gallery" / "images" / images[1]).unlink()
+    (bundle / "gallery" / "images" / images[1]).symlink_to(bundle / "gallery" / "images" / images[2])  # inside
+    assert outside(bundle, bundle, rels) == [rels[0]]
+    assert any("points outside the bundle" in p for p in verify(bundle))
+    shutil.rmtree(bundle / "gallery" / "images")
+    (bundle / "gallery" / "images").symlink_to(elsewhere)  # the whole folder elsewhere
+    assert outside(bundle, bundle, rels) == rels
+    assert outside(bundle, bundle, ["/etc/passwd", "gallery/../../x", "README.md"]) == ["/etc/passwd", "gallery/../../x"]
+
+
 def test_the_bundle_describes_itself_and_its_card_agrees(small_bundle, tmp_path):
-    from cmr_demo.bundle_card import render_card
+    from cmr_demo.bundle.card import render_card
     manifest = json.loads((small_bundle / "manifest.json").read_text())
     about = manifest["about"]
     assert about["classes"] == 10 and "shape" in about["description"] and about["license_id"] == "mit"
@@ -167,7 +189,7 @@ def test_the_bundle_describes_itself_and_its_card_agrees(small_bundle, tmp_path)
 
 def test_bundles_on_the_same_backbone_weights_share_one_loaded_copy(small_bundle, tmp_path):
     """Two bundles (one a copy in another folder) load one backbone between them: the app may serve several."""
-    from cmr_demo.bundle_loader import load_bundle
+    from cmr_demo.bundle.load import load_bundle
     copy = tmp_path / "copy"
     shutil.copytree(small_bundle, copy)
     assert load_bundle(small_bundle).backbone is load_bundle(copy).backbone
@@ -176,8 +198,8 @@ def test_bundles_on_the_same_backbone_weights_share_one_loaded_copy(small_bundle
 def test_a_damaged_gallery_picture_is_caught_when_first_used_and_by_verify(small_bundle, tmp_path):
     """Loading reads no gallery picture (start-up does not grow with the gallery); each picture's hash is
     checked the first time it is asked for, and `bundle verify` still checks every one."""
-    from cmr_demo.bundle_loader import load_bundle
-    from cmr_demo.checkpoint import CheckpointError
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.files import CheckpointError
     copy = tmp_path / "copy"
     shutil.copytree(small_bundle, copy)
     picture = copy / "gallery" / "images" / "00002.png"
@@ -194,7 +216,7 @@ def test_a_damaged_gallery_picture_is_caught_when_first_used_and_by_verify(small
 def test_a_large_map_is_fitted_on_a_sample_and_places_the_rest():
     """Beyond `fit_at_most` points UMAP is fitted on a sample and transforms the others: every point gets a
     place, and points keep their class's neighbourhood (most nearest 2-D neighbours share the class)."""
-    from cmr_demo.maps import fit_map
+    from cmr_demo.bundle.maps import fit_map
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 5, 1500)
     emb = rng.normal(size=(5, 16))[labels] + 0.3 * rng.normal(size=(1500, 16))

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from cmr_demo.checkpoint import CheckpointError, load_heads, save_heads, save_json, load_json
-from cmr_demo.heads import HeadConfig, Heads
+from cmr_demo.files import CheckpointError, load_heads, save_heads, save_json, load_json
+from cmr_demo.train.heads import HeadConfig, Heads
 
 
 def test_heads_round_trip_rebuilds_from_saved_config(tmp_path):

@@ -1,4 +1,5 @@
 """Console scripts and `python -m cmr_demo.<stage>` exit the same way: 0 on success, one line for a user error."""
+import importlib
 import subprocess
 import sys
 import tomllib
@@ -25,7 +26,10 @@ def test_every_console_script_names_a_stage_with_a_main():
     for name, target in scripts.items():
         module, attr = target.split(":")
         assert module == "cmr_demo.cli" and callable(getattr(cli, attr)), name
-        assert (ROOT / "cmr_demo" / f"{attr}.py").is_file(), name
+        runs, stage = cli.COMMANDS[attr]
+        assert callable(importlib.import_module(stage).main), name
+        as_module = ROOT / Path(*runs.split("."))
+        assert (as_module / "__main__.py").is_file() or as_module.with_suffix(".py").is_file(), name
 
 
 def test_python_dash_m_reports_a_user_error_in_one_line():

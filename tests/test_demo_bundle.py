@@ -15,14 +15,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 def measured():
     from demo_queries import measure
 
-    from cmr_demo.bundle_loader import load_bundle
-    from cmr_demo.service import RetrievalService
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.serve.service import RetrievalService
     return measure(RetrievalService(load_bundle(DEMO)))
 
 
 def test_the_demo_bundle_verifies_and_describes_itself():
-    from cmr_demo.bundle import verify
-    from cmr_demo.checkpoint import load_json
+    from cmr_demo.bundle.verify import verify
+    from cmr_demo.files import load_json
     assert verify(DEMO, require_card=True) == []
     about = load_json(DEMO / "manifest.json")["about"]
     assert "shape" in about["description"] and about["relevance"] and about["examples"]

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import cmr_demo.backbone as backbone_mod
+import cmr_demo.backbone.clip as backbone_mod
 from cmr_demo.data import Dataset, Split
-from cmr_demo.features import dataset_features
+from cmr_demo.backbone.features import dataset_features
 
 
 def media_dataset(tmp_path, caption_suffix=""):

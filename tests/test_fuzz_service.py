@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from PIL import Image
 from test_inputs import bomb_png
 
-from cmr_demo.bundle_loader import load_bundle
+from cmr_demo.bundle.load import load_bundle
 from cmr_demo.data.shapes import CLASS_NAMES
-from cmr_demo.inputs import MAX_ASPECT, MAX_K, MAX_QUERY_CHARS, InputError
-from cmr_demo.service import MODALITIES, Query, RetrievalService, SearchResult
+from cmr_demo.serve.inputs import MAX_ASPECT, MAX_K, MAX_QUERY_CHARS, InputError
+from cmr_demo.serve.service import MODALITIES, Query, RetrievalService, SearchResult
 
 CALL_LIMIT_S = 5.0
 OBJECTIVES = ["pcl", "ce", "pcl+0.5*tl"]  # the small bundle's (conftest)

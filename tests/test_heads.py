@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from cmr_demo.heads import Dropout, HeadConfig, Heads
+from cmr_demo.train.heads import Dropout, HeadConfig, Heads
 
 
 def test_heads_give_unit_vectors_and_standardise_inside():

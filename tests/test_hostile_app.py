@@ -207,8 +207,8 @@ def test_hostile_requests_get_answers_not_crashes(app_url, image_files, app_log,
 def test_unusual_images_are_read_by_the_app_as_by_the_service(client, image_files, small_bundle):
     """The upload path (gradio's Image component, then app.py) gives the same ranking as the service on the
     same file: 16-bit, transparent and palette images reach the app's own conversion, not a lossy one."""
-    from cmr_demo.bundle_loader import load_bundle
-    from cmr_demo.service import RetrievalService
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.serve.service import RetrievalService
     service = RetrievalService(load_bundle(small_bundle))
     for name in ["sixteen.png", "la.png", "clear.png", "palette.png", "cmyk.jpg", "exif.jpg", "animated.gif",
                  "strip.png"]:

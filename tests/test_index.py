@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cmr_demo import index as gallery_index
-from cmr_demo.index import EXACT_MAX_ITEMS, INDEX_KINDS, GalleryIndex, choose_kind
+from cmr_demo.serve import index as gallery_index
+from cmr_demo.serve.index import EXACT_MAX_ITEMS, INDEX_KINDS, GalleryIndex, choose_kind
 
 
 def unit(x: np.ndarray) -> np.ndarray:

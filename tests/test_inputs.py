@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cmr_demo.inputs import MAX_QUERY_CHARS, InputError, check_choice, check_class, check_k, clean_text, load_image
+from cmr_demo.serve.inputs import MAX_QUERY_CHARS, InputError, check_choice, check_class, check_k, clean_text, load_image
 
 
 def png_bytes(image: Image.Image, **kw) -> bytes:

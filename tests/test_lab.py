@@ -7,13 +7,15 @@ import threading
 import numpy as np
 import pytest
 
-from cmr_demo import lab
-from cmr_demo.bundle import LAB_FEATURES, add_lab, verify
-from cmr_demo.bundle_loader import load_bundle
-from cmr_demo.checkpoint import load_tensors
-from cmr_demo.inputs import InputError
-from cmr_demo.maps import place_points
-from cmr_demo.service import RetrievalService
+from cmr_demo.serve import lab
+from cmr_demo.bundle.layout import LAB_FEATURES
+from cmr_demo.bundle.build import add_lab
+from cmr_demo.bundle.verify import verify
+from cmr_demo.bundle.load import load_bundle
+from cmr_demo.files import load_tensors
+from cmr_demo.serve.inputs import InputError
+from cmr_demo.bundle.maps import place_points
+from cmr_demo.serve.service import RetrievalService
 from conftest import quick_job
 
 
@@ -133,7 +135,7 @@ def test_add_lab_gives_an_older_bundle_the_features_it_was_trained_on(small_bund
 
 def test_a_bundle_built_with_its_own_validation_share_is_reproduced(tmp_path):
     """The lab features hold the splits the builder's training used (here a 30 % validation share)."""
-    from cmr_demo.bundle import build
+    from cmr_demo.bundle.build import build
     out = build(quick_job("synthetic:300", embed_dim=32, hidden_dim=16, val_fraction=0.3), tmp_path / "b")
     bundle = load_bundle(tmp_path / "b")
     data = lab.lab_data(bundle)

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cmr_demo.heads import HeadConfig, Heads
-from cmr_demo.losses import OBJECTIVES, STUDY, build_objective, expand_objectives, list_objectives
+from cmr_demo.train.heads import HeadConfig, Heads
+from cmr_demo.train.objectives import OBJECTIVES, STUDY, build_objective, expand_objectives, list_objectives
 
 C, D = 5, 32
 NAMES = list_objectives() + ["pcl+0.5*tl"]

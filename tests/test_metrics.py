@@ -103,8 +103,8 @@ def test_selection_on_a_large_split_samples_queries_and_stays_faithful_to_map_at
     split (linear, not quadratic, in its size); its mean AP stays within 0.01 of mAP@all over every query."""
     import torch
 
-    from cmr_demo.heads import HeadConfig, Heads
-    from cmr_demo.trainer import Tensors, selection_map, selection_queries
+    from cmr_demo.train.heads import HeadConfig, Heads
+    from cmr_demo.train.fit import Tensors, selection_map, selection_queries
     assert selection_queries(2000) is None  # small splits: every query, exactly as before
     q = selection_queries(9000)
     assert len(q) == 2000 and torch.equal(q, selection_queries(9000))  # the same queries every epoch

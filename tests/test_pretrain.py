@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from cmr_demo.backbone import load_backbone, open_clip, register_model_configs
-from cmr_demo.checkpoint import load_json, load_tensors
+from cmr_demo.backbone.clip import load_backbone, open_clip, register_model_configs
+from cmr_demo.files import load_json, load_tensors
 from cmr_demo.data import load_data
-from cmr_demo.pretrain import (
+from cmr_demo.backbone.pretrain import (
     PRETRAIN_FORMAT,
     PretrainConfig,
     main,

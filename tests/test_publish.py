@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cmr_demo import publish
+from cmr_demo.serve import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 

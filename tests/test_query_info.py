@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from cmr_demo.losses import OBJECTIVES, build_objective
-from cmr_demo.query_info import ClassScorer, WorldCheck, content_words, fit_temperature
+from cmr_demo.train.objectives import OBJECTIVES, build_objective
+from cmr_demo.serve.query_info import ClassScorer, WorldCheck, content_words, fit_temperature
 
 
 @pytest.mark.parametrize("name", list(OBJECTIVES) + ["pcl+0.5*tl"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cmr_demo.data.safe_pickle import safe_load
-from cmr_demo.data.split import DataError
+from cmr_demo.data.types import DataError
 
 
 def legit_payload() -> dict:

@@ -76,7 +76,7 @@ def test_server_files_named_by_a_client_are_never_opened(app_url, app_cache, sma
 
 
 def test_uploads_over_the_limit_are_refused_before_they_are_stored(app_url, app_cache):
-    from cmr_demo.inputs import MAX_IMAGE_BYTES
+    from cmr_demo.serve.inputs import MAX_IMAGE_BYTES
     before = files_in(app_cache)
     big = b"\x89PNG\r\n\x1a\n" + bytes(MAX_IMAGE_BYTES + 1024)
     r = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=60)

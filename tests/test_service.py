@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from cmr_demo import plots, views
-from cmr_demo.bundle_loader import load_bundle
-from cmr_demo.inputs import InputError
-from cmr_demo.service import RetrievalService
+from cmr_demo.serve import plots, views
+from cmr_demo.bundle.load import load_bundle
+from cmr_demo.serve.inputs import InputError
+from cmr_demo.serve.service import RetrievalService
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +216,8 @@ def test_a_large_gallery_serves_at_once_and_gets_its_graph_index_in_the_backgrou
     """Where the size calls for HNSW, the service starts on exact flat indexes and swaps each graph in when built."""
     import threading
 
-    import cmr_demo.index
-    monkeypatch.setattr(cmr_demo.index, "EXACT_MAX_ITEMS", 10)  # the 40-item gallery now counts as large
+    import cmr_demo.serve.index
+    monkeypatch.setattr(cmr_demo.serve.index, "EXACT_MAX_ITEMS", 10)  # the 40-item gallery now counts as large
     s = RetrievalService(load_bundle(small_bundle, load_backbone=False))
     q = s.item_query(3, "image")
     before = [h.index for h in s.search(q, "pcl", 5).hits]

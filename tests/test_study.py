@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from cmr_demo.study import main
-from cmr_demo.train import main as train
+from cmr_demo.experiments.study import main
+from cmr_demo.train.stage import main as train
 
 TINY = ["--data", "synthetic:300", "--epochs", "3", "--hidden-dim", "16", "--embed-dim", "16"]
 
@@ -38,7 +38,7 @@ def test_imbalance_rows_and_figure(imbalance):
     assert "cdn.plot.ly" in html and len(html) < 100_000  # plotly.js from the CDN, not inlined
     assert "I-\\u003eT" in html and "T-\\u003eI" in html  # both directions in the hover (JSON-escaped '>')
     meta = json.loads((imbalance / "imbalance.json").read_text())
-    assert meta["command"].startswith("python -m cmr_demo.study imbalance --data synthetic:300")
+    assert meta["command"].startswith("python -m cmr_demo.experiments.study imbalance --data synthetic:300")
     assert meta["machine"] and meta["date"] and meta["versions"]["torch"] and meta["rows"] == 8
     browser = any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome"))
     if importlib.util.find_spec("kaleido") is not None and browser:  # PNG export needs kaleido and a Chrome
@@ -77,7 +77,7 @@ def test_png_export_failure_is_a_note_not_a_crash(tmp_path, monkeypatch, capsys)
     """A missing kaleido or browser must not lose a finished study: HTML written, a note names the fix."""
     import plotly.graph_objects as go
 
-    from cmr_demo.study import save_figure
+    from cmr_demo.experiments.study import save_figure
 
     def no_browser(self, *args, **kwargs):
         raise RuntimeError("Kaleido requires Google Chrome to be installed")
@@ -100,7 +100,7 @@ def test_parallel_jobs_give_the_same_rows_as_one_process(imbalance, tmp_path):
 
 
 def test_replot_redraws_from_the_csv_without_training(imbalance, tmp_path, monkeypatch):
-    import cmr_demo.study as study_module
+    import cmr_demo.experiments.study as study_module
     for suffix in (".csv", ".json"):
         shutil.copy(imbalance / f"imbalance{suffix}", tmp_path / f"imbalance{suffix}")
     monkeypatch.setattr(study_module, "train", lambda *a, **k: pytest.fail("--replot must not train"))
@@ -112,8 +112,8 @@ def test_replot_redraws_from_the_csv_without_training(imbalance, tmp_path, monke
 
 def test_runs_with_equal_effective_settings_train_once():
     """A swept value equal to the default is the default run: temperature=1 and lr=1e-4 are both plain pcl."""
-    from cmr_demo.study import Run, effective_settings, job_for
-    from cmr_demo.train import DataConfig, TrainJob
+    from cmr_demo.experiments.study import Run, effective_settings, job_for
+    from cmr_demo.train.stage import DataConfig, TrainJob
     base = TrainJob(DataConfig("synthetic:200"))
 
     def key(objective, changes=None, seed=0):
@@ -133,11 +133,11 @@ def test_a_study_reads_its_data_once_and_runs_from_python(tmp_path, monkeypatch)
     """`run_study` over a TrainJob, no command line: 2 seeds x 2 fractions x 2 objectives train 6 distinct runs
     (fraction 1 is shared) on data read once, and each row is what a plain training job with those settings
     gives (the seed carves its own validation split)."""
-    import cmr_demo.study as study_module
-    from cmr_demo.heads import HeadConfig
-    from cmr_demo.losses import ObjectiveSpec
-    from cmr_demo.train import DataConfig, TrainJob, train as train_job
-    from cmr_demo.trainer import TrainConfig
+    import cmr_demo.experiments.study as study_module
+    from cmr_demo.train.heads import HeadConfig
+    from cmr_demo.train.objectives import ObjectiveSpec
+    from cmr_demo.train.stage import DataConfig, TrainJob, train as train_job
+    from cmr_demo.train.fit import TrainConfig
     reads = []
     real = study_module.read_data
     monkeypatch.setattr(study_module, "read_data", lambda *a, **k: reads.append(a) or real(*a, **k))

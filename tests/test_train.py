@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cmr_demo.checkpoint import load_heads, load_json
-from cmr_demo.train import STATE_FILE, main
+from cmr_demo.files import load_heads, load_json
+from cmr_demo.train.stage import STATE_FILE, main
 
 SMALL = ["--data", "synthetic:600", "--hidden-dim", "32", "--embed-dim", "64", "--lr", "1e-3",
          "--batch-size", "100", "--quiet", "--state-every", "0"]  # a few seconds per objective on 2 cores;
@@ -19,6 +19,13 @@ SMALL = ["--data", "synthetic:600", "--hidden-dim", "32", "--embed-dim", "64", "
 
 def run(tmp_path, *extra, out="run"):
     return main([*SMALL, "--out", str(tmp_path / out), *extra])
+
+
+def changed_share(a: dict, b: dict) -> float:
+    """Share of test queries (both directions) whose AP differs between two runs' metrics."""
+    pa = [*a["per_query_ap"]["i2t"], *a["per_query_ap"]["t2i"]]
+    pb = [*b["per_query_ap"]["i2t"], *b["per_query_ap"]["t2i"]]
+    return sum(x != y for x, y in zip(pa, pb)) / len(pa)
 
 
 def test_every_objective_far_above_chance(tmp_path):
@@ -52,7 +59,7 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
     b = run(tmp_path, "--epochs", "5", "--objective", "tl", out="b")["tl"]
     c = run(tmp_path, "--epochs", "5", "--objective", "tl", "--seed", "1", out="c")["tl"]
     assert a["avg_map"] == b["avg_map"] and a["per_query_ap"] == b["per_query_ap"]
-    assert c["avg_map"] != a["avg_map"]
+    assert changed_share(a, c) > 0.5 and c["avg_map"] > 2 * c["chance_map"]  # another start, as good a model
 
 
 def test_select_on_test_says_so_and_uses_all_training_data(tmp_path, capsys):
@@ -65,7 +72,9 @@ def test_select_on_test_says_so_and_uses_all_training_data(tmp_path, capsys):
 def test_text_fraction_changes_training(tmp_path):
     full = run(tmp_path, "--epochs", "4", out="full")["pcl"]
     part = run(tmp_path, "--epochs", "4", "--text-fraction", "0.3", out="part")["pcl"]
-    assert part["avg_map"] != full["avg_map"]
+    assert changed_share(full, part) > 0.5  # most queries rank differently
+    history = (tmp_path / "part" / "pcl" / "history.csv").read_text().splitlines()
+    assert load_json(tmp_path / "part" / "pcl" / "config.json")["train"]["text_fraction"] == 0.3 and len(history) == 5
     with pytest.raises(ValueError, match="fractions"):
         run(tmp_path, "--epochs", "1", "--text-fraction", "0", out="zero")
 
@@ -73,7 +82,7 @@ def test_text_fraction_changes_training(tmp_path):
 def test_objective_options_reach_the_objective(tmp_path):
     a = run(tmp_path, "--epochs", "3", "--objective", "tl", out="a")["tl"]
     b = run(tmp_path, "--epochs", "3", "--objective", "tl", "--objective-opt", "margin=1.0", out="b")["tl"]
-    assert a["avg_map"] != b["avg_map"]
+    assert changed_share(a, b) > 0.5
     assert load_json(tmp_path / "b" / "tl" / "config.json")["train"]["objective_options"] == {"margin": 1.0}
 
 
@@ -93,10 +102,10 @@ def test_the_stage_from_python_is_the_command_line(tmp_path):
     reads back into the same job (config.json's `command` is runnable)."""
     from dataclasses import replace
 
-    from cmr_demo.heads import HeadConfig
-    from cmr_demo.losses import ObjectiveSpec
-    from cmr_demo.train import DataConfig, TrainJob, parse_job, train
-    from cmr_demo.trainer import TrainConfig
+    from cmr_demo.train.heads import HeadConfig
+    from cmr_demo.train.objectives import ObjectiveSpec
+    from cmr_demo.train.stage import DataConfig, TrainJob, parse_job, train
+    from cmr_demo.train.fit import TrainConfig
     job = TrainJob(DataConfig("synthetic:600", val_fraction=0.2), ObjectiveSpec.parse("pcl,tl", {"margin": 0.3}),
                    TrainConfig(epochs=3, lr=1e-3, batch_size=100), HeadConfig(hidden_dim=32, embed_dim=64,
                                                                               standardize=False),
@@ -122,7 +131,7 @@ def test_existing_runs_are_never_overwritten(tmp_path):
 
 def _interrupt_after(args, state_file: Path, epochs_done: int, timeout: float = 120) -> None:
     """Run the CLI in a subprocess and SIGKILL it once its state file records `epochs_done` epochs."""
-    from cmr_demo.checkpoint import load_tensors
+    from cmr_demo.files import load_tensors
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "cmr_demo.train", *args, "--patience", "1000"]
                             if "--patience" not in args else [sys.executable, "-m", "cmr_demo.train", *args], env=env)
@@ -167,7 +176,7 @@ def test_raw_images_and_captions_through_a_real_backbone(tmp_path):
     m = main([*args, "--out", str(tmp_path / "a")])["pcl"]
     config = load_json(tmp_path / "a" / "pcl" / "config.json")
     assert config["features"]["kind"] == "backbone" and config["features"]["name"] == "nano-clip:random"
-    assert config["heads"]["image_dim"] == 32 and 0 <= m["avg_map"] <= 1
+    assert config["heads"]["image_dim"] == 32 and m["avg_map"] > m["chance_map"] + 0.05
     with pytest.raises(ValueError, match="trained on features from 'nano-clip:random'"):
         load_heads(tmp_path / "a" / "pcl" / "heads.safetensors", source="tiny-clip:random")
 
@@ -176,7 +185,7 @@ def test_raw_images_and_captions_through_a_real_backbone(tmp_path):
 # kill lands inside atomic_write_bytes, with the temporary file written but not yet renamed into place.
 KILL_IN_WRITE = """
 import os, signal, sys
-import cmr_demo.checkpoint as checkpoint
+import cmr_demo.files as checkpoint
 target, nth = sys.argv[1], int(sys.argv[2])
 real = getattr(os, target)
 calls = [0]
@@ -186,7 +195,7 @@ def dying(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args, **kwargs)
 setattr(checkpoint.os, target, dying)
-from cmr_demo.train import main
+from cmr_demo.train.stage import main
 main(sys.argv[3:])
 """
 

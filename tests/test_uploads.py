@@ -1,11 +1,11 @@
 """UploadGate alone: which client-named files are opened, and what happens to them after."""
 import pytest
 
-from cmr_demo.inputs import InputError
+from cmr_demo.serve.inputs import InputError
 import os
 import time
 
-from cmr_demo.uploads import NOT_UPLOADED, UploadGate, sweep
+from cmr_demo.serve.uploads import NOT_UPLOADED, UploadGate, sweep
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ CHANCE, SCM = 0.1105, (0.277 + 0.226) / 2  # chance mAP of its test split; the b
 
 
 def test_the_wikipedia_bundle_verifies_and_states_its_source_and_license():
-    from cmr_demo.bundle import verify
+    from cmr_demo.bundle.verify import verify
     assert verify(WIKI, require_card=True) == []
     manifest = json.loads((WIKI / "manifest.json").read_text())
     assert manifest["backbone"] is None and manifest["features"]["image_dim"] == 128 and manifest["features"]["text_dim"] == 10
@@ -35,8 +35,8 @@ def test_its_objectives_sit_where_the_literature_puts_these_features():
 
 
 def test_gallery_item_queries_match_a_naive_ranking():
-    from cmr_demo.bundle_loader import load_bundle
-    from cmr_demo.service import RetrievalService
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.serve.service import RetrievalService
     s = RetrievalService(load_bundle(WIKI))
     view = s.bundle.objectives["ce"]
     result = s.search(s.item_query(s.bundle.items[17]["id"], "text"), "ce", 10)
@@ -48,7 +48,7 @@ def test_gallery_item_queries_match_a_naive_ranking():
 @pytest.mark.skipif(not (DATA / "raw_features.mat").is_file(), reason="../shared/data/wikipedia is not beside the repo")
 def test_retraining_from_the_data_reproduces_the_stored_metrics(tmp_path):
     """The bundle's `ce` run again from ../shared/data/wikipedia with its recorded settings gives its metrics."""
-    from cmr_demo.train import main as train_main
+    from cmr_demo.train.stage import main as train_main
     config = json.loads((WIKI / "objectives" / "ce" / "config.json").read_text())
     stored = json.loads((WIKI / "manifest.json").read_text())["objectives"]["ce"]
     heads, train = config["heads"], config["train"]

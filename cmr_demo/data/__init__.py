@@ -9,7 +9,7 @@ import importlib
 from dataclasses import replace
 from typing import Callable
 
-from .split import Dataset, DataError, IngestReport, Split, holdout_indices
+from cmr_demo.data.types import Dataset, DataError, IngestReport, Split, holdout_indices
 
 Reader = Callable[[str, IngestReport], Dataset]
 

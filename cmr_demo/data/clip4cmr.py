@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .safe_pickle import safe_load
-from .split import DataError, Dataset, IngestReport, Split
+from cmr_demo.data.safe_pickle import safe_load
+from cmr_demo.data.types import DataError, Dataset, IngestReport, Split
 
 FILES = {"train": "clip_train.pkl", "test": "clip_test.pkl"}
 KEYS = ("image", "text", "label", "ids")

@@ -16,8 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .rows import assemble, class_index, image_problem, parse_split_name, skip_first_seen
-from .split import DataError, IngestReport, Dataset, Split
+from cmr_demo.data.rows import assemble, class_index, image_problem, parse_split_name, skip_first_seen
+from cmr_demo.data.types import DataError, IngestReport, Dataset, Split
 
 REQUIRED = ("image", "text", "label")
 FORMATS = (".csv", ".jsonl")

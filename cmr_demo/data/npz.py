@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .rows import assemble, parse_split_name, skip_first_seen
-from .split import DataError, Dataset, IngestReport, Split
+from cmr_demo.data.rows import assemble, parse_split_name, skip_first_seen
+from cmr_demo.data.types import DataError, Dataset, IngestReport, Split
 
 REQUIRED = ("image", "text", "label")
 OPTIONAL = ("ids", "split", "class_names")

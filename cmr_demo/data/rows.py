@@ -11,7 +11,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from .split import Dataset, DataError, IngestReport, Split, stratified_holdout
+from cmr_demo.data.types import Dataset, DataError, IngestReport, Split, stratified_holdout
 
 TEST_FRACTION = 0.2  # the usual 80/20 split when the data names none
 TEST_SEED = 0  # fixed: the test set must not change between runs or with the training seed

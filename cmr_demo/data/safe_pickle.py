@@ -14,7 +14,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from .split import DataError
+from cmr_demo.data.types import DataError
 
 # Plain containers and scalars that pickles of dicts/lists of arrays may name (sets, bytes, ...).
 ALLOWED_BUILTINS = frozenset({

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .split import Dataset, DataError, IngestReport, Split
+from cmr_demo.data.types import Dataset, DataError, IngestReport, Split
 
 DEFAULT_ITEMS = 3000  # ~300 per class: enough for stable mAP, renders in a few seconds
 SIZE = 64  # output pixels; small because the tiny CLIP runs on CPU

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .shapes import BACKGROUNDS, NUM_CLASSES, SIZE, TEXTURES, _caption, _colour_against, _scene
+from cmr_demo.data.shapes import BACKGROUNDS, NUM_CLASSES, SIZE, TEXTURES, _caption, _colour_against, _scene
 
 STREAM_SEED = 7_000_001  # a world of its own; see the module docstring
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .split import Dataset, DataError, IngestReport, Split
+from cmr_demo.data.types import Dataset, DataError, IngestReport, Split
 
 DEFAULT_ITEMS = 2000  # big enough for stable mAP, small enough for a training run in seconds
 NUM_CLASSES = 10

@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .rows import image_problem, skip_first_seen
-from .split import DataError, Dataset, IngestReport, Split
+from cmr_demo.data.rows import image_problem, skip_first_seen
+from cmr_demo.data.types import DataError, Dataset, IngestReport, Split
 
 LISTS = {"train": "trainset_txt_img_cat.list", "test": "testset_txt_img_cat.list"}
 CATEGORIES = "categories.list"

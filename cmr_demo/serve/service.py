@@ -1,5 +1,10 @@
 """What the app does, in plain Python: search, compare objectives, leaderboards, disagreements, map data.
 
+`RetrievalService` owns queries and search (encoding a text, a picture or a gallery item; ranking with the
+index stage, `cmr_demo.serve.index`); what the stored metrics say across objectives is
+`cmr_demo.serve.analytics`, and placing a query on a map is `cmr_demo.serve.placement`: the service hands
+them its bundle.
+
 Why no gradio here: every behaviour the app shows is testable as a function returning plain data
 (dataclasses, lists, numpy arrays), and `app.py` keeps only layout and wiring. Read-only state
 (bundle, indexes) is built once in `RetrievalService.__init__`; per-request work is one backbone
@@ -12,18 +17,18 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from threading import Lock, Thread
+from threading import Lock
 from urllib.parse import quote
 
 import numpy as np
 import torch
 
-from .bundle_loader import Bundle, ObjectiveView
-from .index import GalleryIndex, choose_kind
-from .inputs import InputError, check_choice, check_class, check_k, clean_text, load_image, shown
-from .maps import place
-from .metrics import ap_from_relevance
-from .query_info import ClassScorer, QueryInfo, WorldCheck
+from cmr_demo.bundle.load import Bundle, ObjectiveView, load_bundle
+from cmr_demo.metrics import ap_from_relevance
+from cmr_demo.serve import analytics, placement
+from cmr_demo.serve.index import BundleIndexes
+from cmr_demo.serve.inputs import InputError, check_choice, check_class, check_k, clean_text, load_image, shown
+from cmr_demo.serve.query_info import ClassScorer, QueryInfo, WorldCheck
 
 MODALITIES = ("image", "text")
 P_AT = (1, 5, 10)  # precision cut-offs reported per query
@@ -95,12 +100,7 @@ class RetrievalService:
         self.objectives = list(bundle.objectives)
         self.class_names = list(bundle.class_names)
         self.size = len(bundle.items)
-        # flat (exact) indexes at once; where the size calls for HNSW, its graph is built in the background and
-        # swapped in when ready: start-up does not wait seconds per index on a large gallery
-        self.indexes = {(name, m): GalleryIndex.build(self._gallery(name, m), "flat") for name in self.objectives
-                        for m in MODALITIES}
-        if choose_kind(self.size) != "flat":
-            Thread(target=self._build_graphs, name="hnsw-build", daemon=True).start()
+        self.indexes = BundleIndexes({(name, m): self._gallery(name, m) for name in self.objectives for m in MODALITIES})
         for view in bundle.objectives.values():
             view.heads.eval()
         self._rows_by_id = {it["id"]: n for n, it in enumerate(bundle.items)}
@@ -111,10 +111,6 @@ class RetrievalService:
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = Lock()
 
-    def _build_graphs(self) -> None:
-        for key in list(self.indexes):
-            self.indexes[key] = GalleryIndex.build(self._gallery(*key))  # one assignment: a search sees old or new
-
     def with_objective(self, view: ObjectiveView) -> "RetrievalService":
         """This service plus one more objective (a lab run), as a new object: the bundle's own state is
         shared, not copied, and this service is unchanged (other users never see the run)."""
@@ -122,8 +118,7 @@ class RetrievalService:
         other.bundle = copy.copy(self.bundle)
         other.bundle.objectives = {**self.bundle.objectives, view.name: view}
         other.objectives = [*self.objectives, view.name]
-        other.indexes = {**self.indexes, **{(view.name, m): GalleryIndex.build(e) for m, e in
-                                             (("image", view.image_emb), ("text", view.text_emb))}}
+        other.indexes = self.indexes.with_objective(view.name, {"image": view.image_emb, "text": view.text_emb})
         other.scorers = {**self.scorers, view.name: ClassScorer(view.objective, view.image_emb, view.text_emb,
                                                                  self.bundle.labels, len(self.class_names))}
         view.heads.eval()
@@ -143,7 +138,7 @@ class RetrievalService:
                 "backbone": backbone.get("spec") if isinstance(backbone, dict) else None,
                 "objectives": [row["objective"] for row in self.leaderboard()],
                 "description": (self.bundle.manifest.get("about") or {}).get("description"),
-                "capabilities": self.capabilities()}
+                "capabilities": self.capabilities(), "index": self.indexes.describe()}
 
     def no_encoding_reason(self) -> str:
         return (f"bundle '{self.name}' ships features only (no backbone), so it cannot encode a new text or "
@@ -253,7 +248,7 @@ class RetrievalService:
 
     def query_info(self, query: Query, objective: object = None, features: np.ndarray | None = None) -> QueryInfo:
         """The query's likely class under `objective` (default: the best on the leaderboard), its
-        calibrated confidence, and whether it belongs to the bundle's world (see cmr_demo.query_info)."""
+        calibrated confidence, and whether it belongs to the bundle's world (see cmr_demo.serve.query_info)."""
         objective = self.objective_or_best(objective)
         if features is None and query.item is None:
             features = self._features(query)
@@ -330,48 +325,36 @@ class RetrievalService:
 
     # ---- bundle-level views ----------------------------------------------------------------------
     def leaderboard(self) -> list[dict]:
-        """One row per objective, best average mAP first: the bundle's test-split metrics."""
-        keys = ("i2t_map", "t2i_map", "avg_map", "chance_map", "best_epoch", "selected_on")
-        rows = [{"objective": name, **{k: view.metrics.get(k) for k in keys}}
-                for name, view in self.bundle.objectives.items()]
-        return sorted(rows, key=lambda r: -(r["avg_map"] or 0))
+        """One row per objective, best average mAP first (`analytics.leaderboard`)."""
+        return analytics.leaderboard(self.bundle)
 
     def class_ap(self, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray]:
-        """(class names, objectives, [C, O] mean AP per class) for 'i2t', 't2i' or their average 'avg'."""
-        direction = check_choice(direction, ["i2t", "t2i", "avg"], "direction")
-        dirs = ["i2t", "t2i"] if direction == "avg" else [direction]
-        grid = np.array([[np.mean([v.metrics["per_class_ap"][d].get(c, np.nan) for d in dirs])
-                          for v in self.bundle.objectives.values()] for c in self.class_names])
-        return self.class_names, list(self.objectives), grid
+        """(class names, objectives, [C, O] mean AP per class) (`analytics.class_ap`)."""
+        return analytics.class_ap(self.bundle, direction)
 
     def disagreements(self, a: object, b: object, direction: str = "t2i", n: int = 20) -> list[dict]:
-        """Gallery queries whose AP differs most between objectives a and b (per-query AP from the bundle)."""
-        a, b = self.check_objective(a), self.check_objective(b)
-        direction = check_choice(direction, ["i2t", "t2i"], "direction")
-        ap_a, ap_b = (np.asarray(self.bundle.objectives[o].metrics["per_query_ap"][direction]) for o in (a, b))
-        order = np.argsort(-np.abs(ap_a - ap_b), kind="stable")[:max(1, min(int(n), self.size))]
-        modality = "image" if direction == "i2t" else "text"
-        return [{"row": int(r), "id": self.bundle.items[r]["id"], "modality": modality,
-                 "class": self.class_names[int(self.bundle.labels[r])], f"ap_{a}": float(ap_a[r]),
-                 f"ap_{b}": float(ap_b[r]), "difference": float(ap_a[r] - ap_b[r]), "text": self.bundle.items[r]["text"]}
-                for r in order]
+        """Gallery queries whose AP differs most between objectives a and b (`analytics.disagreements`)."""
+        return analytics.disagreements(self.bundle, self.check_objective(a), self.check_objective(b), direction, n)
 
     def map_view(self, objective: object, query: Query | None = None, k: object = 10,
                  features: np.ndarray | None = None) -> dict:
         """Plain data for one objective's map: gallery points, and the query placed with its top-k."""
         objective = self.check_objective(objective)
         view = self.bundle.objectives[objective]
-        out = {"objective": objective, "image_xy": view.image_xy, "text_xy": view.text_xy,
-               "labels": self.bundle.labels, "class_names": self.class_names, "query": None}
+        out = placement.map_points(view, self.bundle.labels, self.class_names)
         if query is None:
             return out
         if features is None and query.item is None:
             features = self._features(query)  # once, for the search and the placement below
         result = self.search(query, objective, k, features=features)
-        emb = self.embed(query, objective, features)
-        both = np.concatenate([view.image_emb, view.text_emb])
-        xy = place(emb, both, np.concatenate([view.image_xy, view.text_xy]))[0]
-        out["query"] = {"xy": xy, "modality": query.modality, "label": query.label, "description": result.query,
+        out["query"] = {"xy": placement.place_query(view, self.embed(query, objective, features)),
+                        "modality": query.modality, "label": query.label, "description": result.query,
                         "target": result.target, "hits": [h.index for h in result.hits], "ap": result.ap,
                         "info": result.info}
         return out
+
+
+def load(folder: str | Path, name: str | None = None, backbone: bool = True) -> RetrievalService:
+    """A bundle folder, checked and loaded, ready to search: `cmr_demo.load("assets/demo")`. Without `backbone`
+    only what needs no new encoding is served (gallery items as queries, Compare, leaderboard, maps)."""
+    return RetrievalService(load_bundle(folder, load_backbone=backbone), name)

@@ -1,7 +1,7 @@
-"""`python -m cmr_demo.study`: the paper's studies as sweeps of `cmr_demo.train` runs.
+"""`python -m cmr_demo.experiments.study`: the paper's studies as sweeps of `cmr_demo.train` runs.
 
-    python -m cmr_demo.study imbalance   --data SPEC [--objectives pcl,ce] [--fractions 1,0.5,0.1] [--modality both]
-    python -m cmr_demo.study sensitivity --data SPEC [--objectives pcl,ce] --param embed_dim=64,256 --param margin=0.1,0.3
+    python -m cmr_demo.experiments.study imbalance   --data SPEC [--objectives pcl,ce] [--fractions 1,0.5,0.1] [--modality both]
+    python -m cmr_demo.experiments.study sensitivity --data SPEC [--objectives pcl,ce] --param embed_dim=64,256 --param margin=0.1,0.3
 
 Any other option (e.g. --standardize, --epochs 50) goes to every training run unchanged. Each finished
 run is appended to DIR/<study>.csv at once (written atomically, so a long study can be read midway);
@@ -28,15 +28,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tqdm import tqdm
 
-from .checkpoint import save_csv, save_json
-from .cliargs import HelpFormatter
-from .data import data_spec_help, read_data, with_validation
-from .heads import HeadConfig
-from .losses import ObjectiveSpec, option_defaults
-from .plots import PALETTE
-from .provenance import stamp
-from .train import HEAD_WIDTHS, DataConfig, TrainJob, add_job_args, job_from_args, load_features, train
-from .trainer import TrainConfig
+from cmr_demo.files import save_csv, save_json
+from cmr_demo.cliargs import HelpFormatter
+from cmr_demo.data import read_data, with_validation
+from cmr_demo.train.heads import HeadConfig
+from cmr_demo.train.objectives import ObjectiveSpec, option_defaults
+from cmr_demo.serve.plots import PALETTE
+from cmr_demo.provenance import stamp
+from cmr_demo.train.stage import HEAD_WIDTHS, DataConfig, TrainJob, add_job_args, job_from_args, load_features, train
+from cmr_demo.train.fit import TrainConfig
 
 NOT_SWEPT = {"seed"}  # set by --seeds
 METRICS = ("i2t_map", "t2i_map", "avg_map", "best_epoch", "epochs_run", "train_seconds")
@@ -224,7 +224,7 @@ def save_figure(fig: go.Figure, base: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.study", description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m cmr_demo.experiments.study", description=__doc__, formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="study", required=True)
     for name, cls in STUDIES.items():
         s = sub.add_parser(name, help=(cls.__doc__ or "").split("\n")[0],
@@ -360,7 +360,7 @@ def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/stu
         save_csv(out / f"{name}.csv", rows)
     title = f"{name} on {base.data.spec} ({seeds} seed{'s' * (seeds > 1)})"
     save_figure(figure(study, rows, title), out / name)
-    command = command or ["python", "-m", "cmr_demo.study", name, *base.argv(run_options=False), "--seeds", str(seeds)]
+    command = command or ["python", "-m", "cmr_demo.experiments.study", name, *base.argv(run_options=False), "--seeds", str(seeds)]
     save_json(out / f"{name}.json", {**stamp(command), "title": title, "seeds": seeds, "rows": len(rows),
                                      "seconds": round(time.perf_counter() - started, 1)})
     print(f"wrote {out / name}.csv, .json and .html ({len(rows)} rows)")
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = build_parser().parse_args(argv)
     if args.replot:
         return replot(STUDIES[args.study], Path(args.out) / args.study)
-    command = ["python", "-m", "cmr_demo.study", *(argv if argv is not None else sys.argv[1:])]
+    command = ["python", "-m", "cmr_demo.experiments.study", *(argv if argv is not None else sys.argv[1:])]
     return run_study(STUDIES[args.study].from_args(args), job_from_args(args, None), args.seeds, args.out, args.jobs,
                      command)
 

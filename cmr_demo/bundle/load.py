@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import GALLERY_FEATURES, IMAGES_DIR, ITEMS_FILE, backbone_spec, feature_dims, outside, verify
-from .checkpoint import CheckpointError, file_sha256, load_heads, load_json, load_tensors
-from .heads import Heads
-from .losses import Objective, build_objective
+from cmr_demo.bundle.layout import GALLERY_FEATURES, IMAGES_DIR, ITEMS_FILE, backbone_spec, feature_dims, outside
+
+from cmr_demo.bundle.verify import verify
+from cmr_demo.files import CheckpointError, file_sha256, load_heads, load_json, load_tensors
+from cmr_demo.train.heads import Heads
+from cmr_demo.train.objectives import Objective, build_objective
 
 
 @dataclass
@@ -132,7 +134,7 @@ def shared_backbone(spec: str):
     """One loaded backbone per distinct architecture and weights in this process: bundles built on the same
     weights share it, also when each carries its own copy of the file (a ViT-B/32 is ~600 MB; the app may
     serve several bundles)."""
-    from .backbone import load_backbone as load, weights_identity
+    from cmr_demo.backbone.clip import load_backbone as load, weights_identity
     key = f"{spec.partition(':')[0]}@{weights_identity(spec)}"
     if key not in _BACKBONES:
         _BACKBONES[key] = load(spec)

@@ -88,7 +88,7 @@ def sampled(labels: np.ndarray, keep: np.ndarray, max_items: int, seed: int = 0)
 
 def _placement_note(query: dict) -> str:
     """How to read the star and the rings (they often sit apart: the modality gap)."""
-    from .maps import PLACE_K
+    from cmr_demo.bundle.maps import PLACE_K
     info = query.get("info") or {}
     verdict = ""
     if info:

@@ -1,6 +1,6 @@
 """Feature extraction as its own stage, on one process or many (torchrun): it fills the feature cache.
 
-    python -m cmr_demo.extract --data SPEC --backbone SPEC [--device cuda --precision bf16]
+    python -m cmr_demo.backbone.extract --data SPEC --backbone SPEC [--device cuda --precision bf16]
     torchrun --nproc_per_node 8 -m cmr_demo.extract --data SPEC --backbone SPEC --device cuda --precision bf16
     torchrun --nnodes 2 --nproc_per_node 8 --rdzv_endpoint HOST:29500 -m cmr_demo.extract ...   (several machines)
 
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .cliargs import HelpFormatter
-from .data import data_spec_help, load_data
-from .features import cache_path, default_cache_dir, encode, save_cache
+from cmr_demo.cliargs import HelpFormatter
+from cmr_demo.data import data_spec_help, load_data
+from cmr_demo.backbone.features import cache_path, default_cache_dir, encode, save_cache
 
 
 def _world() -> tuple[int, int, int]:
@@ -51,7 +51,7 @@ def _interleave(shards: list, n: int) -> tuple[np.ndarray, np.ndarray]:
 def extract(data: str, backbone: str, device: str = "cpu", precision: str = "fp32", cache_dir=None,
             batch_size: int = 64, num_workers: int = 0, progress: bool = True) -> dict[str, str]:
     """Encode every split (this rank's shard of it) and write the cache on rank 0; returns {split: status}."""
-    from .backbone import load_backbone, parse_backbone_spec
+    from cmr_demo.backbone.clip import load_backbone, parse_backbone_spec
     rank, world, _ = _world()
     spec = parse_backbone_spec(backbone).text
     cache_dir = cache_dir or default_cache_dir()
@@ -76,7 +76,7 @@ def extract(data: str, backbone: str, device: str = "cpu", precision: str = "fp3
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, str]:
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.extract", description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m cmr_demo.backbone.extract", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--data", required=True, help=data_spec_help())
     p.add_argument("--backbone", required=True, help="backbone spec: ARCH:TAG, ARCH:FILE, ARCH:random, hf-hub:ORG/REPO, "
                    "local-dir:DIR (see cmr_demo.backbone)")

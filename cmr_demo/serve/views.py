@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .service import Hit, RetrievalService, SearchResult
+from cmr_demo.serve.service import Hit, RetrievalService, SearchResult
 
 TEXT_COLUMNS = ["rank", "score", "class", "relevant", "caption", "id"]
 MARK = {True: "✓", False: "✗", None: ""}
@@ -122,7 +122,7 @@ def short_spec(spec: str) -> str:
 
 
 def _dims(manifest: dict) -> str:
-    from .bundle import feature_dims
+    from cmr_demo.bundle.layout import feature_dims
     image, text = feature_dims(manifest)
     return f"{image}-d image, {text}-d text features"
 

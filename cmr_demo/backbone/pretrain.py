@@ -6,8 +6,8 @@ ourselves. The architecture comes from open_clip (random init), the objective is
 that `load_backbone("ARCH:DIR/backbone.safetensors")` loads like any other weights file. No class
 label enters pre-training: the backbone stands in for a CLIP trained on captions alone.
 
-    python -m cmr_demo.pretrain --out runs/pretrain            # the demo's backbone (see README)
-    python -m cmr_demo.pretrain --out runs/pretrain --resume   # continue a run stopped part-way
+    python -m cmr_demo.backbone.pretrain --out runs/pretrain            # the demo's backbone (see README)
+    python -m cmr_demo.backbone.pretrain --out runs/pretrain --resume   # continue a run stopped part-way
 """
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backbone import Backbone, load_backbone, open_clip, register_model_configs
-from .checkpoint import atomic_write_bytes, package_versions, save_json, save_tensors
-from .cliargs import HelpFormatter, add_dataclass_args, dataclass_from_args
-from .data import Split, load_data
-from .data.shapes_stream import ShapesStream, StreamConfig
+from cmr_demo.backbone.clip import Backbone, load_backbone, open_clip, register_model_configs
+from cmr_demo.files import atomic_write_bytes, package_versions, save_json, save_tensors
+from cmr_demo.cliargs import HelpFormatter, add_dataclass_args, dataclass_from_args
+from cmr_demo.data import Split, load_data
+from cmr_demo.data.shapes_stream import ShapesStream, StreamConfig
 
 PRETRAIN_FORMAT = "cmr_demo.pretrain/1"
 WEIGHTS_FILE, SUMMARY_FILE = "backbone.safetensors", "pretrain.json"
@@ -141,7 +141,7 @@ def train_step(model, loss_fn, opt, images: torch.Tensor, tokens: torch.Tensor) 
 
 def _pixels_to_model(preprocess):
     """uint8 [B, 3, h, w] -> the model's normalised float input (resized when its size differs)."""
-    from .backbone import split_preprocess
+    from cmr_demo.backbone.clip import split_preprocess
     split = split_preprocess(preprocess)
     if split is None:
         raise ValueError("this architecture's preprocessing does not end in ToTensor + Normalize")
@@ -383,7 +383,7 @@ def _reload_probe(split: Split, preprocess, tokenizer) -> tuple[torch.Tensor, to
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[PretrainConfig, str, Sitting]:
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.pretrain", description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m cmr_demo.backbone.pretrain", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--out", required=True, help="folder for backbone.safetensors, pretrain.json and the resumable state")
     add_dataclass_args(p, PretrainConfig)
     p.add_argument("--resume", action="store_true", help=f"continue from OUT/{STATE_FILE} (same options)")

@@ -22,6 +22,7 @@ bad answer from a question the gallery cannot answer.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -81,8 +82,9 @@ class ClassScorer:
             cents = np.stack([both[both_labels == c].mean(0) if (both_labels == c).any() else np.zeros(both.shape[1])
                               for c in range(num_classes)])
             self.centroids = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
-        gallery = np.concatenate([image_emb, text_emb])
-        self.temperature = fit_temperature(self.scores(gallery), np.concatenate([labels, labels]))
+        rows = _calibration_rows(len(labels), TEMPERATURE_ROWS)
+        gallery = np.concatenate([image_emb[rows], text_emb[rows]])
+        self.temperature = fit_temperature(self.scores(gallery), np.concatenate([labels[rows], labels[rows]]))
 
     def scores(self, emb: np.ndarray) -> np.ndarray:
         """[N, D] -> [N, C] uncalibrated class scores."""
@@ -99,13 +101,20 @@ class ClassScorer:
 
 
 CALIBRATION_ROWS = 5000  # gallery rows whose nearest other row calibrates the image check (all rows up to this)
+TEMPERATURE_ROWS = 10000  # gallery items (both modalities each) the temperature is fitted on (all up to this)
+
+
+def _calibration_rows(n: int, rows: int) -> np.ndarray:
+    """All of n rows up to `rows`, else a seeded sample of `rows`, in order: calibration costs the same for any
+    gallery size (a one-parameter fit, or a 1 % quantile, is as good from 10,000 rows as from 100,000)."""
+    return np.arange(n) if n <= rows else np.sort(np.random.default_rng(0).choice(n, rows, replace=False))
 
 
 def _nearest_other(g: np.ndarray, chunk: int = 2048, rows: int = CALIBRATION_ROWS) -> np.ndarray:
     """Cosine similarity of rows of unit-norm g [N, F] to their nearest other row: all N rows up to `rows`,
     else a seeded sample of `rows` of them (each still against all N: linear in N, so a 50,000-item gallery
     calibrates in a second; a 1 % quantile from 5,000 values is as good as from all). In row chunks."""
-    pick = np.arange(len(g)) if len(g) <= rows else np.sort(np.random.default_rng(0).choice(len(g), rows, replace=False))
+    pick = _calibration_rows(len(g), rows)
     out = np.empty(len(pick), np.float32)
     for start in range(0, len(pick), chunk):
         part = pick[start:start + chunk]
@@ -122,9 +131,26 @@ class WorldCheck:
         self.vocabulary = {w for t in captions for w in words(t)} | {w for c in class_names for w in words(c)}
         self.has_captions = any(t.strip() for t in captions)
         self.gallery = None
+        self._calibrated = threading.Event()
         if image_features is not None and len(image_features) > 1:
             g = (image_features / np.maximum(np.linalg.norm(image_features, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-            self.gallery, self.image_threshold = g, float(np.quantile(_nearest_other(g), IMAGE_QUANTILE))
+            self.gallery = g
+            # the threshold takes seconds on a large gallery (5,000 rows against all): computed in the background,
+            # so start-up does not wait; the first picture query waits for it if it comes first
+            threading.Thread(target=self._calibrate, name="image-check-calibration", daemon=True).start()
+        else:
+            self._calibrated.set()
+
+    def _calibrate(self) -> None:
+        try:
+            self._threshold = float(np.quantile(_nearest_other(self.gallery), IMAGE_QUANTILE))
+        finally:
+            self._calibrated.set()
+
+    @property
+    def image_threshold(self) -> float:
+        self._calibrated.wait()
+        return self._threshold
 
     def text(self, text: str) -> tuple[bool | None, str]:
         if not self.has_captions:

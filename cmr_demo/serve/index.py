@@ -7,6 +7,7 @@ the threshold comes from `bench/search.py` (bench/results/search.md, search_cros
 """
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
 from typing import Callable
@@ -93,3 +94,44 @@ class GalleryIndex:
             self.index.hnsw.efSearch = max(HNSW_EF_SEARCH, k)
         scores, ids = self.index.search(queries, k)
         return scores, ids.astype(np.int64)
+
+
+class BundleIndexes:
+    """The index stage of serving: one index per (objective, modality) over a bundle's gallery embeddings.
+
+    Exact flat indexes are built at once (a few ms each); where the size calls for HNSW, its graphs are built
+    in a background thread and swapped in one assignment at a time, so start-up never waits for them and a
+    search sees either the exact index or the finished graph (`exact` in each answer says which)."""
+
+    def __init__(self, galleries: dict[tuple[str, str], np.ndarray], background: bool = True):
+        self._galleries = galleries
+        self.by_key = {key: GalleryIndex.build(vectors, "flat") for key, vectors in galleries.items()}
+        sizes = {len(v) for v in galleries.values()}
+        self.building = background and bool(sizes) and choose_kind(max(sizes)) != "flat"
+        if self.building:
+            import threading
+            threading.Thread(target=self._build_graphs, name="hnsw-build", daemon=True).start()
+
+    def _build_graphs(self) -> None:
+        try:
+            for key in list(self.by_key):
+                self.by_key[key] = GalleryIndex.build(self._galleries[key])  # one assignment: a search sees old or new
+        finally:
+            self.building = False
+
+    def describe(self) -> dict:
+        """What searches use now: {"kinds": ["flat"] or ["hnsw"] (both while graphs swap in), "building": bool}."""
+        return {"kinds": sorted({i.kind for i in self.by_key.values()}), "building": self.building}
+
+    def __getitem__(self, key: tuple[str, str]) -> GalleryIndex:
+        return self.by_key[key]
+
+    def values(self):
+        return self.by_key.values()
+
+    def with_objective(self, name: str, galleries: dict[str, np.ndarray]) -> "BundleIndexes":
+        """These indexes plus one objective's (a lab run): a new object sharing the others; this one unchanged."""
+        other = copy.copy(self)
+        other._galleries = {**self._galleries, **{(name, m): v for m, v in galleries.items()}}
+        other.by_key = {**self.by_key, **{(name, m): GalleryIndex.build(v) for m, v in galleries.items()}}
+        return other

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load, save as st_save
 
-from .heads import HeadConfig, Heads
+from cmr_demo.train.heads import HeadConfig, Heads
 
 HEADS_FORMAT = "cmr_demo.heads/1"
 
@@ -59,7 +59,7 @@ def package_versions() -> dict[str, str]:
     bypass the torchvision compat step)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from cmr_demo import __version__
 
     def of(dist: str) -> str:
         try:

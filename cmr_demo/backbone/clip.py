@@ -28,8 +28,8 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from .checkpoint import file_sha256
-from .compat import ensure_torchvision
+from cmr_demo.files import file_sha256
+from cmr_demo.compat import ensure_torchvision
 
 ensure_torchvision()
 import open_clip  # noqa: E402  (must follow the compat step)

@@ -22,14 +22,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .bundle import LAB_FEATURES
-from .bundle_loader import Bundle, ObjectiveView
-from .checkpoint import load_json, load_tensors
-from .heads import HeadConfig
-from .inputs import InputError, shown
-from .losses import OBJECTIVES, build_objective, parse_hybrid
-from .maps import place_points
-from .trainer import Tensors, TrainConfig, fit
+from cmr_demo.bundle.layout import LAB_FEATURES
+from cmr_demo.bundle.load import Bundle, ObjectiveView
+from cmr_demo.files import load_json, load_tensors
+from cmr_demo.train.heads import HeadConfig
+from cmr_demo.serve.inputs import InputError, shown
+from cmr_demo.train.objectives import OBJECTIVES, build_objective, parse_hybrid
+from cmr_demo.bundle.maps import place_points
+from cmr_demo.train.fit import Tensors, TrainConfig, fit
 
 TRAINING = threading.Lock()
 MAX_SECONDS = 90.0  # a lab run is stopped here (the best epoch so far is kept): one user cannot hold the CPU
@@ -184,7 +184,7 @@ def train_lab(bundle: Bundle, train: TrainConfig, heads: HeadConfig, name: str,
               on_epoch: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
               max_seconds: float = MAX_SECONDS) -> LabRun:
     """Fit the heads, score them on the bundle's test split, embed its gallery and place it on the map."""
-    from .train import final_metrics
+    from cmr_demo.train.stage import final_metrics
     data = lab_data(bundle)
     select = data[train.select_on] if train.select_on in data else data["val"]
     why: list[str] = []

@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .inputs import MAX_IMAGE_BYTES, InputError, check_choice
-from .service import Query, RetrievalService, SearchResult
+from cmr_demo.serve.inputs import MAX_IMAGE_BYTES, InputError, check_choice
+from cmr_demo.serve.service import Query, RetrievalService, SearchResult
 
 MAX_BATCH = 64  # texts per backbone call
 log = logging.getLogger("cmr_demo.api")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from threading import Lock
 
-from .inputs import MAX_IMAGE_BYTES, InputError, shown
+from cmr_demo.serve.inputs import MAX_IMAGE_BYTES, InputError, shown
 
 KEEP_BYTES = 32 * 2 ** 20  # read uploads kept in memory for repeated searches (LRU, by size)
 FILE_SHAPE = ("an image is sent as an uploaded file, {'path': PATH_FROM_THE_UPLOAD_ROUTE, 'meta': {'_type': "

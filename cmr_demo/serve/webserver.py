@@ -72,7 +72,7 @@ def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
     @router.get("/media/{bundle}/{item_id}", include_in_schema=False)
     def media(bundle: str, item_id: str):
         service = services().get(bundle)
-        from .checkpoint import CheckpointError
+        from cmr_demo.files import CheckpointError
         row = service.row_of(item_id) if service is not None else None
         try:
             path = None if row is None else service.bundle.image_path(row)
@@ -122,7 +122,7 @@ def build_app(demo, services: Callable[[], dict], max_upload_bytes: int, **gradi
     then gradio's UI and its API mounted at '/'."""
     import gradio as gr
 
-    from .api import install
+    from cmr_demo.serve.api import install
     app = fastapi.FastAPI(title="CLIP4CMR demo API", docs_url="/api/docs", redoc_url=None,
                           openapi_url="/api/openapi.json",
                           description="Cross-modal search over a bundle's gallery (see the README's API section).")

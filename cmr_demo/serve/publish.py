@@ -1,4 +1,4 @@
-"""Is the repository publishable as a Hugging Face Space as it is? `python -m cmr_demo.publish [ROOT]`.
+"""Is the repository publishable as a Hugging Face Space as it is? `python -m cmr_demo.serve.publish [ROOT]`.
 
 Checks, each a list of problems (exit 1 when any is found):
 - files: every file git would push that is binary (a NUL byte in its first 8 kB, git's own test) or
@@ -109,7 +109,7 @@ def check_requirements(root: Path) -> list[str]:
 
 
 def check_bundles(root: Path) -> list[str]:
-    from .bundle import verify
+    from cmr_demo.bundle.verify import verify
     problems = []
     for manifest in sorted((root / "assets").glob("*/manifest.json")):
         folder = manifest.parent
@@ -128,7 +128,7 @@ def check(root: str | Path) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.publish", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cmr_demo.serve.publish", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", nargs="?", default=".", help="the repository to check")
     args = p.parse_args(argv)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_tensors, save_tensors
-from .data import Dataset, DataError, Split
+from cmr_demo.files import CheckpointError, load_tensors, save_tensors
+from cmr_demo.data import Dataset, DataError, Split
 
 CACHE_VERSION = "1"  # bump when extraction changes in a way that alters features
 
@@ -69,7 +69,7 @@ def encode(backbone, images, texts, batch_size: int = 64, num_workers: int = 0,
 
 
 def cache_path(split: Split, backbone_spec: str, cache_dir: Path) -> Path:
-    from .backbone import weights_identity
+    from cmr_demo.backbone.clip import weights_identity
     return Path(cache_dir) / f"{cache_key(backbone_spec, weights_identity(backbone_spec), split)}.safetensors"
 
 
@@ -89,7 +89,7 @@ def dataset_features(dataset: Dataset, backbone_spec: str | None, device: str = 
                 FeatureSource("precomputed", dataset.spec))
     if not all(s.has_media for s in splits.values()):
         raise DataError(f"data '{dataset.spec}' has neither pre-computed features nor images and texts")
-    from .backbone import DEFAULT_BACKBONE, load_backbone, parse_backbone_spec, weights_identity
+    from cmr_demo.backbone.clip import DEFAULT_BACKBONE, load_backbone, parse_backbone_spec, weights_identity
     spec = parse_backbone_spec(backbone_spec or DEFAULT_BACKBONE).text
     loaded = []
 

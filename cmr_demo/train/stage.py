@@ -1,6 +1,6 @@
 """The training stage: train one CLIP4CMR checkpoint per objective and report mAP@all.
 
-    from cmr_demo.train import TrainJob, DataConfig, train
+    from cmr_demo.train.stage import TrainJob, DataConfig, train
     metrics = train(TrainJob(DataConfig("wikipedia:../shared/data/wikipedia"), ObjectiveSpec.parse("pcl,ce"),
                              out="runs/wiki"))
 
@@ -16,7 +16,6 @@ config.json records the job both as values and as the equivalent command line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import tempfile
@@ -26,14 +25,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import package_versions, save_csv, save_heads, save_json, save_tensors
-from .cliargs import HelpFormatter, add_dataclass_args, dataclass_from_args
-from .data import data_spec_help, load_data
-from .features import FeatureSource, dataset_features
-from .heads import HeadConfig
-from .losses import ObjectiveSpec, list_objectives
-from .metrics import evaluate
-from .trainer import SELECTION_QUERIES, Tensors, TrainConfig, fit, selection_map, selection_queries
+from cmr_demo.files import package_versions, save_csv, save_heads, save_json, save_tensors
+from cmr_demo.cliargs import HelpFormatter, add_dataclass_args, dataclass_from_args
+from cmr_demo.data import data_spec_help, load_data
+from cmr_demo.backbone.features import FeatureSource, dataset_features
+from cmr_demo.train.heads import HeadConfig
+from cmr_demo.train.objectives import ObjectiveSpec, list_objectives
+from cmr_demo.metrics import evaluate
+from cmr_demo.train.fit import SELECTION_QUERIES, Tensors, TrainConfig, fit, selection_map, selection_queries
 
 STATE_FILE = "train_state.safetensors"
 TEST_PROTOCOL_NOTE = ("NOTE: --select-on test reproduces the paper's protocol (the official code picks the epoch "
@@ -275,7 +274,3 @@ def parse_job(argv: list[str]) -> TrainJob:
 def main(argv: list[str] | None = None) -> dict[str, dict]:
     return train(parse_job(sys.argv[1:] if argv is None else argv))
 
-
-if __name__ == "__main__":
-    from cmr_demo.cli import run
-    sys.exit(run(main))

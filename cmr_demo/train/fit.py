@@ -21,10 +21,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_tensors, save_tensors
-from .heads import HeadConfig, Heads
-from .losses import build_objective
-from .metrics import average_precision
+from cmr_demo.files import CheckpointError, load_tensors, save_tensors
+from cmr_demo.train.heads import HeadConfig, Heads
+from cmr_demo.train.objectives import build_objective
+from cmr_demo.metrics import average_precision
 
 STATE_FORMAT = "cmr_demo.train-state/1"
 SELECT_ON = ("val", "test")

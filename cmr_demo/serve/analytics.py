@@ -1,0 +1,41 @@
+"""What a bundle's stored metrics say across objectives: the leaderboard, AP per class, and the queries on
+which two objectives disagree most. Plain functions over a loaded bundle: no index, no backbone, nothing
+encoded, so they answer for features-only bundles and lab runs alike."""
+from __future__ import annotations
+
+import numpy as np
+
+from cmr_demo.bundle.load import Bundle
+from cmr_demo.serve.inputs import check_choice
+
+DIRECTIONS = ("i2t", "t2i")
+
+
+def leaderboard(bundle: Bundle) -> list[dict]:
+    """One row per objective, best average mAP first: the bundle's test-split metrics."""
+    keys = ("i2t_map", "t2i_map", "avg_map", "chance_map", "best_epoch", "selected_on")
+    rows = [{"objective": name, **{k: view.metrics.get(k) for k in keys}} for name, view in bundle.objectives.items()]
+    return sorted(rows, key=lambda r: -(r["avg_map"] or 0))
+
+
+def class_ap(bundle: Bundle, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray]:
+    """(class names, objectives, [C, O] mean AP per class) for 'i2t', 't2i' or their average 'avg'."""
+    direction = check_choice(direction, [*DIRECTIONS, "avg"], "direction")
+    dirs = list(DIRECTIONS) if direction == "avg" else [direction]
+    names = list(bundle.class_names)
+    grid = np.array([[np.mean([v.metrics["per_class_ap"][d].get(c, np.nan) for d in dirs])
+                      for v in bundle.objectives.values()] for c in names])
+    return names, list(bundle.objectives), grid
+
+
+def disagreements(bundle: Bundle, a: str, b: str, direction: str = "t2i", n: int = 20) -> list[dict]:
+    """Gallery queries whose AP differs most between objectives `a` and `b` (checked names; per-query AP as
+    stored with the bundle's metrics)."""
+    direction = check_choice(direction, list(DIRECTIONS), "direction")
+    ap_a, ap_b = (np.asarray(bundle.objectives[o].metrics["per_query_ap"][direction]) for o in (a, b))
+    order = np.argsort(-np.abs(ap_a - ap_b), kind="stable")[:max(1, min(int(n), len(bundle.items)))]
+    modality = "image" if direction == "i2t" else "text"
+    names = bundle.class_names
+    return [{"row": int(r), "id": bundle.items[r]["id"], "modality": modality,
+             "class": names[int(bundle.labels[r])], f"ap_{a}": float(ap_a[r]), f"ap_{b}": float(ap_b[r]),
+             "difference": float(ap_a[r] - ap_b[r]), "text": bundle.items[r]["text"]} for r in order]
