@@ -374,7 +374,8 @@ class Pager:
     def __init__(self, title: str, key: str, action: str):
         with gr.Accordion(title, open=False) as self.box:
             with gr.Row():
-                self.klass = gr.Dropdown(class_choices(FIRST, "(all classes)"), value="", label="class", scale=2)
+                self.klass = gr.Dropdown(class_choices(FIRST, "(all classes)"), value="", label="class", scale=2,
+                                         elem_id=f"{key}-class")
                 self.contains = gr.Textbox("", label="id contains", scale=2)
                 self.prev = gr.Button("◀ previous", scale=1, elem_id=f"{key}-prev")
                 self.num = gr.Number(1, label="page", precision=0, minimum=1, scale=1)

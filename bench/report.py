@@ -159,18 +159,18 @@ def wikipedia_bundle() -> str | None:
 
 
 def scale() -> str | None:
-    """bench/scale.py writes its own table (targets beside the largest gallery's figures); shown as written."""
-    md, js = RESULTS / "scale.md", _load(RESULTS / "scale.json")
+    """bench/scale.py writes its own table (targets beside the largest gallery's figures); shown as written, with
+    the same bench run on the code before the change (scale-before.json) as the peer when there is one."""
+    md, before = RESULTS / "scale.md", _load(RESULTS / "scale-before.json")
     if not md.exists():
         return None
-    early = [r for r in (js or {}).get("rows", []) if r.get("build_seconds") and "data" not in r["build_seconds"]]
-    note = ("\n\nBuild stages of builds before the `data` stage was recorded leave out reading (for shapes: rendering) "
-            "the data: " + ", ".join(f"{r['items']:,} items" for r in early) + ". The 50,000-item build's wall time "
-            "was 23.4 min (`/usr/bin/time`), 3.1 min of it rendering 250,000 pictures; its final metrics (~9.5 min) "
-            "have since been cut (one sort per direction, sampled validation), not yet re-measured. Searches of the "
-            "20,000- and 50,000-item rows ran while the HNSW graphs were still being built in the background.") \
-        if early else ""
-    return f"### Galleries of growing size (`bench/scale.py`)\n\n{md.read_text().strip()}{note}"
+    peer = ""
+    if before:
+        rows = "; ".join(f"{r['items']:,} items: ready {r['ready_s']:.1f} s, search p50 {r['search_p50_ms']:.1f} ms, "
+                         f"first page {r['first_page_s']:.2f} s, map {r['map_s']:.2f} s" for r in before["rows"])
+        peer = (f"\n\nPeer, the same bench on the code before this change ({before['code']}), "
+                f"{before['date']}: {rows}.")
+    return f"### Galleries of growing size (`bench/scale.py`)\n\n{md.read_text().strip()}{peer}"
 
 
 def evaluate() -> str | None:

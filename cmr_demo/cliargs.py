@@ -10,7 +10,8 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 
-def _default(f) -> Any:
+def field_default(f) -> Any:
+    """A dataclass field's default value (calling its factory)."""
     return f.default if f.default is not MISSING else f.default_factory()
 
 
@@ -32,7 +33,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ..
     for f in fields(cls):
         if f.name in skip or (f.default is MISSING and f.default_factory is MISSING):
             continue
-        default = _default(f)
+        default = field_default(f)
         flag = "--" + f.name.replace("_", "-")
         text = f.metadata.get("help", f.name.replace("_", " ")).replace("%", "%%")
         if isinstance(default, bool):

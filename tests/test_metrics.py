@@ -125,11 +125,14 @@ def test_selection_on_a_large_split_samples_queries_and_stays_faithful_to_map_at
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_evaluate_matches_naive_with_cross_class_ties_and_absent_classes(seed):
-    """`evaluate` ranks relevant items by value sorts and binary search (not a full stable sort per query):
+@pytest.mark.parametrize("sort_all_max", [0, 10_000])
+def test_evaluate_matches_naive_with_cross_class_ties_and_absent_classes(seed, sort_all_max, monkeypatch):
+    """`evaluate` past SORT_ALL_MAX_ITEMS ranks relevant items by integer sorts and binary search (not a full
+    stable sort per query); both ways give the naive loop's numbers:
     against the naive loop, with exact ties between a relevant and an irrelevant item (duplicated vectors
     across classes), ties inside a class, a query class absent from the gallery, and small chunks."""
     import cmr_demo.metrics as m
+    monkeypatch.setattr(m, "SORT_ALL_MAX_ITEMS", sort_all_max)  # 0: the rank-counting path, else the full sort
     rng = np.random.default_rng(seed)
     g = rng.normal(size=(60, 5))
     g[10:20] = g[0:10]  # same vectors, other labels below: ties across classes

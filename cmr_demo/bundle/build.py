@@ -80,7 +80,7 @@ def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats
 
 
 def build(job, out: str | Path, overwrite: bool = False) -> dict:
-    """Train every objective of `job` (a `cmr_demo.train.TrainJob`; its runs go to OUT/objectives), then
+    """Train every objective of `job` (a `cmr_demo.train.stage.TrainJob`; its runs go to OUT/objectives), then
     write gallery, embeddings, maps, backbone and manifest into `out`. The data is read and encoded once.
 
     Without a backbone (`job.features.backbone` None) the data's own features are used and the bundle has

@@ -42,7 +42,7 @@ class Bundle:
     labels: np.ndarray  # [N] int64
     class_names: list[str]
     objectives: dict[str, ObjectiveView] = field(default_factory=dict)
-    backbone: object | None = None  # cmr_demo.backbone.Backbone, loaded on request
+    backbone: object | None = None  # cmr_demo.backbone.clip.Backbone, loaded on request
     image_features: np.ndarray | None = None  # [N, F] backbone features of the gallery (bundles since 2026-11-30)
     text_features: np.ndarray | None = None
     unchecked: dict[str, str] = field(default_factory=dict)  # gallery pictures whose sha256 is checked on first use

@@ -1,7 +1,8 @@
 """Datasets by spec: `NAME[:ARG]` resolved through one registry of readers.
 
-Every reader takes (arg, report) and returns a Dataset; `load_data` adds what is common: the
-validation split carved from train when the data has none, and the strict check.
+Every reader takes (arg, report) and returns a Dataset; `read_data` adds the strict check and refuses empty
+splits, `with_validation` carves a validation split from train when the data has none, and `load_data` does
+both (a study reads once and carves per seed).
 """
 from __future__ import annotations
 

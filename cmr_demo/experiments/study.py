@@ -10,7 +10,7 @@ DIR/<study>.json records the date, machine, command and package versions.
 
 From Python: `run_study(Imbalance([1, 0.5], "text"), TrainJob(DataConfig(spec), ObjectiveSpec.parse("pcl,ce")))`.
 
-Why `cmr_demo.train.train` calls on throw-away folders: a study row is then exactly what a plain
+Why `cmr_demo.train.stage.train` calls on throw-away folders: a study row is then exactly what a plain
 `python -m cmr_demo.train` with the same settings reports, and no checkpoints pile up. The data is read
 and encoded once per study (once per worker with --jobs); each seed carves its own validation split.
 """
@@ -35,7 +35,8 @@ from cmr_demo.train.heads import HeadConfig
 from cmr_demo.train.objectives import ObjectiveSpec, option_defaults
 from cmr_demo.serve.plots import PALETTE
 from cmr_demo.provenance import stamp
-from cmr_demo.train.stage import HEAD_WIDTHS, DataConfig, TrainJob, add_job_args, job_from_args, load_features, train
+from cmr_demo.train.stage import (HEAD_WIDTHS, TEST_PROTOCOL_NOTE, DataConfig, TrainJob, add_job_args, job_from_args,
+                                  load_features, train)
 from cmr_demo.train.fit import TrainConfig
 
 NOT_SWEPT = {"seed"}  # set by --seeds
@@ -62,15 +63,16 @@ def _options(objective: str) -> set[str]:
     return set(option_defaults(objective))
 
 
-def sweepable() -> dict[str, str]:
-    """Numeric settings a sensitivity sweep may vary: name -> the TrainJob group holding it ('embed_dim' ->
-    'heads'), from the config dataclasses themselves."""
+def sweepable() -> dict[str, tuple[str, type]]:
+    """Numeric settings a sensitivity sweep may vary: name -> (the TrainJob group holding it, its type), e.g.
+    'embed_dim' -> ('heads', int), from the config dataclasses themselves."""
     out = {}
     for group, cls, skip in (("train", TrainConfig, NOT_SWEPT), ("heads", HeadConfig, HEAD_WIDTHS),
                              ("data", DataConfig, ())):
         for f in fields(cls):
-            if f.name not in skip and f.type in ("int", "float", int, float):
-                out[f.name] = group
+            kind = {"int": int, "float": float}.get(f.type, f.type)
+            if f.name not in skip and kind in (int, float):
+                out[f.name] = (group, kind)
     return out
 
 
@@ -83,11 +85,10 @@ def job_for(base: TrainJob, run: Run, seed: int) -> TrainJob:
         if name not in where:
             options[name] = value
             continue
-        group = groups[where[name]]
-        kind = type(getattr(group, name))
+        group_name, kind = where[name]  # the field's declared type, not the value's (TrainConfig(lr=1) is a float)
         if kind is int and value != int(value):
             raise ValueError(f"{name} takes whole numbers; got {value}")
-        groups[where[name]] = replace(group, **{name: kind(value)})
+        groups[group_name] = replace(groups[group_name], **{name: kind(value)})
     return replace(base, objectives=ObjectiveSpec.parse(run.objective, options), out=None, quiet=True, **groups)
 
 
@@ -121,6 +122,9 @@ class Imbalance:
     def from_args(cls, args) -> Imbalance:
         return cls(args.fractions, args.modality)
 
+    def argv(self) -> list[str]:
+        return ["--fractions", ",".join(repr(float(f)) for f in self.fractions), "--modality", self.modality]
+
     def plan(self, objectives: list[str]) -> list[Run]:
         modalities = ["text", "image"] if self.modality == "both" else [self.modality]
         return [Run(name, m, f, {f"{m}_fraction": f})
@@ -151,6 +155,9 @@ class Sensitivity:
         if not params:
             raise ValueError("sensitivity needs at least one --param NAME=V1,V2,..")
         return cls(params)
+
+    def argv(self) -> list[str]:
+        return [a for name, values in self.params.items() for a in ("--param", f"{name}={','.join(map(str, values))}")]
 
     def plan(self, objectives: list[str]) -> list[Run]:
         settings, options = sweepable(), set().union(*map(_options, objectives))
@@ -248,14 +255,15 @@ class StudyData:
 
     def __init__(self, base: TrainJob):
         self.raw = read_data(base.data.spec, strict=base.data.strict)
-        feats, self.source = load_features(replace(base, quiet=True), self.raw)
-        self.feats, self.carved = feats, {}
+        self.carved = {}
 
     def for_job(self, job: TrainJob):
+        """(dataset, features) with the splits a plain training job with these settings makes; the features come
+        through the same cache (`load_features`), so a study after `extract` encodes nothing again."""
         key = (job.val_fraction(), job.train.seed if self.raw.val is None else 0)
         if key not in self.carved:
-            dataset, feats = with_validation(self.raw, key[0], job.train.seed, self.feats)
-            self.carved[key] = dataset, (feats, self.source)
+            dataset = with_validation(self.raw, key[0], job.train.seed)
+            self.carved[key] = dataset, load_features(replace(job, quiet=True), dataset)
         return self.carved[key]
 
 
@@ -265,7 +273,7 @@ _WORKER_DATA: dict[str, StudyData] = {}
 def _train_one(job: TrainJob, data: StudyData | None = None) -> dict:
     """One run's metrics; in a worker process the study's data is read there once (`data` None)."""
     if data is None:
-        key = json.dumps([asdict(job.data), asdict(job.features), job.train.device, job.train.precision])
+        key = json.dumps([job.data.spec, job.data.strict, asdict(job.features), job.train.device, job.train.precision])
         if key not in _WORKER_DATA:
             _WORKER_DATA[key] = StudyData(job)
         data = _WORKER_DATA[key]
@@ -348,7 +356,11 @@ def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/stu
             rows.append({**row, **{k: row.get(k, "") for k in METRICS}, "note": run.note})
         return rows
 
+    if base.train.select_on == "test":
+        print(TEST_PROTOCOL_NOTE)  # once for the study (its runs are quiet)
     data = StudyData(base) if tasks and jobs <= 1 else None
+    if data is not None and data.raw.report.total:
+        print(data.raw.report.summary())
     bar = tqdm(total=len(tasks), desc=name, unit="run", file=sys.stderr)
     for key, metrics in _run_all(tasks, jobs, data):
         done[key] = metrics
@@ -360,7 +372,8 @@ def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/stu
         save_csv(out / f"{name}.csv", rows)
     title = f"{name} on {base.data.spec} ({seeds} seed{'s' * (seeds > 1)})"
     save_figure(figure(study, rows, title), out / name)
-    command = command or ["python", "-m", "cmr_demo.experiments.study", name, *base.argv(run_options=False), "--seeds", str(seeds)]
+    command = command or ["python", "-m", "cmr_demo.experiments.study", name, *study.argv(),
+                          *base.argv(run_options=False), "--seeds", str(seeds), "--out", str(out), "--jobs", str(jobs)]
     save_json(out / f"{name}.json", {**stamp(command), "title": title, "seeds": seeds, "rows": len(rows),
                                      "seconds": round(time.perf_counter() - started, 1)})
     print(f"wrote {out / name}.csv, .json and .html ({len(rows)} rows)")

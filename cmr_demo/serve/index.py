@@ -101,37 +101,38 @@ class BundleIndexes:
 
     Exact flat indexes are built at once (a few ms each); where the size calls for HNSW, its graphs are built
     in a background thread and swapped in one assignment at a time, so start-up never waits for them and a
-    search sees either the exact index or the finished graph (`exact` in each answer says which)."""
+    search sees either the exact index or the finished graph (`exact` in each answer says which). Copies made
+    for lab runs (`with_objective`) share the bundle's own indexes, graphs included once built."""
 
     def __init__(self, galleries: dict[tuple[str, str], np.ndarray], background: bool = True):
         self._galleries = galleries
-        self.by_key = {key: GalleryIndex.build(vectors, "flat") for key, vectors in galleries.items()}
+        self._own = {key: GalleryIndex.build(vectors, "flat") for key, vectors in galleries.items()}  # swapped in place
+        self._extra: dict[tuple[str, str], GalleryIndex] = {}  # a lab run's, in this copy only
         sizes = {len(v) for v in galleries.values()}
-        self.building = background and bool(sizes) and choose_kind(max(sizes)) != "flat"
-        if self.building:
+        self._state = {"building": background and bool(sizes) and choose_kind(max(sizes)) != "flat"}  # shared
+        if self._state["building"]:
             import threading
             threading.Thread(target=self._build_graphs, name="hnsw-build", daemon=True).start()
 
     def _build_graphs(self) -> None:
         try:
-            for key in list(self.by_key):
-                self.by_key[key] = GalleryIndex.build(self._galleries[key])  # one assignment: a search sees old or new
+            for key in list(self._own):
+                self._own[key] = GalleryIndex.build(self._galleries[key])  # one assignment: a search sees old or new
         finally:
-            self.building = False
+            self._state["building"] = False
 
     def describe(self) -> dict:
         """What searches use now: {"kinds": ["flat"] or ["hnsw"] (both while graphs swap in), "building": bool}."""
-        return {"kinds": sorted({i.kind for i in self.by_key.values()}), "building": self.building}
+        return {"kinds": sorted({i.kind for i in self.values()}), "building": self._state["building"]}
 
     def __getitem__(self, key: tuple[str, str]) -> GalleryIndex:
-        return self.by_key[key]
+        return self._extra[key] if key in self._extra else self._own[key]
 
-    def values(self):
-        return self.by_key.values()
+    def values(self) -> list[GalleryIndex]:
+        return [*self._own.values(), *self._extra.values()]
 
     def with_objective(self, name: str, galleries: dict[str, np.ndarray]) -> "BundleIndexes":
-        """These indexes plus one objective's (a lab run): a new object sharing the others; this one unchanged."""
+        """These indexes plus one objective's (a lab run): a new object sharing the bundle's own; this one unchanged."""
         other = copy.copy(self)
-        other._galleries = {**self._galleries, **{(name, m): v for m, v in galleries.items()}}
-        other.by_key = {**self.by_key, **{(name, m): GalleryIndex.build(v) for m, v in galleries.items()}}
+        other._extra = {**self._extra, **{(name, m): GalleryIndex.build(v) for m, v in galleries.items()}}
         return other

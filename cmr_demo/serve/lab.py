@@ -2,8 +2,8 @@
 
 Why it exists: the paper's value is its study (which objective, how robust to missing texts or images,
 how sensitive to hyper-parameters), and on a bundle's stored features one training run takes seconds.
-Why it reproduces the bundle: it trains with `trainer.fit` (the builder's code path) on the features the
-builder trained on (`lab/features.safetensors`, float32) and scores with `train.final_metrics`; the same
+Why it reproduces the bundle: it trains with `train.fit.fit` (the builder's code path) on the features the
+builder trained on (`lab/features.safetensors`, float32) and scores with `train.stage.final_metrics`; the same
 settings and seed therefore give the stored metrics.
 
 A lab run never touches the bundle: its heads, gallery embeddings and map points live in the caller's

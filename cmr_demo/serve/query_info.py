@@ -9,7 +9,8 @@ bad answer from a question the gallery cannot answer.
 - Class scores come from the objective's own class structure (`Objective.class_scores`: classifier,
   prototypes or proxies); objectives without one (pair-wise) use class centroids of the gallery
   embeddings. One temperature per objective turns scores into probabilities; it is fitted on the
-  bundle's gallery (both modalities, labels known) by minimising the negative log-likelihood.
+  bundle's gallery (both modalities, labels known; a seeded sample of 10,000 items on larger galleries)
+  by minimising the negative log-likelihood.
 - Texts: the share of the query's content words that the gallery's captions use. A caption-trained
   backbone has never seen other words (a tiny CLIP pre-trained on its world has untrained embeddings
   for them), and feature distances do not separate such texts (measured: kNN similarity to the
@@ -142,13 +143,17 @@ class WorldCheck:
             self._calibrated.set()
 
     def _calibrate(self) -> None:
+        self._threshold: float | None = None
         try:
             self._threshold = float(np.quantile(_nearest_other(self.gallery), IMAGE_QUANTILE))
+        except Exception as err:  # noqa: BLE001  (out of memory on a huge gallery: say so per query, keep serving)
+            self._failure = f"{type(err).__name__}: {err}"
         finally:
             self._calibrated.set()
 
     @property
-    def image_threshold(self) -> float:
+    def image_threshold(self) -> float | None:
+        """The calibrated threshold (waits for the background calibration); None if it could not be computed."""
         self._calibrated.wait()
         return self._threshold
 
@@ -172,6 +177,8 @@ class WorldCheck:
     def image(self, features: np.ndarray) -> tuple[bool | None, str]:
         if self.gallery is None:
             return None, "this bundle stores no gallery features to compare the picture with"
+        if self.image_threshold is None:
+            return None, f"the image check could not be calibrated on this gallery ({self._failure[:120]})"
         f = np.asarray(features, np.float32).reshape(-1)
         sim = float((self.gallery @ (f / max(float(np.linalg.norm(f)), 1e-12))).max())
         verdict = sim >= self.image_threshold

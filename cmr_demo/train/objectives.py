@@ -352,7 +352,9 @@ class ObjectiveSpec:
             try:
                 parsed[key] = float(value)
             except (TypeError, ValueError):
-                raise ValueError(f"objective option {key}: '{value}' is not a number") from None
+                parsed[key] = math.nan
+            if not math.isfinite(parsed[key]):
+                raise ValueError(f"objective option {key}: '{value}' is not a finite number")
         valid = set().union(*(option_defaults(n) for n in names))
         for key in parsed:
             if key not in valid:
@@ -371,10 +373,6 @@ class ObjectiveSpec:
 
     def argv(self) -> list[str]:
         return ["--objective", ",".join(self.names), *(a for k, v in self.options for a in ("--objective-opt", f"{k}={v!r}"))]
-
-    def only(self, name: str) -> ObjectiveSpec:
-        """This spec narrowed to one of its names, with the options that name declares."""
-        return ObjectiveSpec((name,), tuple(sorted(self.options_for(name).items())))
 
 
 def _option_pair(text: str) -> tuple[str, str]:

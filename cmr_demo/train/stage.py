@@ -1,6 +1,7 @@
 """The training stage: train one CLIP4CMR checkpoint per objective and report mAP@all.
 
-    from cmr_demo.train.stage import TrainJob, DataConfig, train
+    from cmr_demo.train.objectives import ObjectiveSpec
+    from cmr_demo.train.stage import DataConfig, TrainJob, train
     metrics = train(TrainJob(DataConfig("wikipedia:../shared/data/wikipedia"), ObjectiveSpec.parse("pcl,ce"),
                              out="runs/wiki"))
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 
 from cmr_demo.files import package_versions, save_csv, save_heads, save_json, save_tensors
-from cmr_demo.cliargs import HelpFormatter, add_dataclass_args, dataclass_from_args
+from cmr_demo.cliargs import HelpFormatter, add_dataclass_args, dataclass_from_args, field_default
 from cmr_demo.data import data_spec_help, load_data
 from cmr_demo.backbone.features import FeatureSource, dataset_features
 from cmr_demo.train.heads import HeadConfig
@@ -35,6 +36,7 @@ from cmr_demo.metrics import evaluate
 from cmr_demo.train.fit import SELECTION_QUERIES, Tensors, TrainConfig, fit, selection_map, selection_queries
 
 STATE_FILE = "train_state.safetensors"
+STATE_EVERY_S = 2.0
 TEST_PROTOCOL_NOTE = ("NOTE: --select-on test reproduces the paper's protocol (the official code picks the epoch "
                       "on the test set); the test mAP below is therefore optimistic, not a held-out estimate.")
 
@@ -68,7 +70,7 @@ class TrainJob:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     out: str | None = None
     resume: bool = False
-    state_every: float = 2.0  # seconds between resume-state writes (0: every epoch)
+    state_every: float = STATE_EVERY_S  # seconds between resume-state writes (0: every epoch)
     quiet: bool = False  # no progress bars, tables or summaries (warnings are still printed)
 
     def val_fraction(self) -> float:
@@ -85,24 +87,19 @@ class TrainJob:
                 if f.name in skip:
                     continue
                 value = getattr(group, f.name)
-                if value == _default(f) and f.name != "device":  # the CLI's device default varies by machine
+                if value == field_default(f) and f.name != "device":  # the CLI's device default varies by machine
                     continue
                 flag = "--" + f.name.replace("_", "-")
                 out += [flag] if value is True else [f"--no-{flag[2:]}"] if value is False else [flag, str(value)]
         if not run_options:
             return out
         return out + ["--out", self.out or "-", *(["--resume"] if self.resume else []),
-                      *(["--state-every", str(self.state_every)] if self.state_every != 2.0 else []),
+                      *(["--state-every", str(self.state_every)] if self.state_every != STATE_EVERY_S else []),
                       *(["--quiet"] if self.quiet else [])]
 
 
 TRAIN_SET_PER_RUN = ("objective", "objective_options")
 HEAD_WIDTHS = ("image_dim", "text_dim")
-
-
-def _default(f):
-    from dataclasses import MISSING
-    return f.default if f.default is not MISSING else f.default_factory()
 
 
 def load_dataset(job: TrainJob):
@@ -182,7 +179,7 @@ def final_metrics(result, data: dict, class_names: list[str], cfg: TrainConfig) 
 
 
 def _say(job: TrainJob, line: str) -> None:
-    if not job.quiet:
+    if line and not job.quiet:
         print(line)
 
 
@@ -201,12 +198,9 @@ def train(job: TrainJob, dataset=None, features: tuple | None = None) -> dict[st
     if job.out is None:  # metrics only: the runs go to a folder that is removed afterwards
         with tempfile.TemporaryDirectory() as out:
             return train(replace(job, out=out), dataset, features)
-    if job.train.select_on == "test":
-        print(TEST_PROTOCOL_NOTE)  # a warning about the numbers: printed even when quiet
+    _say(job, TEST_PROTOCOL_NOTE if job.train.select_on == "test" else "")
     dataset = dataset if dataset is not None else load_dataset(job)
-    skipped = dataset.report.total > 0  # items left out are a warning: said even when quiet
-    if skipped or not job.quiet:
-        print(dataset.report.summary())
+    _say(job, dataset.report.summary())
     _say(job, f"data {dataset.spec}: " + ", ".join(f"{k} {len(v)}" for k, v in dataset.splits().items())
          + f"; {len(dataset.class_names)} classes; val {dataset.val_source if dataset.val else 'none'}")
     t0 = time.perf_counter()
@@ -219,8 +213,7 @@ def train(job: TrainJob, dataset=None, features: tuple | None = None) -> dict[st
     rows = {name: train_objective(name, job, head_cfg, feats, source, dataset) for name in job.objectives.names}
     if not job.quiet:
         print_table(rows, job.train.select_on)
-    if skipped or not job.quiet:
-        print(dataset.report.summary())  # again at the end: skipped items must not scroll away unseen
+    _say(job, dataset.report.summary())  # again at the end: skipped items must not scroll away unseen
     return rows
 
 
@@ -250,7 +243,7 @@ def job_from_args(args: argparse.Namespace, out: str | None) -> TrainJob:
         train=TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in TRAIN_SET_PER_RUN}),
         heads=dataclass_from_args(HeadConfig, args),
         features=FeatureConfig(args.backbone, args.cache_dir, args.extract_batch_size, args.num_workers),
-        out=out, resume=getattr(args, "resume", False), state_every=getattr(args, "state_every", 2.0),
+        out=out, resume=getattr(args, "resume", False), state_every=getattr(args, "state_every", STATE_EVERY_S),
         quiet=getattr(args, "quiet", False))
 
 
@@ -259,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_args(p)
     p.add_argument("--out", required=True, help="output folder; one sub-folder per objective")
     p.add_argument("--resume", action="store_true", help="continue interrupted runs, keep finished ones")
-    p.add_argument("--state-every", type=float, default=2.0, metavar="SECONDS",
+    p.add_argument("--state-every", type=float, default=STATE_EVERY_S, metavar="SECONDS",
                    help="write the resume state at most this often (0: every epoch); a resumed run replays the rest")
     p.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     return p
@@ -272,5 +265,13 @@ def parse_job(argv: list[str]) -> TrainJob:
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:
-    return train(parse_job(sys.argv[1:] if argv is None else argv))
-
+    """The command: the job its flags describe. With --quiet (no bars, tables or summaries) the warnings about
+    the numbers are still printed: the test-split protocol note, and the items the data left out, last."""
+    job = parse_job(sys.argv[1:] if argv is None else argv)
+    dataset = load_dataset(job)
+    if job.quiet and job.train.select_on == "test":
+        print(TEST_PROTOCOL_NOTE)
+    rows = train(job, dataset)
+    if job.quiet and dataset.report.total:
+        print(dataset.report.summary())
+    return rows
