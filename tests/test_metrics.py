@@ -98,6 +98,7 @@ def test_labels_as_tensors_that_cannot_become_numpy_directly(monkeypatch):
     assert got["avg_map"] == expected["avg_map"] and got["per_class_ap"] == expected["per_class_ap"]
 
 
+@pytest.mark.slow  # ranks 25,000 x 25,000 exactly to compare with: ~15 s on 2 cores
 def test_selection_on_a_large_split_samples_queries_and_stays_faithful_to_map_at_all():
     """Above 2,000 validation items the per-epoch selection ranks a fixed sample of 2,000 queries against the whole
     split (linear, not quadratic, in its size); its mean AP stays within 0.01 of mAP@all over every query."""
