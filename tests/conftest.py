@@ -12,6 +12,27 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_empty_download_folders():
+    """gradio_client downloads each output file through a fresh folder $TMPDIR/<40 hex digits>/ and moves the
+    file on, leaving the folder behind (gradio_client 2.x, Client._download_file): hundreds per test session.
+    The empty ones this session made are removed at its end; nothing else is touched."""
+    import re
+    import tempfile
+    root = Path(tempfile.gettempdir())
+    named = re.compile(r"[0-9a-f]{40}")
+
+    def leftovers() -> set[Path]:
+        return {p for p in root.iterdir() if named.fullmatch(p.name) and p.is_dir()}
+    before = leftovers()
+    yield
+    for folder in leftovers() - before:
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CMR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "feature-cache"))
