@@ -83,15 +83,15 @@ def bundle_folders(paths: list[str]) -> list[Path]:
 def load_services(paths: list[str]) -> dict[str, RetrievalService]:
     """{name: service} for every bundle, in order (the first is the default); names are folder names,
     made unique with a suffix when two folders share one."""
-    from cmr_demo.bundle.load import load_bundle
     from cmr_demo.files import CheckpointError
+    from cmr_demo.serve.service import load
     services: dict[str, RetrievalService] = {}
     for folder in bundle_folders(paths):
         name, n = folder.resolve().name, 2
         while name in services:
             name, n = f"{folder.resolve().name}-{n}", n + 1
         try:
-            services[name] = RetrievalService(load_bundle(folder), name)
+            services[name] = load(folder, name)
         except (CheckpointError, ValueError, OSError) as err:
             raise SystemExit(f"error: bundle '{folder}' cannot be served: {err}") from None
     return services

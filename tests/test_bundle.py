@@ -144,6 +144,14 @@ def test_gallery_paths_cannot_escape_the_bundle(small_bundle, tmp_path):
     assert any("points outside the bundle" in p for p in verify(evil))
     with pytest.raises(CheckpointError, match="points outside"):
         load_bundle(evil, check_hashes=False)
+    # a re-signed item naming a listed file of the bundle that is not a gallery picture: refused at load too
+    first["image"] = "objectives/ce/heads.safetensors"
+    items.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    manifest["files"]["gallery/items.jsonl"] = file_sha256(items)
+    del manifest["files"]["../outside.txt"]
+    (evil / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="not under gallery/images/"):
+        load_bundle(evil)
 
 
 def test_links_out_of_the_bundle_are_refused_and_links_within_it_are_not(small_bundle, tmp_path):

@@ -63,7 +63,8 @@ def _verify_card(folder: Path, manifest: dict) -> list[str]:
 
 
 def _verify_items(folder: Path, manifest: dict, n: int) -> list[str]:
-    """One record per gallery item, each picture it names a file the manifest lists (so hashed)."""
+    """One record per gallery item, each picture it names a file under gallery/images/ that the manifest lists (so
+    hashed, and checked not to lead outside the bundle): what lets the loader serve items' pictures as they are."""
     path = folder / ITEMS_FILE
     if ITEMS_FILE not in manifest["files"] or not path.is_file():
         return [f"missing file {ITEMS_FILE}"]
@@ -73,8 +74,11 @@ def _verify_items(folder: Path, manifest: dict, n: int) -> list[str]:
         return [f"{ITEMS_FILE} is not one JSON object per line: {err}"]
     problems = [] if len(items) == n else [f"{ITEMS_FILE} has {len(items)} items, the manifest says {n}"]
     unlisted = [it.get("image") for it in items if it.get("image") and it["image"] not in manifest["files"]]
+    elsewhere = [it["image"] for it in items if it.get("image") and not str(it["image"]).startswith(IMAGES_DIR)]
     return problems + ([f"{len(unlisted)} gallery pictures are not listed in the manifest, e.g. {unlisted[0]!r}"]
-                       if unlisted else [])
+                       if unlisted else []) + ([f"{len(elsewhere)} gallery pictures are not under {IMAGES_DIR}, e.g. "
+                                               f"{elsewhere[0]!r}: the app serves only gallery pictures"]
+                                              if elsewhere else [])
 
 
 def _verify_objective(folder: Path, name: str, rel_dir: str, n: int, listed: set[str],
