@@ -103,6 +103,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pretrain", default="runs/pretrain", help="folder written by python -m cmr_demo.backbone.pretrain")
     p.add_argument("--supervised-steps", type=int, default=3000, help="steps of the supervised ceiling")
+    p.add_argument("--reuse-ceiling", default=None, metavar="JSON",
+                   help="take the supervised ceiling from an earlier result of this script instead of training it again "
+                        "(it trains from scratch on the world's scenes, so it does not depend on the backbone measured)")
     p.add_argument("--out", default=str(RESULTS / "backbone"))
     args = p.parse_args()
     summary = json.loads((Path(args.pretrain) / "pretrain.json").read_text())
@@ -113,7 +116,8 @@ def main() -> None:
               "zero_shot": summary["zero_shot_test"],
               "pretrain": {k: summary[k] for k in ("steps", "pairs_seen", "train_s", "stopped_by")},
               "linear_probe": linear_probe(backbone, data),
-              "supervised": supervised(cfg, args.supervised_steps, data.test)}
+              "supervised": (json.loads(Path(args.reuse_ceiling).read_text())["supervised"] if args.reuse_ceiling
+                             else supervised(cfg, args.supervised_steps, data.test))}
     result["zero_shot"].pop("per_class", None)
     save_json(Path(args.out).with_suffix(".json"), result)
     print(json.dumps({k: result[k]["accuracy"] for k in ("zero_shot", "linear_probe", "supervised")}))

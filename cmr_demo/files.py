@@ -20,11 +20,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load, save as st_save
 
-from cmr_demo.train.heads import HeadConfig, Heads
-
-HEADS_FORMAT = "cmr_demo.heads/1"
-
-
 class CheckpointError(ValueError):
     """A checkpoint is missing, damaged or does not fit what it is loaded for."""
 
@@ -83,13 +78,22 @@ def save_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def load_json(path: str | Path) -> Any:
+def read_bytes(path: str | Path) -> bytes:
     try:
-        return json.loads(Path(path).read_text())
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"missing file {path}") from None
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err}); the file is damaged") from None
+
+
+def json_from(data: bytes, where: str | Path) -> Any:
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{where} is not valid JSON ({err}); the file is damaged") from None
+
+
+def load_json(path: str | Path) -> Any:
+    return json_from(read_bytes(path), path)
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -99,10 +103,11 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and the string metadata of a safetensors file."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"missing file {path}") from None
+    return tensors_from(read_bytes(path), path)
+
+
+def tensors_from(data: bytes, path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and the string metadata of a safetensors file's bytes (`path` names it in errors)."""
     try:
         header_len = int.from_bytes(data[:8], "little")
         metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
@@ -110,28 +115,3 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     except (SafetensorError, ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file ({err}); it is damaged or "
                               f"of another format") from None
-
-
-def save_heads(path: str | Path, heads: Heads, extra: dict[str, str] | None = None) -> None:
-    """Weights plus the config that rebuilds them (and e.g. the feature source) in the metadata."""
-    meta = {**(extra or {}), "format": HEADS_FORMAT, "head_config": json.dumps(heads.cfg.__dict__)}
-    save_tensors(path, heads.state_dict(), meta)
-
-
-def load_heads(path: str | Path, image_dim: int | None = None, text_dim: int | None = None,
-               source: str | None = None) -> Heads:
-    """Rebuild heads from their own saved config; refuse features of other widths or origin."""
-    tensors, meta = load_tensors(path)
-    if meta.get("format") != HEADS_FORMAT:
-        raise CheckpointError(f"{path} is not a cmr_demo heads file (format {meta.get('format')!r}, "
-                              f"expected {HEADS_FORMAT!r})")
-    cfg = HeadConfig(**json.loads(meta["head_config"]))
-    for name, want, have in (("image", image_dim, cfg.image_dim), ("text", text_dim, cfg.text_dim)):
-        if want is not None and want != have:
-            raise CheckpointError(f"{path} was trained on {have}-d {name} features but the backbone gives "
-                                  f"{want}-d {name} features; use the backbone it was trained with")
-    if source is not None and meta.get("feature_source") not in (None, source):
-        raise CheckpointError(f"{path} was trained on features from '{meta['feature_source']}', not '{source}'")
-    heads = Heads(cfg)
-    heads.load_state_dict(tensors)
-    return heads.eval()

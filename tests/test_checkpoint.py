@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from cmr_demo.files import CheckpointError, load_heads, save_heads, save_json, load_json
+from cmr_demo.files import CheckpointError, save_json, load_json
+from cmr_demo.train.heads import load_heads, save_heads
 from cmr_demo.train.heads import HeadConfig, Heads
 
 

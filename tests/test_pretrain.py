@@ -8,6 +8,7 @@ import torch
 from cmr_demo.backbone.clip import load_backbone, open_clip, register_model_configs
 from cmr_demo.files import load_json, load_tensors
 from cmr_demo.data import load_data
+from cmr_demo.backbone.prompts import zero_shot_accuracy
 from cmr_demo.backbone.pretrain import (
     PRETRAIN_FORMAT,
     PretrainConfig,
@@ -16,7 +17,6 @@ from cmr_demo.backbone.pretrain import (
     prepare_split,
     random_shift,
     train_step,
-    zero_shot_accuracy,
 )
 
 ARCH = "nano-clip"  # 32 px: the model's preprocess resizes the 64 px shapes, so any arch fits
@@ -67,7 +67,7 @@ def test_cli_writes_files_that_reload_identically(tmp_path, data):
     assert s["zero_shot_test"]["n"] == 40 and s["reload_max_abs_diff"] == 0.0
     _, meta = load_tensors(out / "backbone.safetensors")
     assert meta["format"] == PRETRAIN_FORMAT
-    cfg = PretrainConfig.from_json(meta["pretrain_config"])
+    cfg = PretrainConfig(**json.loads(meta["pretrain_config"]))
     assert cfg == PretrainConfig(**load_json(out / "pretrain.json")["config"])
     assert (cfg.arch, cfg.batch_size, cfg.steps) == (ARCH, 16, 4)
     # the real loading path, twice: same weights -> same features

@@ -98,10 +98,8 @@ def test_bad_specs_raise_clear_errors(arg, message):
     assert arg in str(err.value)
 
 
-def test_default_size_and_sample_grid(tmp_path):
+def test_default_size():
     assert shapes.DEFAULT_ITEMS == 3000
-    grid = shapes.sample_grid(n=6, path=tmp_path / "grid.png", cols=3)
-    assert (tmp_path / "grid.png").exists() and grid.size[0] > 3 * 64 and grid.size[1] > 2 * 64
 
 
 def test_a_second_seed_draws_a_disjoint_sample_with_its_own_ids():

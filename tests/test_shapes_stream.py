@@ -37,6 +37,6 @@ def test_stream_pictures_are_not_the_benchmark_or_gallery_pictures():
 
 
 def test_the_unstyled_world_is_unchanged_by_the_style_option():
-    image, facts = shapes._scene(7, 3, shapes.SEED, None)
-    image2, facts2 = shapes._scene(7, 3, shapes.SEED, {})
+    image, facts = shapes.render_scene(7, 3, shapes.SEED, None)
+    image2, facts2 = shapes.render_scene(7, 3, shapes.SEED, {})
     assert np.array_equal(np.asarray(image), np.asarray(image2)) and facts == facts2

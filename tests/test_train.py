@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cmr_demo.files import load_heads, load_json
+from cmr_demo.files import load_json
+from cmr_demo.train.heads import load_heads
 from cmr_demo.train.stage import STATE_FILE, main
 
 SMALL = ["--data", "synthetic:600", "--hidden-dim", "32", "--embed-dim", "64", "--lr", "1e-3",
@@ -75,7 +76,7 @@ def test_text_fraction_changes_training(tmp_path):
     assert changed_share(full, part) > 0.5  # most queries rank differently
     history = (tmp_path / "part" / "pcl" / "history.csv").read_text().splitlines()
     assert load_json(tmp_path / "part" / "pcl" / "config.json")["train"]["text_fraction"] == 0.3 and len(history) == 5
-    with pytest.raises(ValueError, match="fractions"):
+    with pytest.raises(ValueError, match=r"text_fraction must be in \(0, 1\]"):
         run(tmp_path, "--epochs", "1", "--text-fraction", "0", out="zero")
 
 

@@ -8,17 +8,14 @@ Spec grammar (one string, as on the command line):
   local-dir:DIR     a folder with open_clip_config.json and weights
 Architectures are open_clip's plus the small JSON configs in cmr_demo/model_configs/.
 
-Why the reachability check: open_clip retries a download for ~45 s when the hub cannot be
-reached. We look in the local caches first and, when weights are missing and the hub is out of
-reach (or HF_HUB_OFFLINE=1), fail at once with the ways to provide weights locally.
+Weights that are neither cached nor reachable fail at once, saying how to provide them (`cmr_demo.backbone.hub`).
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
-import socket
-import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +25,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from cmr_demo.backbone.hub import BackboneError, cached_hf, hub_endpoint, require_downloadable
 from cmr_demo.files import file_sha256
 from cmr_demo.compat import ensure_torchvision
 
@@ -38,11 +36,6 @@ CONFIG_DIR = Path(__file__).parent / "model_configs"
 DEFAULT_BACKBONE = "RN50:openai"  # the paper's frozen backbone
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-_REACH_TIMEOUT_S = 1.0
-
-
-class BackboneError(ValueError):
-    """A backbone spec cannot be resolved or loaded; the message says how to fix it."""
 
 
 @lru_cache(maxsize=None)
@@ -65,8 +58,8 @@ class BackboneSpec:
 
 class SpecKind:
     """One form of backbone spec: how it is recognised, checked before loading, created through open_clip,
-    identified (what the weights are, without loading them) and carried into a bundle. The registry below
-    replaces the if/elif chains the loader, the feature cache and the bundle builder each had."""
+    identified (what the weights are, without loading them) and carried into a bundle. The loader, the feature
+    cache and the bundle builder all ask the registry below (SPEC_KINDS), never the spec's form."""
     prefixed = False  # "KIND:VALUE" (hf-hub, local-dir) rather than "ARCH:VALUE"
 
     def matches(self, arch: str, rest: str) -> bool:  # for ARCH:VALUE kinds, tried in registry order
@@ -103,7 +96,7 @@ class Tag(SpecKind):
         return bool(open_clip.get_pretrained_cfg(arch, rest))
 
     def check(self, spec):
-        _require_downloadable(spec, *_tag_source(spec))
+        require_downloadable(spec, *_tag_source(spec))
 
 
 class File(SpecKind):
@@ -127,7 +120,7 @@ class HfHub(SpecKind):
     prefixed = True
 
     def check(self, spec):
-        _require_downloadable(spec, _hub_endpoint(), _cached_hf(spec.value, ["open_clip_config.json"]))
+        require_downloadable(spec, hub_endpoint(), cached_hf(spec.value, ["open_clip_config.json"]))
 
     def create_args(self, spec):
         return spec.text, None
@@ -194,40 +187,6 @@ def in_bundle(stored: str, folder: Path) -> str:
     return f"{head}:{Path(folder).resolve() / rest}" if rest.startswith("backbone/") else stored
 
 
-def _reachable(url: str) -> bool:
-    """TCP connect within ~1 s (in a thread, so a hanging DNS lookup cannot block us longer)."""
-    host, port = urlparse(url).hostname or "", urlparse(url).port or 443
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=_REACH_TIMEOUT_S).close()
-            result.append(True)
-        except OSError:
-            result.append(False)
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(_REACH_TIMEOUT_S + 0.2)
-    return bool(result and result[0])
-
-
-def _hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-
-def _cached_hf(repo_id: str, filenames: Sequence[str]) -> str | None:
-    from huggingface_hub import try_to_load_from_cache
-    for name in filenames:
-        hit = try_to_load_from_cache(repo_id, name)
-        if isinstance(hit, str):
-            return hit
-    return None
-
-
-def _hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-
-
 def _tag_source(spec: BackboneSpec) -> tuple[str, str | None]:
     """(where a pretrained tag's weights download from, their cached copy or None)."""
     cfg = open_clip.get_pretrained_cfg(spec.arch, spec.value)
@@ -235,23 +194,10 @@ def _tag_source(spec: BackboneSpec) -> tuple[str, str | None]:
         repo, filename = os.path.split(cfg["hf_hub"])
         names = [filename, filename.replace(".bin", ".safetensors")] if filename else [
             "open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        return _hub_endpoint(), _cached_hf(repo, names)
+        return hub_endpoint(), cached_hf(repo, names)
     where = cfg.get("url", "")
     local = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(urlparse(where).path)
     return where, str(local) if local.is_file() else None
-
-
-def _require_downloadable(spec: BackboneSpec, where: str, cached: str | None) -> None:
-    """Raise at once when the weights are neither cached nor reachable."""
-    if cached:
-        return
-    why = "HF_HUB_OFFLINE is set" if _hf_offline() else (None if _reachable(where) else f"{where} cannot be reached")
-    if why:
-        raise BackboneError(
-            f"weights for backbone '{spec.text}' are not in the local cache and {why}. Provide them locally: "
-            f"a weights file ('{spec.arch or 'ARCH'}:/path/to/open_clip_model.safetensors'), a folder "
-            f"('local-dir:/path' with open_clip_config.json and weights), or fetch them once on a machine "
-            f"with network access (HF_HUB_OFFLINE unset) to fill the cache.")
 
 
 def split_preprocess(preprocess) -> tuple[Any, torch.Tensor, torch.Tensor] | None:
@@ -383,3 +329,22 @@ def load_backbone(spec: str, device: str = "cpu", precision: str = "fp32") -> Ba
         raise BackboneError(f"open_clip could not load backbone '{spec}': {err}") from err
     return Backbone(spec=parsed.text, model=model, preprocess=preprocess, tokenizer=tokenizer,
                     weights_sha256=weights_identity(spec), device=dev, precision=precision)
+
+
+def backbone_from_state(arch: str, state: dict, identity: str, spec: str, device: str = "cpu") -> Backbone:
+    """A backbone from weights already in memory (a bundle's, read and checked once): the architecture built as
+    `ARCH:random` would be, then the weights loaded. `identity` is what the weights are (their sha256)."""
+    register_model_configs()
+    dev = _resolve_device(device, "fp32")
+    logging.disable(logging.WARNING)  # open_clip warns that it made a model without weights: they come next
+    try:
+        (model, _, preprocess), tokenizer = _create(BackboneSpec("random", arch, "random"), dev)
+    finally:
+        logging.disable(logging.NOTSET)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise BackboneError(f"the weights of backbone '{spec}' do not fit the architecture '{arch}': "
+                            f"{str(err)[:300]}") from None
+    return Backbone(spec=spec, model=model, preprocess=preprocess, tokenizer=tokenizer, weights_sha256=identity,
+                    device=dev)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from cmr_demo.backbone.clip import Backbone, load_backbone, open_clip, register_model_configs
+from cmr_demo.backbone.prompts import zero_shot_accuracy
 from cmr_demo.files import atomic_write_bytes, package_versions, save_json, save_tensors
 from cmr_demo.cliargs import HelpFormatter, add_dataclass_args, dataclass_from_args
 from cmr_demo.data import Split, load_data
@@ -33,7 +34,6 @@ from cmr_demo.data.shapes_stream import ShapesStream, StreamConfig
 
 PRETRAIN_FORMAT = "cmr_demo.pretrain/1"
 WEIGHTS_FILE, SUMMARY_FILE = "backbone.safetensors", "pretrain.json"
-TEMPLATE = "a photo of a {}."
 MAX_LOGIT_SCALE = math.log(100)  # CLIP's clamp: a larger temperature makes the loss unstable
 STREAM = "shapes-stream"
 PROBE_ITEMS = 1000  # val items scored during training: ~1 s on 2 cores, +-0.015 at accuracy 0.85
@@ -52,7 +52,16 @@ class PretrainConfig:
     steps: int = field(default=9000, metadata={"help": "optimisation steps: the cosine schedule ends here"})
     batch_size: int = field(default=128, metadata={"help": "pairs per step; all others in the batch are negatives"})
     group: int = field(default=16, metadata={"help": "stream only: pictures sharing every non-shape style; 1 = none"})
-    hard_fraction: float = field(default=0.75, metadata={"help": "stream only: share of a batch in style groups"})
+    hard_fraction: float = field(default=0.75, metadata={"help": "stream only: share of the world's scenes in style groups"})
+    drawing_fraction: float = field(default=0.0, metadata={"help": (
+        "stream only: share of a batch that is drawings of the shapes as visitors make them (outline, filled, "
+        "wobbly, photographed paper)")})
+    drawing_group: int = field(default=8, metadata={"help": "stream only: drawings sharing their look; 1 = none"})
+    outside_fraction: float = field(default=0.0, metadata={"help": (
+        "stream only: share of a batch that is pictures of other things (noise, flat colours, writing, ...)")})
+    init: str = field(default="", metadata={"help": (
+        "start from these weights (a backbone.safetensors of the same arch) instead of a random model: continued "
+        "pre-training on a changed stream")})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW; small towers from scratch take it)"})
     weight_decay: float = field(default=0.1, metadata={"help": "CLIP's; not on gains, biases, embeddings, temperature"})
     warmup_steps: int = field(default=200, metadata={"help": "linear warmup: avoids an early collapse at the peak lr"})
@@ -75,10 +84,6 @@ class PretrainConfig:
             raise ValueError(f"steps and eval_every must be >= 1 and batch_size >= 2 (a contrastive batch needs "
                              f"negatives); got steps={self.steps}, eval_every={self.eval_every}, "
                              f"batch_size={self.batch_size}")
-
-    @classmethod
-    def from_json(cls, text: str) -> PretrainConfig:
-        return cls(**json.loads(text))
 
 
 def prepare_split(split: Split, preprocess, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +164,8 @@ def _pixels_to_model(preprocess):
 
 def stream_batches(cfg: PretrainConfig, start: int, preprocess, tokenizer) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches `start`, `start + 1`, ... of the endless stream as (model input, tokens)."""
-    stream = ShapesStream(StreamConfig(cfg.batch_size, cfg.group, cfg.hard_fraction), start)
+    stream = ShapesStream(StreamConfig(cfg.batch_size, cfg.group, cfg.hard_fraction, drawing_fraction=cfg.drawing_fraction,
+                                       drawing_group=cfg.drawing_group, outside_fraction=cfg.outside_fraction), start)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.workers,
                                          prefetch_factor=4 if cfg.workers else None)
     convert = _pixels_to_model(preprocess)
@@ -258,53 +264,6 @@ def train(model, batches_from, cfg: PretrainConfig, out: Path, probe, sitting: S
             "resumed_at_s": before_s, "train_images_per_s": step * cfg.batch_size / max(before_s + sitting_s, 1e-9)}
 
 
-def _encoders(model_or_backbone, preprocess=None, tokenizer=None):
-    """(encode_images, encode_texts) returning [N, D] float32 arrays, for a Backbone or a bare model."""
-    if isinstance(model_or_backbone, Backbone):
-        bb = model_or_backbone
-        return (lambda ims: bb.encode_images(ims, progress=False), lambda txt: bb.encode_texts(txt, progress=False))
-    if preprocess is None or tokenizer is None:
-        raise ValueError("a bare open_clip model needs its preprocess and tokenizer to be scored")
-    model = model_or_backbone
-    device = next(model.parameters()).device
-
-    @torch.no_grad()
-    def images(ims):
-        x = torch.stack([preprocess(im.convert("RGB")) for im in ims])
-        return torch.cat([model.encode_image(x[i:i + 256].to(device)).cpu() for i in range(0, len(x), 256)]).numpy()
-
-    @torch.no_grad()
-    def texts(txt):
-        return model.encode_text(tokenizer(list(txt)).to(device)).cpu().numpy()
-    return images, texts
-
-
-def zero_shot_accuracy(model_or_backbone, split: Split, class_names: Sequence[str] | None = None,
-                       template: str = TEMPLATE, preprocess=None, tokenizer=None) -> dict[str, Any]:
-    """Classify each image as the class whose prompt is nearest by cosine; accuracy overall and per class."""
-    class_names = list(class_names or split.class_names)
-    encode_images, encode_texts = _encoders(model_or_backbone, preprocess, tokenizer)
-    was_training = getattr(model_or_backbone, "training", False)
-    if isinstance(model_or_backbone, torch.nn.Module):
-        model_or_backbone.eval()
-    img = encode_images(split.images)  # [N, D]
-    txt = encode_texts([template.format(c) for c in class_names])  # [C, D]
-    if was_training:
-        model_or_backbone.train()
-    return zero_shot_from_features(img, txt, split.labels, class_names, template)
-
-
-def zero_shot_from_features(img: np.ndarray, prompts: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                            template: str = TEMPLATE) -> dict[str, Any]:
-    """The same score from features already extracted: [N, D] images, [C, D] prompt features, [N] labels."""
-    img = img / np.linalg.norm(img, axis=1, keepdims=True)
-    prompts = prompts / np.linalg.norm(prompts, axis=1, keepdims=True)
-    hit = (img @ prompts.T).argmax(1) == labels
-    per_class = {name: float(hit[labels == c].mean()) for c, name in enumerate(class_names) if (labels == c).any()}
-    return {"accuracy": float(hit.mean()), "per_class": per_class, "template": template,
-            "n": len(hit), "chance": 1.0 / len(class_names)}
-
-
 def save_backbone(model: torch.nn.Module, cfg: PretrainConfig, out: Path) -> Path:
     """The open_clip state dict, atomically, with the config that produced it in the metadata."""
     path = out / WEIGHTS_FILE
@@ -343,6 +302,10 @@ def pretrain(cfg: PretrainConfig, out: str | Path, sitting: Sitting = Sitting())
     register_model_configs()
     torch.manual_seed(cfg.seed)
     model, _, preprocess = open_clip.create_model_and_transforms(cfg.arch, pretrained=None, device=cfg.device)
+    if cfg.init and not sitting.resume:
+        from cmr_demo.files import load_tensors
+        weights, _ = load_tensors(cfg.init)
+        model.load_state_dict(weights)
     tokenizer = open_clip.get_tokenizer(cfg.arch)
     evaluation = load_data(cfg.eval_data)
     probe_split = evaluation.val.subset(np.arange(min(PROBE_ITEMS, len(evaluation.val))))

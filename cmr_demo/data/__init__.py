@@ -24,15 +24,13 @@ READERS: dict[str, tuple[str, str]] = {
     "npz": ("npz", "pre-computed features with labels in one .npz"),
     "synthetic": ("synthetic", "seeded class-structured features, for tests and smoke runs"),
     "shapes": ("shapes", "procedural images + captions of 10 shape classes: shapes[:N[,seed=S]]"),
+    "webshapes": ("webshapes", "the shapes world made hard: 40 shape-and-colour classes, partial captions, noisy "
+                               "labels, a long tail: webshapes[:N[,seed=S]]"),
 }
 
 
 def _reader(name: str) -> Reader:
     return importlib.import_module(f".{READERS[name][0]}", __name__).read
-
-
-def list_readers() -> list[str]:
-    return list(READERS)
 
 
 def data_spec_help() -> str:
@@ -81,5 +79,5 @@ def load_data(spec: str, strict: bool = False, val_fraction: float = 0.1, seed: 
     return with_validation(read_data(spec, strict), val_fraction, seed)
 
 
-__all__ = ["Dataset", "DataError", "IngestReport", "Split", "data_spec_help", "load_data", "list_readers", "parse_spec", "read_data",
+__all__ = ["Dataset", "DataError", "IngestReport", "Split", "data_spec_help", "load_data", "parse_spec", "read_data",
            "with_validation"]

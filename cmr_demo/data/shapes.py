@@ -9,8 +9,6 @@ class only indirectly, so text retrieval is not string matching. Item i is drawn
 from __future__ import annotations
 
 import math
-import textwrap
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -19,7 +17,7 @@ from cmr_demo.data.types import Dataset, DataError, IngestReport, Split
 
 DEFAULT_ITEMS = 3000  # ~300 per class: enough for stable mAP, renders in a few seconds
 SIZE = 64  # output pixels; small because the tiny CLIP runs on CPU
-SS = 2  # drawn at 2x and box-reduced: anti-aliased edges at the cost of a 128px canvas
+SUPERSAMPLE = 2  # drawn at 2x and box-reduced: anti-aliased edges at the cost of a 128px canvas
 SEED = 20240601  # the data is fixed; training seeds vary separately
 TRAIN_FRACTION, VAL_FRACTION = 0.7, 0.1  # the rest is test
 INDIRECT_RATE = 0.15  # share of captions that name the class only by description
@@ -112,9 +110,9 @@ POLYGONS = {"star": (_regular(5, 0.42), 2 * math.pi), "heart": (_heart(), 0.6), 
             "hexagon": (_regular(6), math.pi / 3), "ring": (None, 0), "arrow": (_ARROW, 2 * math.pi)}
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, cls: str, cx: float, cy: float, r: float, colour, rng) -> None:
-    """Draw one instance at 64px coordinates (scaled by SS); rotation is applied to the polygon."""
-    cx, cy, r = cx * SS, cy * SS, r * SS
+def draw_shape(draw: ImageDraw.ImageDraw, cls: str, cx: float, cy: float, r: float, colour, rng) -> None:
+    """Draw one instance at 64px coordinates (scaled by SUPERSAMPLE); rotation is applied to the polygon."""
+    cx, cy, r = cx * SUPERSAMPLE, cy * SUPERSAMPLE, r * SUPERSAMPLE
     if cls in ("circle", "ring"):
         box = [cx - r, cy - r, cx + r, cy + r]
         draw.ellipse(box, fill=colour if cls == "circle" else None,
@@ -127,7 +125,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, cls: str, cx: float, cy: float, r: fl
     draw.polygon([tuple(p) for p in pts.tolist()], fill=colour)
 
 
-def _background(rng: np.random.Generator, style: dict | None = None) -> tuple[np.ndarray, str, str]:
+def background(rng: np.random.Generator, style: dict | None = None) -> tuple[np.ndarray, str, str]:
     """[SIZE, SIZE, 3] float background, its colour name and texture (`style` may fix either)."""
     name = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
     texture = list(TEXTURES)[rng.integers(len(TEXTURES))]
@@ -153,13 +151,13 @@ def _background(rng: np.random.Generator, style: dict | None = None) -> tuple[np
     return base + mix[..., None] * (shade - base), name, texture
 
 
-def _colour_against(rng: np.random.Generator, bg_name: str, avoid: str | None = None) -> str:
+def colour_against(rng: np.random.Generator, bg_name: str, avoid: str | None = None) -> str:
     bg = np.array(BACKGROUNDS[bg_name])
     ok = [c for c, v in COLOURS.items() if c != avoid and np.linalg.norm(np.array(v) - bg) >= MIN_CONTRAST]
     return ok[rng.integers(len(ok))]
 
 
-def _place(rng, radii: list[float], taken: list[tuple]) -> list[tuple]:
+def place(rng, radii: list[float], taken: list[tuple]) -> list[tuple]:
     """Non-overlapping (cx, cy, r) inside the canvas; an object that finds no room is shrunk, then dropped."""
     out = []
     for r in radii:
@@ -172,7 +170,7 @@ def _place(rng, radii: list[float], taken: list[tuple]) -> list[tuple]:
     return out
 
 
-def _scene(i: int, label: int, seed: int, style: dict | None = None) -> tuple[Image.Image, dict]:
+def render_scene(i: int, label: int, seed: int, style: dict | None = None) -> tuple[Image.Image, dict]:
     """Render item i; return the image and the facts its caption may mention.
 
     `style` (pre-training only) fixes some non-shape facts: `bg`, `texture`, `count`, `size`, `colour`, and
@@ -181,39 +179,39 @@ def _scene(i: int, label: int, seed: int, style: dict | None = None) -> tuple[Im
     rng = np.random.default_rng([seed, i])
     style = style or {}
     cls = CLASS_NAMES[label]
-    bg, bg_name, texture = _background(rng, style)
+    bg, bg_name, texture = background(rng, style)
     count = int(rng.choice([1, 1, 2, 3]))  # single objects are commonest, as in photos
     count = style.get("count", count)
     size = ["small", "medium", "large"][rng.integers(3 if count == 1 else 2)]
     size = style.get("size", size)
     r = {"small": (7, 10), "medium": (11, 15), "large": (17, 23)}[size]
     radius = rng.uniform(*r)
-    mains = _place(rng, [radius] * count, [])
+    mains = place(rng, [radius] * count, [])
     if "at" in style and count == 1:  # one object at the group's point (kept inside the canvas)
         mains = [(*(float(np.clip(v, radius + 1, SIZE - 1 - radius)) for v in style["at"]), radius)]
     others = [c for c in CLASS_NAMES if c != cls]
     n_distract = int(rng.integers(0, 3))
-    extra = _place(rng, [rng.uniform(4.5, 6.5) for _ in range(n_distract)], mains)
-    colour = _colour_against(rng, bg_name)
+    extra = place(rng, [rng.uniform(4.5, 6.5) for _ in range(n_distract)], mains)
+    colour = colour_against(rng, bg_name)
     colour = style.get("colour", colour)
-    canvas = Image.fromarray(bg.astype(np.uint8)).resize((SIZE * SS, SIZE * SS), Image.NEAREST)
+    canvas = Image.fromarray(bg.astype(np.uint8)).resize((SIZE * SUPERSAMPLE, SIZE * SUPERSAMPLE), Image.NEAREST)
     draw = ImageDraw.Draw(canvas)
     for cx, cy, rr in mains:
-        _draw_shape(draw, cls, cx, cy, rr, COLOURS[colour], rng)
+        draw_shape(draw, cls, cx, cy, rr, COLOURS[colour], rng)
     distractors = []
     for cx, cy, rr in extra:
-        d_cls, d_col = others[rng.integers(len(others))], _colour_against(rng, bg_name)
-        _draw_shape(draw, d_cls, cx, cy, rr, COLOURS[d_col], rng)
+        d_cls, d_col = others[rng.integers(len(others))], colour_against(rng, bg_name)
+        draw_shape(draw, d_cls, cx, cy, rr, COLOURS[d_col], rng)
         distractors.append((d_col, d_cls))
-    pixels = np.asarray(canvas.reduce(SS), np.float32)
+    pixels = np.asarray(canvas.reduce(SUPERSAMPLE), np.float32)
     pixels += rng.normal(0, rng.uniform(0, 10), pixels.shape)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     facts = dict(cls=cls, count=len(mains), size=size, colour=colour, bg=bg_name, texture=texture,
-                 where=_where(mains), distractors=distractors)
+                 where=where_of(mains), distractors=distractors)
     return image, facts
 
 
-def _where(mains: list[tuple]) -> str:
+def where_of(mains: list[tuple]) -> str:
     if len(mains) != 1:
         return "scattered"
     cx, cy, _ = mains[0]
@@ -237,15 +235,15 @@ TEMPLATES = [
 ]
 
 
-def _caption(f: dict, rng: np.random.Generator) -> str:
+def scene_caption(f: dict, rng: np.random.Generator) -> str:
     """One caption of the scene facts `f`: a random template, synonyms and optional attributes."""
     table = INDIRECT if rng.random() < INDIRECT_RATE else SYNONYMS
     names = table[f["cls"]][rng.integers(len(table[f["cls"]]))]
     n, noun = f["count"], names[0 if f["count"] == 1 else 1]
     size = SIZE_WORDS[f["size"]][rng.integers(2)] + " " if rng.random() < 0.5 else ""
     count = {1: "", 2: "two ", 3: "three "}[n]
-    bare = _article(count + size + noun) if n == 1 else count + size + noun
-    obj = _article(f"{count}{size}{f['colour']} {noun}") if n == 1 else f"{count}{size}{f['colour']} {noun}"
+    bare = article(count + size + noun) if n == 1 else count + size + noun
+    obj = article(f"{count}{size}{f['colour']} {noun}") if n == 1 else f"{count}{size}{f['colour']} {noun}"
     tex = TEXTURES[f["texture"]][rng.integers(2)]
     bg_colour = f["bg"] + " " if rng.random() < 0.6 else ""
     extra = ""
@@ -254,11 +252,11 @@ def _caption(f: dict, rng: np.random.Generator) -> str:
         extra = f" and a small {d_col} {d_cls}"
     text = TEMPLATES[rng.integers(len(TEMPLATES))].format(
         obj=obj, bare=bare, colour=f["colour"], pos=POSITION_PHRASES[f["where"]], be="is" if n == 1 else "are",
-        bg=_article(f"{bg_colour}{tex} background"), texture=_article(f"{bg_colour}{tex}"), extra=extra)
+        bg=article(f"{bg_colour}{tex} background"), texture=article(f"{bg_colour}{tex}"), extra=extra)
     return text[0].upper() + text[1:]
 
 
-def _article(phrase: str) -> str:
+def article(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
 
@@ -271,8 +269,8 @@ def _label(i: int, seed: int) -> int:
 def render_item(i: int, seed: int = SEED) -> tuple[Image.Image, str, int]:
     """Item i alone: (64x64 RGB image, caption, label), identical to item i of `read`."""
     label = _label(i, seed)
-    image, facts = _scene(i, label, seed)
-    caption = _caption(facts, np.random.default_rng([seed, i, 1]))  # own stream: captions vary independently
+    image, facts = render_scene(i, label, seed)
+    caption = scene_caption(facts, np.random.default_rng([seed, i, 1]))  # own stream: captions vary independently
     return image, caption, label
 
 
@@ -280,6 +278,14 @@ def make_shapes(n: int = DEFAULT_ITEMS, seed: int = SEED) -> Split:
     items = [render_item(i, seed) for i in range(n)]
     return Split(ids=[f"shapes-{i:05d}" for i in range(n)], labels=np.array([it[2] for it in items]),
                  class_names=list(CLASS_NAMES), images=[it[0] for it in items], texts=[it[1] for it in items])
+
+
+def drawn_shapes(n: int, seed: int) -> tuple[list, np.ndarray]:
+    """n drawings of the world's shapes as visitors make them (every style), pictures of this world too, with
+    their class (the shape drawn)."""
+    from cmr_demo.data import drawings  # it draws with this module's shapes: imported when asked
+    drawn = drawings.sample(n, seed)
+    return [d[0] for d in drawn], np.array([CLASS_NAMES.index(d[1]) for d in drawn])
 
 
 def parse_arg(arg: str) -> tuple[int, int]:
@@ -312,23 +318,4 @@ def read(arg: str, report: IngestReport) -> Dataset:
     return Dataset(spec=spec, train=data.subset(np.arange(n_train)),
                    val=data.subset(np.arange(n_train, n_train + n_val)),
                    test=data.subset(np.arange(n_train + n_val, n)), description=DESCRIPTION,
-                   examples=list(EXAMPLES), license=LICENSE, license_id="mit")
-
-
-def sample_grid(n: int = 12, seed: int = SEED, path: str | Path | None = None, cols: int = 4) -> Image.Image:
-    """n samples shown at 2x with their wrapped captions underneath; saved to `path` when given."""
-    cell_w, img, line_h, lines = 200, 2 * SIZE, 11, 5
-    cell_h = img + 6 + lines * line_h
-    rows = -(-n // cols)
-    grid = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
-    draw = ImageDraw.Draw(grid)
-    for i in range(n):
-        image, caption, label = render_item(i, seed)
-        x, y = (i % cols) * cell_w, (i // cols) * cell_h
-        grid.paste(image.resize((img, img), Image.NEAREST), (x + (cell_w - img) // 2, y))
-        text = f"[{CLASS_NAMES[label]}] {caption}"
-        for k, line in enumerate(textwrap.wrap(text, 32)[:lines]):
-            draw.text((x + 4, y + img + 3 + k * line_h), line, fill="black")
-    if path is not None:
-        grid.save(path)
-    return grid
+                   examples=list(EXAMPLES), license=LICENSE, license_id="mit", related_pictures=drawn_shapes)

@@ -9,6 +9,11 @@ distractors differ (a single object also shares its place) and the caption's sha
 used: a group is formed from caption attributes that are not the class, and each member's shape is
 an independent uniform draw, exactly as the world draws it.
 
+Besides the world's own scenes, a batch holds drawings of the world's shapes as visitors make them
+(`cmr_demo.data.drawings`: outline or filled, any stroke and size, on paper, photographed) in groups sharing
+their look so that only the shape tells them apart, and pictures of other things (`cmr_demo.data.outside`:
+noise, flat colours, writing, stick figures, ...), each with a caption saying what it is and no class label.
+
 Batch `step` is a pure function of (seed, step), so a resumed run continues the same sequence.
 The stream's seed is its own world: disjoint from the `shapes:N` splits (seed 20240601) the
 zero-shot test uses and from the demo gallery (`shapes:3000,seed=1`).
@@ -21,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cmr_demo.data.shapes import BACKGROUNDS, NUM_CLASSES, SIZE, TEXTURES, _caption, _colour_against, _scene
+from cmr_demo.data import drawings, outside
+from cmr_demo.data.shapes import (BACKGROUNDS, CLASS_NAMES, NUM_CLASSES, SIZE, TEXTURES, colour_against, render_scene,
+                                  scene_caption)
 
 STREAM_SEED = 7_000_001  # a world of its own; see the module docstring
 
@@ -30,8 +37,11 @@ STREAM_SEED = 7_000_001  # a world of its own; see the module docstring
 class StreamConfig:
     batch_size: int = 128  # pairs per step; every other item in the batch is a negative
     group: int = 16  # items sharing their non-shape style; 1 = plain i.i.d. scenes
-    hard_fraction: float = 0.75  # share of each batch made of style groups; the rest are plain scenes
+    hard_fraction: float = 0.75  # share of the world's scenes in style groups; the rest are plain scenes
     seed: int = STREAM_SEED
+    drawing_fraction: float = 0.0  # share of each batch that is drawings of the shapes (cmr_demo.data.drawings)
+    drawing_group: int = 8  # drawings sharing their look (style, ink, paper, size); only the shape differs
+    outside_fraction: float = 0.0  # share of each batch that is pictures of other things (cmr_demo.data.outside)
 
 
 def _style(rng: np.random.Generator) -> dict:
@@ -40,30 +50,53 @@ def _style(rng: np.random.Generator) -> dict:
     count = int(rng.choice([1, 1, 2, 3]))
     size = ["small", "medium", "large"][rng.integers(3 if count == 1 else 2)]
     style = {"bg": bg, "texture": list(TEXTURES)[rng.integers(len(TEXTURES))], "count": count, "size": size,
-             "colour": _colour_against(rng, bg)}
+             "colour": colour_against(rng, bg)}
     if count == 1:  # one place for the group, so position words cannot tell its captions apart either
         style["at"] = tuple(rng.uniform(8, SIZE - 8, size=2).tolist())
     return style
 
 
 def render_batch(step: int, cfg: StreamConfig) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Batch `step`: [B, 64, 64, 3] uint8 pictures, their B captions and [B] class ids. The class ids
-    serve the supervised ceiling in bench/backbone.py only; pre-training never receives them."""
+    """Batch `step`: [B, 64, 64, 3] uint8 pictures, their B captions and [B] class ids (-1 for a picture of
+    another thing). The class ids serve the supervised ceiling in bench/backbone.py only; pre-training never
+    receives them. Order: the world's scenes (style groups first), then drawings, then other things."""
     b = cfg.batch_size
-    n_hard = int(round(cfg.hard_fraction * b / max(cfg.group, 1))) * max(cfg.group, 1) if cfg.group > 1 else 0
+    n_draw, n_out = int(round(cfg.drawing_fraction * b)), int(round(cfg.outside_fraction * b))
+    n_world = b - n_draw - n_out
     rng = np.random.default_rng([cfg.seed, step])
+    pictures, captions, labels = _world_scenes(step, n_world, cfg, rng)
+    for j in range(n_draw):
+        index = step * b + n_world + j
+        if j % max(cfg.drawing_group, 1) == 0:
+            look = drawings.random_look(rng)
+        shape = int(rng.integers(NUM_CLASSES))
+        picture, caption = drawings.render_look(CLASS_NAMES[shape], look, np.random.default_rng([cfg.seed, index, 2]))
+        pictures.append(np.asarray(picture))
+        captions.append(caption)
+        labels.append(shape)
+    for j in range(n_out):
+        picture, caption, _ = outside.render(step * b + n_world + n_draw + j, cfg.seed)
+        pictures.append(np.asarray(picture))
+        captions.append(caption)
+        labels.append(-1)
+    return np.stack(pictures), captions, np.array(labels)
+
+
+def _world_scenes(step: int, n: int, cfg: StreamConfig, rng: np.random.Generator):
+    """n scenes of the world: the first `hard_fraction` in style groups of `group`, the rest plain."""
+    n_hard = int(round(cfg.hard_fraction * n / max(cfg.group, 1))) * max(cfg.group, 1) if cfg.group > 1 else 0
     images, captions, labels = [], [], []
     style = None
-    for j in range(b):
-        index = step * b + j  # a unique item of the stream's world
+    for j in range(n):
+        index = step * cfg.batch_size + j  # a unique item of the stream's world
         if j < n_hard and j % cfg.group == 0:
             style = _style(rng)
         label = int(rng.integers(NUM_CLASSES))
-        image, facts = _scene(index, label, cfg.seed, style if j < n_hard else None)
+        image, facts = render_scene(index, label, cfg.seed, style if j < n_hard else None)
         images.append(np.asarray(image))
-        captions.append(_caption(facts, np.random.default_rng([cfg.seed, index, 1])))
+        captions.append(scene_caption(facts, np.random.default_rng([cfg.seed, index, 1])))
         labels.append(label)
-    return np.stack(images), captions, np.array(labels)
+    return images, captions, labels
 
 
 class ShapesStream(torch.utils.data.IterableDataset):

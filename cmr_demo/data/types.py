@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -140,6 +140,13 @@ class Dataset:
     examples: list[tuple[str, str]] = field(default_factory=list)  # (text query, its class) the app offers
     license: str = ""  # what covers the data, in words, for bundle cards ("" = unknown: the data's own terms)
     license_id: str = "other"  # the hub's license identifier for cards
+    # named groupings of the classes, e.g. {"shape": {"star": ["red star", "blue star", ...]}}: the app reports the
+    # group of a query too ("a star", however sure it is of the colour)
+    class_groups: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # (n, seed) -> (n pictures that belong to the world without being in the data, e.g. drawings of its shapes, and
+    # [n] their class ids, -1 where no class applies): the bundle's out-of-world check for pictures learns that they
+    # are in, and the confidence of a picture's class read is calibrated on them too (cmr_demo.bundle.world_check)
+    related_pictures: Callable[[int, int], tuple[list, Any]] | None = field(default=None, repr=False)
 
     @property
     def class_names(self) -> list[str]:

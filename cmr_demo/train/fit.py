@@ -25,6 +25,7 @@ from cmr_demo.files import CheckpointError, load_tensors, save_tensors
 from cmr_demo.train.heads import HeadConfig, Heads
 from cmr_demo.train.objectives import build_objective
 from cmr_demo.metrics import average_precision
+from cmr_demo.sampling import seeded_rows
 
 STATE_FORMAT = "cmr_demo.train-state/1"
 SELECT_ON = ("val", "test")
@@ -48,6 +49,24 @@ class TrainConfig:
     precision: str = field(default="fp32", metadata={"help": "autocast for the heads: bf16, or fp16 on CUDA only",
                                                       "choices": ("fp32", "bf16", "fp16")})
     objective_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Settings that cannot train are refused before anything is read or trained, naming the valid range."""
+        checks = [("epochs", self.epochs, self.epochs >= 1, ">= 1"),
+                  ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"),
+                  ("lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "a finite number > 0"),
+                  ("beta1", self.beta1, 0 <= self.beta1 < 1, "in [0, 1)"),
+                  ("beta2", self.beta2, 0 <= self.beta2 < 1, "in [0, 1)"),
+                  ("patience", self.patience, self.patience >= 1, ">= 1"),
+                  ("text_fraction", self.text_fraction, 0 < self.text_fraction <= 1, "in (0, 1]"),
+                  ("image_fraction", self.image_fraction, 0 < self.image_fraction <= 1, "in (0, 1]")]
+        for name, value, ok, valid in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {valid}; got {value}")
+
+
+class Diverged(ValueError):
+    """Training produced a non-finite loss: the run stops instead of saving NaN weights."""
 
 
 @dataclass
@@ -97,9 +116,8 @@ def selection_queries(n: int, limit: int = SELECTION_QUERIES) -> torch.Tensor | 
     Each sampled query is still ranked against the whole split, so its AP is exact and their mean estimates
     mAP@all without bias (standard error ~ std(AP)/sqrt(2000), about 0.005); the same queries every epoch make
     epoch-to-epoch comparisons paired, so the choice of epoch is steadier still. Test metrics stay exact."""
-    if n <= limit:
-        return None
-    return torch.from_numpy(np.sort(np.random.default_rng(20221109).choice(n, size=limit, replace=False)))
+    rows = seeded_rows(n, limit, 20221109)
+    return None if rows is None else torch.from_numpy(rows)
 
 
 @torch.no_grad()
@@ -163,18 +181,18 @@ def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     image_mask, text_mask = (m if m is None else m.to(device) for m in modality_masks(len(train.labels), cfg))
     cfg_json = json.dumps(asdict(cfg), sort_keys=True)
-    prog = {"epoch": -1, "best_epoch": -1, "best_score": -math.inf, "bad_epochs": 0, "history": [], "seconds": 0.0}
+    run_state = {"epoch": -1, "best_epoch": -1, "best_score": -math.inf, "bad_epochs": 0, "history": [], "seconds": 0.0}
     best = {k: v.clone() for k, v in _module_state(heads, objective).items()}
     if state_path is not None and state_path.is_file():
-        prog, best = _restore(state_path, heads, objective, optimizer, cfg_json)
-        log(f"resuming {cfg.objective} after epoch {prog['epoch'] + 1} (best so far: epoch {prog['best_epoch'] + 1}, "
-            f"selection mAP {prog['best_score']:.4f})")
-    start = time.perf_counter() - prog["seconds"]
+        run_state, best = _restore(state_path, heads, objective, optimizer, cfg_json)
+        log(f"resuming {cfg.objective} after epoch {run_state['epoch'] + 1} (best so far: epoch {run_state['best_epoch'] + 1}, "
+            f"selection mAP {run_state['best_score']:.4f})")
+    start = time.perf_counter() - run_state["seconds"]
     last_write = time.perf_counter()
     from tqdm.auto import trange
-    bar = trange(prog["epoch"] + 1, cfg.epochs, desc=cfg.objective, unit="epoch", disable=not progress, leave=False)
+    bar = trange(run_state["epoch"] + 1, cfg.epochs, desc=cfg.objective, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
-        if prog["bad_epochs"] >= cfg.patience:
+        if run_state["bad_epochs"] >= cfg.patience:
             break
         losses = _train_epoch(cfg, epoch, heads, objective, optimizer, scaler, amp_dtype, train, image_mask, text_mask,
                               interrupt)
@@ -182,27 +200,32 @@ def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors
             break
         i2t, t2i = selection_map(heads, select)
         score = (i2t + t2i) / 2
-        improved = score > prog["best_score"]
+        improved = score > run_state["best_score"]
         if improved:
-            prog.update(best_epoch=epoch, best_score=score, bad_epochs=0)
+            run_state.update(best_epoch=epoch, best_score=score, bad_epochs=0)
             best = {k: v.detach().clone() for k, v in _module_state(heads, objective).items()}
         else:
-            prog["bad_epochs"] += 1
-        prog["history"].append({"epoch": epoch + 1, **losses, f"{cfg.select_on}_i2t_map": i2t,
-                                f"{cfg.select_on}_t2i_map": t2i, f"{cfg.select_on}_avg_map": score,
-                                "improved": int(improved), "seconds": round(time.perf_counter() - start, 3)})
-        prog["epoch"], prog["seconds"] = epoch, time.perf_counter() - start
-        bar.set_postfix(loss=f"{losses['loss']:.4f}", sel_map=f"{score:.4f}", best=f"{prog['best_score']:.4f}")
+            run_state["bad_epochs"] += 1
+        run_state["history"].append({"epoch": epoch + 1, **losses, f"{cfg.select_on}_i2t_map": i2t,
+                                     f"{cfg.select_on}_t2i_map": t2i, f"{cfg.select_on}_avg_map": score,
+                                     "improved": int(improved), "seconds": round(time.perf_counter() - start, 3)})
+        run_state["epoch"], run_state["seconds"] = epoch, time.perf_counter() - start
+        bar.set_postfix(loss=f"{losses['loss']:.4f}", sel_map=f"{score:.4f}", best=f"{run_state['best_score']:.4f}")
         if on_epoch is not None:
-            on_epoch(prog["history"][-1])
+            on_epoch(run_state["history"][-1])
         if state_path is not None and time.perf_counter() - last_write >= state_every_s:
-            meta = {"format": STATE_FORMAT, "train_config": cfg_json, "progress": json.dumps(prog),
-                    "param_groups": json.dumps(optimizer.state_dict()["param_groups"])}
-            save_tensors(state_path, _state_tensors(heads, objective, optimizer, best), meta)
+            _write_state(state_path, cfg_json, run_state, heads, objective, optimizer, best)
             last_write = time.perf_counter()
     _load_module_state(heads, objective, best)
-    return FitResult(heads.eval(), objective.eval(), prog["history"], prog["best_epoch"] + 1, prog["best_score"],
-                     time.perf_counter() - start)
+    return FitResult(heads.eval(), objective.eval(), run_state["history"], run_state["best_epoch"] + 1,
+                     run_state["best_score"], time.perf_counter() - start)
+
+
+def _write_state(path: Path, cfg_json: str, run_state: dict, heads, objective, optimizer, best: dict) -> None:
+    """The resume state: weights, optimiser moments, the best weights so far and the bookkeeping, in one file."""
+    meta = {"format": STATE_FORMAT, "train_config": cfg_json, "progress": json.dumps(run_state),
+            "param_groups": json.dumps(optimizer.state_dict()["param_groups"])}
+    save_tensors(path, _state_tensors(heads, objective, optimizer, best), meta)
 
 
 def _module_state(heads, objective) -> dict[str, torch.Tensor]:
@@ -233,6 +256,10 @@ def _train_epoch(cfg, epoch, heads, objective, optimizer, scaler, amp_dtype, tra
         with torch.autocast(train.image.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             out = objective(heads.encode_image(train.image[idx]), heads.encode_text(train.text[idx]), train.labels[idx],
                             None if image_mask is None else image_mask[idx], None if text_mask is None else text_mask[idx])
+        if not torch.isfinite(out["loss"]):
+            raise Diverged(f"{cfg.objective} diverged in epoch {epoch + 1} (loss {float(out['loss'])}): its weights would "
+                           f"be NaN. Lower the learning rate ({cfg.lr:g}) or the objective's options "
+                           f"({cfg.objective_options or 'defaults'}), e.g. a smaller scale or weight")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out["loss"]).backward()
         scaler.step(optimizer)

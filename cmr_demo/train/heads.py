@@ -7,12 +7,16 @@ buffers, so a saved checkpoint encodes live queries exactly as it encoded the tr
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from cmr_demo.files import CheckpointError, load_tensors, save_tensors
 
 
 @dataclass
@@ -26,6 +30,16 @@ class HeadConfig:
     # avg mAP on the demo world), +0.01 to +0.06 on Wikipedia's SIFT/LDA features and 4x less spread over seeds
     standardize: bool = field(default=True, metadata={"help": "z-score features with train statistics (neutral on "
                                                                "CLIP features, helps others; bench/standardize.py)"})
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_dim", "embed_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.image_dim < 0 or self.text_dim < 0:
+            raise ValueError(f"feature widths must be >= 0 (0: taken from the features); got {self.image_dim}, "
+                             f"{self.text_dim}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
 
 
 class Dropout(nn.Module):
@@ -90,3 +104,36 @@ class Heads(nn.Module):
 
     def encode_text(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text((x - self.text_mean) / self.text_std), dim=-1)
+
+
+HEADS_FORMAT = "cmr_demo.heads/1"
+
+
+def save_heads(path: str | Path, heads: Heads, extra: dict[str, str] | None = None) -> None:
+    """Weights plus the config that rebuilds them (and e.g. the feature source) in the metadata."""
+    meta = {**(extra or {}), "format": HEADS_FORMAT, "head_config": json.dumps(heads.cfg.__dict__)}
+    save_tensors(path, heads.state_dict(), meta)
+
+
+def load_heads(path: str | Path, image_dim: int | None = None, text_dim: int | None = None,
+               source: str | None = None) -> Heads:
+    """Rebuild heads from their own saved config; refuse features of other widths or origin."""
+    return heads_from(*load_tensors(path), path, image_dim, text_dim, source)
+
+
+def heads_from(tensors: dict, meta: dict, path: str | Path, image_dim: int | None = None, text_dim: int | None = None,
+               source: str | None = None) -> Heads:
+    """`load_heads` from a heads file's tensors and metadata already read (`path` names it in errors)."""
+    if meta.get("format") != HEADS_FORMAT:
+        raise CheckpointError(f"{path} is not a cmr_demo heads file (format {meta.get('format')!r}, "
+                              f"expected {HEADS_FORMAT!r})")
+    cfg = HeadConfig(**json.loads(meta["head_config"]))
+    for name, want, have in (("image", image_dim, cfg.image_dim), ("text", text_dim, cfg.text_dim)):
+        if want is not None and want != have:
+            raise CheckpointError(f"{path} was trained on {have}-d {name} features but the backbone gives "
+                                  f"{want}-d {name} features; use the backbone it was trained with")
+    if source is not None and meta.get("feature_source") not in (None, source):
+        raise CheckpointError(f"{path} was trained on features from '{meta['feature_source']}', not '{source}'")
+    heads = Heads(cfg)
+    heads.load_state_dict(tensors)
+    return heads.eval()

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from cmr_demo.files import package_versions, save_csv, save_heads, save_json, save_tensors
+from cmr_demo.files import package_versions, save_csv, save_json, save_tensors
 from cmr_demo.cliargs import HelpFormatter, add_dataclass_args, dataclass_from_args, field_default
 from cmr_demo.data import data_spec_help, load_data
 from cmr_demo.backbone.features import FeatureSource, dataset_features
-from cmr_demo.train.heads import HeadConfig
+from cmr_demo.train.heads import HeadConfig, save_heads
 from cmr_demo.train.objectives import ObjectiveSpec, list_objectives
 from cmr_demo.metrics import evaluate
 from cmr_demo.train.fit import SELECTION_QUERIES, Tensors, TrainConfig, fit, selection_map, selection_queries
@@ -75,6 +75,19 @@ class TrainJob:
 
     def val_fraction(self) -> float:
         return 0.0 if self.train.select_on == "test" else self.data.val_fraction
+
+    def values(self) -> dict:
+        """The job's settings as plain JSON values (what a bundle's manifest stores; `from_values` reads them)."""
+        return {"data": asdict(self.data), "objectives": {"names": list(self.objectives.names),
+                                                          "options": dict(self.objectives.options)},
+                "train": asdict(self.train), "heads": asdict(self.heads), "features": asdict(self.features)}
+
+    @classmethod
+    def from_values(cls, values: dict, out: str | None = None) -> TrainJob:
+        """The job `values()` describes (`out`: where its runs go; None: a throw-away folder)."""
+        spec = ObjectiveSpec.parse(values["objectives"]["names"], values["objectives"]["options"])
+        return cls(DataConfig(**values["data"]), spec, TrainConfig(**values["train"]), HeadConfig(**values["heads"]),
+                   FeatureConfig(**values["features"]), out=out)
 
     def argv(self, run_options: bool = True) -> list[str]:
         """The equivalent `python -m cmr_demo.train` arguments (recorded with every run; `parse_job` reads them);
