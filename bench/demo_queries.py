@@ -25,7 +25,7 @@ from cmr_demo.bundle.load import load_bundle  # noqa: E402
 from cmr_demo.files import save_json  # noqa: E402
 from cmr_demo.provenance import stamp  # noqa: E402
 from cmr_demo.serve.service import RetrievalService  # noqa: E402
-from cmr_demo.serve.views import text_examples  # noqa: E402
+from cmr_demo.ui.views import text_examples  # noqa: E402
 
 IMAGE_EXAMPLES = range(0, 60, 6)  # the gallery rows app.py offers as image examples
 

@@ -11,7 +11,8 @@ from cmr_demo.bundle.layout import backbone_spec
 from cmr_demo.bundle.build import build
 from cmr_demo.bundle.command import main as bundle_main
 from cmr_demo.bundle.verify import verify
-from cmr_demo.files import load_heads, load_tensors
+from cmr_demo.files import load_tensors
+from cmr_demo.train.heads import load_heads
 from conftest import quick_job
 
 
@@ -19,7 +20,7 @@ from conftest import quick_job
 def test_round_trip(small_bundle):
     manifest = json.loads((small_bundle / "manifest.json").read_text())
     assert verify(small_bundle) == []
-    assert set(manifest["objectives"]) == {"pcl", "ce", "pcl+0.5*tl"}
+    assert set(manifest["objectives"]) == {"zero-shot", "pcl", "ce", "pcl+0.5*tl"}  # the backbone alone, first
     assert manifest["machine"] and manifest["command"][:4] == ["python", "-m", "cmr_demo.bundle", "build"]
     items = [json.loads(line) for line in (small_bundle / "gallery" / "items.jsonl").read_text().splitlines()]
     assert len(items) == manifest["data"]["gallery_items"] == 40
@@ -183,7 +184,7 @@ def test_the_bundle_describes_itself_and_its_card_agrees(small_bundle, tmp_path)
     about = manifest["about"]
     assert about["classes"] == 10 and "shape" in about["description"] and about["license_id"] == "mit"
     # the zero-shot score, recomputed: the frozen backbone's prompts against the gallery features it was built on
-    from cmr_demo.backbone.pretrain import TEMPLATE
+    from cmr_demo.backbone.prompts import TEMPLATE
     lab_tensors, _ = load_tensors(small_bundle / "lab" / "features.safetensors")
     prompts = load_backbone("nano-clip:random").encode_texts([TEMPLATE.format(c) for c in manifest["data"]["class_names"]],
                                                               progress=False)
@@ -207,7 +208,7 @@ def test_bundles_on_the_same_backbone_weights_share_one_loaded_copy(small_bundle
     from cmr_demo.bundle.load import load_bundle
     copy = tmp_path / "copy"
     shutil.copytree(small_bundle, copy)
-    assert load_bundle(small_bundle).backbone is load_bundle(copy).backbone
+    assert load_bundle(small_bundle).backbone.get() is load_bundle(copy).backbone.get()
 
 
 def test_a_damaged_gallery_picture_is_caught_when_first_used_and_by_verify(small_bundle, tmp_path):

@@ -14,7 +14,7 @@ from cmr_demo.bundle.verify import verify
 from cmr_demo.bundle.load import load_bundle
 from cmr_demo.files import load_tensors
 from cmr_demo.serve.inputs import InputError
-from cmr_demo.bundle.maps import place_points
+from cmr_demo.serve.placement import place_points
 from cmr_demo.serve.service import RetrievalService
 from conftest import quick_job
 
@@ -39,9 +39,11 @@ def test_settings_are_checked_in_the_apps_words(bundle):
     train, _ = lab.settings_for(bundle, "tl", "margin=0.3", text_fraction=0.5, lr="0.001", epochs=7.0)
     assert train.objective_options == {"margin": 0.3} and train.text_fraction == 0.5 and train.lr == 0.001
     assert train.epochs == 7 and isinstance(train.epochs, int)
-    for args, kwargs, words in [(("pcl", "margn=0.3"), {}, "['margn'] belong to no part of 'pcl'; options there"),
-                                (("pcl", "temperature"), {}, "is not KEY=NUMBER"),
-                                (("pcl", "temperature=nan"), {}, "is not KEY=NUMBER"),
+    for args, kwargs, words in [(("pcl", "margn=0.3"), {}, "objective option 'margn': no selected objective (pcl) "
+                                                           "has it; their options: ['prototype_seed', 'temperature']"),
+                                (("pcl", "temperature"), {}, "an objective option takes KEY=VALUE, got 'temperature'"),
+                                (("pcl", "temperature=nan"), {}, "'nan' is not a finite number"),
+                                (("pcl", ["margin=1"]), {}, "options are text like"),
                                 (("pcl",), {"text_fraction": 0}, "text fraction must be in (0, 1]"),
                                 (("pcl",), {"image_fraction": 1.5}, "image fraction must be in (0, 1]"),
                                 (("pcl",), {"batch_size": "many"}, "batch size must be a whole number"),
@@ -88,7 +90,7 @@ def test_a_run_joins_one_sessions_service_only(bundle):
     for _ in range(3):
         made.append(lab.train_lab(bundle, train, heads, runs.next_name("alice", "ce")))
         mine = runs.add("alice", base, made[-1])
-    assert [r.name for r in runs.runs("alice", "b")] == ["lab 2: ce", "lab 3: ce"]  # the newest two are kept
+    assert [r.name for r in runs._runs["alice"]["b"]] == ["lab 2: ce", "lab 3: ce"]  # the newest two are kept
     assert mine.objectives == [*base.objectives, "lab 2: ce", "lab 3: ce"]
     assert runs.service("bob", base) is base and base.objectives == list(bundle.objectives)  # nobody else sees it
     assert "lab 1: ce" not in bundle.objectives  # the bundle is not changed

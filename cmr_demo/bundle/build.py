@@ -4,6 +4,7 @@ contract is `cmr_demo.bundle.layout`). `python -m cmr_demo.bundle build ...` is 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import replace
@@ -12,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmr_demo.files import (atomic_write_bytes, file_sha256, load_heads, load_json, load_tensors, package_versions,
+from cmr_demo.files import (atomic_write_bytes, file_sha256, load_json, load_tensors, package_versions,
                          save_json, save_tensors)
 from cmr_demo.bundle.card import CARD_FILE, render_card
+from cmr_demo.train.heads import load_heads
 from cmr_demo.provenance import machine
 
-from cmr_demo.bundle.layout import (FORMAT, GALLERY_FEATURES, ITEMS_FILE, LAB_FEATURES, RELEVANCE, THUMB_PX,
+from cmr_demo.bundle.layout import (CALIBRATION, FORMAT, GALLERY_FEATURES, ITEMS_FILE, LAB_FEATURES, RELEVANCE, THUMB_PX,
                                     backbone_spec)
 
 
@@ -58,17 +60,25 @@ def _png_bytes(image) -> bytes:
     return buf.getvalue()
 
 
-def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats, seed: int) -> None:
-    """Gallery embeddings per objective and one UMAP per objective, aligned to the first objective's."""
+def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats, seed: int,
+                   fixed: dict[str, tuple] | None = None) -> None:
+    """Gallery embeddings per objective and one UMAP per objective, aligned to the first objective's. `fixed`:
+    entries whose embeddings are given rather than computed by heads (zero-shot: the features themselves),
+    written before the others (their map is the reference the others are aligned to)."""
     from tqdm.auto import tqdm
 
     from cmr_demo.bundle.maps import align_to, fit_map  # scipy/umap: build time only, kept out of the serving import path
+    todo = {name: ("fixed", run) for name, run in run_dirs.items() if name in (fixed or {})}
+    todo.update({name: ("heads", run) for name, run in run_dirs.items() if name not in todo})
     reference = None
-    for name, run in tqdm(run_dirs.items(), desc="embeddings + maps", unit="objective"):
-        heads = load_heads(run / "heads.safetensors", image_feats.shape[1], text_feats.shape[1])
-        with torch.no_grad():
-            img = heads.encode_image(torch.from_numpy(image_feats)).numpy()
-            txt = heads.encode_text(torch.from_numpy(text_feats)).numpy()
+    for name, (how, run) in tqdm(todo.items(), desc="embeddings + maps", unit="objective"):
+        if how == "fixed":
+            img, txt = fixed[name]
+        else:
+            heads = load_heads(run / "heads.safetensors", image_feats.shape[1], text_feats.shape[1])
+            with torch.no_grad():
+                img = heads.encode_image(torch.from_numpy(image_feats)).numpy()
+                txt = heads.encode_text(torch.from_numpy(text_feats)).numpy()
         coords = fit_map(np.concatenate([img, txt]), seed=seed)
         reference = coords if reference is None else reference
         coords = align_to(coords, reference)
@@ -79,66 +89,197 @@ def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats
                      {"objective": name, "method": "umap-cosine+procrustes", "seed": str(seed)})
 
 
-def build(job, out: str | Path, overwrite: bool = False) -> dict:
-    """Train every objective of `job` (a `cmr_demo.train.stage.TrainJob`; its runs go to OUT/objectives), then
-    write gallery, embeddings, maps, backbone and manifest into `out`. The data is read and encoded once.
+def _other_seeds(job, raw, raw_feats, source, seeds: list[int]) -> dict[int, dict[str, dict]]:
+    """{seed: {objective: test metrics}} of the same job under other training seeds, metrics only (nothing kept):
+    what tells a real difference between objectives from seed noise. Each seed carves its own validation split
+    when the data has none, as the served run did with its seed."""
+    from cmr_demo.data import with_validation
+    from cmr_demo.train.stage import train
+    out = {}
+    for s in seeds:
+        dataset, feats = with_validation(raw, job.val_fraction(), s, raw_feats)
+        run_job = replace(job, train=replace(job.train, seed=s), out=None, quiet=True)
+        out[s] = train(run_job, dataset, (feats, source))
+        print(f"seed {s}: " + ", ".join(f"{name} {m['avg_map']:.3f}" for name, m in out[s].items()))
+    return out
 
-    Without a backbone (`job.features.backbone` None) the data's own features are used and the bundle has
-    no backbone (features-only): what needs no new encoding is served, free-text and picture queries are not."""
-    from cmr_demo.backbone.clip import bundle_backbone
-    from cmr_demo.train.stage import load_dataset, load_features, run_dir_name, train
-    out = Path(out)
-    job = replace(job, out=str(out / "objectives"))
-    backbone, data, seed = job.features.backbone, job.data.spec, job.train.seed
-    clock = [time.perf_counter()]
-    stages: dict[str, float] = {}
 
-    def stage(name: str) -> None:  # seconds per stage, in the manifest and printed: where a large build goes
+def seed_summary(values: dict[int, float]) -> dict:
+    """{seed: avg mAP} -> the leaderboard's mean and (population) standard deviation over the seeds."""
+    v = np.array(list(values.values()), dtype=np.float64)
+    return {"runs": {str(k): float(x) for k, x in values.items()}, "n": len(v), "mean": float(v.mean()),
+            "std": float(v.std())}
+
+
+class StageTimer:
+    """Seconds per build stage (in the manifest and printed: where a large build goes)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
         now = time.perf_counter()
-        stages[name], clock[0] = round(now - clock[0], 1), now
-    dataset = load_dataset(job)  # the splits training uses: the lab trains on exactly these
-    _check_buildable(dataset, data, backbone)
-    stage("data")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ValueError(f"{out} is not empty; pass --overwrite to rebuild it")
-        shutil.rmtree(out)
-    feats, source = load_features(job, dataset)
-    stage("features")
-    rows = train(job, dataset, (feats, source))
-    stage("training")
-    records = _write_gallery(out, dataset.test)
-    write_lab_features(out, feats, dataset)
-    stage("gallery")
-    run_dirs = {name: out / "objectives" / run_dir_name(name) for name in rows}
-    _embed_and_map(out, run_dirs, *feats["test"], seed=seed)
-    stage("embeddings + maps")
-    save_tensors(out / GALLERY_FEATURES, {"image": torch.from_numpy(feats["test"][0]).half(),
-                                          "text": torch.from_numpy(feats["test"][1]).half()}, {"source": source.text})
-    image_dim, text_dim = (int(f.shape[1]) for f in feats["test"])
-    manifest = {
+        self.seconds[name], self._last = round(now - self._last, 1), now
+
+
+def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None = None) -> dict:
+    """Train every objective of `job` (a `cmr_demo.train.stage.TrainJob`), then write gallery, embeddings, maps,
+    backbone and manifest: a bundle in `out`. The data is read and encoded once.
+
+    `seeds`: more training seeds per objective, metrics only; the leaderboard shows their mean and standard
+    deviation (the served heads are `job.train.seed`'s). With a backbone, the backbone alone joins the objectives
+    as `zero-shot` (`cmr_demo.bundle.zero_shot`). Without one (`job.features.backbone` None) the data's own
+    features are used and the bundle has no backbone (features-only).
+
+    Nothing in `out` is touched until the new bundle is complete and verified: it is built in a sibling folder
+    and swapped in; a build that fails or is killed leaves the old bundle as it was. `overwrite` replaces only
+    a bundle (a folder with a manifest), never another folder."""
+    from cmr_demo.data import read_data, with_validation
+    from cmr_demo.train.stage import load_features, train
+    out = Path(out)
+    _check_target(out, overwrite)
+    work = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    job, timer = replace(job, out=str(work / "objectives")), StageTimer()
+    try:
+        raw = read_data(job.data.spec, strict=job.data.strict)  # read once: every seed carves its validation from it
+        _check_buildable(raw, job.data.spec, job.features.backbone)
+        timer("data")
+        raw_feats, source = load_features(job, raw)
+        dataset, feats = with_validation(raw, job.val_fraction(), job.train.seed, raw_feats)  # the lab's splits too
+        timer("features")
+        rows = train(job, dataset, (feats, source))
+        extra = _other_seeds(job, raw, raw_feats, source, [s for s in (seeds or []) if s != job.train.seed])
+        timer("training")
+        manifest = _assemble(work, out, job, seeds, dataset, feats, source, rows, extra, timer)
+        _swap_in(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("build stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in timer.seconds.items()))
+    return manifest
+
+
+def _assemble(work: Path, out: Path, job, seeds, dataset, feats, source, rows, extra, timer: StageTimer) -> dict:
+    """Everything but the training runs, written into `work`, then its manifest and card; verified."""
+    from cmr_demo.bundle.verify import verify
+    from cmr_demo.train.stage import run_dir_name
+    backbone, seed = job.features.backbone, job.train.seed
+    records = _write_gallery(work, dataset.test)
+    write_lab_features(work, feats, dataset)
+    timer("gallery")
+    prompts = _prompt_features(backbone, dataset.class_names)
+    if backbone is not None and dataset.train.images is not None:
+        _fit_picture_check(work, backbone, dataset, feats["test"][0])
+        timer("picture check")
+    run_dirs, fixed = {name: work / "objectives" / run_dir_name(name) for name in rows}, {}
+    if prompts is not None:
+        from cmr_demo.bundle import zero_shot
+        run_dirs = {zero_shot.NAME: work / "objectives" / zero_shot.NAME, **run_dirs}
+        rows = {zero_shot.NAME: zero_shot.write(run_dirs[zero_shot.NAME], *feats["test"], dataset.test.labels,
+                                                dataset.class_names, prompts), **rows}
+        fixed[zero_shot.NAME] = zero_shot.embeddings(*feats["test"])
+    _embed_and_map(work, run_dirs, *feats["test"], seed=seed, fixed=fixed)
+    timer("embeddings + maps")
+    save_tensors(work / GALLERY_FEATURES, {"image": torch.from_numpy(feats["test"][0]).half(),
+                                           "text": torch.from_numpy(feats["test"][1]).half()}, {"source": source.text})
+    manifest = _manifest(work, out, job, seeds, dataset, feats["test"], source, rows, extra, prompts, len(records))
+    atomic_write_bytes(work / CARD_FILE, render_card(manifest).encode())
+    manifest["files"] = {str(p.relative_to(work)): file_sha256(p) for p in sorted(work.rglob("*")) if p.is_file()}
+    timer("card + hashes")
+    manifest["build_seconds"] = timer.seconds
+    save_json(work / "manifest.json", manifest)
+    problems = verify(work)
+    if problems:
+        raise RuntimeError("the new bundle does not verify (the old one is kept):\n  " + "\n  ".join(problems[:10]))
+    return manifest
+
+
+def _manifest(work: Path, out: Path, job, seeds, dataset, test_feats, source, rows, extra, prompts, items: int) -> dict:
+    from cmr_demo.backbone.clip import bundle_backbone
+    backbone, seed = job.features.backbone, job.train.seed
+    image_dim, text_dim = (int(f.shape[1]) for f in test_feats)
+    return {
         "format": FORMAT, "name": out.resolve().name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
-        "command": ["python", "-m", "cmr_demo.bundle", "build", *job.argv(run_options=False), "--out", str(out)],
+        "command": ["python", "-m", "cmr_demo.bundle", "build", *job.argv(run_options=False),
+                    *(["--seeds", ",".join(str(s) for s in seeds)] if seeds else []), "--out", str(out)],
+        "job": {**replace(job, out=None).values(), "seeds": list(seeds or [seed])},
         "backbone": None if backbone is None else {
-            "spec": bundle_backbone(backbone, out), "built_from": backbone, "weights": source.weights_sha256,
+            "spec": bundle_backbone(backbone, work), "built_from": backbone, "weights": source.weights_sha256,
             "feature_dim": image_dim},
         "features": {"source": source.kind, "from": source.text, "image_dim": image_dim, "text_dim": text_dim},
-        "data": {"spec": data, "class_names": dataset.class_names, "gallery_items": len(records),
+        "data": {"spec": job.data.spec, "class_names": dataset.class_names, "gallery_items": items,
                  "texts": dataset.test.texts is not None, "pictures": dataset.test.images is not None},
-        "objectives": {name: {"dir": f"objectives/{run_dir_name(name)}",
-                              **{k: rows[name][k] for k in ("i2t_map", "t2i_map", "avg_map")}} for name in rows},
+        "objectives": {name: _objective_entry(name, rows[name], seed, extra) for name in rows},
         "maps": {"method": "umap (cosine) per objective, orthogonal Procrustes onto the first", "seed": seed},
-        "about": _about(dataset, backbone, feats["test"][0]),
+        "about": _about(dataset, prompts, test_feats[0]),
         "versions": package_versions(),
     }
-    atomic_write_bytes(out / CARD_FILE, render_card(manifest).encode())
-    manifest["files"] = {str(p.relative_to(out)): file_sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
-    stage("card + hashes")
-    manifest["build_seconds"] = stages
-    save_json(out / "manifest.json", manifest)
-    print("build stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
-    return manifest
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    """Refuse, before anything is read or trained, an `out` that must not be replaced."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not out.is_dir():
+        raise ValueError(f"{out} is a file, not a bundle folder: choose another --out")
+    if not overwrite:
+        raise ValueError(f"{out} is not empty; pass --overwrite to replace the bundle in it")
+    if not (out / "manifest.json").is_file():
+        raise ValueError(f"{out} holds no bundle (no manifest.json), so --overwrite will not replace it: nothing "
+                         f"but a bundle is ever deleted. Choose an empty or new --out")
+
+
+def _swap_in(work: Path, out: Path) -> None:
+    """Put the finished bundle in `work` at `out`: the old bundle moves aside first, and is removed last."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(work, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _objective_entry(name: str, metrics: dict, seed: int, extra: dict[int, dict[str, dict]]) -> dict:
+    """The manifest's line for one objective: its folder, test metrics, and the other seeds' average mAP."""
+    from cmr_demo.bundle import zero_shot
+    from cmr_demo.train.stage import run_dir_name
+    entry = {"dir": f"objectives/{run_dir_name(name)}", **{k: metrics[k] for k in ("i2t_map", "t2i_map", "avg_map")}}
+    if name == zero_shot.NAME:
+        return {**entry, "kind": zero_shot.KIND}
+    if extra:
+        entry["seeds"] = {"served": seed, **seed_summary({seed: metrics["avg_map"],
+                                                         **{s: rows[name]["avg_map"] for s, rows in extra.items()}})}
+    return entry
+
+
+def _fit_picture_check(out: Path, backbone: str, dataset, gallery_features: np.ndarray) -> None:
+    """The out-of-world check for pictures (`cmr_demo.bundle.world_check`), fitted on this data and backbone."""
+    from cmr_demo.backbone.clip import load_backbone
+    from cmr_demo.bundle import world_check
+    model = load_backbone(backbone)
+    check = world_check.fit(lambda pictures: model.encode_images(pictures, batch_size=256, progress=False),
+                            dataset.train.images, gallery_features, dataset.related_pictures)
+    (out / world_check.FILE).parent.mkdir(parents=True, exist_ok=True)
+    check.save(out / world_check.FILE)
+    calibration = world_check.class_calibration(lambda p: model.encode_images(p, batch_size=256, progress=False),
+                                                dataset.related_pictures, len(dataset.train))
+    if calibration is not None:
+        save_tensors(out / CALIBRATION, {"image": torch.from_numpy(calibration[0]).half(),
+                                         "labels": torch.from_numpy(calibration[1])}, {"what": "related pictures"})
+    m = check.measured
+    print(f"picture check: gallery flagged {m['gallery_flagged']:.1%}"
+          + (f", drawings {m['drawings_flagged']:.1%}" if "drawings_flagged" in m else "")
+          + "; outside kinds flagged " + ", ".join(f"{k} {v:.0%}" for k, v in m["outside_flagged"].items()))
+
+
+def _prompt_features(backbone: str | None, class_names: list[str]) -> np.ndarray | None:
+    """[C, F] backbone features of "a photo of a {class}." for each class; None without a backbone."""
+    if backbone is None:
+        return None
+    from cmr_demo.backbone.clip import load_backbone
+    from cmr_demo.bundle.zero_shot import PROMPT
+    return load_backbone(backbone).encode_texts([PROMPT.format(c) for c in class_names], progress=False)
 
 
 def write_lab_features(out: Path, feats: dict, dataset) -> None:
@@ -161,9 +302,8 @@ def add_lab(folder: str | Path) -> Path:
     from cmr_demo.backbone.features import dataset_features
     folder = Path(folder)
     manifest = load_json(folder / "manifest.json")
-    from cmr_demo.train.stage import load_dataset, parse_job
-    run = load_json(folder / next(iter(manifest["objectives"].values()))["dir"] / "config.json")
-    dataset = load_dataset(parse_job(run["command"][3:]))  # the run's own `python -m cmr_demo.train` arguments
+    from cmr_demo.train.stage import TrainJob, load_dataset
+    dataset = load_dataset(TrainJob.from_values(manifest["job"]))  # the build's own training job
     feats, _ = dataset_features(dataset, backbone_spec(folder), progress=False)
     stored, _ = load_tensors(folder / GALLERY_FEATURES)
     ids = [json.loads(line)["id"] for line in (folder / ITEMS_FILE).read_text().splitlines() if line]
@@ -189,20 +329,18 @@ def _check_buildable(dataset, data: str, backbone: str | None) -> None:
                         f"(gallery items as queries, Compare, leaderboard, maps; no free-text or picture search)")
 
 
-def _about(dataset, backbone: str | None, image_feats: np.ndarray) -> dict:
+def _about(dataset, prompts: np.ndarray | None, image_feats: np.ndarray) -> dict:
     """What the bundle shows, for people: the data's own description, relevance, and how well the frozen
     backbone alone knows the classes (zero-shot on the gallery with "a photo of a {class}." prompts; only
     with a backbone: shipped features have no text encoder to write prompts with)."""
     about = {"description": dataset.description, "relevance": RELEVANCE, "classes": len(dataset.class_names),
              "license": dataset.license, "license_id": dataset.license_id,
              "examples": [list(e) for e in dataset.examples]}
-    if backbone is None:
+    if dataset.class_groups:
+        about["class_groups"] = dataset.class_groups
+    if prompts is None:
         return about
-    from cmr_demo.backbone.clip import load_backbone
-    from cmr_demo.backbone.pretrain import TEMPLATE, zero_shot_from_features
-    prompts = load_backbone(backbone).encode_texts([TEMPLATE.format(c) for c in dataset.class_names], progress=False)
-    zero_shot = zero_shot_from_features(image_feats, prompts, dataset.test.labels, dataset.class_names)
+    from cmr_demo.backbone.prompts import TEMPLATE, zero_shot_from_features
+    zero_shot = zero_shot_from_features(image_feats, prompts, dataset.test.labels, dataset.class_names, TEMPLATE)
     zero_shot.pop("per_class")
     return {**about, "zero_shot": {**zero_shot, "on": "the gallery (test split)"}}
-
-

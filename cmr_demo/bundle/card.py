@@ -49,11 +49,31 @@ def _features_line(manifest: dict, zero: str) -> str:
             f"(Compare, maps, leaderboard), not new texts or pictures.")
 
 
+def _seed_cell(m: dict) -> str:
+    seeds = m.get("seeds")
+    if seeds:
+        return f" {seeds['mean']:.3f} ± {seeds['std']:.3f} |"
+    return " — (the backbone alone: no training seed) |" if m.get("kind") == "zero-shot" else " — |"
+
+
+def _served_line(manifest: dict, seeded: list[dict]) -> list[str]:
+    lines = []
+    if seeded:
+        lines.append(f"The first three columns, and the heads the app serves, are seed {seeded[0]['served']}'s.")
+    if any(m.get("kind") == "zero-shot" for m in manifest["objectives"].values()):
+        lines.append("`zero-shot` ranks by the frozen backbone's own cosine similarity, with no heads: the reference "
+                     "point that shows what the supervised heads add.")
+    return lines + ([""] if lines else [])
+
+
 def render_card(manifest: dict) -> str:
     """README.md text for the bundle described by `manifest` (its `files` entry is not used)."""
     data, about, name = manifest["data"], manifest.get("about", {}), manifest.get("name", "bundle")
-    rows = [f"| `{o}` | {m['i2t_map']:.3f} | {m['t2i_map']:.3f} | {m['avg_map']:.3f} |"
+    seeded = [m["seeds"] for m in manifest["objectives"].values() if m.get("seeds")]
+    rows = [f"| `{o}` | {m['i2t_map']:.3f} | {m['t2i_map']:.3f} | {m['avg_map']:.3f} |" + (_seed_cell(m) if seeded else "")
             for o, m in sorted(manifest["objectives"].items(), key=lambda kv: -kv[1]["avg_map"])]
+    header = "| objective | image->text mAP | text->image mAP | average |" + (
+        f" average over {seeded[0]['n']} training seeds (mean ± std) |" if seeded else "")
     zs = about.get("zero_shot")
     zero = (f" Zero-shot, the backbone alone classifies {zs['accuracy']:.1%} of {zs['on']} with "
             f"\"{zs['template']}\" prompts (chance {zs['chance']:.0%}).") if zs else ""
@@ -66,7 +86,7 @@ def render_card(manifest: dict) -> str:
         _features_line(manifest, zero),
         "- **Heads**: one projection head per modality into a common space, trained with class labels under "
         "each objective (CLIP4CMR, Zeng & Mao, ICMR 2022).", "",
-        "| objective | image->text mAP | text->image mAP | average |", "|---|---|---|---|", *rows, "",
+        header, "|---|---|---|---|" + ("---|" if seeded else ""), *rows, "", *_served_line(manifest, seeded),
         f"Built {manifest['created']} on {manifest.get('machine', 'an unrecorded machine')} with:", "",
         "```", " ".join(manifest["command"]), "```", "",
         "Serve it: `python app.py --bundle <this folder>`; check it: `python -m cmr_demo.bundle verify <this folder>`.", "",

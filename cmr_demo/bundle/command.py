@@ -1,46 +1,74 @@
-"""`python -m cmr_demo.bundle build|verify|add-lab`: the bundle stage's command line (built from the training
+"""`python -m cmr_demo.bundle build|verify|add-lab|migrate`: the bundle stage's command line (built from the training
 stage's own flags)."""
 from __future__ import annotations
 
 import argparse
 
 from cmr_demo.bundle.build import add_lab, build
+from cmr_demo.bundle.migrate import migrate
 from cmr_demo.bundle.verify import verify
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes whole numbers separated by commas, e.g. 0,1,2; got {text!r}")
+
+
+def add_build_args(b: argparse.ArgumentParser) -> None:
+    """`build`'s flags: the training job's, then where the bundle goes and how many seeds it trains."""
+    from cmr_demo.train.stage import add_job_args
+    add_job_args(b, objectives="all")
+    b.add_argument("--out", required=True, help="bundle folder (must be empty, or pass --overwrite)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing bundle in --out")
+    b.add_argument("--seeds", type=_seeds, default=None, metavar="S1,S2,..",
+                   help="train every objective with these seeds too (metrics only): the leaderboard shows the mean and "
+                        "standard deviation over them, the served heads are --seed's")
+    b.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of `build` alone (what a bundle's recorded command line is read with)."""
+    from cmr_demo.cliargs import HelpFormatter
+    b = argparse.ArgumentParser(prog="python -m cmr_demo.bundle build", formatter_class=HelpFormatter)
+    add_build_args(b)
+    return b
 
 
 def main(argv: list[str] | None = None) -> int:
     from cmr_demo.cliargs import HelpFormatter
-    from cmr_demo.train.stage import add_job_args, job_from_args
+    from cmr_demo.train.stage import job_from_args
     parser = argparse.ArgumentParser(prog="python -m cmr_demo.bundle", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="train every objective and assemble a bundle the app serves",
-                       description="Train one checkpoint per objective (the training stage, cmr_demo.train), then "
-                                   "write the gallery, embeddings, maps, backbone and manifest into --out. Without "
-                                   "--backbone, on data that ships features (clip4cmr:, npz:, wikipedia: with "
-                                   "raw_features.mat, synthetic), the bundle is features-only.",
-                       formatter_class=HelpFormatter)
-    add_job_args(b, objectives="all")
-    b.add_argument("--out", required=True, help="bundle folder (must be empty, or pass --overwrite)")
-    b.add_argument("--overwrite", action="store_true", help="replace an existing bundle in --out")
-    b.add_argument("--quiet", action="store_true", help="no progress bars or tables")
-    v = sub.add_parser("verify", help="check hashes, shapes and completeness", formatter_class=HelpFormatter,
-                       description="Check every file's sha256, every array's shape and each objective's files.")
-    v.add_argument("folder", help="the bundle folder")
-    a = sub.add_parser("add-lab", help="add the lab's train/val/test features to a bundle built before them",
-                       formatter_class=HelpFormatter,
-                       description="Re-derive the features the bundle was trained on from the data and backbone it "
-                                   "names, check them against its gallery, and add them (the app's objective lab).")
-    a.add_argument("folder", help="the bundle folder")
+    add_build_args(sub.add_parser(
+        "build", help="train every objective and assemble a bundle the app serves", formatter_class=HelpFormatter,
+        description="Train one checkpoint per objective (the training stage, cmr_demo.train), then write the gallery, "
+                    "embeddings, maps, backbone and manifest into --out. Without --backbone, on data that ships "
+                    "features (clip4cmr:, npz:, wikipedia: with raw_features.mat, synthetic), the bundle is "
+                    "features-only."))
+    for name, help_text, description in (
+            ("verify", "check hashes, shapes and completeness",
+             "Check every file's sha256, every array's shape and each objective's files."),
+            ("add-lab", "add the lab's train/val/test features to a bundle built before them",
+             "Re-derive the features the bundle was trained on from the data and backbone it names, check them "
+             "against its gallery, and add them (the app's objective lab)."),
+            ("migrate", "bring a bundle of an older format to the current one (nothing is retrained)",
+             "Rewrite the manifest of an older bundle in the current format; every other file is kept as it is.")):
+        sub.add_parser(name, help=help_text, description=description, formatter_class=HelpFormatter).add_argument(
+            "folder", help="the bundle folder")
     args = parser.parse_args(argv)
     if args.command == "add-lab":
         print(f"wrote {add_lab(args.folder)}")
         return 0
+    if args.command == "migrate":
+        print(f"{args.folder}: " + ("migrated" if migrate(args.folder) else "already current"))
+        return 0
     if args.command == "build":
-        manifest = build(job_from_args(args, None), args.out, args.overwrite)
+        manifest = build(job_from_args(args, None), args.out, args.overwrite, args.seeds)
         print(f"bundle written to {args.out}: {len(manifest['objectives'])} objectives, "
               f"{manifest['data']['gallery_items']} gallery items, {len(manifest['files'])} files")
         return 0
     problems = verify(args.folder)
     print("\n".join(problems) if problems else f"{args.folder}: OK")
     return 1 if problems else 0
-

@@ -23,7 +23,7 @@ Features-only bundles (`build` without `--backbone`, on data that ships features
 where the features came from. The app serves them for everything that needs no new encoding: gallery
 items as queries, Compare, the leaderboard, per-class AP, disagreements and maps.
   lab/features.safetensors           train / val / test input features (float32) and labels: what the app's
-                                     objective lab trains on (bundles since 2026-11-30; `add-lab` adds it)
+                                     objective lab trains on (`add-lab` adds it to a bundle built without it)
   objectives/<dir>/heads.safetensors, objective.safetensors, config.json, metrics.json, history.csv
   objectives/<dir>/embeddings.safetensors   image [N, D], text [N, D] (float16, unit-norm)
   objectives/<dir>/map.safetensors          image [N, 2], text [N, 2] (UMAP, aligned across objectives)
@@ -34,11 +34,13 @@ from pathlib import Path
 
 from cmr_demo.files import load_json
 
-FORMAT = "cmr_demo.bundle/1"
+FORMAT = "cmr_demo.bundle/2"  # 2: the build's training job stored as JSON values ("job"), every bundle has "features"
+FORMERLY = ("cmr_demo.bundle/1",)  # formats `python -m cmr_demo.bundle migrate` brings to FORMAT
 RUN_FILES = ("heads.safetensors", "objective.safetensors", "config.json", "metrics.json", "history.csv",
              "embeddings.safetensors", "map.safetensors")
 THUMB_PX = 256  # gallery images are stored at most this large: enough for the UI, small on disk
 GALLERY_FEATURES = "gallery/features.safetensors"
+CALIBRATION = "gallery/calibration.safetensors"  # labelled pictures beside the gallery that calibrate class reads
 ITEMS_FILE = "gallery/items.jsonl"
 LAB_FEATURES = "lab/features.safetensors"
 RELEVANCE = "a result is relevant to a query when it has the query's class"
@@ -48,11 +50,8 @@ IMAGES_DIR = "gallery/images/"
 
 
 def feature_dims(manifest: dict) -> tuple[int, int]:
-    """(image, text) input widths of the bundle's heads (bundles before `features` had one backbone width)."""
-    if "features" in manifest:
-        return manifest["features"]["image_dim"], manifest["features"]["text_dim"]
-    width = manifest["backbone"]["feature_dim"]
-    return width, width
+    """(image, text) input widths of the bundle's heads."""
+    return manifest["features"]["image_dim"], manifest["features"]["text_dim"]
 
 
 def backbone_spec(folder: str | Path) -> str | None:

@@ -7,17 +7,19 @@ is refused, naming the file), and the heads are checked against the backbone's f
 from __future__ import annotations
 
 import functools
-import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from cmr_demo.bundle.layout import GALLERY_FEATURES, IMAGES_DIR, ITEMS_FILE, backbone_spec, feature_dims, outside
+from cmr_demo.bundle.layout import CALIBRATION, GALLERY_FEATURES, ITEMS_FILE, feature_dims, outside
+from cmr_demo.bundle.reader import BundleFiles
 
-from cmr_demo.bundle.verify import verify
-from cmr_demo.files import CheckpointError, file_sha256, load_heads, load_json, load_tensors
-from cmr_demo.train.heads import Heads
+from cmr_demo.bundle import world_check, zero_shot
+from cmr_demo.bundle.verify import check
+from cmr_demo.files import CheckpointError, file_sha256
+from cmr_demo.train.heads import Heads, heads_from
 from cmr_demo.train.objectives import Objective, build_objective
 
 
@@ -32,6 +34,13 @@ class ObjectiveView:
     text_xy: np.ndarray  # [N, 2]
     metrics: dict
     objective: Objective | None = None  # the trained loss module: classifier / prototypes / proxies
+    kind: str = "trained"  # or "zero-shot" (the backbone alone, cmr_demo.bundle.zero_shot), or "lab"
+    seeds: dict | None = None  # avg mAP of the same objective under other training seeds: {runs, n, mean, std}
+
+    @property
+    def trained(self) -> bool:
+        """Heads trained with class labels (what the lab can re-train); not the backbone alone."""
+        return self.kind != "zero-shot"
 
 
 @dataclass
@@ -43,9 +52,11 @@ class Bundle:
     class_names: list[str]
     objectives: dict[str, ObjectiveView] = field(default_factory=dict)
     backbone: object | None = None  # cmr_demo.backbone.clip.Backbone, loaded on request
-    image_features: np.ndarray | None = None  # [N, F] backbone features of the gallery (bundles since 2026-11-30)
+    image_features: np.ndarray | None = None  # [N, F] backbone features of the gallery
     text_features: np.ndarray | None = None
     unchecked: dict[str, str] = field(default_factory=dict)  # gallery pictures whose sha256 is checked on first use
+    picture_check: object | None = None  # cmr_demo.bundle.world_check.PictureCheck, when the bundle has one
+    calibration: tuple[np.ndarray, np.ndarray] | None = None  # [M, F] features and [M] labels of related pictures
 
     @functools.cached_property
     def has_pictures(self) -> bool:  # asked on every request: looked through the items once
@@ -79,56 +90,119 @@ def _check_inside(root: Path, rel_paths: list[str], folder: Path) -> None:
                               f"to serve it")
 
 
-def _load_objective(run: Path, num_classes: int) -> Objective:
+def _load_objective(files: BundleFiles, run: str, num_classes: int) -> Objective:
     """The objective module as trained (its classifier, prototypes or proxies), in eval mode."""
-    cfg = load_json(run / "config.json")
+    cfg = files.json(f"{run}/config.json")
     objective = build_objective(cfg["train"]["objective"], num_classes, cfg["heads"]["embed_dim"],
                                 cfg["train"].get("objective_options"))
-    state, _ = load_tensors(run / "objective.safetensors")
+    state = dict(files.tensors(f"{run}/objective.safetensors")[0])
     state.pop("_empty", None)
     objective.load_state_dict(state)
     return objective.eval()
 
 
 def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bool = True) -> Bundle:
-    """Read and check a bundle; raise CheckpointError naming every problem when it is not intact."""
+    """Read and check a bundle, each file once; raise CheckpointError naming every problem when it is not intact.
+    The gallery pictures are checked when first served (`Bundle.image_path`), not read here."""
     folder = Path(folder)
-    if check_hashes:  # every file but the gallery pictures now; each picture when first used (Bundle.image_path)
-        problems = verify(folder, images=False)
-        if problems:
-            raise CheckpointError(f"bundle {folder} failed verification:\n  " + "\n  ".join(problems[:10]))
-    manifest = load_json(folder / "manifest.json")
-    items = [json.loads(line) for line in (folder / ITEMS_FILE).read_text().splitlines() if line]
-    if not check_hashes:  # verify() has checked it already: every item's picture is a listed file, none outside
+    files = BundleFiles(folder, check=check_hashes)
+    problems = check(files, images=False) if check_hashes else [p for p in [files.format_problem()] if p]
+    if problems:
+        raise CheckpointError(f"bundle {folder} failed verification:\n  " + "\n  ".join(problems[:10]))
+    manifest = files.manifest
+    items = [dict(it, text=it.get("text", "")) for it in files.lines(ITEMS_FILE)]  # features-only items: text ""
+    if not check_hashes:  # check() has not looked: every item's picture must still lie inside the bundle
         _check_inside(folder / "gallery", [it["image"] for it in items if it.get("image")], folder)
-    for it in items:  # one shape for every consumer: a features-only item without its text has ""
-        it.setdefault("text", "")
     bundle = Bundle(folder, manifest, items, np.array([it["label"] for it in items], dtype=np.int64),
                     manifest["data"]["class_names"])
     if check_hashes:
-        bundle.unchecked = {rel: d for rel, d in manifest["files"].items() if rel.startswith(IMAGES_DIR)}
-    image_dim, text_dim = feature_dims(manifest)
+        bundle.unchecked = files.images()
     for name, entry in manifest["objectives"].items():
-        run = folder / entry["dir"]
-        emb, _ = load_tensors(run / "embeddings.safetensors")
-        xy, _ = load_tensors(run / "map.safetensors")
-        bundle.objectives[name] = ObjectiveView(
-            name, load_heads(run / "heads.safetensors", image_dim=image_dim, text_dim=text_dim),
-            emb["image"].float().numpy(), emb["text"].float().numpy(), xy["image"].numpy(), xy["text"].numpy(),
-            load_json(run / "metrics.json"), _load_objective(run, len(bundle.class_names)))
-    if GALLERY_FEATURES in manifest["files"]:  # listed, so its hash was checked with the rest
-        feats, _ = load_tensors(folder / GALLERY_FEATURES)
+        bundle.objectives[name] = _view(files, name, entry, len(bundle.class_names))
+    if GALLERY_FEATURES in files.listed:
+        feats, _ = files.tensors(GALLERY_FEATURES)
         bundle.image_features, bundle.text_features = (feats[m].float().numpy() for m in ("image", "text"))
-    spec = backbone_spec(folder)
-    if load_backbone and spec is not None:
-        bundle.backbone = shared_backbone(spec)
-        if bundle.backbone.feature_dim != image_dim:
-            raise CheckpointError(f"bundle {folder} was built on {image_dim}-d features but its backbone "
-                                  f"'{manifest['backbone']['spec']}' gives {bundle.backbone.feature_dim}-d")
+    if CALIBRATION in files.listed:
+        tensors, _ = files.tensors(CALIBRATION)
+        bundle.calibration = tensors["image"].float().numpy(), tensors["labels"].numpy()
+    if world_check.FILE in files.listed:
+        bundle.picture_check = world_check.PictureCheck.from_tensors(*files.tensors(world_check.FILE))
+    if load_backbone and manifest["backbone"] is not None:
+        bundle.backbone = LazyBackbone(lambda: _backbone(files))
     return bundle
 
 
+class LazyBackbone:
+    """A bundle's backbone, loading in a background thread from the moment the bundle is loaded: serving starts
+    without waiting for open_clip's import and the model (~2 s of a 2-core start), and the first text or picture
+    to encode waits for it if it is not there yet. Attribute access goes to the loaded Backbone; a backbone that
+    failed to load raises its error (naming the bundle) wherever it is used."""
+
+    def __init__(self, load):
+        self._done = threading.Event()
+        self._value = self._error = None
+
+        def work():
+            try:
+                self._value = load()
+            except Exception as err:  # noqa: BLE001 (kept, raised where the backbone is used)
+                self._error = err
+            finally:
+                self._done.set()
+        threading.Thread(target=work, name="backbone-load", daemon=True).start()
+
+    def get(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def __getattr__(self, name: str):
+        return getattr(self.get(), name)
+
+
+def _view(files: BundleFiles, name: str, entry: dict, num_classes: int) -> ObjectiveView:
+    run = entry["dir"]
+    emb, xy = files.tensors(f"{run}/embeddings.safetensors")[0], files.tensors(f"{run}/map.safetensors")[0]
+    if entry.get("kind") == zero_shot.KIND:  # the backbone alone: no heads, classes from prompts
+        heads, objective = zero_shot.FrozenHeads(), zero_shot.module_from(files.tensors(f"{run}/prompts.safetensors")[0])
+    else:
+        image_dim, text_dim = feature_dims(files.manifest)
+        heads = heads_from(*files.tensors(f"{run}/heads.safetensors"), files.folder / run / "heads.safetensors",
+                           image_dim, text_dim)
+        objective = _load_objective(files, run, num_classes)
+    return ObjectiveView(name, heads, emb["image"].float().numpy(), emb["text"].float().numpy(), xy["image"].numpy(),
+                         xy["text"].numpy(), files.json(f"{run}/metrics.json"), objective, entry.get("kind", "trained"),
+                         entry.get("seeds"))
+
+
+def _backbone(files: BundleFiles):
+    """The bundle's backbone: its own weights file from the bytes already read and checked (shared with other
+    bundles on the same weights), or a published tag loaded as usual; checked against the bundle's feature width."""
+    backbone = _backbone_weights(files)
+    image_dim = feature_dims(files.manifest)[0]
+    if backbone.feature_dim != image_dim:
+        raise CheckpointError(f"bundle {files.folder} was built on {image_dim}-d features but its backbone "
+                              f"'{files.manifest['backbone']['spec']}' gives {backbone.feature_dim}-d")
+    return backbone
+
+
+def _backbone_weights(files: BundleFiles):
+    from cmr_demo.backbone.clip import backbone_from_state, in_bundle
+    stored = files.manifest["backbone"]["spec"]
+    arch, _, rest = stored.partition(":")
+    if not rest.startswith("backbone/") or not rest.endswith(".safetensors"):
+        return shared_backbone(in_bundle(stored, files.folder))
+    key = f"{arch}@{files.listed[rest]}"
+    with _SHARING:
+        if key not in _BACKBONES:
+            _BACKBONES[key] = backbone_from_state(arch, files.tensors(rest)[0], files.listed[rest],
+                                                  in_bundle(stored, files.folder))
+    return _BACKBONES[key]
+
+
 _BACKBONES: dict[str, object] = {}
+_SHARING = threading.Lock()  # bundles load their backbones in threads of their own
 
 
 def shared_backbone(spec: str):
@@ -137,6 +211,7 @@ def shared_backbone(spec: str):
     serve several bundles)."""
     from cmr_demo.backbone.clip import load_backbone as load, weights_identity
     key = f"{spec.partition(':')[0]}@{weights_identity(spec)}"
-    if key not in _BACKBONES:
-        _BACKBONES[key] = load(spec)
+    with _SHARING:
+        if key not in _BACKBONES:
+            _BACKBONES[key] = load(spec)
     return _BACKBONES[key]

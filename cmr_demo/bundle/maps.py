@@ -1,19 +1,19 @@
-"""2-D maps of the common space: fitted once at bundle time, aligned across objectives, queried without numba.
+"""2-D maps of the common space, fitted once at bundle time and aligned across objectives (build time only).
 
-Why this split: umap-learn pays 25-30 s of numba compilation on its first fit in every process, so
-the app must never fit. The builder fits one UMAP per objective on both modalities at once (so the
-modality gap is visible), aligns every map to a reference by orthogonal Procrustes (rotation,
-reflection, uniform scale: shapes are kept, panels become comparable), and the app places a live
-query at the similarity-weighted mean of its nearest gallery points' coordinates.
+Why at build time: umap-learn pays 25-30 s of numba compilation on its first fit in every process, so the app
+must never fit. The builder fits one UMAP per objective on both modalities at once (so the modality gap is
+visible) and aligns every map to a reference by orthogonal Procrustes (rotation, reflection, uniform scale:
+shapes are kept, panels become comparable). The app places a live query without fitting anything
+(`cmr_demo.serve.placement`); this module's scipy and umap are never imported by serving.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import orthogonal_procrustes
+
+from cmr_demo.sampling import seeded_rows
 
 UMAP_NEIGHBORS = 15  # umap-learn's default: local structure without over-fragmenting small classes
 UMAP_MIN_DIST = 0.1
-PLACE_K = 10  # neighbours used to place a query; more smooths, fewer follows the closest items
 
 
 FIT_AT_MOST = 20_000  # points UMAP is fitted on; a larger gallery's other points are placed by UMAP's transform
@@ -28,8 +28,7 @@ def fit_map(embeddings: np.ndarray, seed: int = 0, fit_at_most: int = FIT_AT_MOS
     import umap  # heavy (numba); imported only when a map is fitted
 
     emb = np.asarray(embeddings, dtype=np.float32)
-    sample = None if len(emb) <= fit_at_most else np.sort(np.random.default_rng(seed).choice(len(emb), fit_at_most,
-                                                                                              replace=False))
+    sample = seeded_rows(len(emb), fit_at_most, seed)
     fitted = emb if sample is None else emb[sample]
     n_neighbors = max(2, min(UMAP_NEIGHBORS, len(fitted) - 1))
     reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=UMAP_MIN_DIST, metric="cosine", random_state=seed,
@@ -50,41 +49,6 @@ def _normalise(coords: np.ndarray) -> np.ndarray:
 
 def align_to(coords: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Rotate/reflect `coords` (same rows as `reference`, both normalised) onto the reference."""
+    from scipy.linalg import orthogonal_procrustes
     rotation, _ = orthogonal_procrustes(coords, reference)
     return (coords @ rotation).astype(np.float32)
-
-
-def place(query: np.ndarray, gallery: np.ndarray, coords: np.ndarray, k: int = PLACE_K,
-          sharpness: float = 20.0) -> np.ndarray:
-    """[Q, D] queries -> [Q, 2]: softmax(similarity * sharpness)-weighted mean of the k nearest gallery points.
-
-    A query that equals a gallery item lands (almost) on that item; the weights follow similarity, so
-    a query between two clusters lands between them.
-    """
-    query = np.atleast_2d(np.asarray(query, dtype=np.float32))
-    sims = query @ np.asarray(gallery, dtype=np.float32).T  # [Q, M]
-    return _weighted_places(sims, coords, min(k, sims.shape[1]), sharpness)
-
-
-def _weighted_places(sims: np.ndarray, coords: np.ndarray, k: int, sharpness: float) -> np.ndarray:
-    """[Q, M] similarities -> [Q, 2]: softmax(similarity * sharpness)-weighted mean of the k most similar rows'
-    coordinates."""
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # [Q, k]
-    top_sims = np.take_along_axis(sims, top, axis=1)
-    weights = np.exp(sharpness * (top_sims - top_sims.max(1, keepdims=True)))
-    weights /= weights.sum(1, keepdims=True)
-    return np.einsum("qk,qkc->qc", weights, coords[top]).astype(np.float32)
-
-
-def place_points(embeddings: np.ndarray, coords: np.ndarray, k: int = PLACE_K, sharpness: float = 20.0) -> np.ndarray:
-    """[M, D] embeddings of the gallery under another model -> [M, 2] places on a map of the same M items: each
-    point at the similarity-weighted mean of the map coordinates of its k nearest *other* items in its own
-    space. How a lab run's points join the bundle's aligned maps without fitting UMAP."""
-    emb = np.asarray(embeddings, dtype=np.float32)
-    k = min(k, len(emb) - 1)
-    out = np.empty((len(emb), 2), np.float32)
-    for start in range(0, len(emb), 2048):  # rows in blocks: memory stays bounded for large galleries
-        sims = emb[start:start + 2048] @ emb.T
-        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
-        out[start:start + len(sims)] = _weighted_places(sims, coords, k, sharpness)
-    return out

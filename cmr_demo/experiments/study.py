@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 from tqdm import tqdm
 
@@ -33,13 +34,13 @@ from cmr_demo.cliargs import HelpFormatter
 from cmr_demo.data import read_data, with_validation
 from cmr_demo.train.heads import HeadConfig
 from cmr_demo.train.objectives import ObjectiveSpec, option_defaults
-from cmr_demo.serve.plots import PALETTE
 from cmr_demo.provenance import stamp
 from cmr_demo.train.stage import (HEAD_WIDTHS, TEST_PROTOCOL_NOTE, DataConfig, TrainJob, add_job_args, job_from_args,
                                   load_features, train)
 from cmr_demo.train.fit import TrainConfig
 
 NOT_SWEPT = {"seed"}  # set by --seeds
+PALETTE = qualitative.Plotly + qualitative.Dark24  # one colour per objective
 METRICS = ("i2t_map", "t2i_map", "avg_map", "best_epoch", "epochs_run", "train_seconds")
 
 
