@@ -142,7 +142,7 @@ def service_floor(bundle: Path, n: int = 300) -> dict:
     rest = texts[20 + n:]
     start = time.perf_counter()
     for b in range(0, len(rest) - 7, 8):
-        feats = service.text_features(rest[b:b + 8])
+        feats = service.encoder.text_features(rest[b:b + 8])
         for j, t in enumerate(rest[b:b + 8]):
             service.search(service.text_query(t), "pcl", 10, features=feats[j:j + 1])
     batched = (time.perf_counter() - start) / (len(rest) // 8 * 8)

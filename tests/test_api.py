@@ -70,7 +70,7 @@ def test_text_search_matches_the_service(api, service):
     assert set(hit) == {"rank", "id", "score", "class", "relevant", "text", "image_url", "modality"}
     assert hit["image_url"].startswith("/media/b/") and hit["relevant"] == (hit["class"] == "star")
     same = api.post("search/text", json={"text": "a red star", "same_modality": True, "k": 3}).json()
-    assert same["target"] == "text" and same["objective"] == service.leaderboard()[0]["objective"]
+    assert same["target"] == "text" and same["objective"] == service.best  # the best trained objective
 
 
 def test_image_item_compare_embed_and_info(api, service, small_bundle):
@@ -143,7 +143,7 @@ def test_concurrent_texts_share_backbone_calls_and_keep_their_results(service):
     texts = [f"a red star number {n}" for n in range(24)]
     expected = np.concatenate([service.bundle.backbone.encode_texts([t], progress=False) for t in texts])
     batcher = TextBatcher(service, ThreadPoolExecutor(1))
-    service._text_cache.clear()
+    service.encoder._texts.clear()
 
     async def all_at_once():
         return await asyncio.gather(*(batcher.features(t) for t in texts + texts[:5]))  # repeats in flight too

@@ -107,7 +107,7 @@ def test_lab_train_reproduces_the_bundle_and_its_run_joins_this_client_only(clie
     assert {answer["name"], other["name"]} <= set(mine)
     theirs = gradio_client.Client(app_url, verbose=False).predict("two hearts", [], 3, "heart", "", api_name="/compare")
     assert not any(name.startswith("lab ") for name in theirs)
-    with pytest.raises(Exception, match="belong to no part of 'pcl'"):
+    with pytest.raises(Exception, match=r"objective option 'margn': no selected objective \(pcl\) has it"):
         client.predict("pcl", "margn=0.3", api_name="/lab_train")
     with pytest.raises(Exception, match="text fraction must be in"):
         client.predict("pcl", "", 0, api_name="/lab_train")

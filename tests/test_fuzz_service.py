@@ -24,7 +24,7 @@ from cmr_demo.serve.inputs import MAX_ASPECT, MAX_K, MAX_QUERY_CHARS, InputError
 from cmr_demo.serve.service import MODALITIES, Query, RetrievalService, SearchResult
 
 CALL_LIMIT_S = 5.0
-OBJECTIVES = ["pcl", "ce", "pcl+0.5*tl"]  # the small bundle's (conftest)
+OBJECTIVES = ["zero-shot", "pcl", "ce", "pcl+0.5*tl"]  # the small bundle's (conftest): the backbone alone first
 # the autouse cache fixture is function-scoped but only sets an environment variable: safe to share
 # derandomize: the same broad search on every run (a fixed seed per test), so CI cannot go red by chance
 FUZZ = settings(max_examples=150, deadline=None, database=None, print_blob=True, derandomize=True,

@@ -1,4 +1,4 @@
-"""The README's results section is generated from the result files, and kept in step with them."""
+"""docs/results.md is generated from the result files, and kept in step with them."""
 import importlib.util
 import subprocess
 import sys
@@ -14,22 +14,22 @@ def load_report():
     return module
 
 
-def test_readme_results_match_the_result_files():
+def test_the_results_page_matches_the_result_files():
     proc = subprocess.run([sys.executable, "bench/report.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_a_hand_edited_figure_is_caught(tmp_path):
     report = load_report()
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "results.md").read_text()
     block = readme.split(report.BEGIN, 1)[1].split(report.END, 1)[0]
     assert "| `pcl` |" in block  # the demo table is in the generated block
-    edited = tmp_path / "README.md"
+    edited = tmp_path / "results.md"
     edited.write_text(readme.replace(block, block.replace("| `pcl` |", "| `pcl` | 0.999 |", 1)))
-    proc = subprocess.run([sys.executable, "bench/report.py", "--check", "--readme", str(edited)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "bench/report.py", "--check", "--page", str(edited)], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "python bench/report.py" in proc.stdout
-    subprocess.run([sys.executable, "bench/report.py", "--readme", str(edited)], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "bench/report.py", "--page", str(edited)], cwd=ROOT, check=True,
                    capture_output=True)
     assert edited.read_text() == readme  # regenerating restores exactly what the files say
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cmr_demo.serve import plots, views
+from cmr_demo.ui import plots, views
 from cmr_demo.bundle.load import load_bundle
 from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
@@ -70,6 +70,16 @@ def test_image_upload_query_round_trips_a_gallery_image(service):
     assert result.hits[0].score == pytest.approx(1.0, abs=5e-3)
 
 
+def test_one_ranking_gives_the_hits_and_the_metrics(service):
+    """With the query's class known the whole gallery is ranked once (its top k are the hits); without, the index
+    answers: the two give the same top k on an exact index."""
+    for text in ("a red star", "two rings on a dotted background"):
+        known = service.search(service.text_query(text, "star"), "ce", 6)
+        unknown = service.search(service.text_query(text), "ce", 6)
+        assert [h.index for h in known.hits] == [h.index for h in unknown.hits] and known.exact and unknown.exact
+        assert [h.score for h in known.hits] == pytest.approx([h.score for h in unknown.hits], abs=1e-5)
+
+
 def test_compare_equals_separate_searches(service):
     q = service.text_query("a shape with three corners", "triangle")
     both = service.compare(q, ["pcl", "pcl+0.5*tl"], 5)
@@ -113,7 +123,7 @@ def test_map_view_places_a_gallery_item_on_its_own_point(service):
 
 @pytest.mark.parametrize("call, message", [
     (lambda s: s.search(s.text_query("x"), "no-such-objective"), "unknown objective 'no-such-objective'"),
-    (lambda s: s.search(s.text_query("x"), "../../etc/passwd"), "choose one of: pcl, ce"),
+    (lambda s: s.search(s.text_query("x"), "../../etc/passwd"), "choose one of: zero-shot, pcl, ce"),
     (lambda s: s.search(s.text_query("x"), "pcl", 0), "k (number of results)"),
     (lambda s: s.search(s.text_query("x"), "pcl", "ten"), "k (number of results)"),
     (lambda s: s.text_query("   \t "), "the text query is empty"),
@@ -157,7 +167,7 @@ def test_a_features_only_bundle_answers_item_queries_and_refuses_new_ones(featur
     """Gallery items are queries (AP against a naive ranking of the stored embeddings); a new text or picture is
     refused naming the bundle and what to do instead; the views draw items as a list, not pictures."""
     s = features_service
-    assert s.capabilities() == {"text_queries": False, "image_queries": False, "pictures": False, "texts": False,
+    assert s.catalog.capabilities(s.encodes) == {"text_queries": False, "image_queries": False, "pictures": False, "texts": False,
                                 "item_queries": True}
     for ask in (lambda: s.text_query("a star"), lambda: s.image_query(b"\x89PNG")):
         with pytest.raises(InputError, match="ships features only .* query it with a gallery item"):
@@ -176,14 +186,14 @@ def test_a_features_only_bundle_answers_item_queries_and_refuses_new_ones(featur
 
 def test_items_page_filters_by_class_and_id_and_pages(features_service):
     s = features_service
-    rows, total = s.items_page("class 3", None, 0, 4)
+    rows, total = s.catalog.page("class 3", None, 0, 4)
     members = np.flatnonzero(s.bundle.labels == 3).tolist()
     assert total == len(members) and rows == members[:4]
-    rows, total = s.items_page(None, "0009", 0, 60)
+    rows, total = s.catalog.page(None, "0009", 0, 60)
     assert [s.bundle.items[r]["id"] for r in rows] == [i["id"] for i in s.bundle.items if "0009" in i["id"]]
-    assert s.items_page(None, None, 90, 60) == (list(range(90, 100)), 100)
+    assert s.catalog.page(None, None, 90, 60) == (list(range(90, 100)), 100)
     with pytest.raises(InputError, match="unknown class"):
-        s.items_page("dragon")
+        s.catalog.page("dragon")
 
 
 def test_a_map_of_a_large_gallery_stays_small_and_keeps_what_matters_exact():
@@ -218,8 +228,8 @@ def test_a_large_gallery_serves_at_once_and_gets_its_graph_index_in_the_backgrou
 
     import cmr_demo.serve.index
     monkeypatch.setattr(cmr_demo.serve.index, "EXACT_MAX_ITEMS", 10)  # the 40-item gallery now counts as large
-    s = RetrievalService(load_bundle(small_bundle, load_backbone=False))
-    q = s.item_query(3, "image")
+    s = RetrievalService(load_bundle(small_bundle))
+    q = s.text_query("a star")  # no class stated: the index answers (with a class, the whole gallery is ranked)
     before = [h.index for h in s.search(q, "pcl", 5).hits]
     for thread in threading.enumerate():
         if thread.name == "hnsw-build":

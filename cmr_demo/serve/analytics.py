@@ -9,12 +9,15 @@ from cmr_demo.bundle.load import Bundle
 from cmr_demo.serve.inputs import check_choice
 
 DIRECTIONS = ("i2t", "t2i")
+PAPER_SIX = ("cl", "ml", "tl", "lrl", "ce", "pcl")  # the objectives the paper compares
 
 
 def leaderboard(bundle: Bundle) -> list[dict]:
-    """One row per objective, best average mAP first: the bundle's test-split metrics."""
+    """One row per objective, best average mAP first: the bundle's test-split metrics, and the mean and standard
+    deviation of the average mAP over training seeds when the bundle was built with several (`seeds`: None)."""
     keys = ("i2t_map", "t2i_map", "avg_map", "chance_map", "best_epoch", "selected_on")
-    rows = [{"objective": name, **{k: view.metrics.get(k) for k in keys}} for name, view in bundle.objectives.items()]
+    rows = [{"objective": name, "kind": view.kind, **{k: view.metrics.get(k) for k in keys}, "seeds": view.seeds}
+            for name, view in bundle.objectives.items()]
     return sorted(rows, key=lambda r: -(r["avg_map"] or 0))
 
 
@@ -39,3 +42,28 @@ def disagreements(bundle: Bundle, a: str, b: str, direction: str = "t2i", n: int
     return [{"row": int(r), "id": bundle.items[r]["id"], "modality": modality,
              "class": names[int(bundle.labels[r])], f"ap_{a}": float(ap_a[r]), f"ap_{b}": float(ap_b[r]),
              "difference": float(ap_a[r] - ap_b[r]), "text": bundle.items[r]["text"]} for r in order]
+
+
+def disagreeing_share(bundle: Bundle, names=PAPER_SIX, gap: float = 0.2) -> float | None:
+    """Share of the test queries (both directions) whose AP differs by at least `gap` between some two of the
+    objectives `names` (those the bundle has; None when it has fewer than two)."""
+    present = [o for o in names if o in bundle.objectives]
+    if len(present) < 2:
+        return None
+    share = []
+    for d in DIRECTIONS:
+        ap = np.stack([np.asarray(bundle.objectives[o].metrics["per_query_ap"][d]) for o in present])
+        share.append(ap.max(0) - ap.min(0) >= gap)
+    return float(np.concatenate(share).mean())
+
+
+def spread(bundle: Bundle, names=PAPER_SIX) -> dict | None:
+    """How far apart the paper's objectives land on this bundle: best and worst by average mAP (the mean over
+    training seeds when the bundle has several), and the share of queries on which two of them disagree."""
+    present = [o for o in names if o in bundle.objectives]
+    if len(present) < 2:
+        return None
+    mean = {o: (bundle.objectives[o].seeds or {}).get("mean", bundle.objectives[o].metrics["avg_map"]) for o in present}
+    best, worst = max(mean, key=mean.get), min(mean, key=mean.get)
+    return {"best": best, "best_map": mean[best], "worst": worst, "worst_map": mean[worst],
+            "spread": mean[best] - mean[worst], "disagreeing_share": disagreeing_share(bundle, present)}

@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cmr_demo.serve.inputs import MAX_IMAGE_BYTES, InputError, check_choice
-from cmr_demo.serve.service import Query, RetrievalService, SearchResult
+from cmr_demo.serve.schema import Query, SearchResult
+from cmr_demo.serve.service import RetrievalService
 
 MAX_BATCH = 64  # texts per backbone call
 log = logging.getLogger("cmr_demo.api")
@@ -42,7 +43,7 @@ class TextBatcher:
         self.batches = self.texts = 0  # counters: texts / batches is the batching achieved
 
     async def features(self, text: str) -> np.ndarray:
-        cached = self.service.cached_text_features(text)
+        cached = self.service.encoder.cached_text_features(text)
         if cached is not None:
             return cached
         future = asyncio.get_running_loop().create_future()
@@ -59,13 +60,13 @@ class TextBatcher:
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
                 texts = list(dict.fromkeys(t for t, _ in batch))
                 try:
-                    feats = await loop.run_in_executor(self.worker, self.service.text_features, texts)
+                    feats = await loop.run_in_executor(self.worker, self.service.encoder.text_features, texts)
                     rows = {t: feats[n:n + 1] for n, t in enumerate(texts)}
                 except Exception:  # noqa: BLE001 (one bad text must not fail the others: each alone, its own error)
                     rows = {}
                     for text in texts:
                         try:
-                            rows[text] = await loop.run_in_executor(self.worker, self.service.text_features, [text])
+                            rows[text] = await loop.run_in_executor(self.worker, self.service.encoder.text_features, [text])
                         except Exception as err:  # noqa: BLE001 (handed to the requests that sent this text)
                             rows[text] = err
                 self.batches, self.texts = self.batches + 1, self.texts + len(texts)
@@ -127,31 +128,6 @@ class InfoRequest(BaseModel):
     bundle: str | None = None
 
 
-class Hit(BaseModel):
-    rank: int
-    id: str
-    score: float
-    class_: str = Field(..., alias="class")
-    relevant: bool | None
-    text: str
-    image_url: str | None = Field(None, description="/media/BUNDLE/ID; null when the bundle has no pictures")
-    modality: str
-
-
-class SearchAnswer(BaseModel):
-    bundle: str
-    objective: str
-    query: str
-    target: str
-    hits: list[Hit]
-    ap: float | None
-    p_at_k: dict[str, float] | None
-    first_relevant_rank: int | None
-    exact: bool
-    notes: list[str]
-    info: dict | None
-
-
 class EmbedAnswer(BaseModel):
     bundle: str
     objective: str
@@ -165,14 +141,6 @@ def embedding_answer(bundle: str, objective: str, modality: str, emb: np.ndarray
             "embedding": emb.astype(float).tolist()}
 
 
-def answer(result: SearchResult, bundle: str) -> dict:
-    hits = [{"rank": h.rank, "id": h.id, "score": h.score, "class": h.class_name, "relevant": h.relevant,
-             "text": h.text, "image_url": h.image_url, "modality": h.modality} for h in result.hits]
-    return {"bundle": bundle, "objective": result.objective, "query": result.query, "target": result.target,
-            "hits": hits, "ap": result.ap, "p_at_k": result.p_at_k, "first_relevant_rank": result.first_relevant_rank,
-            "exact": result.exact, "notes": result.notes, "info": result.info}
-
-
 class Api:
     """The routes over the served bundles ({name: RetrievalService}; the first is the default)."""
 
@@ -181,7 +149,7 @@ class Api:
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="backbone")  # all backbone work, one at a time
         self.batchers: dict[str, TextBatcher] = {}
 
-    def service(self, bundle: str | None) -> tuple[str, RetrievalService]:
+    def pick(self, bundle: str | None) -> tuple[str, RetrievalService]:
         services = self.services()
         name = next(iter(services)) if bundle is None else check_choice(bundle, list(services), "bundle")
         return name, services[name]
@@ -196,7 +164,7 @@ class Api:
             return None
         if query.modality == "text":
             return await self.batcher(name, service).features(query.text)
-        return await asyncio.get_running_loop().run_in_executor(self.worker, service.image_features, query)
+        return await asyncio.get_running_loop().run_in_executor(self.worker, service.encoder.image_features, query)
 
     async def image_query(self, service: RetrievalService, file: fastapi.UploadFile, query_class: str | None) -> Query:
         data = await file.read(MAX_IMAGE_BYTES + 1)  # one byte over is enough for load_image to refuse it
@@ -204,6 +172,12 @@ class Api:
 
     def router(self) -> fastapi.APIRouter:
         r = fastapi.APIRouter(prefix="/api/v1", tags=["retrieval"])
+        self._gallery_routes(r)
+        self._search_routes(r)
+        self._reading_routes(r)
+        return r
+
+    def _gallery_routes(self, r: fastapi.APIRouter) -> None:
 
         @r.get("/bundles", summary="The served bundles: name, size, classes, objectives (best first)")
         async def bundles() -> list[dict]:
@@ -214,77 +188,73 @@ class Api:
                                  "item queries")
         async def items(bundle: str | None = None, class_name: str | None = None, contains: str | None = None,
                         offset: int = 0, limit: int = fastapi.Query(60, ge=1, le=500)) -> dict:
-            name, s = self.service(bundle)
-            rows, total = s.items_page(class_name, contains, offset, limit)
+            name, s = self.pick(bundle)
+            rows, total = s.catalog.page(class_name, contains, offset, limit)
             return {"bundle": name, "total": total, "offset": offset,
                     "items": [{"id": s.bundle.items[r]["id"], "class": s.class_names[int(s.bundle.labels[r])],
-                               "text": s.bundle.items[r]["text"], "image_url": s.media_url(r)} for r in rows]}
+                               "text": s.bundle.items[r]["text"], "image_url": s.catalog.media_url(r)} for r in rows]}
 
-        @r.post("/search/text", response_model=SearchAnswer, summary="Text -> images (or texts)")
-        async def search_text(req: TextSearch) -> dict:
-            name, s = self.service(req.bundle)
+    def _search_routes(self, r: fastapi.APIRouter) -> None:
+        @r.post("/search/text", response_model=SearchResult, summary="Text -> images (or texts)")
+        async def search_text(req: TextSearch) -> SearchResult:
+            name, s = self.pick(req.bundle)
             q = s.text_query(req.text, req.query_class)
-            objective = s.objective_or_best(req.objective)
-            feats = await self.features(name, s, q)
-            return answer(s.search(q, objective, req.k, q.modality if req.same_modality else None, features=feats), name)
+            checked = s.request(q, req.objective, req.k, q.modality if req.same_modality else None)
+            return s.search(checked, features=await self.features(name, s, q))
 
-        @r.post("/search/image", response_model=SearchAnswer, summary="Uploaded image -> texts (or images)")
+        @r.post("/search/image", response_model=SearchResult, summary="Uploaded image -> texts (or images)")
         async def search_image(file: fastapi.UploadFile, objective: str | None = fastapi.Form(None),
                                k: int = fastapi.Form(10), bundle: str | None = fastapi.Form(None),
                                query_class: str | None = fastapi.Form(None),
-                               same_modality: bool = fastapi.Form(False)) -> dict:
-            name, s = self.service(bundle)
-            objective = s.objective_or_best(objective)
+                               same_modality: bool = fastapi.Form(False)) -> SearchResult:
+            name, s = self.pick(bundle)
+            s.request(Query("image"), objective, k)  # settings refused before the upload is read
             q = await self.image_query(s, file, query_class)
-            feats = await self.features(name, s, q)
-            return answer(s.search(q, objective, k, q.modality if same_modality else None, features=feats), name)
+            checked = s.request(q, objective, k, q.modality if same_modality else None)
+            return s.search(checked, features=await self.features(name, s, q))
 
-        @r.post("/search/item", response_model=SearchAnswer, summary="A gallery item (its image or text) as the query")
-        async def search_item(req: ItemSearch) -> dict:
-            name, s = self.service(req.bundle)
+        @r.post("/search/item", response_model=SearchResult, summary="A gallery item (its image or text) as the query")
+        async def search_item(req: ItemSearch) -> SearchResult:
+            name, s = self.pick(req.bundle)
             q = s.item_query(req.id, req.modality)
-            return answer(s.search(q, s.objective_or_best(req.objective), req.k,
-                                   q.modality if req.same_modality else None), name)
+            return s.search(s.request(q, req.objective, req.k, q.modality if req.same_modality else None))
 
         @r.post("/compare", summary="One query under several objectives: {objective: answer}")
-        async def compare(req: CompareRequest) -> dict[str, SearchAnswer]:
-            name, s = self.service(req.bundle)
+        async def compare(req: CompareRequest) -> dict[str, SearchResult]:
+            name, s = self.pick(req.bundle)
             q = s.item_query(req.item_id, req.item_modality) if req.item_id else s.text_query(req.text, req.query_class)
-            feats = await self.features(name, s, q)
-            chosen = [s.check_objective(o) for o in req.objectives] if req.objectives else s.objectives
-            return {o: answer(s.search(q, o, req.k, features=feats), name) for o in dict.fromkeys(chosen)}
+            return s.compare(q, req.objectives, req.k, features=await self.features(name, s, q))
 
+    def _reading_routes(self, r: fastapi.APIRouter) -> None:
         @r.post("/embed", response_model=EmbedAnswer, summary="A text's or gallery item's common-space embedding")
         async def embed(req: EmbedRequest) -> dict:
-            name, s = self.service(req.bundle)
+            name, s = self.pick(req.bundle)
             q = s.item_query(req.item_id, req.modality) if req.item_id else s.text_query(req.text)
-            objective = s.objective_or_best(req.objective)
+            objective = s.request(q, req.objective, 1).objective
             return embedding_answer(name, objective, q.modality, s.embed(q, objective, await self.features(name, s, q)))
 
         @r.post("/embed/image", response_model=EmbedAnswer, summary="An uploaded image's common-space embedding")
         async def embed_image(file: fastapi.UploadFile, objective: str | None = fastapi.Form(None),
                               bundle: str | None = fastapi.Form(None)) -> dict:
-            name, s = self.service(bundle)
-            objective = s.objective_or_best(objective)
+            name, s = self.pick(bundle)
+            objective = s.request(Query("image"), objective, 1).objective
             q = await self.image_query(s, file, None)
             return embedding_answer(name, objective, "image", s.embed(q, objective, await self.features(name, s, q)))
 
         @r.post("/query_info", summary="A text's likely class, confidence and whether it is in the gallery's world")
         async def query_info(req: InfoRequest) -> dict:
-            name, s = self.service(req.bundle)
+            name, s = self.pick(req.bundle)
             q = s.text_query(req.text)
-            objective = s.objective_or_best(req.objective)
+            objective = s.request(q, req.objective, 1).objective
             return {"bundle": name, **s.query_info(q, objective, await self.features(name, s, q)).to_dict()}
 
         @r.post("/query_info/image", summary="The same for an uploaded image")
         async def query_info_image(file: fastapi.UploadFile, objective: str | None = fastapi.Form(None),
                                    bundle: str | None = fastapi.Form(None)) -> dict:
-            name, s = self.service(bundle)
-            objective = s.objective_or_best(objective)
+            name, s = self.pick(bundle)
+            objective = s.request(Query("image"), objective, 1).objective
             q = await self.image_query(s, file, None)
             return {"bundle": name, **s.query_info(q, objective, await self.features(name, s, q)).to_dict()}
-
-        return r
 
 
 def validation_message(err: RequestValidationError) -> str:

@@ -14,22 +14,14 @@ from typing import Callable
 
 import numpy as np
 
-# Figures: bench/search.py on 2 AMD EPYC cores, clustered unit-norm data, k=10, one query per call.
-# The flat scan reads N*d*4 bytes at 1.05-1.45x the memory-bandwidth floor (~30 GB/s), so its p50 grows
-# linearly: at d=256, 0.16 ms at 10k, 0.25 ms at 15k, 0.46 ms at 20k, 4.0 ms at 100k, 37 ms at 1M. HNSW
-# (settings below) takes 0.2-0.5 ms from 10k to 1M: 0.39 ms at 15k, 0.38 ms at 20k. The two cross near 18k
-# at d=256 (near 9k at d=1024, where a flat query at 15k costs ~1.5 ms more). Up to here flat is exact,
-# builds at once and is as fast; HNSW takes seconds per index to build (2 s at 20k x 256, 17 s at 100k,
-# 6-7 min at 1M), and the service builds one per objective and modality.
-EXACT_MAX_ITEMS = 15_000  # largest measured size at d=256 where flat still wins; above it, HNSW
+# The settings below come from bench/search.py (its figures in bench/results/search.md and search_crossover.md).
+# A flat scan is exact, builds at once and grows linearly with the gallery; an HNSW walk costs about the same
+# from 10k to 1M items but takes seconds to build per index (one per objective and modality).
+EXACT_MAX_ITEMS = 15_000  # the largest measured size at d=256 where flat is still as fast as HNSW; above it, HNSW
 HNSW_M = 32  # graph degree
 HNSW_EF_CONSTRUCTION = 80
-# efSearch at 1M x 256: 64 gives recall@10 0.93 (under the 0.95 target), 128 gives 0.987 at p50 0.45 ms,
-# 256 gives 0.994 at 0.58 ms. Queries offset from the gallery (a stand-in for cross-modal queries) need more:
-# 0.90 with 128, 0.97 with 256 at 1M. Up to 100k, 64 already gives >= 0.97 on both kinds of query.
-# The app's queries are cross-modal, so 256: recall@10 >= 0.97 on both kinds at 1M, p50 still < 1 ms.
-HNSW_EF_SEARCH = 256  # search breadth: the recall/latency dial
-SEARCH_THREADS = 1  # one query per call: 2 FAISS threads made a flat scan 2-3x slower (1M: 87 vs 39 ms)
+HNSW_EF_SEARCH = 256  # search breadth: recall@10 >= 0.97 for queries offset from the gallery (cross-modal) at 1M
+SEARCH_THREADS = 1  # one query per call: 2 FAISS threads made a flat scan 2-3x slower
 
 
 @functools.cache

@@ -27,9 +27,9 @@ from cmr_demo.bundle.load import Bundle, ObjectiveView
 from cmr_demo.files import load_json, load_tensors
 from cmr_demo.train.heads import HeadConfig
 from cmr_demo.serve.inputs import InputError, shown
-from cmr_demo.train.objectives import OBJECTIVES, build_objective, parse_hybrid
-from cmr_demo.bundle.maps import place_points
-from cmr_demo.train.fit import Tensors, TrainConfig, fit
+from cmr_demo.train.objectives import OBJECTIVES, ObjectiveSpec, parse_hybrid
+from cmr_demo.serve.placement import place_points
+from cmr_demo.train.fit import Diverged, Tensors, TrainConfig, fit
 
 TRAINING = threading.Lock()
 MAX_SECONDS = 90.0  # a lab run is stopped here (the best epoch so far is kept): one user cannot hold the CPU
@@ -60,26 +60,6 @@ def has_lab(bundle: Bundle) -> bool:
     return LAB_FEATURES in bundle.manifest["files"]
 
 
-def parse_options(text: object) -> dict[str, float]:
-    """'margin=0.3,temperature=0.5' -> {'margin': 0.3, 'temperature': 0.5}; '' -> {}."""
-    if text is None or (isinstance(text, str) and not text.strip()):
-        return {}
-    if not isinstance(text, str):
-        raise InputError(f"options are text like 'margin=0.3,temperature=0.5'; got {shown(text)}")
-    out = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-        if not sep or not key or number is None or not np.isfinite(number):
-            raise InputError(f"option {part.strip()[:40]!r} is not KEY=NUMBER: write options like 'margin=0.3,temperature=0.5'")
-        out[key] = number
-    return out
-
-
 def check_objective(spec: object) -> str:
     """An objective of the registry or a hybrid like 'pcl+0.5*tl' (refused in the app's words otherwise)."""
     if not isinstance(spec, str) or not spec.strip():
@@ -106,7 +86,7 @@ def _run_config(path: Path) -> dict:
 def base_settings(bundle: Bundle, objective: str) -> tuple[TrainConfig, HeadConfig]:
     """The bundle's own settings for `objective` (from its run's config.json), or its best run's settings with
     that objective and its default options when the bundle did not train it."""
-    runs = bundle.manifest["objectives"]
+    runs = {n: e for n, e in bundle.manifest["objectives"].items() if e.get("kind") != "zero-shot"}  # no settings
     name = objective if objective in runs else max(runs, key=lambda n: runs[n]["avg_map"])
     config = _run_config(bundle.folder / runs[name]["dir"] / "config.json")
     train = TrainConfig(**{k: v for k, v in config["train"].items() if k in {f.name for f in fields(TrainConfig)}})
@@ -119,13 +99,14 @@ def settings_for(bundle: Bundle, objective: object, options: object = "", **over
     """The run's settings: the bundle's own for the objective, then the user's options and overrides, checked."""
     objective = check_objective(objective)
     train, heads = base_settings(bundle, objective)
-    opts = parse_options(options)
-    if opts:
-        train = replace(train, objective_options={**train.objective_options, **opts})
-    try:  # unknown options are refused here, naming the valid ones (build_objective's message)
-        build_objective(objective, len(bundle.class_names), heads.embed_dim, train.objective_options)
+    if options is not None and not isinstance(options, str):
+        raise InputError(f"options are text like 'margin=0.3,temperature=0.5'; got {shown(options)}")
+    try:  # the trainer's own parser: an option no part of the objective has is refused, naming the valid ones
+        spec = ObjectiveSpec.parse(objective, [p for p in (options or "").split(",") if p.strip()])
     except ValueError as err:
         raise InputError(str(err)) from None
+    if spec.options:
+        train = replace(train, objective_options={**train.objective_options, **spec.options_for(objective)})
     changes = {}
     for key, value in overrides.items():
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -145,8 +126,11 @@ def settings_for(bundle: Bundle, objective: object, options: object = "", **over
             raise InputError(f"{key.replace('_', ' ')} must be {span}; got {shown(value)}")
         changes[key] = number
     head_keys = {f.name for f in fields(HeadConfig)}
-    train = replace(train, **{k: v for k, v in changes.items() if k not in head_keys})
-    heads = replace(heads, **{k: v for k, v in changes.items() if k in head_keys})
+    try:  # the configs' own checks (a setting no training can use) in the app's words
+        train = replace(train, **{k: v for k, v in changes.items() if k not in head_keys})
+        heads = replace(heads, **{k: v for k, v in changes.items() if k in head_keys})
+    except ValueError as err:
+        raise InputError(str(err)) from None
     return train, heads
 
 
@@ -201,8 +185,14 @@ def train_lab(bundle: Bundle, train: TrainConfig, heads: HeadConfig, name: str,
     heads = replace(heads, image_dim=int(data["train"].image.shape[1]), text_dim=int(data["train"].text.shape[1]))
     with TRAINING:  # one lab run trains at a time in this process, whoever started it (page, API, a dropped request)
         started[0] = time.perf_counter()
-        result = fit(train, heads, len(bundle.class_names), data["train"], select, progress=False,
-                     on_epoch=on_epoch, interrupt=interrupted)
+        try:
+            result = fit(train, heads, len(bundle.class_names), data["train"], select, progress=False,
+                         on_epoch=on_epoch, interrupt=interrupted)
+        except Diverged as err:  # the user's settings blew the run up: say so, keep nothing
+            raise InputError(str(err)) from None
+    if not all(torch.isfinite(p).all() for m in (result.heads, result.objective) for p in m.state_dict().values()):
+        raise InputError(f"the run's weights are not finite numbers (the settings blew it up): lower the learning "
+                         f"rate or the objective's options ({train.objective_options or 'defaults'})")
     if not result.history:
         raise InputError(f"the run was {why[0] if why else 'stopped'} before it finished its first epoch: nothing to "
                          f"show (a larger batch size or smaller widths make epochs shorter)")
@@ -220,7 +210,7 @@ def gallery_view(bundle: Bundle, name: str, result, test: Tensors, metrics: dict
     best = max(bundle.objectives.values(), key=lambda v: v.metrics.get("avg_map") or 0)
     xy = place_points(np.concatenate([img, txt]), np.concatenate([best.image_xy, best.text_xy]))
     n = len(img)
-    return ObjectiveView(name, result.heads, img, txt, xy[:n], xy[n:], metrics, result.objective)
+    return ObjectiveView(name, result.heads, img, txt, xy[:n], xy[n:], metrics, result.objective, kind="lab")
 
 
 class SessionRuns:
@@ -244,10 +234,6 @@ class SessionRuns:
         """`base` (a RetrievalService) with this session's runs on its bundle, or `base` itself."""
         with self._lock:
             return self._services.get((session, base.name), base) if session else base
-
-    def runs(self, session: str | None, bundle: str) -> list[LabRun]:
-        with self._lock:
-            return list(self._runs.get(session, {}).get(bundle, [])) if session else []
 
     def next_name(self, session: str | None, objective: str, changed: str = "") -> str:
         """'lab N: objective (what changed)', N counting this session's runs (never reused: names stay unique)."""

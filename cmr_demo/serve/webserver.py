@@ -73,7 +73,7 @@ def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
     def media(bundle: str, item_id: str):
         service = services().get(bundle)
         from cmr_demo.files import CheckpointError
-        row = service.row_of(item_id) if service is not None else None
+        row = service.catalog.row_of(item_id) if service is not None else None
         try:
             path = None if row is None else service.bundle.image_path(row)
         except CheckpointError as err:  # a damaged picture is never served

@@ -88,13 +88,13 @@ def sampled(labels: np.ndarray, keep: np.ndarray, max_items: int, seed: int = 0)
 
 def _placement_note(query: dict) -> str:
     """How to read the star and the rings (they often sit apart: the modality gap)."""
-    from cmr_demo.bundle.maps import PLACE_K
+    from cmr_demo.serve.placement import PLACE_K
     info = query.get("info") or {}
     verdict = ""
     if info:
-        verdict = f"<b>query</b>: looks like {_escape(info['predicted_class'])} ({info['confidence']:.0%})"
-        verdict += " · <b>outside this gallery's world</b>" if info.get("in_domain") is False else ""
-        verdict += "<br>"
+        verdict = (f"<b>query</b>: <b>outside this gallery's world</b>, closest class {_escape(info['predicted_class'])}"
+                   if info.get("in_domain") is False else
+                   f"<b>query</b>: looks like {_escape(info['predicted_class'])} ({info['confidence']:.0%})") + "<br>"
     return (verdict + f"★ query: placed at the similarity-weighted mean of its {PLACE_K} nearest gallery points of "
             f"either modality, usually its own ({query['modality']}s: the modality gap).<br>Black rings: its top "
             f"{len(query['hits'])} {query['target']}s, ranked in the full common space, so they need not be "
@@ -141,10 +141,17 @@ def _escape(text: str) -> str:
 
 
 def leaderboard_figure(rows: Sequence[dict]) -> go.Figure:
-    """Grouped bars of image->text and text->image mAP per objective, with the chance level."""
+    """Grouped bars of image->text and text->image mAP per objective, with the chance level; with several
+    training seeds, their mean average mAP as a point with a +-1 std bar (seed noise beside the differences)."""
     names = [r["objective"] for r in rows]
     fig = go.Figure([go.Bar(name="image -> text", x=names, y=[r["i2t_map"] for r in rows]),
                      go.Bar(name="text -> image", x=names, y=[r["t2i_map"] for r in rows])])
+    seeded = [r for r in rows if r.get("seeds")]
+    if seeded:
+        fig.add_trace(go.Scatter(
+            x=[r["objective"] for r in seeded], y=[r["seeds"]["mean"] for r in seeded], mode="markers",
+            name=f"average, mean ± std over {seeded[0]['seeds']['n']} seeds", marker={"color": "black", "size": 7},
+            error_y={"type": "data", "array": [r["seeds"]["std"] for r in seeded], "thickness": 1.5, "width": 6}))
     chance = rows[0].get("chance_map") if rows else None
     if chance is not None:  # a legend entry, not a label on the plot: a label there sat on the bars
         fig.add_trace(go.Scatter(x=names, y=[chance] * len(names), mode="lines", name=f"chance {chance:.3f}",

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cmr_demo.serve.service import Hit, RetrievalService, SearchResult
+from cmr_demo.serve.schema import Hit, SearchResult
+from cmr_demo.serve.service import RetrievalService
 
 TEXT_COLUMNS = ["rank", "score", "class", "relevant", "caption", "id"]
 MARK = {True: "✓", False: "✗", None: ""}
@@ -37,15 +38,17 @@ def gallery_value(result: SearchResult, service: RetrievalService, short: bool =
 
 
 def info_line(info: dict | None) -> str:
-    """The query's predicted class and confidence, and a warning when it lies outside the bundle's world."""
+    """How the objective reads the query: its class with a calibrated confidence (and the group a bundle declares,
+    e.g. its shape); outside the bundle's world, a warning with the reason and only the closest class, no
+    percentage (a confident class next to "outside this world" would contradict it)."""
     if not info:
         return ""
-    line = (f"looks like **{info['predicted_class']}** ({info['confidence']:.0%}, from {info['objective']}'s "
-            f"{info['class_source']})")
     if info["in_domain"] is False:
         return (f"⚠️ **outside this gallery's world**: {info['reason']}. The ranking below is what the model "
-                f"returns anyway; its scores do not mean a match. · {line}")
-    return line
+                f"returns anyway; its scores do not mean a match. Closest class: {info['predicted_class']}.")
+    groups = "".join(f" · {kind}: **{g['name']}** ({g['confidence']:.0%})" for kind, g in (info.get("groups") or {}).items())
+    return (f"looks like **{info['predicted_class']}** ({info['confidence']:.0%}, from {info['objective']}'s "
+            f"{info['class_source']}){groups}")
 
 
 def text_rows(result: SearchResult, pictures: bool = True, texts: bool = True) -> list[list]:
@@ -78,7 +81,9 @@ def summary(result: SearchResult, class_names: Sequence[str]) -> str:
 
 def column_header(result: SearchResult) -> str:
     info = result.info or {}
-    guess = f"looks like {info['predicted_class']} ({info['confidence']:.0%})" if info else ""
+    guess = "" if not info else (f"outside this world; closest class {info['predicted_class']}"
+                                 if info.get("in_domain") is False else
+                                 f"looks like {info['predicted_class']} ({info['confidence']:.0%})")
     if result.query_label is None:
         return f"### {result.objective}\n{guess}" + ("" if guess else "class of the query unknown")
     p = result.p_at_k or {}
@@ -157,15 +162,40 @@ def class_examples(service: RetrievalService) -> list[tuple[str, str]]:
     return [(str(service.bundle.image_path(n)), service.class_names[c]) for c, n in sorted(first.items())]
 
 
+LEADERBOARD_COLUMNS = ["objective", "I→T mAP", "T→I mAP", "average", "average over seeds (mean ± std)", "best epoch",
+                       "selected on"]
+
+
+def seeds_cell(row: dict) -> str:
+    """'0.786 ± 0.004 (3 seeds)', or why there is no spread: the backbone alone has no training seed."""
+    seeds = row.get("seeds")
+    if seeds:
+        return f"{seeds['mean']:.3f} ± {seeds['std']:.3f} ({seeds['n']} seeds)"
+    return "no training (the backbone alone)" if row.get("kind") == "zero-shot" else "one seed"
+
+
 def leaderboard_rows(service: RetrievalService) -> list[list]:
-    return [[r["objective"], round(r["i2t_map"], 4), round(r["t2i_map"], 4), round(r["avg_map"], 4),
-             r["best_epoch"], r["selected_on"]] for r in service.leaderboard()]
+    return [[r["objective"], round(r["i2t_map"], 4), round(r["t2i_map"], 4), round(r["avg_map"], 4), seeds_cell(r),
+             r["best_epoch"] if r["best_epoch"] is not None else "–", r["selected_on"] or "–"]
+            for r in service.leaderboard()]
+
+
+def _spread_line(service: RetrievalService) -> str:
+    """What separates the paper's objectives on this bundle, in one line ("" when it has fewer than two)."""
+    from cmr_demo.serve import analytics
+    s = analytics.spread(service.bundle)
+    if s is None:
+        return ""
+    seeds = " (means over training seeds)" if service.bundle.objectives[s["best"]].seeds else ""
+    return (f" Of the paper's six objectives, `{s['best']}` is best ({s['best_map']:.3f}) and `{s['worst']}` worst "
+            f"({s['worst_map']:.3f}){seeds}: {s['spread']:.3f} apart, and {s['disagreeing_share']:.0%} of the test "
+            f"queries change AP by 0.2 or more between two of them.")
 
 
 def about_markdown(service: RetrievalService) -> str:
     """What is being served: backbone, data, objectives, and how to build and serve another bundle."""
     m = service.bundle.manifest
-    rows = "\n".join(f"| `{r[0]}` | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} |" for r in leaderboard_rows(service))
+    rows = "\n".join(f"| `{r[0]}` | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} | {r[4]} |" for r in leaderboard_rows(service))
     chance = service.leaderboard()[0]["chance_map"]
     return f"""
 ## What is being served
@@ -176,11 +206,11 @@ def about_markdown(service: RetrievalService) -> str:
 - **Method**: CLIP4CMR (Zeng & Mao, ICMR 2022): one projection head per modality into a common space,
   trained with class labels under each learning objective; relevance = same class; mAP over the whole gallery.
 
-| objective | image → text mAP | text → image mAP | average |
-|---|---|---|---|
+| objective | image → text mAP | text → image mAP | average | average over training seeds |
+|---|---|---|---|---|
 {rows}
 
-Chance level (random ranking): {chance:.3f}.
+Chance level (random ranking): {chance:.3f}.{_spread_line(service)}
 
 ## Your own bundle
 ```

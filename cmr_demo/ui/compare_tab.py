@@ -1,0 +1,166 @@
+"""The Compare tab: one query under every objective, side by side (`zero-shot` first when the bundle has a backbone);
+the leaderboard, the class x objective heatmap, and the queries on which two objectives disagree most. Its handlers
+are the named endpoints `/compare` and `/disagreements`."""
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from cmr_demo.serve.inputs import InputError
+from cmr_demo.serve.service import RetrievalService
+from cmr_demo.ui import plots, views
+from cmr_demo.ui.context import Context, class_for, given, stated_for
+from cmr_demo.ui.errors import user_errors
+from cmr_demo.ui.pager import QUIET, class_choices
+from cmr_demo.ui.search_tab import clear, selected_row
+
+ITEM_LABEL = "…or a gallery item id (overrides the text)"
+
+
+def heatmap(s: RetrievalService, direction: str = "avg"):
+    return plots.heatmap_figure(*s.class_ap(direction), title=f"AP per class ({direction})")
+
+
+class CompareTab:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    @user_errors
+    def compare(self, query: str, objectives: list[str], k: int, query_class: str = "", item_id: str = "",
+                item_modality: str = "image", stated: str | None = None, bundle: str = "", progress=gr.Progress(),
+                request: gr.Request = None):
+        """One query under several objectives -> {objective: answer} (as the JSON API answers); a gallery item id
+        overrides the text."""
+        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        query, query_class = self.ctx.resolve(s, "query", query), self.ctx.resolve(s, "query_class", query_class)
+        q = s.item_query(item_id, item_modality) if given(item_id) else \
+            s.text_query(query, class_for(query_class, query, stated))
+        results = s.compare(q, self.ctx.resolve(s, "objectives", objectives) or None, k, progress=progress)
+        return {name: r.to_json() for name, r in results.items()}, results
+
+    @user_errors
+    def render_columns(self, results: dict, bundle: str, request: gr.Request = None):
+        """The notice about the query (only when it lies outside the world: each column says its own likely class),
+        then one column per objective, a user's lab runs last."""
+        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        results = results if isinstance(results, dict) else {}
+        first = next(iter(results.values()), None)
+        info = first.info if first is not None else None
+        out = [views.info_line(info) if info and info.get("in_domain") is False else ""]
+        per_bundle = self.ctx.lab_runs.per_bundle
+        labs = [n for n in results if n not in self.ctx.all_objectives and n in s.objectives][:per_bundle]
+        for name in self.ctx.all_objectives + labs + [""] * (per_bundle - len(labs)):
+            r = results.get(name)
+            if r is None or name not in s.objectives:
+                out += [gr.Column(visible=False), "", gr.Gallery(value=[]), ""]
+                continue
+            if r.bundle != s.name:  # results of another bundle (switched meanwhile)
+                raise InputError("the page sent results this app cannot show: run the comparison again")
+            out += [gr.Column(visible=True), views.column_header(r),
+                    gr.Gallery(value=views.gallery_value(r, s, short=True), visible=views.shows_pictures(r, s)),
+                    views.text_list(r, s.bundle.has_pictures)]
+        return out
+
+    @user_errors
+    def disagreements(self, a: str, b: str, direction: str, bundle: str = "", request: gr.Request = None):
+        """The gallery queries on which objectives a and b differ most in AP."""
+        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        a, b = self.ctx.resolve(s, "a", a), self.ctx.resolve(s, "b", b)
+        rows = s.disagreements(a, b, direction, n=25)
+        texts = s.bundle.has_texts
+        return pd.DataFrame([[r["id"], r["class"], round(r[f"ap_{a}"], 3), round(r[f"ap_{b}"], 3),
+                              round(r["difference"], 3), *([r["text"]] if texts else [])] for r in rows],
+                            columns=["id", "class", "AP A", "AP B", "A − B", *(["caption"] if texts else [])])
+
+    @user_errors
+    def pick_disagreement(self, table, direction: str, evt: gr.SelectData):
+        row = selected_row(evt)
+        rows = table.values.tolist() if hasattr(table, "values") else table
+        if row is None or not isinstance(rows, list) or not 0 <= row < len(rows) or not rows[row]:
+            raise InputError("that row is no longer in the table: find the disagreements again")
+        return rows[row][0], ("image" if direction == "i2t" else "text")
+
+    @user_errors
+    def heatmap_for(self, direction: str, bundle: str = "", request: gr.Request = None):
+        return heatmap(self.ctx.service(bundle, getattr(request, "session_hash", None)), direction)
+
+    def sync_class(self, query: str, query_class: str, stated: str | None):
+        return "" if class_for(query_class, query, stated) != query_class else gr.skip()
+
+    def build(self) -> None:
+        ctx, first = self.ctx, self.ctx.first
+        d = ctx.defaults[ctx.names[0]]
+        with gr.Row():
+            self.query = gr.Textbox(label="Text query", value=d.query, scale=3, visible=first.encodes)
+            self.klass = gr.Dropdown(class_choices(first), value=d.query_class, label="Class of the query (optional)",
+                                     visible=first.encodes)
+            self.item = gr.Textbox("" if first.encodes else first.bundle.items[0]["id"],
+                                   label=ITEM_LABEL if first.encodes else "Gallery item id",
+                                   placeholder=first.bundle.items[0]["id"])
+            self.modality = gr.Radio(["image", "text"], value="image", label="item modality")
+        with gr.Row():
+            self.objectives = gr.CheckboxGroup(first.objectives, value=first.objectives, label="Objectives", scale=3)
+            self.k = gr.Slider(1, 24, value=6, step=1, label="Top k")
+            self.btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+        self.json = gr.JSON(visible=False)
+        self.results = gr.State({})
+        self.notice = gr.Markdown(elem_id="compare-notice")
+        self.parts = [self.notice]
+        with gr.Row(equal_height=False):
+            for name in ctx.all_objectives + [""] * ctx.lab_runs.per_bundle:  # then one column per lab run kept
+                with gr.Column(min_width=190, visible=False) as col:
+                    self.parts += [col, gr.Markdown(f"### {name}"),
+                                   gr.Gallery(columns=2, height="auto", allow_preview=False, show_label=False),
+                                   gr.Markdown()]
+        gr.Markdown("## Leaderboard (test split of the bundle)")
+        with gr.Row():
+            self.board = gr.Dataframe(views.leaderboard_rows(first), headers=views.LEADERBOARD_COLUMNS,
+                                      interactive=False)
+            self.board_plot = gr.Plot(plots.leaderboard_figure(first.leaderboard()))
+        self.heat_dir = gr.Radio(["avg", "i2t", "t2i"], value="avg", label="direction")
+        self.heatmap = gr.Plot(heatmap(first))
+        gr.Markdown("## Where two objectives disagree most (click a row to compare on it)")
+        with gr.Row():
+            self.dis_a = gr.Dropdown(first.objectives, value=d.a, label="objective A")
+            self.dis_b = gr.Dropdown(first.objectives, value=d.b, label="objective B")
+            self.dis_dir = gr.Radio(["t2i", "i2t"], value="t2i", label="query direction")
+            self.dis_btn = gr.Button("Find disagreements")
+        self.dis_table = gr.Dataframe(headers=["id", "class", "AP A", "AP B", "A − B", "caption"], interactive=False,
+                                      wrap=True)
+        self.stated = gr.State(None)  # None for API calls (their class is theirs); a page load sets it
+
+    def wire(self, bundle_pick, demo) -> None:
+        inputs = [self.query, self.objectives, self.k, self.klass, self.item, self.modality, self.stated, bundle_pick]
+        self.query.input(clear, None, self.klass, queue=False, **QUIET)
+        self.klass.change(stated_for, [self.query, self.klass], self.stated, queue=False, **QUIET)
+        self.btn.click(self.compare, inputs, [self.json, self.results], api_name="compare", preprocess=False).then(
+            self.render_columns, [self.results, bundle_pick], self.parts, api_visibility="private").then(
+            self.sync_class, [self.query, self.klass, self.stated], self.klass, queue=False, **QUIET)
+        self.heat_dir.change(self.heatmap_for, [self.heat_dir, bundle_pick], self.heatmap, api_visibility="private")
+        self.dis_btn.click(self.disagreements, [self.dis_a, self.dis_b, self.dis_dir, bundle_pick], self.dis_table,
+                           api_name="disagreements", preprocess=False)
+        self.dis_table.select(self.pick_disagreement, [self.dis_table, self.dis_dir], [self.item, self.modality],
+                              api_visibility="private").then(
+            self.compare, inputs, [self.json, self.results], api_visibility="private").then(
+            self.render_columns, [self.results, bundle_pick], self.parts, api_visibility="private")
+        # in a browser, Compare opens on the first example with its class: that class was stated for that text
+        d = self.ctx.defaults[self.ctx.names[0]]
+        demo.load(lambda: d.query if d.query_class else None, None, self.stated, api_visibility="private", queue=False)
+
+    def objective_lists(self, s: RetrievalService) -> dict:
+        d = self.ctx.defaults[s.name]
+        return {self.objectives: gr.CheckboxGroup(s.objectives, value=s.objectives),
+                self.board: views.leaderboard_rows(s), self.board_plot: plots.leaderboard_figure(s.leaderboard()),
+                self.heat_dir: "avg", self.heatmap: heatmap(s),
+                self.dis_a: gr.Dropdown(s.objectives, value=d.a), self.dis_b: gr.Dropdown(s.objectives, value=d.b)}
+
+    def reset(self, s: RetrievalService) -> dict:
+        d = self.ctx.defaults[s.name]
+        first_id = s.bundle.items[0]["id"]
+        return {self.query: gr.Textbox(value=d.query, visible=s.encodes),
+                self.stated: d.query if d.query_class else None,
+                self.klass: gr.Dropdown(class_choices(s), value=d.query_class, visible=s.encodes),
+                self.item: gr.Textbox(value="" if s.encodes else first_id, placeholder=first_id,
+                                      label=ITEM_LABEL if s.encodes else "Gallery item id"),
+                self.json: None, self.results: {}, self.notice: "",
+                **{part: gr.Column(visible=False) for part in self.parts[1::4]}, self.dis_table: []}

@@ -1,0 +1,151 @@
+"""The Objective lab tab: train a pair of heads live on the bundle's own features, its curve drawn as it trains; the
+run joins this session's Compare, leaderboard and maps. Its handler is `/lab_train`."""
+from __future__ import annotations
+
+import gradio as gr
+
+from cmr_demo.serve import lab
+from cmr_demo.serve.inputs import InputError
+from cmr_demo.serve.service import RetrievalService
+from cmr_demo.train.objectives import option_defaults
+from cmr_demo.ui import lab_runner, plots, views
+from cmr_demo.ui.context import Context
+from cmr_demo.ui.errors import user_errors
+from cmr_demo.ui.pager import QUIET
+
+LAB_LIMIT = 1  # lab runs training at once (2 cores): the others wait in gradio's queue, their position shown
+INTRO = ("Train one pair of heads **live** on this bundle's own features: any objective (or a hybrid like "
+         "`pcl+0.5*tl`), its options, the share of training pairs that keep their text or image (the paper's "
+         "modality-imbalance setting), a seed and the hyper-parameters. The boxes start at the bundle's own settings, "
+         "which reproduce its stored metrics. The run joins Compare, the leaderboard and the maps **for you only** "
+         "(the bundle is not changed); runs train one at a time for everyone, each for at most "
+         f"{lab.MAX_SECONDS:.0f} s.")
+
+
+def settings(ctx: Context, objective: str, bundle: str) -> tuple:
+    """The bundle's own settings for `objective` (a hybrid, or one it did not train: its best run's), as the lab's
+    boxes show them: lr, batch size, epochs, patience, embed dim, hidden dim, seed, the options' defaults."""
+    train, heads = lab.base_settings(ctx.base(bundle).bundle, lab.check_objective(objective))
+    options = ",".join(f"{k}={v:g}" for k, v in option_defaults(train.objective).items())
+    return (train.lr, train.batch_size, train.epochs, train.patience, heads.embed_dim, heads.hidden_dim, train.seed,
+            f"defaults: {options or 'none'}")
+
+
+def _finish(ctx: Context, job):
+    try:
+        return lab_runner.finish(ctx.lab_runs, job)
+    except lab_runner.LabFailure as err:
+        raise gr.Error(str(err)) from None
+
+
+class LabTab:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def _start(self, objective, options, text_fraction, image_fraction, seed, bundle, request, **hyper):
+        base = self.ctx.base(bundle)  # a run trains on the bundle, whatever the session holds
+        seed = self.ctx.resolve(base, "seed", seed)
+        return lab_runner.start(self.ctx.lab_runs, base, getattr(request, "session_hash", None), objective, options,
+                                text_fraction, image_fraction, seed, **hyper)
+
+    @user_errors
+    def lab_train(self, objective: str, options: str = "", text_fraction: float = 1.0, image_fraction: float = 1.0,
+                  seed: int = 0, bundle: str = "", request: gr.Request = None) -> dict:
+        """Train heads live on the bundle's own features: `objective` (a registry name or a hybrid like
+        'pcl+0.5*tl'), `options` like 'margin=0.3,temperature=0.5' ("" = defaults), the modality-imbalance fractions
+        in (0, 1], a seed; everything else as the bundle's run. Returns the run's test metrics (i2t_map, t2i_map,
+        avg_map, epochs, seconds, ...); it joins this session's compare/leaderboard/maps."""
+        job = self._start(objective, options, text_fraction, image_fraction, seed, bundle, request)
+        job.thread.join()  # a sync call gradio cannot interrupt; the lab's time cap bounds it
+        run = _finish(self.ctx, job)
+        return views.lab_answer(run, job.base.bundle.manifest["objectives"].get(run.objective))
+
+    @user_errors
+    def lab_page(self, objective, options, text_fraction, image_fraction, seed, lr, batch_size, epochs, patience,
+                 embed_dim, hidden_dim, bundle, request: gr.Request = None, progress=gr.Progress()):
+        """The tab's run: the curve and progress live, then the result."""
+        job = self._start(objective, options, text_fraction, image_fraction, seed, bundle, request, lr=lr,
+                          batch_size=batch_size, epochs=epochs, patience=patience, embed_dim=embed_dim,
+                          hidden_dim=hidden_dim)
+        stored = job.base.bundle.objectives.get(lab.check_objective(objective))
+        reference = (stored.metrics.get("val") or {}).get("avg_map") if stored is not None else None  # same split
+        try:
+            while job.thread.is_alive():
+                job.thread.join(0.5)
+                if not job.history:
+                    progress(None, desc="waiting for the lab (one run trains at a time)")
+                    continue
+                progress((len(job.history), job.epochs), desc=f"epoch {len(job.history)} (stops early when the "
+                         f"validation mAP stops improving)")
+                yield plots.lab_figure(job.history, "training…", reference), \
+                    f"training · epoch {len(job.history)} · loss {job.history[-1]['loss']:.4f}"
+        finally:  # the page went away or the event was cancelled: stop the run instead of training for no one
+            if job.thread.is_alive():
+                job.stop.set()
+        run = _finish(self.ctx, job)
+        answer = views.lab_answer(run, job.base.bundle.manifest["objectives"].get(run.objective))
+        yield plots.lab_figure(job.history, answer["name"], reference), views.lab_markdown(answer)
+
+    def lab_stop(self, request: gr.Request = None):
+        """Stop this session's lab run within one batch, keeping its best epoch so far."""
+        self.ctx.lab_runs.stop(getattr(request, "session_hash", None))
+
+    def defaults_for(self, objective: str, bundle: str):
+        """The boxes follow the objective picked; a name being typed (not an objective yet) changes nothing: Train
+        says what is wrong with it."""
+        try:
+            *values, placeholder = settings(self.ctx, objective, bundle)
+        except InputError:
+            return (gr.skip(),) * 8
+        return *values, gr.Textbox(placeholder=placeholder)
+
+    def build(self) -> None:
+        first, name = self.ctx.first, self.ctx.names[0]
+        gr.Markdown(INTRO, elem_id="lab-intro")
+        start = settings(self.ctx, first.best, name) if lab.has_lab(first.bundle) and \
+            first.bundle.objectives[first.best].trained else None
+        with gr.Row():
+            self.objective = gr.Dropdown(list(lab.OBJECTIVES) + ["pcl+0.5*tl"], value=start and first.best,
+                                         allow_custom_value=True, label="Objective (or a hybrid like pcl+0.5*tl)",
+                                         elem_id="lab-objective")
+            self.options = gr.Textbox("", label="Options (KEY=VALUE, comma-separated; empty = defaults)",
+                                      placeholder=start[7] if start else "", elem_id="lab-options")
+            self.seed = gr.Number(start[6] if start else 0, precision=0, label="seed", minimum=0)
+        with gr.Row():
+            self.text = gr.Slider(0.05, 1, value=1, step=0.05, label="share of training pairs that keep their text")
+            self.image = gr.Slider(0.05, 1, value=1, step=0.05, label="share of training pairs that keep their image")
+        with gr.Accordion("Hyper-parameters (the bundle's own settings for this objective)", open=False):
+            with gr.Row():
+                self.lr = gr.Number(start[0] if start else 1e-4, label="learning rate")
+                self.batch = gr.Number(start[1] if start else 300, precision=0, label="batch size")
+                self.epochs = gr.Number(start[2] if start else 500, precision=0, label="max epochs")
+                self.patience = gr.Number(start[3] if start else 10, precision=0, label="patience (epochs)")
+                self.embed = gr.Number(start[4] if start else 256, precision=0, label="embedding dim")
+                self.hidden = gr.Number(start[5] if start else 256, precision=0, label="hidden dim")
+        with gr.Row():
+            self.btn = gr.Button("Train", variant="primary", elem_id="lab-train-btn")
+            self.stop_btn = gr.Button("Stop (keep the best epoch so far)", elem_id="lab-stop-btn")
+        self.plot = gr.Plot(label="training loss and validation mAP per epoch", elem_id="lab-plot")
+        self.result = gr.Markdown(elem_id="lab-result")
+        self.json = gr.JSON(visible=False)
+        self.api_btn = gr.Button(visible=False)
+
+    def wire(self, bundle_pick, refresh, lists_objectives) -> None:
+        inputs = [self.objective, self.options, self.text, self.image, self.seed, self.lr, self.batch, self.epochs,
+                  self.patience, self.embed, self.hidden, bundle_pick]
+        self.objective.change(self.defaults_for, [self.objective, bundle_pick],
+                              [self.lr, self.batch, self.epochs, self.patience, self.embed, self.hidden, self.seed,
+                               self.options], **QUIET)
+        self.stop_btn.click(self.lab_stop, None, None, queue=False, **QUIET)
+        self.api_btn.click(self.lab_train, [self.objective, self.options, self.text, self.image, self.seed, bundle_pick],
+                           self.json, api_name="lab_train", preprocess=False, concurrency_id="lab",
+                           concurrency_limit=LAB_LIMIT)
+        self.btn.click(lambda: (None, ""), None, [self.plot, self.result], queue=False, **QUIET).then(
+            self.lab_page, inputs, [self.plot, self.result], api_visibility="private", preprocess=False,
+            concurrency_id="lab", concurrency_limit=LAB_LIMIT).success(
+            refresh, bundle_pick, lists_objectives, **QUIET)
+
+    def reset(self, s: RetrievalService) -> dict:
+        return {self.objective: s.best, self.options: "", self.text: 1, self.image: 1, self.plot: None,
+                self.result: "" if lab.has_lab(s.bundle) else
+                f"⚠️ bundle '{s.name}' has no lab features (built before the lab)"}

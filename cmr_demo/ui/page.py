@@ -1,0 +1,121 @@
+"""The whole page from its tabs: the header with the bundle picker, Search, Compare, the maps, the lab and About,
+and the events that span tabs (switching bundles, the objective lists a lab run joins). `build_demo` is the
+factory app.py calls."""
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import gradio as gr
+
+from cmr_demo.serve.service import RetrievalService
+from cmr_demo.ui import views
+from cmr_demo.ui.compare_tab import CompareTab
+from cmr_demo.ui.context import Context
+from cmr_demo.ui.errors import user_errors
+from cmr_demo.ui.gradio_adapter import ServedBlocks
+from cmr_demo.ui.lab_tab import LabTab
+from cmr_demo.ui.map_tab import MapTab
+from cmr_demo.ui.search_tab import SearchTab
+
+CONCURRENCY = 4  # encoding is CPU-bound: more parallel requests than cores only add latency
+QUEUE_SIZE = 64  # beyond this, clients are told the app is busy instead of waiting minutes
+
+
+class Page:
+    """The tabs and the header, built inside one Blocks; `switch` and `objective_lists` span them."""
+
+    def __init__(self, ctx: Context, study_figures: list[Path]):
+        self.ctx = ctx
+        self.search, self.compare, self.maps, self.lab = SearchTab(ctx), CompareTab(ctx), MapTab(ctx), LabTab(ctx)
+        self.study_figures = study_figures
+
+    def build(self, demo) -> None:
+        ctx, first = self.ctx, self.ctx.first
+        with gr.Row(equal_height=False):
+            self.header = gr.Markdown(views.header_markdown(first), elem_id="header-card")
+            self.bundle_pick = gr.Dropdown(ctx.names, value=ctx.names[0], label="Bundle", scale=0, min_width=200,
+                                           elem_id="bundle-pick", visible=len(ctx.names) > 1,
+                                           info="switch the gallery and models")
+        self.class_strip = gr.Gallery(views.class_examples(first), columns=10, height=150, allow_preview=False,
+                                      label="One gallery picture of each class", elem_id="class-examples",
+                                      object_fit="contain", visible=first.bundle.has_pictures)
+        with gr.Tab("Search"):
+            self.search.build()
+        with gr.Tab("Compare objectives"):
+            self.compare.build()
+        with gr.Tab("Embedding map"):
+            self.maps.build()
+        with gr.Tab("Objective lab"):
+            self.lab.build()
+        with gr.Tab("About"):
+            self.about = gr.Markdown(views.about_markdown(first))
+            if self.study_figures:  # cheap to show: a few PNGs the studies already wrote (absent outside a checkout)
+                with gr.Accordion("The paper's studies, as measured (bench/results/study)", open=False):
+                    for path in self.study_figures:
+                        gr.Image(str(path), label=f"{path.stem} on {path.parent.name}", interactive=False)
+        self.search.wire(self.bundle_pick)
+        self.compare.wire(self.bundle_pick, demo)
+        self.maps.wire(self.bundle_pick, self.search.text_btn, self.search.text_in)
+        demo.load(self.maps.embedding_map, self.maps.inputs(self.bundle_pick), self.maps.plot, api_visibility="private")
+
+    def objective_lists(self, s: RetrievalService) -> dict:
+        """The components that list the bundle's objectives (a user's lab runs included) or show its leaderboard."""
+        return {self.search.objective: gr.Dropdown(s.objectives, value=s.best), **self.compare.objective_lists(s),
+                **self.maps.objective_lists(s)}
+
+    @user_errors
+    def refresh(self, bundle: str, request: gr.Request = None) -> dict:
+        """The objective lists and leaderboard for the bundle picked now (a lab run may have joined them)."""
+        return self.objective_lists(self.ctx.service(bundle, getattr(request, "session_hash", None)))
+
+    @user_errors
+    def switch(self, bundle: str, request: gr.Request = None) -> dict:
+        """Every component that shows the picked bundle, set for it; results of the previous one cleared."""
+        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        return {self.header: views.header_markdown(s),
+                self.class_strip: gr.Gallery(views.class_examples(s), visible=s.bundle.has_pictures),
+                **self.search.reset(s), **self.compare.reset(s), **self.maps.reset(s), **self.lab.reset(s),
+                self.about: views.about_markdown(s), **self.objective_lists(s)}
+
+    def wire_across(self, demo) -> None:
+        """Events whose outputs span the tabs: which components they set is asked outside the Blocks context (inside
+        it, every update built by the call would be rendered as a new component); the listeners then join the page."""
+        switched = list(self.switch.__wrapped__(self, self.ctx.names[0]))
+        lists = list(self.objective_lists(self.ctx.first))
+        with demo:
+            self.bundle_pick.change(self.switch, self.bundle_pick, switched, api_visibility="private",
+                                    show_progress="minimal").then(
+                self.maps.embedding_map, self.maps.inputs(self.bundle_pick), self.maps.plot, api_visibility="private")
+            self.lab.wire(self.bundle_pick, self.refresh, lists)
+
+
+def build_demo(ctx: Context, study_figures: list[Path] = ()) -> tuple[gr.Blocks, Page]:
+    """The Blocks serving `ctx`'s bundles, queued, and the Page (its components, for the upload gate and tests)."""
+    page = Page(ctx, list(study_figures))
+    with ServedBlocks(title="CLIP4CMR demo") as demo:
+        page.build(demo)
+        gr.api(ctx_api(ctx, "query_info"), api_name="query_info")  # after the tabs: between them it split the tab row
+        gr.api(ctx_api(ctx, "bundles"), api_name="bundles")
+    page.wire_across(demo)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return demo, page
+
+
+def ctx_api(ctx: Context, which: str):
+    """The two endpoints that are functions, not events: `/query_info` (a text's likely class and world) and
+    `/bundles` (the served bundles)."""
+    @user_errors
+    def query_info(query: str, objective: str = "", bundle: str = "") -> dict:
+        """A text's likely class under `objective` (default: the best), its calibrated confidence, and whether it
+        belongs to this gallery's world: {"predicted_class", "confidence", "in_domain", "objective", ...}."""
+        s = ctx.service(bundle)
+        return s.query_info(s.text_query(query), objective or None).to_dict()
+
+    def bundles() -> list[dict]:
+        """The served bundles, the default first: name, items, classes, backbone, objectives (best first),
+        description and what each can answer (features-only bundles take gallery items as queries)."""
+        return [{"name": name, **s.describe(), "default": name == ctx.names[0]} for name, s in ctx.services.items()]
+    fn = {"query_info": query_info, "bundles": bundles}[which]
+    fn.__annotations__ = typing.get_type_hints(fn)  # gr.api reads the types; postponed annotations are strings
+    return fn

@@ -1,0 +1,86 @@
+"""The package's arrows point one way: data -> backbone -> train -> bundle -> serve -> ui (experiments beside serve);
+a lower stage never imports a higher one, and nothing the serving path imports pulls in the builder's libraries.
+Sizes stay where a newcomer can read them: no module over 400 lines, no function over 60."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "cmr_demo"
+# rank of each stage; modules at the package's top level (files, metrics, sampling, provenance, cliargs, compat) are
+# shared by all and import no stage; cli.py is the console scripts' entry and may import any stage
+RANK = {"data": 1, "backbone": 2, "train": 3, "bundle": 4, "experiments": 5, "serve": 5, "ui": 6}
+ENTRIES = {"cli", "__init__"}
+
+
+def stage_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "cmr_demo" and parts[1] in RANK else None
+
+
+def imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return {m for m in out if m.startswith("cmr_demo")}
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        yield path, ".".join(rel.parts)
+
+
+@pytest.mark.parametrize("path, module", list(modules()), ids=lambda v: v if isinstance(v, str) else "")
+def test_no_module_imports_a_higher_stage(path, module):
+    mine = stage_of(module)
+    if module.split(".")[-1] in ENTRIES and module.count(".") <= 1:
+        return
+    for imported in imports(path):
+        theirs = stage_of(imported)
+        if theirs is None:
+            continue
+        if mine is None:  # a shared top-level module: no stage at all
+            pytest.fail(f"{module} (shared by every stage) imports the stage module {imported}")
+        assert theirs == mine or RANK[theirs] < RANK[mine], \
+            f"{module} ({mine}) imports {imported} ({theirs}): an arrow that points up or sideways"
+
+
+def test_serving_imports_none_of_the_builders_libraries():
+    code = ("import cmr_demo.compat, sys; import cmr_demo.serve.service, cmr_demo.serve.api, cmr_demo.ui.page; "
+            "print(sorted(m for m in ('scipy', 'umap', 'sklearn', 'numba', 'open_clip') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout  # open_clip too: the backbone loads in the background
+
+
+def test_modules_and_functions_stay_readable():
+    long = []
+    for path in sorted(list(PACKAGE.rglob("*.py")) + [ROOT / "app.py"]):
+        text = path.read_text()
+        if text.count("\n") > 400:
+            long.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not long, long
+    assert (ROOT / "app.py").read_text().count("\n") <= 200
+
+
+def test_no_class_has_more_than_15_public_methods():
+    crowded = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                public = [f.name for f in node.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                          and not f.name.startswith("_") and not any(
+                              isinstance(d, ast.Name) and d.id in ("property", "staticmethod") for d in f.decorator_list)]
+                if len(public) > 15:
+                    crowded.append(f"{path.relative_to(ROOT)}: {node.name} has {len(public)}")
+    assert not crowded, crowded
