@@ -288,20 +288,21 @@ def drawn_shapes(n: int, seed: int) -> tuple[list, np.ndarray]:
     return [d[0] for d in drawn], np.array([CLASS_NAMES.index(d[1]) for d in drawn])
 
 
-def parse_arg(arg: str) -> tuple[int, int]:
-    """`N` or `N,seed=S` -> (N, S). A second seed draws a disjoint sample of the same world, e.g. to keep
-    the demo gallery out of the images the tiny CLIP was pre-trained on."""
+def parse_arg(arg: str, reader: str = "shapes", default_items: int = DEFAULT_ITEMS, default_seed: int = SEED,
+              min_items: int = MIN_ITEMS, example: str = "shapes:3000,seed=1") -> tuple[int, int]:
+    """`N` or `N,seed=S` -> (N, S), for this world's reader and others made like it. A second seed draws a
+    disjoint sample of the same world, e.g. to keep a gallery out of the pictures the tiny CLIP learned from."""
     count, _, rest = arg.partition(",")
     try:
-        n = int(count) if count else DEFAULT_ITEMS
+        n = int(count) if count else default_items
         if rest and not rest.startswith("seed="):
             raise ValueError
-        seed = int(rest[len("seed="):]) if rest else SEED
+        seed = int(rest[len("seed="):]) if rest else default_seed
     except ValueError:
-        raise DataError(f"shapes takes an item count and optionally a seed: 'shapes:N' or 'shapes:N,seed=S' "
-                        f"(e.g. 'shapes:3000,seed=1'); got '{arg}'") from None
-    if n < MIN_ITEMS:
-        raise DataError(f"shapes:N needs N >= {MIN_ITEMS} (every class in every split); got {n}")
+        raise DataError(f"{reader} takes an item count and optionally a seed: '{reader}:N' or '{reader}:N,seed=S' "
+                        f"(e.g. '{example}'); got '{arg}'") from None
+    if n < min_items:
+        raise DataError(f"{reader}:N needs N >= {min_items} (every class in every split); got {n}")
     return n, seed
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from cmr_demo.data import shapes
 from cmr_demo.data.shapes import (BACKGROUNDS, COLOURS, INDIRECT, MIN_CONTRAST, POSITION_PHRASES, SIZE_WORDS,
                                   SYNONYMS, TEXTURES, article, render_scene, scene_caption)
-from cmr_demo.data.types import Dataset, DataError, IngestReport, Split
+from cmr_demo.data.types import Dataset, IngestReport, Split
 
 CLASS_COLOURS = ("red", "yellow", "green", "blue")  # far apart in hue: a visitor tells them at a glance
 SHAPES = tuple(shapes.CLASS_NAMES)
@@ -214,18 +214,7 @@ def make_split(name: str, first: int, count: int, seed: int, levers: Levers = LE
 
 def parse_arg(arg: str) -> tuple[int, int]:
     """`N` or `N,seed=S` -> (N, S)."""
-    count, _, rest = arg.partition(",")
-    try:
-        n = int(count) if count else DEFAULT_ITEMS
-        if rest and not rest.startswith("seed="):
-            raise ValueError
-        seed = int(rest[len("seed="):]) if rest else SEED
-    except ValueError:
-        raise DataError(f"webshapes takes an item count and optionally a seed: 'webshapes:N' or "
-                        f"'webshapes:N,seed=S' (e.g. 'webshapes:4000'); got '{arg}'") from None
-    if n < MIN_ITEMS:
-        raise DataError(f"webshapes:N needs N >= {MIN_ITEMS} (every class in val and test); got {n}")
-    return n, seed
+    return shapes.parse_arg(arg, "webshapes", DEFAULT_ITEMS, SEED, MIN_ITEMS, "webshapes:4000")
 
 
 def read(arg: str, report: IngestReport) -> Dataset:
