@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -303,9 +304,15 @@ def _resolve_device(device: str, precision: str) -> torch.device:
     return dev
 
 
+# torch's RNG is one per process: two models created at once (a bundle's backbone loading in the background while
+# another is loaded) drew from it in turn, and ARCH:random came out different each time (its text features no
+# longer matched the gallery's). One creation at a time.
+_CREATING = threading.Lock()
+
+
 def _create(spec: BackboneSpec, device: torch.device):
     name, pretrained = SPEC_KINDS[spec.kind].create_args(spec)
-    with torch.random.fork_rng(devices=[]):
+    with _CREATING, torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # ARCH:random is the same network in every process
         created = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
     return created, open_clip.get_tokenizer(name)
