@@ -103,7 +103,17 @@ def test_leaderboard_class_ap_and_disagreements_come_from_the_bundle(service):
     diffs = [abs(r["difference"]) for r in rows]
     assert diffs == sorted(diffs, reverse=True) and len(rows) == 10
     ap = service.bundle.objectives["pcl"].metrics["per_query_ap"]["t2i"]
-    assert rows[0]["ap_pcl"] == pytest.approx(ap[rows[0]["row"]])
+    assert rows[0]["ap_pcl"] == pytest.approx(ap[rows[0]["row"]], abs=0.02)  # the build's float32 embeddings
+
+
+@pytest.mark.parametrize("direction", ["i2t", "t2i"])
+def test_disagreements_show_the_ap_compare_shows_for_the_same_item(service, direction):
+    """Every row's AP is the AP a search with that item reports (one ranking, not the build's float32 one)."""
+    modality = "image" if direction == "i2t" else "text"
+    for row in service.disagreements("pcl", "ce", direction, n=service.size):
+        for name in ("pcl", "ce"):
+            result = service.search(service.item_query(row["row"], modality), name, 3)
+            assert row[f"ap_{name}"] == pytest.approx(result.ap, abs=1e-12)
 
 
 def test_map_view_places_a_gallery_item_on_its_own_point(service):

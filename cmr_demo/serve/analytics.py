@@ -31,11 +31,10 @@ def class_ap(bundle: Bundle, direction: str = "avg") -> tuple[list[str], list[st
     return names, list(bundle.objectives), grid
 
 
-def disagreements(bundle: Bundle, a: str, b: str, direction: str = "t2i", n: int = 20) -> list[dict]:
-    """Gallery queries whose AP differs most between objectives `a` and `b` (checked names; per-query AP as
-    stored with the bundle's metrics)."""
-    direction = check_choice(direction, list(DIRECTIONS), "direction")
-    ap_a, ap_b = (np.asarray(bundle.objectives[o].metrics["per_query_ap"][direction]) for o in (a, b))
+def disagreements(bundle: Bundle, a: str, ap_a: np.ndarray, b: str, ap_b: np.ndarray, direction: str,
+                  n: int = 20) -> list[dict]:
+    """Gallery queries whose AP (`ap_a`, `ap_b`: [N], one per gallery item as a query in `direction`) differs most
+    between objectives `a` and `b` (a - b)."""
     order = np.argsort(-np.abs(ap_a - ap_b), kind="stable")[:max(1, min(int(n), len(bundle.items)))]
     modality = "image" if direction == "i2t" else "text"
     names = bundle.class_names
@@ -67,3 +66,19 @@ def spread(bundle: Bundle, names=PAPER_SIX) -> dict | None:
     best, worst = max(mean, key=mean.get), min(mean, key=mean.get)
     return {"best": best, "best_map": mean[best], "worst": worst, "worst_map": mean[worst],
             "spread": mean[best] - mean[worst], "disagreeing_share": disagreeing_share(bundle, present)}
+
+
+def showcase(bundle: Bundle, names=PAPER_SIX, good: float = 0.85) -> int | None:
+    """The gallery text that shows best why the objective matters, as a query: one the best of the paper's
+    objectives (those the bundle has) retrieves well (AP >= `good`, by the build's stored AP) and on which most
+    pairs of them disagree (AP 0.2 or more apart; then the largest spread). A pair of objectives failing alike
+    while the rest agree says less than many that differ. None with fewer than two of them, or without texts."""
+    present = [o for o in names if o in bundle.objectives]
+    if len(present) < 2 or not any(it.get("text") for it in bundle.items):
+        return None
+    ap = np.stack([np.asarray(bundle.objectives[o].metrics["per_query_ap"]["t2i"]) for o in present])  # [O, N]
+    pairs = (np.abs(ap[:, None] - ap[None]) >= 0.2).sum((0, 1)) / 2
+    usable = (ap.max(0) >= good) & np.array([bool(it.get("text")) for it in bundle.items])
+    score = np.where(usable, pairs + ap.std(0), -1)
+    return int(np.argmax(score)) if score.max() >= 0 else None
+

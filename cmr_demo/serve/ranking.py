@@ -27,14 +27,44 @@ def rank(indexes: BundleIndexes, gallery: np.ndarray, labels: np.ndarray, object
         scores, rows = index.search(emb[None], k + (itself is not None))
         pairs = [(int(r), float(s)) for s, r in zip(scores[0], rows[0]) if r >= 0 and r != itself]
         return pairs[:k], None, index.exact
-    scores = gallery @ emb.astype(np.float32)
+    scores = scores_of(gallery, emb)
+    order, rel = ranked(scores, labels, query.label, itself)
+    metrics = {"ap": float(ap_from_relevance(torch.from_numpy(rel[None]))[0]),
+               "p_at_k": {str(n): float(rel[:n].mean()) for n in P_AT},
+               "first_relevant_rank": int(np.argmax(rel)) + 1 if rel.any() else None}
+    return [(int(r), float(scores[r])) for r in order[:k]], metrics, True
+
+
+def scores_of(gallery: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    """[N] float32 scores of one query (dot products of the served embeddings, as stored: no re-normalisation).
+    Always one matrix-vector product: a batched product rounds differently (1e-7), enough to swap near-ties
+    and move an AP in its fourth decimal, so every caller scores one query at a time."""
+    return gallery @ emb.astype(np.float32)
+
+
+def ranked(scores: np.ndarray, labels: np.ndarray, label: int, itself: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(gallery rows best first, float64 relevance in that order) for one query's scores; the query's own item
+    (same-modality search) left out. The stable sort: equal scores keep gallery order, in every caller."""
+    scores = scores.copy()
     if itself is not None:
         scores[itself] = -np.inf
     order = np.argsort(-scores, kind="stable")
     if itself is not None:
         order = order[:-1]  # the item itself, ranked last above
-    rel = (labels[order] == query.label).astype(np.float64)
-    metrics = {"ap": float(ap_from_relevance(torch.from_numpy(rel[None]))[0]),
-               "p_at_k": {str(n): float(rel[:n].mean()) for n in P_AT},
-               "first_relevant_rank": int(np.argmax(rel)) + 1 if rel.any() else None}
-    return [(int(r), float(scores[r])) for r in order[:k]], metrics, True
+    return order, (labels[order] == label).astype(np.float64)
+
+
+SERVED_AP_MAX_ITEMS = 5_000  # ~2.5 s per objective and direction on 2 cores; beyond, the build's stored values
+CHUNK = 256
+
+
+def served_ap(queries: np.ndarray, gallery: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[N] AP of every gallery item as a cross-modal query (`queries` [N, D] of one modality, `gallery` [N, D] of
+    the other, labels shared), by the very scoring and sort `rank` uses for one query: what Compare shows for an
+    item, for all of them at once."""
+    aps = np.zeros(len(queries))
+    for start in range(0, len(queries), CHUNK):
+        rels = [ranked(scores_of(gallery, queries[q]), labels, labels[q], None)[1]
+                for q in range(start, min(start + CHUNK, len(queries)))]
+        aps[start:start + len(rels)] = ap_from_relevance(torch.from_numpy(np.stack(rels))).numpy()
+    return aps

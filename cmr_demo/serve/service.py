@@ -23,9 +23,9 @@ from cmr_demo.serve import analytics, placement
 from cmr_demo.serve.catalog import Catalog
 from cmr_demo.serve.encoder import Encoder
 from cmr_demo.serve.index import BundleIndexes
-from cmr_demo.serve.inputs import check_class, clean_text, load_image
+from cmr_demo.serve.inputs import check_choice, check_class, clean_text, load_image
 from cmr_demo.serve.query_info import ClassGroups, ClassScorer, QueryInfo, WorldCheck
-from cmr_demo.serve.ranking import rank
+from cmr_demo.serve.ranking import SERVED_AP_MAX_ITEMS, rank, served_ap
 from cmr_demo.serve.schema import MODALITIES, Hit, Query, SearchRequest, SearchResult, check_objectives
 
 
@@ -52,6 +52,7 @@ class RetrievalService:
         board = self.leaderboard()
         self.best = next((r["objective"] for r in board if r["kind"] != "zero-shot"), board[0]["objective"])
         self.scorers = Lazy(self._scorer)  # fitted on an objective's first query: start-up does not wait
+        self.item_aps = Lazy(self._item_ap)  # (objective, direction) -> [N] AP of each gallery item as a query
         self.groups = ClassGroups((bundle.manifest.get("about") or {}).get("class_groups"), self.class_names)
         self.world = WorldCheck([it["text"] for it in bundle.items], self.class_names, bundle.image_features,
                                 bundle.picture_check)
@@ -65,6 +66,7 @@ class RetrievalService:
         other.objectives = [*self.objectives, view.name]
         other.indexes = self.indexes.with_objective(view.name, {"image": view.image_emb, "text": view.text_emb})
         other.scorers = Lazy(other._scorer, self.scorers)
+        other.item_aps = Lazy(other._item_ap, self.item_aps)
         view.heads.eval()
         return other
 
@@ -192,9 +194,26 @@ class RetrievalService:
         return analytics.class_ap(self.bundle, direction)
 
     def disagreements(self, a: object, b: object, direction: str = "t2i", n: int = 20) -> list[dict]:
-        """Gallery queries whose AP differs most between objectives a and b (`analytics.disagreements`)."""
+        """Gallery queries whose AP differs most between objectives a and b (`analytics.disagreements`), with the
+        AP Compare shows for each (`item_ap`)."""
         a, b = check_objectives([a], self.objectives)[0], check_objectives([b], self.objectives)[0]
-        return analytics.disagreements(self.bundle, a, b, direction, n)
+        direction = check_choice(direction, list(analytics.DIRECTIONS), "direction")
+        return analytics.disagreements(self.bundle, a, self.item_ap(a, direction), b, self.item_ap(b, direction),
+                                       direction, n)
+
+    def item_ap(self, objective: str, direction: str) -> np.ndarray:
+        """[N] AP of each gallery item as a query in `direction` ('i2t': its image over the texts) under a checked
+        objective: computed once from the served embeddings by the ranking Compare uses, so both say the same
+        number (the build's stored values come from the float32 embeddings, before float16 storage); from the
+        build for galleries over SERVED_AP_MAX_ITEMS, where that costs minutes."""
+        return self.item_aps[objective, direction]
+
+    def _item_ap(self, key: tuple[str, str]) -> np.ndarray:
+        objective, direction = key
+        if self.size > SERVED_AP_MAX_ITEMS:
+            return np.asarray(self.bundle.objectives[objective].metrics["per_query_ap"][direction])
+        source, target = ("image", "text") if direction == "i2t" else ("text", "image")
+        return served_ap(self._gallery(objective, source), self._gallery(objective, target), self.bundle.labels)
 
     def map_view(self, objective: object, query: Query | None = None, k: object = 10,
                  features: np.ndarray | None = None) -> dict:
