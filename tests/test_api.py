@@ -135,7 +135,19 @@ def test_openapi_docs_describe_the_api(app_url):
     spec = httpx.get(app_url + "api/openapi.json", timeout=30).json()
     assert {"/api/v1/search/text", "/api/v1/search/image", "/api/v1/search/item", "/api/v1/compare", "/api/v1/embed",
             "/api/v1/embed/image", "/api/v1/query_info", "/api/v1/bundles"} <= set(spec["paths"])
-    assert httpx.get(app_url + "api/docs", timeout=30).status_code == 200
+    page = httpx.get(app_url + "api/docs", timeout=30)
+    assert page.status_code == 200 and "/api/openapi.json" in page.text
+
+
+def test_the_docs_page_loads_nothing_from_outside(app_url):
+    """/api/docs works offline: every script, style and icon it names is served by the app itself."""
+    import re
+    page = httpx.get(app_url + "api/docs", timeout=30).text
+    links = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page)
+    assert links and all(link.startswith("/") and not link.startswith("//") for link in links), links
+    for link in links:
+        r = httpx.get(app_url + link.lstrip("/"), timeout=30)
+        assert r.status_code == 200 and len(r.content) > 500, link
 
 
 def test_concurrent_texts_share_backbone_calls_and_keep_their_results(service):

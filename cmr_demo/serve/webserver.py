@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 
 import fastapi
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around one picture
 
@@ -117,16 +117,39 @@ def trim_memory_every(seconds: float) -> None:
     every(seconds, lambda: trim(0), "malloc-trim")
 
 
+DOCS_ASSETS = "/api/docs-assets"
+
+
+def install_docs(app: fastapi.FastAPI) -> None:
+    """/api/docs from Swagger UI files this app serves itself (the fastapi-swagger package ships them): FastAPI's
+    default page loads them from a CDN, and is blank wherever the visitor's browser cannot reach one (an offline
+    or firewalled host). Links are root-relative, so they hold behind a proxy that serves the app over https."""
+    from importlib import resources
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(resources.files("fastapi_swagger.resources"))), name="docs-assets")
+
+    @app.get("/api/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: docs",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+
+
 def build_app(demo, services: Callable[[], dict], max_upload_bytes: int, **gradio_options) -> fastapi.FastAPI:
     """A FastAPI app: the upload limit, the media route, the JSON API (cmr_demo.api, docs at /api/docs),
     then gradio's UI and its API mounted at '/'."""
     import gradio as gr
 
     from cmr_demo.serve.api import install
-    app = fastapi.FastAPI(title="CLIP4CMR demo API", docs_url="/api/docs", redoc_url=None,
+    app = fastapi.FastAPI(title="CLIP4CMR demo API", docs_url=None, redoc_url=None,
                           openapi_url="/api/openapi.json",
                           description="Cross-modal search over a bundle's gallery (see the README's API section).")
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
     app.include_router(media_router(services))
+    install_docs(app)
     app.state.api = install(app, services)
     return gr.mount_gradio_app(app, demo, path="/", max_file_size=max_upload_bytes, **gradio_options)
