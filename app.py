@@ -23,6 +23,7 @@ os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "cm
 from cmr_demo.serve.inputs import MAX_IMAGE_BYTES  # noqa: E402
 from cmr_demo.serve.served import NoBundle, load_services  # noqa: E402
 from cmr_demo.serve.uploads import UploadGate, sweep  # noqa: E402
+from cmr_demo.ui.browser import CSS  # noqa: E402
 from cmr_demo.ui.context import Context  # noqa: E402
 from cmr_demo.ui.gradio_adapter import file_sets, limit_sessions, uploaded_files  # noqa: E402
 from cmr_demo.ui.page import build_demo  # noqa: E402
@@ -60,8 +61,7 @@ except NoBundle as err:
 demo, PAGE = build_demo(CTX, STUDY_FIGURES)
 limit_sessions(demo, SESSIONS)
 # query pictures: only files this app received (uploads, its own examples) are opened (cmr_demo.serve.uploads)
-EXAMPLE_FILES = frozenset(sample[0]["path"] for examples in PAGE.search.image_examples
-                          for sample in examples.dataset.samples if isinstance(sample[0], dict))
+EXAMPLE_FILES = PAGE.search.example_files()  # {path: "example picture (gallery item ...)"}
 GATE = UploadGate(PAGE.search.image_in.GRADIO_CACHE, lambda: uploaded_files(demo), lambda: EXAMPLE_FILES,
                   registries=lambda: file_sets(demo))
 CTX.gate = GATE
@@ -71,9 +71,9 @@ demo.made_here = lambda path: any(path in files for files in file_sets(demo)) or
 
 
 def launch_options() -> dict:
-    """What gradio is served with: only the gallery images as files, no tracebacks to clients."""
+    """What gradio is served with: only the gallery images as files, no tracebacks to clients, the page's CSS."""
     return {"allowed_paths": [str(Path(s.bundle.folder).resolve() / "gallery" / "images") for s in CTX.services.values()],
-            "show_error": False}
+            "show_error": False, "css": CSS}
 
 
 def kept_files() -> set[str]:
@@ -83,8 +83,10 @@ def kept_files() -> set[str]:
 
 def make_app():
     """The FastAPI app serving the UI (cmr_demo.serve.webserver: upload limit, /media, gradio mounted at '/')."""
+    from cmr_demo.serve.map_colours import warm_in_background
     from cmr_demo.serve.webserver import build_app, every, trim_memory_every
     trim_memory_every(10.0)
+    warm_in_background(CTX.services)  # the maps' AP colourings, ready before anyone asks
     # not gradio's delete_cache: it skips files outside its sets (parts of interrupted uploads) and iterates the
     # sets while requests change them
     every(SWEEP[0], lambda: sweep(GATE.folder, SWEEP[1], kept_files, lambda: file_sets(demo)), "upload-sweeper")

@@ -109,12 +109,39 @@ def test_image_item_compare_embed_and_info(api, service, small_bundle):
     ("search/item", {"id": "no-such-item"}, 400, "no gallery item has id"),
     ("compare", {"text": "a star", "objectives": ["pcl", "nope"]}, 400, "unknown objective 'nope'"),
     ("embed", {"item_id": "no-such-item"}, 400, "no gallery item has id"),
+    ("map", {"color_by": "colour"}, 400, "unknown color_by 'colour'; choose one of: class, modality, ap, ap_diff"),
+    ("map", {"color_by": "rank"}, 400, "colouring by rank needs a query"),
+    ("map", {"color_by": "ap_diff", "other": "nope"}, 400, "unknown objective 'nope'"),
+    ("map", {"limit": 0}, 422, "limit: Input should be greater than or equal to 1"),
+    ("map", {"limit": 10 ** 9}, 422, "limit: Input should be less than or equal to 20000"),
 ])
 def test_user_errors_are_4xx_with_the_apps_message(api, app_log, route, body, code, words):
     start = app_log.stat().st_size
     r = api.post(route, json=body)
     assert r.status_code == code and words in r.json()["error"], (r.status_code, r.text)
     assert "Traceback" not in app_log.read_bytes()[start:].decode(errors="replace")
+
+
+def test_the_map_answers_points_whose_ap_is_the_one_compare_gives(api, service):
+    """POST /api/v1/map colours each point by its AP difference; every value equals the difference of the APs
+    /api/v1/compare gives for that item and modality."""
+    r = api.post("map", json={"objective": "pcl", "color_by": "ap_diff", "other": "ce", "text": "a red star", "k": 5})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["other"] == "ce" and answer["scale"] == "diverging" and answer["shown_items"] == service.size
+    assert len(answer["points"]) == 2 * service.size and len(answer["query"]["hits"]) == 5
+    points = {(p["id"], p["modality"]): p for p in answer["points"]}
+    for item_id, modality in [(service.bundle.items[n]["id"], m) for n in (0, 9, 30) for m in ("image", "text")]:
+        compared = api.post("compare", json={"item_id": item_id, "item_modality": modality,
+                                             "objectives": ["pcl", "ce"], "k": 1}).json()
+        expected = compared["pcl"]["ap"] - compared["ce"]["ap"]
+        assert points[item_id, modality]["value"] == pytest.approx(expected, abs=1e-4)
+    ranked = api.post("map", json={"color_by": "rank", "item_id": service.bundle.items[4]["id"], "k": 3,
+                                   "limit": 5}).json()
+    values = {p["id"]: p["value"] for p in ranked["points"] if p["modality"] == "text"}
+    assert [values[i] for i in ranked["query"]["hits"]] == [1, 2, 3]  # the sample keeps the query's top-k
+    feats = api.post("map", json={"bundle": "feats", "color_by": "ap"}).json()  # a features-only bundle too
+    assert all(0 <= p["value"] <= 1 for p in feats["points"])
 
 
 def test_bad_uploads_are_refused_in_the_apps_words(api):

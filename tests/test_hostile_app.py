@@ -31,7 +31,7 @@ WORKERS = 4  # the app serves 4 at a time (app.CONCURRENCY); more would only mea
 VALID = {"/search_text": ("a red star", "pcl", 5, "star", False),
          "/search_image": (None, "pcl", 5, "", False),  # the image is filled in per test
          "/compare": ("two hearts", ["pcl", "ce"], 3, "heart", "", "image"),
-         "/embedding_map": ("pcl", "a star", ["ce"], [], True, 5, ""),
+         "/embedding_map": ("pcl", "a star", ["ce"], [], True, 5, "", "class", "", ""),
          "/disagreements": ("pcl", "ce", "t2i"),
          "/search_item": ("3", "image", "pcl", 5, False),
          "/lab_train": ("ce", "", 1.0, 1.0, 0)}
@@ -58,15 +58,20 @@ OPTIONS = ["margn=1", "scale", "scale=nan", "scale=1e309", "=", ",,,", None, 5, 
 FRACTIONS = [0, -1, 2, "abc", None, float("nan"), float("inf"), [0.5], True, "0.5"]
 SEEDS = [-1, 2 ** 40, "abc", None, 1.5, float("nan"), True]
 BUNDLES = ["nope", None, 5, ["b"], "../../etc/passwd", " b", "B", {"b": 1}]
+SELECTIONS = ["", "[]", "not json", '[["shapes-00001", "image"]]', '[["x", "image"]]', '[[1, 2]]', "[" * 5000,
+              '{"a": 1}', None, 7, ["shapes-00001", "image"], '[["x", []]]', '[["x", {}]]']
 PARAMETER_VALUES = {"query": TEXTS, "objective": OBJECTIVES, "k": KS, "query_class": CLASSES, "same_modality": BOOLS,
                     "objectives": OBJECTIVE_LISTS, "item_id": ITEM_IDS, "item_modality": MODALITIES,
                     "others": OBJECTIVE_LISTS, "classes": CLASS_LISTS, "lines": BOOLS, "selected": ITEM_IDS,
                     "a": OBJECTIVES, "b": OBJECTIVES, "direction": DIRECTIONS, "modality": MODALITIES,
-                    "options": OPTIONS, "text_fraction": FRACTIONS, "image_fraction": FRACTIONS, "seed": SEEDS}
+                    "options": OPTIONS, "text_fraction": FRACTIONS, "image_fraction": FRACTIONS, "seed": SEEDS,
+                    "colour_by": ["ap", "rank", "AP", "colour", None, 3, ["ap"], "../ap"],
+                    "other": OBJECTIVES, "selection": SELECTIONS}
 PARAMETERS = {"/search_text": ["query", "objective", "k", "query_class", "same_modality"],
               "/search_image": ["image", "objective", "k", "query_class", "same_modality"],
               "/compare": ["query", "objectives", "k", "query_class", "item_id", "item_modality"],
-              "/embedding_map": ["objective", "query", "others", "classes", "lines", "k", "selected"],
+              "/embedding_map": ["objective", "query", "others", "classes", "lines", "k", "selected", "colour_by",
+                                 "other", "selection"],
               "/disagreements": ["a", "b", "direction"],
               "/search_item": ["item_id", "modality", "objective", "k", "same_modality"],
               "/lab_train": ["objective", "options", "text_fraction", "image_fraction", "seed"]}

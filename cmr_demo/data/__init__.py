@@ -28,6 +28,26 @@ READERS: dict[str, tuple[str, str]] = {
                                "labels, a long tail: webshapes[:N[,seed=S]]"),
 }
 
+# what each reader's data is called where people read it (the app's first line)
+TITLES = {"clip4cmr": "features from the official CLIP4CMR release", "wikipedia": "the Wikipedia benchmark",
+          "manifest": "your own pictures and captions", "npz": "your own features", "synthetic": "synthetic features",
+          "shapes": "the simple shapes world", "webshapes": "the shapes world"}
+
+
+# the features a reader's data comes with, where they are fixed (readers of your own data: none)
+FEATURE_WORDS = {"wikipedia": "128-d SIFT bag of visual words per image, 10-d LDA topic proportions per text",
+                 "clip4cmr": "the release's CLIP image and text features"}
+
+
+def feature_words(spec: str) -> str | None:
+    return FEATURE_WORDS.get(spec.partition(":")[0])
+
+
+def title(spec: str) -> str:
+    """The data of `spec` in words ('wikipedia:../data' -> 'the Wikipedia benchmark'); the spec for an unknown
+    reader."""
+    return TITLES.get(spec.partition(":")[0], f"`{spec}`")
+
 
 def _reader(name: str) -> Reader:
     return importlib.import_module(f".{READERS[name][0]}", __name__).read

@@ -82,3 +82,15 @@ def showcase(bundle: Bundle, names=PAPER_SIX, good: float = 0.85) -> int | None:
     score = np.where(usable, pairs + ap.std(0), -1)
     return int(np.argmax(score)) if score.max() >= 0 else None
 
+
+
+def twins(bundle: Bundle, tolerance: float = 0.005) -> list[tuple[str, str]]:
+    """Pairs of objectives whose test AP is the same (within `tolerance`) on every query in both directions: one
+    model trained twice
+    (e.g. `cl` when its push term never fires, leaving the pull term it shares with `ml`). Said on the page, so
+    that two equal columns read as a finding, not a bug."""
+    names = list(bundle.objectives)
+    ap = {o: np.concatenate([np.asarray(bundle.objectives[o].metrics["per_query_ap"][d]) for d in DIRECTIONS])
+          for o in names}
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+            if np.abs(ap[a] - ap[b]).max(initial=0) <= tolerance]

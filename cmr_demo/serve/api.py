@@ -6,7 +6,8 @@ plain JSON. Same process, same `RetrievalService`, same input checks and message
 error is a 400 whose body is `{"error": the app's message}` (422 for a body of the wrong shape).
 
 How it stays fast on 2 cores: routes are `async`; the cheap parts (checks, a head pass, an index search)
-run inline on the event loop, and backbone work goes to one worker thread. Texts go through
+run inline on the event loop, and backbone work goes to one worker thread (pictures to one of their own, two
+at most read at a time, decoded and encoded in one step: see `Api.image_query`). Texts go through
 `TextBatcher`: every text that arrives while a batch is encoding joins the next batch, so concurrent
 queries share one backbone call instead of each paying for one (and no thread per request fights
 over the cores).
@@ -25,11 +26,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cmr_demo.serve import map_colours
 from cmr_demo.serve.inputs import MAX_IMAGE_BYTES, InputError, check_choice
+from cmr_demo.serve.map_colours import MAX_POINTS_ITEMS
+from cmr_demo.serve.placement import MAP_ITEMS
 from cmr_demo.serve.schema import Query, SearchResult
 from cmr_demo.serve.service import RetrievalService
 
 MAX_BATCH = 64  # texts per backbone call
+PICTURES_AT_ONCE = 2  # uploaded pictures read and decoded at a time (one encoding, the next one ready)
 log = logging.getLogger("cmr_demo.api")
 
 
@@ -121,6 +126,22 @@ class EmbedRequest(BaseModel):
     bundle: str | None = None
 
 
+class MapRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    objective: str | None = Field(None, description="the map's objective; default: the bundle's best")
+    color_by: str = Field("class", description="class | modality | ap (each point's AP as a query) | ap_diff (AP "
+                                               "minus AP under `other`) | rank (each point's rank for the query)")
+    other: str | None = Field(None, description="for ap_diff: the objective compared with; default: the best other")
+    text: str | None = Field(None, description="a text query placed on the map (or give item_id)")
+    item_id: str | None = Field(None, description="a gallery item as the query (overrides text)")
+    item_modality: str = "image"
+    k: int = Field(10, description="the query's top-k, listed and always among the points")
+    limit: int = Field(MAP_ITEMS, description=f"items on the map at most (each a picture and a text point; "
+                                              f"beyond, a class-stratified sample); 1-{MAX_POINTS_ITEMS}",
+                       ge=1, le=MAX_POINTS_ITEMS)
+    bundle: str | None = None
+
+
 class InfoRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str
@@ -147,6 +168,9 @@ class Api:
     def __init__(self, services: Callable[[], dict[str, RetrievalService]]):
         self.services = services
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="backbone")  # all backbone work, one at a time
+        # pictures (decoding a large one takes a second) on a worker of their own: texts never queue behind them
+        self.picture_worker = ThreadPoolExecutor(1, thread_name_prefix="pictures")
+        self.pictures = asyncio.Semaphore(PICTURES_AT_ONCE)
         self.batchers: dict[str, TextBatcher] = {}
 
     def pick(self, bundle: str | None) -> tuple[str, RetrievalService]:
@@ -166,9 +190,21 @@ class Api:
             return await self.batcher(name, service).features(query.text)
         return await asyncio.get_running_loop().run_in_executor(self.worker, service.encoder.image_features, query)
 
-    async def image_query(self, service: RetrievalService, file: fastapi.UploadFile, query_class: str | None) -> Query:
-        data = await file.read(MAX_IMAGE_BYTES + 1)  # one byte over is enough for load_image to refuse it
-        return await asyncio.get_running_loop().run_in_executor(self.worker, service.image_query, data, query_class)
+    async def image_query(self, service: RetrievalService, file: fastapi.UploadFile,
+                          query_class: str | None) -> tuple[Query, np.ndarray]:
+        """(the picture as a query, its backbone features), decoded and encoded in one step of the pictures' own
+        worker, the decoded pixels dropped at once: a decoded picture waiting for the backbone worker held up to
+        120 MB (48 concurrent 6300x6300 PNGs: +7.6 GB) and texts waited behind them. At most PICTURES_AT_ONCE
+        uploads are read into memory at a time; the rest wait, unread."""
+        async with self.pictures:
+            data = await file.read(MAX_IMAGE_BYTES + 1)  # one byte over is enough for load_image to refuse it
+
+            def decode_and_encode() -> tuple[Query, np.ndarray]:
+                q = service.image_query(data, query_class)
+                features = service.encoder.features(q)
+                q.image = None  # the pixels are no longer needed: the features stand for them
+                return q, features
+            return await asyncio.get_running_loop().run_in_executor(self.picture_worker, decode_and_encode)
 
     def router(self) -> fastapi.APIRouter:
         r = fastapi.APIRouter(prefix="/api/v1", tags=["retrieval"])
@@ -209,9 +245,9 @@ class Api:
                                same_modality: bool = fastapi.Form(False)) -> SearchResult:
             name, s = self.pick(bundle)
             s.request(Query("image"), objective, k)  # settings refused before the upload is read
-            q = await self.image_query(s, file, query_class)
+            q, features = await self.image_query(s, file, query_class)
             checked = s.request(q, objective, k, q.modality if same_modality else None)
-            return s.search(checked, features=await self.features(name, s, q))
+            return s.search(checked, features=features)
 
         @r.post("/search/item", response_model=SearchResult, summary="A gallery item (its image or text) as the query")
         async def search_item(req: ItemSearch) -> SearchResult:
@@ -226,6 +262,20 @@ class Api:
             return s.compare(q, req.objectives, req.k, features=await self.features(name, s, q))
 
     def _reading_routes(self, r: fastapi.APIRouter) -> None:
+        @r.post("/map", summary="An objective's 2-D map: points {id, modality, class, x, y, value} coloured by class, "
+                                "modality, per-item AP, AP difference or rank for a query")
+        async def embedding_map(req: MapRequest) -> dict:
+            name, s = self.pick(req.bundle)
+            q = (s.item_query(req.item_id, req.item_modality) if req.item_id else
+                 s.text_query(req.text) if req.text is not None else None)
+            features = await self.features(name, s, q) if q is not None else None
+            # off the event loop: the first AP colouring of an objective ranks the whole gallery once (cached after),
+            # and the answer lists up to 40,000 points
+            def answer() -> dict:
+                view = s.map_view(req.objective, q, req.k, features, req.color_by, req.other)
+                return {"bundle": name, **map_colours.answer(s, view, req.limit)}
+            return await asyncio.to_thread(answer)
+
         @r.post("/embed", response_model=EmbedAnswer, summary="A text's or gallery item's common-space embedding")
         async def embed(req: EmbedRequest) -> dict:
             name, s = self.pick(req.bundle)
@@ -238,8 +288,8 @@ class Api:
                               bundle: str | None = fastapi.Form(None)) -> dict:
             name, s = self.pick(bundle)
             objective = s.request(Query("image"), objective, 1).objective
-            q = await self.image_query(s, file, None)
-            return embedding_answer(name, objective, "image", s.embed(q, objective, await self.features(name, s, q)))
+            q, features = await self.image_query(s, file, None)
+            return embedding_answer(name, objective, "image", s.embed(q, objective, features))
 
         @r.post("/query_info", summary="A text's likely class, confidence and whether it is in the gallery's world")
         async def query_info(req: InfoRequest) -> dict:
@@ -253,8 +303,8 @@ class Api:
                                    bundle: str | None = fastapi.Form(None)) -> dict:
             name, s = self.pick(bundle)
             objective = s.request(Query("image"), objective, 1).objective
-            q = await self.image_query(s, file, None)
-            return {"bundle": name, **s.query_info(q, objective, await self.features(name, s, q)).to_dict()}
+            q, features = await self.image_query(s, file, None)
+            return {"bundle": name, **s.query_info(q, objective, features).to_dict()}
 
 
 def validation_message(err: RequestValidationError) -> str:

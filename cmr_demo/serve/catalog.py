@@ -30,6 +30,9 @@ class Catalog:
         """A gallery item by id (a string, always: ids that look like numbers are ids) or by row number (an int);
         its class is known, so AP and P@k can be shown."""
         modality = check_choice(modality, MODALITIES, "modality")
+        if isinstance(item, str) and not item.strip():
+            raise InputError(f"the gallery item id is empty: type one (ids look like '{self.bundle.items[0]['id']}') "
+                             f"or pick an example")
         if isinstance(item, str):
             row = self.row_of(item.strip())
             if row is None:

@@ -7,6 +7,7 @@ import numpy as np
 
 from cmr_demo.bundle.load import ObjectiveView
 
+MAP_ITEMS = 6000  # gallery items on a map (x 2 modalities) unless asked otherwise; beyond, a class-stratified sample
 PLACE_K = 10  # neighbours used to place a query; more smooths, fewer follows the closest items
 
 
@@ -55,4 +56,20 @@ def place_points(embeddings: np.ndarray, coords: np.ndarray, k: int = PLACE_K, s
         sims = emb[start:start + 2048] @ emb.T
         sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
         out[start:start + len(sims)] = _weighted_places(sims, coords, k, sharpness)
+    return out
+
+
+def sampled(labels: np.ndarray, keep: np.ndarray, max_items: int, seed: int = 0) -> np.ndarray:
+    """`keep` thinned to about `max_items` items, every class keeping its share, the same rows for every call: a
+    map of a large gallery stays a few MB and smooth, and still shows each class (at least one item each: with
+    more classes than `max_items`, one per class)."""
+    rows = np.flatnonzero(keep)
+    if len(rows) <= max_items:
+        return keep
+    rng = np.random.default_rng(seed)
+    out = np.zeros_like(keep)
+    for c in np.unique(labels[rows]):
+        members = rows[labels[rows] == c]
+        take = max(1, max_items * len(members) // len(rows))  # floor: within max_items unless a class gets its one
+        out[rng.choice(members, size=min(take, len(members)), replace=False)] = True
     return out

@@ -34,9 +34,14 @@ class Query:
     def describe(self, items: Sequence[dict]) -> str:
         if self.item is not None:
             it = items[self.item]
-            return f"gallery {self.modality} {it['id']}" + (f": \"{it['text'][:120]}\"" if self.modality == "text" and
+            return f"gallery {self.modality} {it['id']}" + (f": \"{cut(it['text'])}\"" if self.modality == "text" and
                                                               it["text"] else "")
-        return f"\"{self.text[:120]}\"" if self.modality == "text" else self.source
+        return f"\"{cut(self.text)}\"" if self.modality == "text" else self.source
+
+
+def cut(text: str, limit: int = 120) -> str:
+    """A text as a description repeats it: its first `limit` characters, '…' where it goes on."""
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,18 @@ Why no gradio here: every behaviour the app shows is testable as a function retu
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cmr_demo.bundle.load import Bundle, ObjectiveView, load_bundle
-from cmr_demo.serve import analytics, placement
+from cmr_demo.serve import analytics, map_colours, placement
 from cmr_demo.serve.catalog import Catalog
 from cmr_demo.serve.encoder import Encoder
 from cmr_demo.serve.index import BundleIndexes
-from cmr_demo.serve.inputs import check_choice, check_class, clean_text, load_image
+from cmr_demo.serve.inputs import InputError, check_choice, check_class, clean_text, load_image
 from cmr_demo.serve.query_info import ClassGroups, ClassScorer, QueryInfo, WorldCheck
 from cmr_demo.serve.ranking import SERVED_AP_MAX_ITEMS, rank, served_ap
 from cmr_demo.serve.schema import MODALITIES, Hit, Query, SearchRequest, SearchResult, check_objectives
@@ -216,32 +217,61 @@ class RetrievalService:
         return served_ap(self._gallery(objective, source), self._gallery(objective, target), self.bundle.labels)
 
     def map_view(self, objective: object, query: Query | None = None, k: object = 10,
-                 features: np.ndarray | None = None) -> dict:
-        """Plain data for one objective's map: gallery points, and the query placed with its top-k."""
-        objective = check_objectives([objective], self.objectives)[0]
+                 features: np.ndarray | None = None, colour_by: object = "class", other: object = None,
+                 base: object = None) -> dict:
+        """Plain data for one objective's map: gallery points, the query placed with its top-k, and what the points
+        are coloured by (`map_colours`: class, modality, each point's AP under this objective, the AP difference
+        `base` minus `other`, each point's rank for the query under this objective). `objective` defaults to the
+        best; `base` to `objective` (maps side by side share one: one colour bar means one thing on all of them);
+        `other` to the best objective besides `base`. Under `rank`, the rings are the exact top-k of those ranks."""
+        objective = check_objectives([self.best if objective in (None, "") else objective], self.objectives)[0]
+        colour = map_colours.check_colour_by(colour_by)
+        if colour.needs == "other":
+            base = objective if base in (None, "") else check_objectives([base], self.objectives)[0]
+            other = check_objectives([other], self.objectives)[0] if other not in (None, "") else None
+            if other in (None, base):
+                other = next((r["objective"] for r in self.leaderboard() if r["objective"] != base), base)
+        else:
+            base = other = None
+        if colour.needs == "query" and query is None:
+            raise InputError(f"colouring by {colour.name} needs a query: give a text or a gallery item")
         view = self.bundle.objectives[objective]
         out = placement.map_points(view, self.bundle.labels, self.class_names)
-        if query is None:
-            return out
-        if features is None and query.item is None:
-            features = self.encoder.features(query)  # once, for the search and the placement below
-        result, emb = self._run(self.request(query, objective, k), features)
-        out["query"] = {"xy": placement.place_query(view, emb), "modality": query.modality, "label": query.label,
-                        "description": result.query, "target": result.target, "hits": [h.index for h in result.hits],
-                        "ap": result.ap, "info": result.info}
+        ranks = None
+        if query is not None:
+            if features is None and query.item is None:
+                features = self.encoder.features(query)  # once, for the search and the placement below
+            result, emb = self._run(self.request(query, objective, k), features)
+            hits = [h.index for h in result.hits]
+            if colour.needs == "query":
+                ranks = map_colours.query_ranks(self, objective, emb, query.item, query.modality)
+                hits = np.argsort(ranks[result.target], kind="stable")[:len(hits)].tolist()  # exact, as coloured
+            out["query"] = {"xy": placement.place_query(view, emb), "modality": query.modality, "label": query.label,
+                            "description": result.query, "target": result.target, "hits": hits, "ap": result.ap,
+                            "info": result.info}
+        out["colour"] = {"by": colour.name, "scale": colour.scale, "base": base, "other": other,
+                         "title": colour.title(base or objective, other),
+                         "values": map_colours.values(self, colour, objective, base, other, ranks)}
         return out
 
 
 class Lazy(dict):
-    """A dict whose missing values are made on first use by `make(key)` (and kept)."""
+    """A dict whose missing values are made on first use by `make(key)` (and kept), each once: a request and the
+    maps' background warm-up asking for the same key wait for one computation instead of running two."""
 
     def __init__(self, make, known: dict | None = None):
         super().__init__(known or {})
         self.make = make
+        self._guard, self._making = threading.Lock(), {}
 
     def __missing__(self, key):
-        value = self[key] = self.make(key)
-        return value
+        with self._guard:
+            lock = self._making.setdefault(key, threading.Lock())
+        with lock:
+            if dict.__contains__(self, key):  # made while this caller waited
+                return dict.__getitem__(self, key)
+            value = self[key] = self.make(key)
+            return value
 
 
 def load(folder: str | Path, name: str | None = None, backbone: bool = True) -> RetrievalService:

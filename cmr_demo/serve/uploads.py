@@ -40,7 +40,8 @@ class UploadGate:
                  examples: Callable[[], Collection[str]] = frozenset, max_bytes: int = MAX_IMAGE_BYTES,
                  keep_bytes: int = KEEP_BYTES, registries: Callable[[], list[set]] | None = None):
         self.folder = os.path.realpath(upload_folder)
-        self.uploaded, self.examples = uploaded, examples  # callables: both sets grow while the app runs
+        # callables: both grow while the app runs; `examples` may map each path to what it is, in words
+        self.uploaded, self.examples = uploaded, examples
         # the sets a deleted upload is removed from (gradio's upload set and its per-component file sets)
         self.registries = registries or (lambda: [u] if isinstance(u := self.uploaded(), set) else [])
         self.max_bytes, self.keep_bytes = max_bytes, keep_bytes
@@ -49,6 +50,14 @@ class UploadGate:
         self._gone: OrderedDict[str, None] = OrderedDict()  # recently deleted uploads, for a precise message
         self._lock = Lock()
         self._read_lock = Lock()
+
+    def source(self, payload: object) -> str:
+        """What a picture payload is, in words: an example picture says which (when `examples` maps each path to
+        its words), anything else is an uploaded picture."""
+        examples = self.examples()
+        path = payload.get("path") if isinstance(payload, dict) else payload
+        words = examples.get(path) if isinstance(examples, dict) and isinstance(path, str) else None
+        return words or "uploaded picture"
 
     def remembers(self, path: str) -> bool:
         """An upload this gate read and deleted (its bytes may still be kept): the page may send it again."""

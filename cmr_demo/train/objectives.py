@@ -39,6 +39,7 @@ class Objective(nn.Module):
     """Base class: applies the masks, then `terms(img, yi, txt, yt)` returns named loss terms."""
     name: ClassVar[str]
     kind: ClassVar[str]  # "pair-wise" or "class-wise", as in the study
+    about: ClassVar[str] = ""  # one line for people: what it does to the common space (shown by the app)
     class_source: ClassVar[str | None] = None  # what `class_scores` come from, in words; None: it has none
     defaults: ClassVar[dict[str, float]] = {}
 
@@ -74,6 +75,7 @@ class Objective(nn.Module):
 class Contrastive(Objective):
     """Same-class image-text pairs pulled together, other pairs pushed past a squared-distance margin."""
     name, kind, defaults = "cl", "pair-wise", {"margin": 0.2}
+    about = "contrastive: pulls same-class image-text pairs together, pushes other pairs a margin apart"
 
     def terms(self, img, yi, txt, yt):
         d2, pos = sq_dist(img, txt), yi[:, None] == yt[None, :]
@@ -84,6 +86,7 @@ class Contrastive(Objective):
 class ModalityInvariance(Objective):
     """Only the pull term: same-class image-text pairs together (collapse is what the study shows)."""
     name, kind, defaults = "ml", "pair-wise", {"weight": 1.0}
+    about = "modality invariance: only pulls same-class image-text pairs together (nothing pushes classes apart)"
 
     def terms(self, img, yi, txt, yt):
         d2, pos = sq_dist(img, txt), yi[:, None] == yt[None, :]
@@ -98,6 +101,7 @@ class Triplet(Objective):
     hinge sum over the negatives a positive violates is count * (margin + d_ap) - prefix sum of d_an.
     """
     name, kind, defaults = "tl", "pair-wise", {"margin": 0.2}
+    about = "triplet: a matching item of the other modality must be nearer than a non-matching one, by a margin"
     semi_hard: ClassVar[bool] = False
 
     def _one_way(self, anchor, ya, other, yo) -> torch.Tensor:
@@ -125,6 +129,7 @@ class Triplet(Objective):
 class SemiHardTriplet(Triplet):
     """Triplets whose negative is farther than the positive but still violates the margin."""
     name, semi_hard = "tl-semihard", True
+    about = "triplet on semi-hard negatives: only non-matching items just beyond the matching one count"
 
 
 # ---------------------------------------------------------------- class-wise objectives
@@ -166,6 +171,7 @@ class ClassifierObjective(ClassWise):
 class LabelRegression(ClassifierObjective):
     """DSCMR's label-space term: L2 norm of (classifier output - one-hot), averaged over items."""
     name, defaults = "lrl", {"weight": 1.0}
+    about = "label regression: a shared classifier's output is pulled towards the one-hot class label"
 
     def item_loss(self, emb, y):
         diff = self.classifier(emb) - F.one_hot(y, self.num_classes).float()
@@ -175,6 +181,7 @@ class LabelRegression(ClassifierObjective):
 class CrossEntropy(ClassifierObjective):
     """Softmax cross-entropy on the shared cosine classifier (scale 1 = the official logits)."""
     name, defaults = "ce", {"scale": 1.0}
+    about = "cross-entropy: a shared classifier names each item's class (softmax)"
 
     def item_loss(self, emb, y):
         return F.cross_entropy(self.options["scale"] * self.classifier(emb), y)
@@ -183,6 +190,7 @@ class CrossEntropy(ClassifierObjective):
 class PrototypeContrastive(ClassWise):
     """PAN's objective: softmax over -squared distance to fixed random unit prototypes, one per class."""
     name, defaults, class_source = "pcl", {"temperature": 1.0, "prototype_seed": 0.0}, "prototypes"
+    about = "prototype contrastive: each item is pulled to its class's fixed random prototype (the paper's choice)"
 
     def __init__(self, num_classes, embed_dim, **options):
         super().__init__(num_classes, embed_dim, **options)
@@ -200,6 +208,7 @@ class PrototypeContrastive(ClassWise):
 class ProxyNCA(ClassWise):
     """Proxy-NCA (Movshovitz-Attias et al. 2017): learned unit proxies, NCA over scaled distances."""
     name, defaults, class_source = "proxy-nca", {"scale": 3.0}, "proxies"
+    about = "proxy-NCA: each item is pulled to its class's learned proxy and away from the other proxies"
 
     def __init__(self, num_classes, embed_dim, **options):
         super().__init__(num_classes, embed_dim, **options)
@@ -218,6 +227,7 @@ class ProxyNCA(ClassWise):
 class ProxyAnchor(ClassWise):
     """Proxy-Anchor (Kim et al. 2020): each proxy anchors its positives and negatives in the batch."""
     name, defaults, class_source = "proxy-anchor", {"alpha": 32.0, "delta": 0.1}, "proxies"
+    about = "proxy-anchor: each class's learned proxy pulls the batch's items of its class and pushes the rest"
 
     def __init__(self, num_classes, embed_dim, **options):
         super().__init__(num_classes, embed_dim, **options)

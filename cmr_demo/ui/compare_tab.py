@@ -8,13 +8,14 @@ import pandas as pd
 
 from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import plots, views
+from cmr_demo.ui import browser, glossary, plots, views
 from cmr_demo.ui.context import Context, class_for, given, stated_for
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, class_choices
 from cmr_demo.ui.search_tab import clear, selected_row
 
 ITEM_LABEL = "…or a gallery item id (overrides the text)"
+DISAGREEMENT_COLUMNS = ["id", "class", "AP A", "AP B", "A − B", "caption"]
 
 
 def heatmap(s: RetrievalService, direction: str = "avg"):
@@ -56,8 +57,8 @@ class CompareTab:
                 continue
             if r.bundle != s.name:  # results of another bundle (switched meanwhile)
                 raise InputError("the page sent results this app cannot show: run the comparison again")
-            out += [gr.Column(visible=True), views.column_header(r),
-                    gr.Gallery(value=views.gallery_value(r, s, short=True), visible=views.shows_pictures(r, s)),
+            out += [gr.Column(visible=True), views.column_header(r, glossary.objective_short(s, name)),
+                    gr.Gallery(value=views.gallery_value(r, s), visible=views.shows_pictures(r, s)),
                     views.text_list(r, s.bundle.has_pictures)]
         return out
 
@@ -70,7 +71,7 @@ class CompareTab:
         texts = s.bundle.has_texts
         return pd.DataFrame([[r["id"], r["class"], round(r[f"ap_{a}"], 3), round(r[f"ap_{b}"], 3),
                               round(r["difference"], 3), *([r["text"]] if texts else [])] for r in rows],
-                            columns=["id", "class", "AP A", "AP B", "A − B", *(["caption"] if texts else [])])
+                            columns=DISAGREEMENT_COLUMNS[:6 if texts else 5])
 
     @user_errors
     def pick_disagreement(self, table, direction: str, evt: gr.SelectData):
@@ -84,6 +85,10 @@ class CompareTab:
     def heatmap_for(self, direction: str, bundle: str = "", request: gr.Request = None):
         return heatmap(self.ctx.service(bundle, getattr(request, "session_hash", None)), direction)
 
+    def cleared(self):
+        """The notice emptied and every column hidden: a new comparison never shows under the last one's."""
+        return ["", *[gr.Column(visible=False) if n % 4 == 0 else gr.skip() for n in range(len(self.parts) - 1)]]
+
     def sync_class(self, query: str, query_class: str, stated: str | None):
         return "" if class_for(query_class, query, stated) != query_class else gr.skip()
 
@@ -94,7 +99,7 @@ class CompareTab:
             self.query = gr.Textbox(label="Text query", value=d.query, scale=3, visible=first.encodes)
             self.klass = gr.Dropdown(class_choices(first), value=d.query_class, label="Class of the query (optional)",
                                      visible=first.encodes)
-            self.item = gr.Textbox("" if first.encodes else first.bundle.items[0]["id"],
+            self.item = gr.Textbox("" if first.encodes else views.item_examples(first)[0][0],
                                    label=ITEM_LABEL if first.encodes else "Gallery item id",
                                    placeholder=first.bundle.items[0]["id"])
             self.modality = gr.Radio(["image", "text"], value="image", label="item modality")
@@ -106,43 +111,56 @@ class CompareTab:
         self.results = gr.State({})
         self.notice = gr.Markdown(elem_id="compare-notice")
         self.parts = [self.notice]
-        with gr.Row(equal_height=False):
+        with gr.Row(equal_height=False, elem_id="compare-columns"):
             for name in ctx.all_objectives + [""] * ctx.lab_runs.per_bundle:  # then one column per lab run kept
                 with gr.Column(min_width=190, visible=False) as col:
                     self.parts += [col, gr.Markdown(f"### {name}"),
                                    gr.Gallery(columns=2, height="auto", allow_preview=False, show_label=False),
                                    gr.Markdown()]
+        with gr.Accordion("What the objectives and the numbers mean", open=True, elem_id="glossary"):
+            self.glossary = gr.Markdown(glossary.glossary_markdown(first))
         gr.Markdown("## Leaderboard (test split of the bundle)")
         with gr.Row():
             self.board = gr.Dataframe(views.leaderboard_rows(first), headers=views.LEADERBOARD_COLUMNS,
-                                      interactive=False)
+                                      interactive=False, wrap=True, elem_id="leaderboard")
             self.board_plot = gr.Plot(plots.leaderboard_figure(first.leaderboard()))
         self.heat_dir = gr.Radio(["avg", "i2t", "t2i"], value="avg", label="direction")
         self.heatmap = gr.Plot(heatmap(first))
-        gr.Markdown("## Where two objectives disagree most (click a row to compare on it)")
+        gr.Markdown("## Where two objectives disagree most\nThe gallery items whose AP as a query differs most between "
+                    "objective A and B (the AP Compare shows for that item). Click a row to compare every objective "
+                    "on it.")
         with gr.Row():
-            self.dis_a = gr.Dropdown(first.objectives, value=d.a, label="objective A")
-            self.dis_b = gr.Dropdown(first.objectives, value=d.b, label="objective B")
+            self.dis_a = gr.Dropdown(glossary.objective_choices(first), value=d.a, label="objective A")
+            self.dis_b = gr.Dropdown(glossary.objective_choices(first), value=d.b, label="objective B")
             self.dis_dir = gr.Radio(["t2i", "i2t"], value="t2i", label="query direction")
             self.dis_btn = gr.Button("Find disagreements")
-        self.dis_table = gr.Dataframe(headers=["id", "class", "AP A", "AP B", "A − B", "caption"], interactive=False,
-                                      wrap=True)
+        self.dis_table = gr.Dataframe(headers=DISAGREEMENT_COLUMNS, interactive=False, wrap=True)
         self.stated = gr.State(None)  # None for API calls (their class is theirs); a page load sets it
 
+    def inputs(self, bundle_pick) -> list:
+        return [self.query, self.objectives, self.k, self.klass, self.item, self.modality, self.stated, bundle_pick]
+
+    def follow(self, event, bundle_pick) -> None:
+        """After `event` put an item in the item box (a click in a map's selected region, a disagreement row):
+        compare every objective on it."""
+        event.success(self.cleared, None, self.parts, queue=False, **QUIET).then(  # not after a failed click
+            self.compare, self.inputs(bundle_pick), [self.json, self.results], api_visibility="private").then(
+            self.render_columns, [self.results, bundle_pick], self.parts, api_visibility="private").then(
+            None, js=browser.scroll_to("compare-notice"), **QUIET)  # the columns sit far above the table clicked
+
     def wire(self, bundle_pick, demo) -> None:
-        inputs = [self.query, self.objectives, self.k, self.klass, self.item, self.modality, self.stated, bundle_pick]
+        inputs = self.inputs(bundle_pick)
         self.query.input(clear, None, self.klass, queue=False, **QUIET)
         self.klass.change(stated_for, [self.query, self.klass], self.stated, queue=False, **QUIET)
-        self.btn.click(self.compare, inputs, [self.json, self.results], api_name="compare", preprocess=False).then(
+        self.btn.click(self.cleared, None, self.parts, js=browser.FRESH_JS, queue=False, **QUIET).then(
+            self.compare, inputs, [self.json, self.results], api_name="compare", preprocess=False).then(
             self.render_columns, [self.results, bundle_pick], self.parts, api_visibility="private").then(
             self.sync_class, [self.query, self.klass, self.stated], self.klass, queue=False, **QUIET)
         self.heat_dir.change(self.heatmap_for, [self.heat_dir, bundle_pick], self.heatmap, api_visibility="private")
         self.dis_btn.click(self.disagreements, [self.dis_a, self.dis_b, self.dis_dir, bundle_pick], self.dis_table,
                            api_name="disagreements", preprocess=False)
-        self.dis_table.select(self.pick_disagreement, [self.dis_table, self.dis_dir], [self.item, self.modality],
-                              api_visibility="private").then(
-            self.compare, inputs, [self.json, self.results], api_visibility="private").then(
-            self.render_columns, [self.results, bundle_pick], self.parts, api_visibility="private")
+        self.follow(self.dis_table.select(self.pick_disagreement, [self.dis_table, self.dis_dir],
+                                          [self.item, self.modality], api_visibility="private"), bundle_pick)
         # in a browser, Compare opens on the first example with its class: that class was stated for that text
         d = self.ctx.defaults[self.ctx.names[0]]
         demo.load(lambda: d.query if d.query_class else None, None, self.stated, api_visibility="private", queue=False)
@@ -152,7 +170,8 @@ class CompareTab:
         return {self.objectives: gr.CheckboxGroup(s.objectives, value=s.objectives),
                 self.board: views.leaderboard_rows(s), self.board_plot: plots.leaderboard_figure(s.leaderboard()),
                 self.heat_dir: "avg", self.heatmap: heatmap(s),
-                self.dis_a: gr.Dropdown(s.objectives, value=d.a), self.dis_b: gr.Dropdown(s.objectives, value=d.b)}
+                self.dis_a: gr.Dropdown(glossary.objective_choices(s), value=d.a),
+                self.dis_b: gr.Dropdown(glossary.objective_choices(s), value=d.b), self.glossary: glossary.glossary_markdown(s)}
 
     def reset(self, s: RetrievalService) -> dict:
         d = self.ctx.defaults[s.name]
@@ -160,7 +179,7 @@ class CompareTab:
         return {self.query: gr.Textbox(value=d.query, visible=s.encodes),
                 self.stated: d.query if d.query_class else None,
                 self.klass: gr.Dropdown(class_choices(s), value=d.query_class, visible=s.encodes),
-                self.item: gr.Textbox(value="" if s.encodes else first_id, placeholder=first_id,
+                self.item: gr.Textbox(value="" if s.encodes else views.item_examples(s)[0][0], placeholder=first_id,
                                       label=ITEM_LABEL if s.encodes else "Gallery item id"),
                 self.json: None, self.results: {}, self.notice: "",
                 **{part: gr.Column(visible=False) for part in self.parts[1::4]}, self.dis_table: []}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cmr_demo.serve import lab
-from cmr_demo.serve.analytics import spread
+from cmr_demo.serve.analytics import showcase, spread
 from cmr_demo.serve.inputs import check_choice
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui.views import text_examples
@@ -35,7 +35,12 @@ class Defaults:
 
     @classmethod
     def of(cls, s: RetrievalService) -> Defaults:
+        """Compare and the maps open on the gallery caption that shows the objectives apart (`showcase`), with its
+        class; else on the bundle's first example."""
         example = (text_examples(s) or [("", "")])[0]
+        row = showcase(s.bundle) if s.encodes else None
+        if row is not None:
+            example = (s.bundle.items[row]["text"], s.class_names[int(s.bundle.labels[row])])
         last = s.objectives[-1]
         seed = lab.base_settings(s.bundle, s.best)[0].seed if lab.has_lab(s.bundle) else 0
         paper = spread(s.bundle)  # the disagreement explorer opens on the best and the worst of the paper's six

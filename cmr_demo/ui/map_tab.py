@@ -1,13 +1,20 @@
 """The Embedding map tab: one objective's common space in 2-D and others beside it, the query placed with its top-k,
-a class filter, image-caption lines, a selected item marked on every map. Its handler is `/embedding_map`."""
+points coloured by class, modality, per-item AP, AP difference to a second objective or rank for the query, a class
+filter, image-caption lines, a selected item marked on every map, and a region selected by dragging (box or lasso)
+listed with its AP under each objective; a click on a listed item searches with it. Its handler is
+`/embedding_map`.
+
+The region: plotly reports selected points in the browser only, so `browser.MAP_SELECT_JS` writes them (ids and
+modalities) into a hidden textbox whose change lists them here; the ids are checked like any other input."""
 from __future__ import annotations
 
 import gradio as gr
 
+from cmr_demo.serve import map_colours
 from cmr_demo.serve.inputs import InputError, check_choices, check_flag
 from cmr_demo.serve.schema import check_objectives
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import plots
+from cmr_demo.ui import glossary, plots, views
 from cmr_demo.ui.context import Context, given, others_than
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, Pager
@@ -21,21 +28,59 @@ class MapTab:
     @user_errors
     def embedding_map(self, objective: str, query: str = "", others: list[str] | None = None,
                       classes: list[str] | None = None, lines: bool = False, k: int = 10, selected: str = "",
-                      bundle: str = "", progress=gr.Progress(), request: gr.Request = None):
-        """The common space of `objective` (and `others` beside it) with the query and its top-k placed on it."""
+                      colour_by: str = "class", other: str = "", selection: str = "", bundle: str = "",
+                      progress=gr.Progress(), request: gr.Request = None):
+        """The common space of `objective` (and `others` beside it) with the query and its top-k placed on it, points
+        coloured by `colour_by` (class, modality, ap, ap_diff: AP under `objective` minus AP under `other` on every
+        map, rank for the query: the text, else the selected item's picture), a selected region (`selection`, as the
+        map sends it) outlined on every map."""
         s = self.ctx.service(bundle, getattr(request, "session_hash", None))
         objective, others = self.ctx.resolve(s, "objective", objective), self.ctx.resolve(s, "others", others)
         query = self.ctx.resolve(s, "query", query)
         names = check_objectives([objective, *check_choices(others, s.objectives, "objectives")], s.objectives)
-        q = s.text_query(query) if given(query) else None
+        colour = map_colours.check_colour_by(colour_by)
+        other = check_objectives([other], s.objectives)[0] if colour.needs == "other" and given(other) else None
         chosen = [s.class_names.index(c) for c in check_choices(classes, s.class_names, "classes")]
         lines = check_flag(lines, "lines")
         sel = s.item_query(selected).item if given(selected) else None
-        views = []
+        region = map_colours.parse_selection(selection, s)
+        q = s.text_query(query) if given(query) else s.item_query(sel) if sel is not None and colour.needs == "query" \
+            else None
+        if colour.needs == "query" and q is None:
+            raise InputError("colouring by rank needs a query: type one above, or pick a gallery item to rank for")
+        maps = []
         for n, name in enumerate(names):
             progress((n, len(names)), desc=f"placing the query on {name}")
-            views.append(s.map_view(name, q, k))
-        return plots.map_figure(views, s.bundle.items, chosen or None, lines, sel)
+            maps.append(s.map_view(name, q, k, colour_by=colour.name, other=other, base=names[0]))
+        return plots.map_figure(maps, s.bundle.items, chosen or None, lines, sel,
+                                (s.bundle.manifest.get("about") or {}).get("class_groups"), region)
+
+    @user_errors
+    def region(self, selection: str, objective: str, others: list[str] | None, colour_by: str = "class",
+               other: str = "", bundle: str = "", request: gr.Request = None):
+        """The points selected on a map, listed: pictures (or a table), class and AP under each shown objective
+        (and the one the AP difference is against), with the mean AP per objective over them; the rows, for
+        clicks. Listed where the map's objective and the second (the AP difference's, else the next map's) differ
+        most first."""
+        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        against = [other] if map_colours.check_colour_by(colour_by).needs == "other" and given(other) else []
+        names = check_objectives([objective, *against, *check_choices(others, s.objectives, "objectives")],
+                                 s.objectives)
+        rows, means = map_colours.selection_summary(s, map_colours.parse_selection(selection, s), names)
+        thumbs, headers, table = views.region_listing(s, rows, names)
+        return (views.region_markdown(rows, means), gr.Gallery(thumbs or [], visible=bool(thumbs)),
+                gr.Dataframe(table, headers=headers, visible=bool(table)),
+                {"bundle": s.name, "points": [(r["id"], r["modality"]) for r in rows[:views.REGION_SHOWN]]})
+
+    @user_errors
+    def region_pick(self, listed: dict, evt: gr.SelectData):
+        """A click on a listed item of the region: its id and modality, twice (the queries of Search and Compare),
+        and the Search tab shown."""
+        points, row = (listed.get("points") if isinstance(listed, dict) else None), selected_row(evt)
+        if not isinstance(points, list) or row is None or not 0 <= row < len(points):
+            raise InputError("that item is no longer listed: select the region again")
+        item_id, modality = points[row]
+        return item_id, modality, item_id, modality, gr.Tabs(selected="search")
 
     @user_errors
     def side_choices(self, main: str, chosen: list[str] | None, bundle: str, request: gr.Request = None):
@@ -58,44 +103,86 @@ class MapTab:
         ctx, first = self.ctx, self.ctx.first
         d = ctx.defaults[ctx.names[0]]
         with gr.Row():
-            self.objective = gr.Dropdown(first.objectives, value=first.best, label="Objective")
+            self.objective = gr.Dropdown(glossary.objective_choices(first), value=first.best, label="Objective")
             self.others = gr.CheckboxGroup(others_than(first.best, first), value=others_than(first.best, first)[:1],
                                            label="Side by side with", scale=3)
+        with gr.Row():
+            self.colour_by = gr.Radio([(c.label, c.name) for c in map_colours.COLOUR_BY.values()], value="class",
+                                      label="Colour points by", scale=3, elem_id="map-colour-by",
+                                      info="AP: each point as a query (its picture searching the texts, its text the "
+                                           "pictures), as Compare shows it")
+            self.other = gr.Dropdown(glossary.objective_choices(first), value=d.b, label="…AP difference against",
+                                     visible=False, elem_id="map-other")
         with gr.Row():
             self.query = gr.Textbox(label="Query placed on the maps (optional)", value=d.query, scale=3,
                                     visible=first.encodes)
             self.k = gr.Slider(1, 50, value=10, step=1, label="Top k highlighted")
             self.lines = gr.Checkbox(False, label="Lines image ↔ caption")
         with gr.Row():
-            self.classes = gr.CheckboxGroup(first.class_names, label="Show only these classes (none = all)", scale=3)
+            self.classes = gr.Dropdown(first.class_names, value=[], multiselect=True, scale=3,
+                                       label="Show only these classes (none = all)")
             self.selected = gr.Textbox("", label="Selected gallery item id",
                                        placeholder=f"e.g. {first.bundle.items[0]['id']}, or pick one below")
             self.btn = gr.Button("Draw maps", variant="primary", elem_id="map-btn")
-        self.plot = gr.Plot(elem_id="map-plot")
+        self.plot = gr.Plot(elem_id="map-plot", show_label=False)  # its label chip covered the legend
+        self.selection = gr.Textbox("", visible="hidden", elem_id="map-selection")  # written by MAP_SELECT_JS
+        with gr.Row(equal_height=True):
+            self.region_note = gr.Markdown(views.region_markdown(None, {}), elem_id="map-region")
+            self.clear_region = gr.Button("Clear the selection", size="sm", scale=0, min_width=170,
+                                          elem_id="map-clear-region")
+        self.region_gallery = gr.Gallery(columns=10, height="auto", allow_preview=False, visible=False,
+                                         label="Selected items (click one to search with it)", elem_id="region-gallery")
+        self.region_table = gr.Dataframe(interactive=False, wrap=True, visible=False, elem_id="region-table",
+                                         label="Selected items (click one to search with it)")
+        self.region_listed = gr.State({})
         self.pick = Pager(ctx, "Pick a gallery item to highlight it on every map", "pick", "highlight it")
 
     def inputs(self, bundle_pick) -> list:
-        return [self.objective, self.query, self.others, self.classes, self.lines, self.k, self.selected, bundle_pick]
+        return [self.objective, self.query, self.others, self.classes, self.lines, self.k, self.selected,
+                self.colour_by, self.other, self.selection, bundle_pick]
 
     def wire(self, bundle_pick, search_text_btn, search_text_in) -> None:
         inputs = self.inputs(bundle_pick)
         self.objective.change(self.side_choices, [self.objective, self.others, bundle_pick], self.others, queue=False,
                               **QUIET)
         self.btn.click(self.embedding_map, inputs, self.plot, api_name="embedding_map", preprocess=False)
+        self.colour_by.change(lambda by: gr.Dropdown(visible=by == "ap_diff"), self.colour_by, self.other,
+                              queue=False, **QUIET).then(self.embedding_map, inputs, self.plot, api_visibility="private")
+        self.other.input(self.embedding_map, inputs, self.plot, api_visibility="private")
         for listing in (self.pick.gallery, self.pick.table):
             listing.select(self.picked_id, self.pick.rows, self.selected, api_visibility="private").then(
                 self.embedding_map, inputs, self.plot, api_visibility="private")
+        region_out = [self.region_note, self.region_gallery, self.region_table, self.region_listed]
+        self.selection.change(self.region, [self.selection, self.objective, self.others, self.colour_by, self.other,
+                                            bundle_pick], region_out,
+                              api_visibility="private", show_progress="minimal").then(
+            self.embedding_map, inputs, self.plot, api_visibility="private")
+        self.clear_region.click(lambda: "", None, self.selection, queue=False, **QUIET)
         search_text_btn.click(lambda q: q, search_text_in, self.query, api_visibility="private")  # the map follows
         self.pick.wire(bundle_pick)
 
+    def wire_region_clicks(self, tabs, search, compare, bundle_pick) -> None:
+        """A click on a listed item of the region searches with it: Search and Compare follow, Search is shown."""
+        for listing in (self.region_gallery, self.region_table):
+            picked = listing.select(self.region_pick, self.region_listed,
+                                    [search.item_in, search.item_modality, compare.item, compare.modality, tabs],
+                                    api_visibility="private")
+            search.follow(picked, bundle_pick)
+            compare.follow(picked, bundle_pick)
+
     def objective_lists(self, s: RetrievalService) -> dict:
         others = others_than(s.best, s)
-        return {self.objective: gr.Dropdown(s.objectives, value=s.best),
-                self.others: gr.CheckboxGroup(others, value=others[:1])}
+        d = self.ctx.defaults[s.name]
+        return {self.objective: gr.Dropdown(glossary.objective_choices(s), value=s.best),
+                self.others: gr.CheckboxGroup(others, value=others[:1]),
+                self.other: gr.Dropdown(glossary.objective_choices(s), value=d.b)}
 
     def reset(self, s: RetrievalService) -> dict:
         d = self.ctx.defaults[s.name]
         return {self.query: gr.Textbox(value=d.query if s.encodes else "", visible=s.encodes),
-                self.classes: gr.CheckboxGroup(s.class_names, value=[]),
+                self.classes: gr.Dropdown(s.class_names, value=[], multiselect=True),
                 self.selected: gr.Textbox(value="", placeholder=f"e.g. {s.bundle.items[0]['id']}, or pick one below"),
+                self.colour_by: "class", self.other: gr.Dropdown(visible=False), self.selection: "",
+                self.region_note: views.region_markdown(None, {}), self.region_gallery: gr.Gallery(value=[], visible=False),
+                self.region_table: gr.Dataframe(value=[], visible=False), self.region_listed: {},
                 **self.pick.reset(s)}

@@ -9,13 +9,14 @@ from pathlib import Path
 import gradio as gr
 
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import views
+from cmr_demo.ui import browser, glossary, views
 from cmr_demo.ui.compare_tab import CompareTab
 from cmr_demo.ui.context import Context
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.gradio_adapter import ServedBlocks
 from cmr_demo.ui.lab_tab import LabTab
 from cmr_demo.ui.map_tab import MapTab
+from cmr_demo.ui.pager import QUIET
 from cmr_demo.ui.search_tab import SearchTab
 
 CONCURRENCY = 4  # encoding is CPU-bound: more parallel requests than cores only add latency
@@ -32,36 +33,45 @@ class Page:
 
     def build(self, demo) -> None:
         ctx, first = self.ctx, self.ctx.first
-        with gr.Row(equal_height=False):
-            self.header = gr.Markdown(views.header_markdown(first), elem_id="header-card")
-            self.bundle_pick = gr.Dropdown(ctx.names, value=ctx.names[0], label="Bundle", scale=0, min_width=200,
+        with gr.Row(equal_height=False, elem_id="hero-row"):
+            with gr.Column(scale=5, min_width=300):
+                self.hero = gr.Markdown(views.hero_markdown(first), elem_id="hero")
+            self.bundle_pick = gr.Dropdown(ctx.names, value=ctx.names[0], label="Bundle", scale=1, min_width=180,
                                            elem_id="bundle-pick", visible=len(ctx.names) > 1,
                                            info="switch the gallery and models")
-        self.class_strip = gr.Gallery(views.class_examples(first), columns=10, height=150, allow_preview=False,
-                                      label="One gallery picture of each class", elem_id="class-examples",
-                                      object_fit="contain", visible=first.bundle.has_pictures)
-        with gr.Tab("Search"):
-            self.search.build()
-        with gr.Tab("Compare objectives"):
-            self.compare.build()
-        with gr.Tab("Embedding map"):
-            self.maps.build()
-        with gr.Tab("Objective lab"):
-            self.lab.build()
-        with gr.Tab("About"):
-            self.about = gr.Markdown(views.about_markdown(first))
-            if self.study_figures:  # cheap to show: a few PNGs the studies already wrote (absent outside a checkout)
-                with gr.Accordion("The paper's studies, as measured (bench/results/study)", open=False):
-                    for path in self.study_figures:
-                        gr.Image(str(path), label=f"{path.stem} on {path.parent.name}", interactive=False)
+        with gr.Accordion(views.details_title(first), open=False, elem_id="gallery-details") as self.details_box:
+            self.header = gr.Markdown(views.details_markdown(first), elem_id="header-card")
+            self.class_strip = gr.Gallery(views.class_examples(first), columns=10, height=150, allow_preview=False,
+                                          label="One gallery picture of each class", elem_id="class-examples",
+                                          object_fit="contain", visible=first.bundle.has_pictures)
+        with gr.Tabs(elem_id="tabs") as self.tabs:
+            with gr.Tab("Search", id="search"):
+                self.search.build()
+            with gr.Tab("Compare objectives", id="compare"):
+                self.compare.build()
+            with gr.Tab("Embedding map", id="map"):
+                self.maps.build()
+            with gr.Tab("Objective lab", id="lab"):
+                self.lab.build()
+            with gr.Tab("About", id="about"):
+                self.about = gr.Markdown(views.about_markdown(first))
+                if self.study_figures:  # cheap to show: a few PNGs the studies already wrote (absent outside a checkout)
+                    with gr.Accordion("The paper's studies, as measured (bench/results/study)", open=False):
+                        for path in self.study_figures:  # titled in markdown: an image's label chip covers its title
+                            gr.Markdown(f"**{path.stem.replace('_', ' ')}** on `{path.parent.name}`")
+                            gr.Image(str(path), show_label=False, interactive=False, buttons=["fullscreen"])
         self.search.wire(self.bundle_pick)
         self.compare.wire(self.bundle_pick, demo)
         self.maps.wire(self.bundle_pick, self.search.text_btn, self.search.text_in)
+        self.maps.wire_region_clicks(self.tabs, self.search, self.compare, self.bundle_pick)
+        demo.load(None, js=browser.MAP_SELECT_JS, **QUIET)  # reports a region selected on a map (see map_tab)
         demo.load(self.maps.embedding_map, self.maps.inputs(self.bundle_pick), self.maps.plot, api_visibility="private")
 
     def objective_lists(self, s: RetrievalService) -> dict:
         """The components that list the bundle's objectives (a user's lab runs included) or show its leaderboard."""
-        return {self.search.objective: gr.Dropdown(s.objectives, value=s.best), **self.compare.objective_lists(s),
+        return {self.search.objective: gr.Dropdown(glossary.objective_choices(s), value=s.best,
+                                                   info=glossary.objective_info(s, s.best)),
+                **self.compare.objective_lists(s),
                 **self.maps.objective_lists(s)}
 
     @user_errors
@@ -73,7 +83,8 @@ class Page:
     def switch(self, bundle: str, request: gr.Request = None) -> dict:
         """Every component that shows the picked bundle, set for it; results of the previous one cleared."""
         s = self.ctx.service(bundle, getattr(request, "session_hash", None))
-        return {self.header: views.header_markdown(s),
+        return {self.hero: views.hero_markdown(s), self.header: views.details_markdown(s),
+                self.details_box: gr.Accordion(label=views.details_title(s)),
                 self.class_strip: gr.Gallery(views.class_examples(s), visible=s.bundle.has_pictures),
                 **self.search.reset(s), **self.compare.reset(s), **self.maps.reset(s), **self.lab.reset(s),
                 self.about: views.about_markdown(s), **self.objective_lists(s)}

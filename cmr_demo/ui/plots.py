@@ -12,8 +12,21 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from cmr_demo.serve.placement import MAP_ITEMS, sampled
+
 PALETTE = qualitative.Plotly + qualitative.Dark24  # one colour per class, 34 before repeating
-MAX_ITEMS = 6000  # gallery items drawn per map (x 2 modalities); beyond this a class-stratified sample
+# classes grouped by colour and by shape (the shapes world) are drawn in their own colour with one marker per shape:
+# 40 palette colours made crescents and rings, stars and squares look alike
+COLOUR_WORDS = {"red": "#d62728", "yellow": "#e6b800", "green": "#2ca02c", "blue": "#1f77b4", "orange": "#ff7f0e",
+                "purple": "#9467bd", "black": "#222222", "white": "#bbbbbb", "grey": "#7f7f7f", "gray": "#7f7f7f",
+                "pink": "#e377c2", "brown": "#8c564b"}
+# a shape group's marker: its own where plotly has one (or a look-alike), else the next unused of SHAPE_SYMBOLS
+NAMED_SYMBOLS = {"star": "star", "circle": "circle", "square": "square", "triangle": "triangle-up", "cross": "cross",
+                 "hexagon": "hexagon", "arrow": "arrow-right", "heart": "diamond", "crescent": "triangle-left",
+                 "ring": "bowtie", "pentagon": "pentagon", "diamond": "diamond"}  # ring: circle-x read as a circle
+SHAPE_SYMBOLS = ["x", "pentagon", "hourglass", "triangle-down", "star-diamond", "bowtie", "hexagram", "octagon",
+                 "diamond-wide", "star-square", "square-x", "asterisk"]
+MAX_ITEMS = MAP_ITEMS  # gallery items drawn per map (x 2 modalities); beyond this a class-stratified sample
 WEBGL_FROM = 4000  # points per panel from which the gallery is drawn with WebGL (Scattergl)
 HOVER_TEXT = 90  # characters of each caption in the hover text
 SYMBOLS = {"image": "circle", "text": "diamond"}
@@ -24,12 +37,83 @@ def _colour(label: int) -> str:
     return PALETTE[label % len(PALETTE)]
 
 
-def map_figure(views: Sequence[dict], items: Sequence[dict], classes: Sequence[int] | None = None,
-               pair_lines: bool = False, selected: int | None = None) -> go.Figure:
-    """One panel per objective view (`RetrievalService.map_view`): colour = class, marker = modality.
+class ClassStyle:
+    """How each class is drawn on a map. With a colour grouping and one other grouping (`about.class_groups`):
+    the class's own colour and one marker per group of the other (images filled, texts open), the legend one entry
+    per colour and per marker. Otherwise one palette colour per class, circles for images and diamonds for texts."""
 
-    The query (a star), its top-k (black rings) and a selected gallery item (both modalities, large
-    outlined markers) are drawn on every panel, so panels can be read side by side.
+    def __init__(self, class_names: Sequence[str], groups: dict | None = None):
+        groups = groups or {}
+        colour = next((g for k, g in groups.items() if k in ("colour", "color")), None)
+        shape = next((g for k, g in groups.items() if k not in ("colour", "color")), None)
+        self.grouped = bool(colour and shape and set(colour) <= set(COLOUR_WORDS) and len(shape) <= len(SHAPE_SYMBOLS))
+        self.colours, self.symbols, self.legend = {}, {}, []
+        if not self.grouped:
+            return
+        spare = iter(s for s in SHAPE_SYMBOLS if s not in NAMED_SYMBOLS.values())
+        marks = {name: NAMED_SYMBOLS.get(name) or next(spare) for name in shape}
+        self.legend = ([(name, {"color": COLOUR_WORDS[name], "symbol": "square"}) for name in colour] +
+                       [(name, {"color": "#555555", "symbol": marks[name]}) for name in shape])
+        for name, members in colour.items():
+            self.colours.update({class_names.index(c): COLOUR_WORDS[name] for c in members if c in class_names})
+        for name, members in shape.items():
+            self.symbols.update({class_names.index(c): marks[name] for c in members if c in class_names})
+
+    def marker(self, label: int, modality: str) -> dict:
+        if not self.grouped or label not in self.colours or label not in self.symbols:
+            return {"color": _colour(label), "symbol": SYMBOLS[modality]}
+        symbol = self.symbols[label]
+        return {"color": self.colours[label], "symbol": symbol if modality == "image" else f"{symbol}-open"}
+
+
+MODALITY_COLOURS = {"image": "#1f77b4", "text": "#ff7f0e"}
+# continuous colourings (cmr_demo.serve.map_colours): one colour bar shared by every panel
+COLOUR_AXES = {"sequential": {"colorscale": "Viridis", "cmin": 0, "cmax": 1},
+               "diverging": {"colorscale": "RdBu", "cmin": -1, "cmax": 1, "cmid": 0},
+               "rank": {"colorscale": "Viridis", "reversescale": True}}
+
+
+def _colour_axis(colour: dict, size: int) -> dict:
+    """The shared colour axis of a numeric colouring; ranks on a log scale (1 ... the gallery) with ranks as ticks."""
+    axis = {**COLOUR_AXES[colour["scale"]], "colorbar": {"title": {"text": _wrap(colour["title"], 28), "side": "right"},
+                                                         "thickness": 14, "len": 0.9}}
+    if colour["scale"] == "rank":
+        ticks = [t for t in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000) if t <= size]
+        axis.update(cmin=0, cmax=float(np.log10(max(size, 2))))
+        axis["colorbar"].update(tickvals=np.log10(ticks).tolist(), ticktext=[str(t) for t in ticks])
+    return axis
+
+
+def _wrap(text: str, width: int) -> str:
+    """A colour bar title broken into lines of about `width` characters (plotly does not wrap)."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line])
+
+
+def _shown_value(colour: dict, v: float) -> str:
+    if v != v:
+        return "the query itself"
+    if colour["scale"] == "rank":
+        return f"rank {int(v)}"
+    return f"AP {colour['base']} − AP {colour['other']}: {v:+.3f}" if colour["scale"] == "diverging" else f"AP {v:.3f}"
+
+
+def map_figure(views: Sequence[dict], items: Sequence[dict], classes: Sequence[int] | None = None,
+               pair_lines: bool = False, selected: int | None = None, groups: dict | None = None,
+               selection: Sequence[tuple[int, str]] = ()) -> go.Figure:
+    """One panel per objective view (`RetrievalService.map_view`), its points coloured as the view says: by class
+    (`ClassStyle`, with the bundle's class `groups`; filled or open by modality), by modality, or by a number per
+    point (AP, AP difference, rank) on one colour bar shared by every panel.
+
+    The query (a star), its top-k (black rings), a selected gallery item (both modalities, large outlined markers)
+    and a selected region (`selection`: (row, modality) points, outlined) are drawn on every panel, so panels can be
+    read side by side. Dragging selects a region (box; lasso from the tool bar).
     """
     fig = make_subplots(rows=1, cols=len(views), subplot_titles=[v["objective"] for v in views],
                         horizontal_spacing=0.03)
@@ -38,28 +122,37 @@ def map_figure(views: Sequence[dict], items: Sequence[dict], classes: Sequence[i
     chosen = int(keep.sum())
     keep = sampled(labels, keep, MAX_ITEMS)
     scatter = go.Scattergl if 2 * len(labels) > WEBGL_FROM else go.Scatter  # WebGL where SVG would crawl
+    style = ClassStyle(views[0]["class_names"] if views else [], groups)
+    colour = (views[0].get("colour") if views else None) or {"by": "class", "values": None}
     for col, view in enumerate(views, start=1):
-        for modality in ("image", "text"):
-            xy = np.asarray(view[f"{modality}_xy"])
-            for c in np.unique(labels[keep]):
-                rows = np.flatnonzero(keep & (labels == c))
-                fig.add_trace(scatter(
-                    x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=view["class_names"][c],
-                    legendgroup=str(c), showlegend=col == 1 and modality == "image",
-                    marker={"color": _colour(int(c)), "symbol": SYMBOLS[modality], "size": 6,
-                            "opacity": 0.75 if modality == "image" else 0.5},
-                    customdata=[(items[r]["id"], modality, view["class_names"][c], items[r]["text"][:HOVER_TEXT])
-                                for r in rows], hovertemplate=HOVER), row=1, col=col)
+        if (view.get("colour") or {}).get("values") is not None:
+            _numeric_points(fig, scatter, view, items, keep, col)
+        elif colour["by"] == "modality":
+            _modality_points(fig, scatter, view, items, keep, col)
+        else:
+            _class_points(fig, scatter, view, items, keep, style, col)
         if pair_lines:
             _pair_lines(fig, view, np.flatnonzero(keep), col)
+        _selection(fig, scatter, view, items, selection, col)
         _overlay(fig, view, items, selected, col)
-    for modality, symbol in SYMBOLS.items():  # legend entries for the marker shapes
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{modality}s",
-                                 marker={"color": "grey", "symbol": symbol, "size": 8}), row=1, col=1)
+    if colour.get("values") is not None:
+        fig.update_layout(coloraxis=_colour_axis(colour, len(labels)))
+    by_class = colour["by"] == "class"
+    modality_marks = ({"images": {"color": "grey", "symbol": "circle"}, "texts": {"color": "grey", "symbol": "circle-open"}}
+                      if style.grouped and by_class else
+                      {f"{m}s": {"color": MODALITY_COLOURS[m] if colour["by"] == "modality" else "grey", "symbol": s}
+                       for m, s in SYMBOLS.items()})
+    for name, marker in [*(style.legend if by_class else []), *modality_marks.items()]:  # legend entries for colours and markers
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, marker={**marker, "size": 9}),
+                      row=1, col=1)
     fig.update_xaxes(showticklabels=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, zeroline=False)
-    fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 40, "b": 70}, legend={"itemsizing": "constant"},
-                      hovermode="closest", template="plotly_white")
+    # the legend above the maps, in rows: at the side it scrolled once the query and a selected item joined it;
+    # below them sit the notes on how to read the query
+    fig.update_layout(height=600, margin={"l": 10, "r": 10, "t": 40, "b": 80}, hovermode="closest", dragmode="select",
+                      legend={"itemsizing": "constant", "orientation": "h", "yanchor": "bottom", "y": 1.06, "x": 0},
+                      modebar={"orientation": "v"},  # across the top, the tool bar covered the legend's last entries
+                      template="plotly_white")
     query = views[0].get("query") if views else None
     notes = [_placement_note(query)] if query is not None else []
     if int(keep.sum()) < chosen:
@@ -71,19 +164,65 @@ def map_figure(views: Sequence[dict], items: Sequence[dict], classes: Sequence[i
     return fig
 
 
-def sampled(labels: np.ndarray, keep: np.ndarray, max_items: int, seed: int = 0) -> np.ndarray:
-    """`keep` thinned to at most `max_items` items, every class keeping its share (at least one item), the
-    same rows for every call: a map of a large gallery stays a few MB and smooth, and still shows each class."""
-    rows = np.flatnonzero(keep)
-    if len(rows) <= max_items:
-        return keep
-    rng = np.random.default_rng(seed)
-    out = np.zeros_like(keep)
-    for c in np.unique(labels[rows]):
-        members = rows[labels[rows] == c]
-        take = max(1, max_items * len(members) // len(rows))  # floor: the total stays within max_items
-        out[rng.choice(members, size=min(take, len(members)), replace=False)] = True
-    return out
+def _class_points(fig, scatter, view: dict, items: Sequence[dict], keep: np.ndarray, style: ClassStyle,
+                  col: int) -> None:
+    labels = np.asarray(view["labels"])
+    for modality in ("image", "text"):
+        xy = np.asarray(view[f"{modality}_xy"])
+        for c in np.unique(labels[keep]):
+            rows = np.flatnonzero(keep & (labels == c))
+            fig.add_trace(scatter(
+                x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=view["class_names"][c],
+                legendgroup=str(c), showlegend=col == 1 and modality == "image" and not style.grouped,
+                marker={**style.marker(int(c), modality), "size": 7 if style.grouped else 6,
+                        "opacity": 0.8 if modality == "image" else 0.6},
+                customdata=[(items[r]["id"], modality, view["class_names"][c], items[r]["text"][:HOVER_TEXT])
+                            for r in rows], hovertemplate=HOVER), row=1, col=col)
+
+
+def _modality_points(fig, scatter, view: dict, items: Sequence[dict], keep: np.ndarray, col: int) -> None:
+    labels, rows = np.asarray(view["labels"]), np.flatnonzero(keep)
+    for modality in ("image", "text"):
+        xy = np.asarray(view[f"{modality}_xy"])
+        fig.add_trace(scatter(
+            x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=f"{modality}s", showlegend=False,
+            marker={"color": MODALITY_COLOURS[modality], "symbol": SYMBOLS[modality], "size": 6, "opacity": 0.7},
+            customdata=[(items[r]["id"], modality, view["class_names"][labels[r]], items[r]["text"][:HOVER_TEXT])
+                        for r in rows], hovertemplate=HOVER), row=1, col=col)
+
+
+def _numeric_points(fig, scatter, view: dict, items: Sequence[dict], keep: np.ndarray, col: int) -> None:
+    """Points coloured by their value on the shared colour axis; ranks drawn as log10(rank). The query's own item
+    (no rank) is drawn grey."""
+    labels, rows, colour = np.asarray(view["labels"]), np.flatnonzero(keep), view["colour"]
+    for modality in ("image", "text"):
+        xy, values = np.asarray(view[f"{modality}_xy"]), np.asarray(colour["values"][modality], dtype=float)[rows]
+        shown = np.log10(values) if colour["scale"] == "rank" else values
+        fig.add_trace(scatter(
+            x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=f"{modality}s", showlegend=False,
+            marker={"color": np.where(np.isnan(shown), None, shown).tolist(), "coloraxis": "coloraxis",
+                    "symbol": SYMBOLS[modality], "size": 6, "opacity": 0.85},
+            customdata=[(items[r]["id"], modality, view["class_names"][labels[r]],
+                         f"{_shown_value(colour, v)} · {items[r]['text'][:HOVER_TEXT]}") for r, v in zip(rows, values)],
+            hovertemplate=HOVER), row=1, col=col)
+
+
+def _selection(fig, scatter, view: dict, items: Sequence[dict], selection: Sequence[tuple[int, str]],
+               col: int) -> None:
+    """The selected region's points, outlined, on this panel (a box drawn on one map shows on all)."""
+    if not selection:
+        return
+    for modality in ("image", "text"):
+        rows = [r for r, m in selection if m == modality]
+        if not rows:
+            continue
+        xy = np.asarray(view[f"{modality}_xy"])[rows]
+        fig.add_trace(scatter(
+            x=xy[:, 0], y=xy[:, 1], mode="markers", name="selected region", legendgroup="region",
+            showlegend=col == 1 and modality == selection[0][1],
+            marker={"size": 11, "symbol": f"{SYMBOLS[modality]}-open", "color": "#e6007e", "line": {"width": 2}},
+            customdata=[(items[r]["id"], modality, "selected", items[r]["text"][:HOVER_TEXT]) for r in rows],
+            hovertemplate=HOVER), row=1, col=col)
 
 
 def _placement_note(query: dict) -> str:
@@ -141,23 +280,29 @@ def _escape(text: str) -> str:
 
 
 def leaderboard_figure(rows: Sequence[dict]) -> go.Figure:
-    """Grouped bars of image->text and text->image mAP per objective, with the chance level; with several
-    training seeds, their mean average mAP as a point with a +-1 std bar (seed noise beside the differences)."""
+    """Horizontal grouped bars of image->text and text->image mAP per objective, best at the top (names read
+    level, however many), with the chance level; with several training seeds, their mean average mAP as a point
+    with a +-1 std bar (seed noise beside the differences)."""
+    rows = list(reversed(rows))  # plotly draws the first category at the bottom
     names = [r["objective"] for r in rows]
-    fig = go.Figure([go.Bar(name="image -> text", x=names, y=[r["i2t_map"] for r in rows]),
-                     go.Bar(name="text -> image", x=names, y=[r["t2i_map"] for r in rows])])
+    bars = [go.Bar(name=name, y=names, x=[r[key] for r in rows], orientation="h",
+                   hovertemplate="%{y}: %{x:.3f}<extra>" + name + "</extra>")
+            for name, key in (("text → image", "t2i_map"), ("image → text", "i2t_map"))]
+    fig = go.Figure(bars)
     seeded = [r for r in rows if r.get("seeds")]
     if seeded:
         fig.add_trace(go.Scatter(
-            x=[r["objective"] for r in seeded], y=[r["seeds"]["mean"] for r in seeded], mode="markers",
+            y=[r["objective"] for r in seeded], x=[r["seeds"]["mean"] for r in seeded], mode="markers",
             name=f"average, mean ± std over {seeded[0]['seeds']['n']} seeds", marker={"color": "black", "size": 7},
-            error_y={"type": "data", "array": [r["seeds"]["std"] for r in seeded], "thickness": 1.5, "width": 6}))
+            error_x={"type": "data", "array": [r["seeds"]["std"] for r in seeded], "thickness": 1.5, "width": 5}))
     chance = rows[0].get("chance_map") if rows else None
     if chance is not None:  # a legend entry, not a label on the plot: a label there sat on the bars
-        fig.add_trace(go.Scatter(x=names, y=[chance] * len(names), mode="lines", name=f"chance {chance:.3f}",
+        fig.add_trace(go.Scatter(y=names, x=[chance] * len(names), mode="lines", name=f"chance {chance:.3f}",
                                  line={"dash": "dash", "color": "grey"}, hoverinfo="skip"))
-    fig.update_layout(barmode="group", height=360, yaxis_title="mAP@all (test split)", template="plotly_white",
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    fig.update_layout(barmode="group", height=110 + 34 * len(rows), xaxis_title="mAP@all (test split)",
+                      template="plotly_white", margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+                      xaxis={"range": [0, 1.0]})
     return fig
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from cmr_demo.serve.inputs import MAX_K, InputError, check_flag
 from cmr_demo.serve.schema import SearchResult
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import views
+from cmr_demo.ui import browser, glossary, views
 from cmr_demo.ui.context import Context, class_for, stated_for
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, Pager, class_choices
@@ -24,14 +24,16 @@ def clear():
 
 def selected_row(evt: gr.SelectData) -> int | None:
     """The clicked row: galleries give an index, tables a [row, column] pair; anything else is no row."""
-    index = evt.index[0] if isinstance(evt.index, (list, tuple)) and evt.index else evt.index
+    return as_row(evt.index)
+
+
+def as_row(index) -> int | None:
+    index = index[0] if isinstance(index, (list, tuple)) and index else index
     return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
 def render(result: SearchResult, s: RetrievalService):
     """A SearchResult -> (image gallery, text table, summary, hits for clicks)."""
-    for note in result.notes:
-        gr.Warning(note)  # a toast: the answer is still given
     texts = s.bundle.has_texts
     table = pd.DataFrame(views.text_rows(result, s.bundle.has_pictures, texts), columns=views.text_columns(texts))
     return (views.gallery_value(result, s), table, views.summary(result, s.class_names),
@@ -61,7 +63,7 @@ class SearchTab:
         """Uploaded image file -> ranked texts (or images with same_modality)."""
         s = self.ctx.service(bundle, getattr(request, "session_hash", None))
         s.encoder.require()  # a features-only bundle refuses first, before the upload is read
-        q = s.image_query(self.ctx.gate.read(image), query_class)
+        q = s.image_query(self.ctx.gate.read(image), query_class, self.ctx.gate.source(image))
         return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
 
     @user_errors
@@ -80,10 +82,11 @@ class SearchTab:
         return *render(s.search(q, objective, k, self._target(q, same_modality)), s), None
 
     @user_errors
-    def search_hit(self, state: dict, objective: str, k: int, same_modality: bool, bundle: str, evt: gr.SelectData,
+    def search_hit(self, state: dict, row: int, objective: str, k: int, same_modality: bool, bundle: str,
                    request: gr.Request = None):
-        """A click on a result: search with that gallery item (its class is known, so AP is shown)."""
-        row, s = selected_row(evt), self.ctx.service(bundle, getattr(request, "session_hash", None))
+        """A click on a result (its row, as `picked` kept it): search with that gallery item (its class is known, so
+        AP is shown)."""
+        row, s = as_row(row), self.ctx.service(bundle, getattr(request, "session_hash", None))
         state = state if isinstance(state, dict) else {}
         hits = state.get("hits")
         if not isinstance(hits, list) or row is None or not 0 <= row < len(hits) or not isinstance(hits[row], dict) \
@@ -92,11 +95,12 @@ class SearchTab:
         return self._search_row(s, hits[row].get("index"), hits[row].get("modality"), objective, k, same_modality)
 
     @user_errors
-    def search_browsed(self, page: dict, objective: str, k: int, same_modality: bool, bundle: str,
-                       evt: gr.SelectData, request: gr.Request = None):
-        """A click in the gallery list: search with that item (its picture when shown, else its image features)."""
+    def search_browsed(self, page: dict, row: int, objective: str, k: int, same_modality: bool, bundle: str,
+                       request: gr.Request = None):
+        """A click in the gallery list (its row, as `picked` kept it): search with that item (its picture when shown,
+        else its image features)."""
         page = page if isinstance(page, dict) else {}
-        rows, row, s = page.get("rows"), selected_row(evt), self.ctx.service(bundle, getattr(request, "session_hash", None))
+        rows, row, s = page.get("rows"), as_row(row), self.ctx.service(bundle, getattr(request, "session_hash", None))
         if not isinstance(rows, list) or row is None or not 0 <= row < len(rows) or page.get("bundle") != s.name:
             raise InputError("that item is no longer listed: open the gallery list again")
         return self._search_row(s, rows[row], "image", objective, k, same_modality)
@@ -122,62 +126,123 @@ class SearchTab:
 
     def build(self) -> None:
         ctx, first = self.ctx, self.ctx.first
-        d = ctx.defaults[ctx.names[0]]
-        self.notice = gr.Markdown(views.features_only_notice(first), elem_id="features-only-notice")
-        with gr.Row(visible=first.encodes) as self.query_row:
-            with gr.Column(scale=3):
-                self.text_in = gr.Textbox(label="Text query", placeholder=d.query, lines=1)
-                self.text_class = gr.Dropdown(class_choices(first), value="",
-                                              label="Class of this text (optional: shows AP, P@k)")
-                self.text_btn = gr.Button("Search images", variant="primary", elem_id="search-text-btn")
-            with gr.Column(scale=2):
-                # image_mode=None: the file reaches inputs.load_image as uploaded (gradio's RGB conversion would
-                # decode bombs before our size check, and clip 16-bit images and drop transparency badly)
-                self.image_in = gr.Image(type="filepath", image_mode=None, label="Image query", height=180,
-                                         sources=["upload", "clipboard"])
-                self.image_class = gr.Dropdown(class_choices(first), value="", label="Class of this image (optional)")
-                self.image_btn = gr.Button("Search texts", elem_id="search-image-btn")
-        with gr.Row():
-            self.item_in = gr.Textbox("", label="Gallery item id (its class is known: AP is shown)",
-                                      placeholder=first.bundle.items[0]["id"], elem_id="item-query", scale=2)
-            self.item_modality = gr.Radio(["image", "text"], value="image", label="its", scale=1)
-            self.item_btn = gr.Button("Search with this item", elem_id="search-item-btn", scale=1)
-        with gr.Row():
-            self.objective = gr.Dropdown(first.objectives, value=first.best, label="Objective")
-            self.k = gr.Slider(1, MAX_K, value=12, step=1, label="Top k")
-            self.same = gr.Checkbox(False, label="Same modality (text → texts, image → images)")
-        self.summary = gr.Markdown(elem_id="search-summary", label="summary")
-        self.gallery = gr.Gallery(label="Image results (click one to search with it)", columns=6, height="auto",
-                                  elem_id="results-gallery", allow_preview=False)
-        self.table = gr.Dataframe(headers=views.TEXT_COLUMNS, label="Results (click a row to search with it)",
-                                  interactive=False, visible=False, wrap=True, elem_id="results-table",
-                                  column_widths=["60px", "76px", "96px", "80px", "auto", "200px"])
-        self.hits = gr.State({})
-        self.example_boxes, self.image_examples = {}, []
-        for name, s in ctx.services.items():  # each bundle's own examples, shown while it is the bundle picked
-            with gr.Column(visible=name == ctx.names[0]) as box:
-                text_examples = [list(e) for e in views.text_examples(s)]
-                if text_examples:
-                    gr.Examples(text_examples, inputs=[self.text_in, self.text_class],
-                                label=f"Text examples of {name} (with their class)")
-                if s.bundle.has_pictures and s.encodes:
-                    self.image_examples.append(gr.Examples(
-                        [[str(s.bundle.image_path(i))] for i in IMAGE_EXAMPLES if i < s.size], inputs=[self.image_in],
-                        label=f"Image examples of {name}"))
-            self.example_boxes[name] = box
+        with gr.Row(equal_height=False, elem_id="search-row"):
+            with gr.Column(scale=2, min_width=300, elem_id="query-column"):
+                self._query_inputs(first)
+            with gr.Column(scale=3, min_width=300, elem_id="results-column"):
+                self.summary = gr.Markdown(views.waiting(first), elem_id="search-summary")
+                self.gallery = gr.Gallery(label="Results (click one to search with it)", columns=4, height="auto",
+                                          elem_id="results-gallery", allow_preview=False, object_fit="contain",
+                                          visible=first.bundle.has_pictures)
+                self.table = gr.Dataframe(headers=views.text_columns(first.bundle.has_texts), interactive=False,
+                                          label="Results (click a row to search with it)", wrap=True,
+                                          column_widths=views.text_column_widths(first.bundle.has_texts),
+                                          visible=not first.bundle.has_pictures, elem_id="results-table")
+                gr.Markdown(glossary.results_legend(), elem_id="results-legend")
         self.browse = Pager(ctx, "Browse the gallery: click an item to search with it", "browse", "search with it")
+        self.hits = gr.State({})
         self.info_json = gr.JSON(visible=False)
         self.info_btn = gr.Button(visible=False)
         # the text the stated class belongs to, set whenever the class is set (a State outside a Tab would end the
         # group of tabs: keep it inside)
         self.text_stated = gr.State(None)
+        self.picked = gr.State(None)  # the row of the result or gallery item clicked last
+
+    def _query_inputs(self, first: RetrievalService) -> None:
+        """The query column: a text (with its examples), the objective, a picture, a gallery item, the options."""
+        with gr.Group(visible=first.encodes) as self.text_box:
+            # filled with the first example: a first click on "Search images" shows results, not an empty-text error
+            self.text_in = gr.Textbox(views.first_text(first), label="Text query", placeholder=views.placeholder(first),
+                                      lines=1, elem_id="text-query")
+            self.text_class = gr.Dropdown(class_choices(first), value="",
+                                          label="Its class (optional: shows ✓/✗, AP, P@k)")
+            self.text_btn = gr.Button("Search images", variant="primary", elem_id="search-text-btn")
+        self.example_boxes, self.image_examples, self.example_rows, self.text_example_events = {}, [], [], []
+        self._examples("text")
+        self.objective = gr.Dropdown(glossary.objective_choices(first), value=first.best, label="Objective",
+                                     info=glossary.objective_info(first, first.best), elem_id="search-objective")
+        with gr.Accordion("…or search with a picture (a photo or a drawing)", open=True,
+                          visible=first.encodes) as self.picture_box:
+            # image_mode=None: the file reaches inputs.load_image as uploaded (gradio's RGB conversion would
+            # decode bombs before our size check, and clip 16-bit images and drop transparency badly)
+            self.image_in = gr.Image(type="filepath", image_mode=None, label="Picture query", height=170,
+                                     sources=["upload", "clipboard"])
+            self.image_class = gr.Dropdown(class_choices(first), value="", label="Its class (optional)")
+            self.image_btn = gr.Button("Search texts", elem_id="search-image-btn")
+            self._examples("picture")
+        with gr.Accordion("…or with a gallery item (its class is known: AP is always shown)",
+                          open=not first.encodes) as self.item_box:
+            self.item_in = gr.Textbox(views.first_item(first), label="Gallery item id",
+                                      placeholder=first.bundle.items[0]["id"], elem_id="item-query")
+            self.item_modality = gr.Radio(["image", "text"], value="image", label="query with its")
+            self.item_btn = gr.Button("Search with this item", elem_id="search-item-btn",
+                                      variant="secondary" if first.encodes else "primary")
+            self._examples("item")
+        with gr.Accordion("Options", open=False):
+            self.k = gr.Slider(1, MAX_K, value=12, step=1, label="Top k")
+            self.same = gr.Checkbox(False, label="Same modality (text → texts, picture → pictures)")
+
+    def _examples(self, kind: str) -> None:
+        """Each bundle's own examples of one kind, shown while it is the bundle picked (a bundle with none of this
+        kind gets no box: an empty one still takes a row's gap)."""
+        for name, s in self.ctx.services.items():
+            if kind == "text":
+                rows = [list(e) for e in views.text_examples(s)] if s.encodes else []
+                labels = [f"{t} ({c})" if c else t for t, c in rows]
+                inputs, label = [self.text_in, self.text_class], "Examples (with their class)"
+            elif kind == "picture":
+                # gallery pictures, with their class: a search with one shows ✓/✗ and AP
+                picked = [i for i in IMAGE_EXAMPLES if i < s.size] if s.bundle.has_pictures and s.encodes else []
+                rows = [[str(s.bundle.image_path(i)), s.class_names[int(s.bundle.labels[i])]] for i in picked]
+                inputs, label, labels = [self.image_in, self.image_class], "Example pictures", None
+            else:
+                found = views.item_examples(s)
+                rows, labels = [list(r[:2]) for r in found], [r[2] for r in found]
+                inputs, label = [self.item_in, self.item_modality], "Items that retrieve well"
+            if not rows:
+                continue
+            with gr.Column(visible=name == self.ctx.names[0]) as box:
+                examples = gr.Examples(rows, inputs=inputs, label=label, example_labels=labels,
+                                       visible_columns=[0])  # pictures as a gallery; the class comes along
+            self.example_boxes.setdefault(name, []).append(box)
+            if kind == "text":
+                self.text_example_events.append(examples.load_input_event)
+            elif kind == "picture":
+                self.image_examples.append(examples)
+                self.example_rows.append((s, picked))
+
+    def example_files(self) -> dict[str, str]:
+        """{cached path of an example picture: what it is, in words}, for the upload gate and the summaries."""
+        out = {}
+        for examples, (s, rows) in zip(self.image_examples, self.example_rows):
+            for sample, row in zip(examples.dataset.samples, rows):
+                if isinstance(sample[0], dict):
+                    out[sample[0]["path"]] = f"example picture (gallery item {s.bundle.items[row]['id']})"
+        return out
+
+    def _outputs(self) -> list:
+        return [self.gallery, self.table, self.summary, self.hits]
+
+    def _item_inputs(self, bundle_pick) -> list:
+        return [self.item_in, self.item_modality, self.objective, self.k, self.same, bundle_pick]
+
+    def follow(self, event, bundle_pick) -> None:
+        """After `event` put an item in the item box (a click in a map's selected region): search with it, as the
+        item button does."""
+        # `success`: a click that failed (an item no longer listed) must not search with what the box held before
+        searched = event.success(self.cleared, None, [self.gallery, self.table, self.summary], queue=False,
+                                 **QUIET).then(
+            self.search_item, self._item_inputs(bundle_pick), self._outputs(), api_visibility="private")
+        searched.failure(self._failed, None, self.summary, queue=False, **QUIET)
+        searched.then(self.show_target, self.hits, [self.gallery, self.table], queue=False, **QUIET).then(
+            None, js=browser.SHOW_RESULTS_JS, **QUIET)
 
     def wire(self, bundle_pick) -> None:
-        out = [self.gallery, self.table, self.summary, self.hits]
+        out = self._outputs()
         text_inputs = [self.text_in, self.objective, self.k, self.text_class, self.same, self.text_stated, bundle_pick]
-        item_inputs = [self.item_in, self.item_modality, self.objective, self.k, self.same, bundle_pick]
-        click_inputs = [self.hits, self.objective, self.k, self.same, bundle_pick]
-        browse_inputs = [self.browse.rows, self.objective, self.k, self.same, bundle_pick]
+        item_inputs = self._item_inputs(bundle_pick)
+        click_inputs = [self.hits, self.picked, self.objective, self.k, self.same, bundle_pick]
+        browse_inputs = [self.browse.rows, self.picked, self.objective, self.k, self.same, bundle_pick]
         events = [(self.text_btn.click, self.search_text, text_inputs, out, "search_text"),
                   (self.text_in.submit, self.search_text, text_inputs, out, None),
                   (self.image_btn.click, self.search_image,
@@ -191,10 +256,17 @@ class SearchTab:
         for trigger, fn, inputs, outputs, api_name in events:
             # public endpoints take raw values: the app checks each itself (gradio's checks answer in its own words,
             # and its Image preprocessing would open a path named by the client); queued: outside the queue gradio
-            # drops gr.Error's text and the page shows a bare "Error" badge
+            # drops gr.Error's text and the page shows a bare "Error" badge. First the last results and error toasts
+            # go (a failed search must not leave them under its error), then the search, then it is shown.
+            # A click's row is kept in that first step: a chained step gets no event data.
             visibility = {"api_name": api_name, "preprocess": False} if api_name else {"api_visibility": "private"}
-            event = trigger(fn, inputs, outputs, **visibility).then(
-                self.show_target, self.hits, [self.gallery, self.table], queue=False, **QUIET)
+            clicked = self.picked in inputs
+            searched = trigger(self.pick if clicked else self.cleared, None,
+                            [*([self.picked] if clicked else []), self.gallery, self.table, self.summary],
+                            js=browser.FRESH_JS, queue=False, **QUIET).then(fn, inputs, outputs, **visibility)
+            searched.failure(self._failed, None, self.summary, queue=False, **QUIET)  # no "searching…" under an error
+            event = searched.then(self.show_target, self.hits, [self.gallery, self.table], queue=False, **QUIET)
+            event.then(None, js=browser.SHOW_RESULTS_JS, **QUIET)
             if fn == self.search_text:
                 event.then(self.sync_class, [self.text_in, self.text_class, self.text_stated], self.text_class,
                            queue=False, **QUIET)
@@ -202,22 +274,55 @@ class SearchTab:
         # (`input`: an example that sets a text and its class keeps both); any other change of the text is caught at
         # search time against the text recorded when the class was set. A new picture clears the image's class.
         self.text_in.input(clear, None, self.text_class, queue=False, **QUIET)
-        self.text_class.change(stated_for, [self.text_in, self.text_class], self.text_stated, queue=False, **QUIET)
-        self.image_in.change(clear, None, self.image_class, queue=False, **QUIET)
+        # (`input`, not `change`: an example sets the text and the class at once, and a `change` of the class could
+        # read the text before it; the example records its own pair once both are set)
+        self.text_class.input(stated_for, [self.text_in, self.text_class], self.text_stated, queue=False, **QUIET)
+        for loaded in self.text_example_events:
+            loaded.then(stated_for, [self.text_in, self.text_class], self.text_stated, queue=False, **QUIET)
+        # a picture the visitor gives (upload, paste, clear) drops the class; an example sets both, and keeps both
+        self.image_in.input(clear, None, self.image_class, queue=False, **QUIET)
+        self.objective.change(self.explain, [self.objective, bundle_pick], self.objective, queue=False, **QUIET)
         self.info_btn.click(self.query_info_image, [self.image_in, self.objective, bundle_pick], self.info_json,
                             api_name="query_info_image", preprocess=False)
         self.browse.wire(bundle_pick)
 
+    @staticmethod
+    def cleared():
+        """No results and a line saying a search runs: what the page shows between a search and its answer."""
+        return [], None, "*searching…*"
+
+    @staticmethod
+    def _failed():
+        """The summary after a search that raised: its message is in the corner, the results stay cleared."""
+        return "*No results: the message at the top right says why.*"
+
+    def pick(self, evt: gr.SelectData):
+        """The clicked row (kept for the search that follows), and the page cleared as `cleared` does."""
+        return selected_row(evt), *self.cleared()
+
+    def explain(self, objective: str, bundle: str, request: gr.Request = None):
+        """The picked objective's one line under the picker (a lab run of this page's session included)."""
+        try:
+            s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        except InputError:
+            return gr.skip()
+        return gr.Dropdown(info=glossary.objective_info(s, objective))
+
     def reset(self, s: RetrievalService) -> dict:
         """Every component of the tab set for a newly picked bundle; results of the previous one cleared."""
-        d = self.ctx.defaults[s.name]
         classes = class_choices(s)
-        return {self.notice: views.features_only_notice(s), self.query_row: gr.Row(visible=s.encodes),
-                self.text_in: gr.Textbox(value="", placeholder=d.query), self.text_class: gr.Dropdown(classes, value=""),
+        return {self.text_box: gr.Group(visible=s.encodes),
+                self.picture_box: gr.Accordion(visible=s.encodes), self.item_box: gr.Accordion(open=not s.encodes),
+                self.item_btn: gr.Button(variant="secondary" if s.encodes else "primary"),
+                self.text_in: gr.Textbox(value=views.first_text(s), placeholder=views.placeholder(s)),
+                self.text_class: gr.Dropdown(classes, value=""),
                 self.image_in: None, self.image_class: gr.Dropdown(classes, value=""), self.text_stated: None,
-                self.item_in: gr.Textbox(value="", placeholder=s.bundle.items[0]["id"]), self.summary: "",
+                self.item_in: gr.Textbox(value=views.first_item(s), placeholder=s.bundle.items[0]["id"]),
+                self.summary: views.waiting(s),
                 self.gallery: gr.Gallery(value=[], visible=s.bundle.has_pictures),
                 self.table: gr.Dataframe(value=pd.DataFrame(columns=views.text_columns(s.bundle.has_texts)),
+                                         column_widths=views.text_column_widths(s.bundle.has_texts),
                                          visible=not s.bundle.has_pictures), self.hits: {},
-                **{box: gr.Column(visible=name == s.name) for name, box in self.example_boxes.items()},
+                **{box: gr.Column(visible=name == s.name) for name, boxes in self.example_boxes.items()
+                   for box in boxes},
                 **self.browse.reset(s)}

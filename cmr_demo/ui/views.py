@@ -5,12 +5,16 @@ only puts their output into components.
 """
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
+
+import numpy as np
 
 from cmr_demo.serve.schema import Hit, SearchResult
 from cmr_demo.serve.service import RetrievalService
 
-TEXT_COLUMNS = ["rank", "score", "class", "relevant", "caption", "id"]
+TEXT_COLUMNS = ["rank", "score", "class", "✓/✗", "caption", "id"]
 MARK = {True: "✓", False: "✗", None: ""}
 
 
@@ -18,11 +22,11 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def caption(hit: Hit, short: bool = False) -> str:
-    """The verdict first (✓/✗, class), then rank and score: what fits under a thumbnail must say the most."""
+def caption(hit: Hit) -> str:
+    """Score, verdict, class: a thumbnail's caption is cut at its width, so the shortest and most asked-for come
+    first ('0.948 ✓ red star'); the rank is the tile's place."""
     mark = f"{MARK[hit.relevant]} " if hit.relevant is not None else ""
-    head = f"{mark}{hit.class_name} · #{hit.rank} · {hit.score:.3f}"
-    return head if short else f"{head} — {hit.text}"
+    return f"{hit.score:.3f} {mark}{hit.class_name}"
 
 
 def shows_pictures(result: SearchResult, service: RetrievalService) -> bool:
@@ -30,10 +34,10 @@ def shows_pictures(result: SearchResult, service: RetrievalService) -> bool:
     return result.target == "image" and service.bundle.has_pictures
 
 
-def gallery_value(result: SearchResult, service: RetrievalService, short: bool = False) -> list[tuple[str, str]]:
+def gallery_value(result: SearchResult, service: RetrievalService) -> list[tuple[str, str]]:
     """(image path, caption) per hit when the results are pictures; [] otherwise. Paths are looked up here,
     on the server: results that leave the process (API answers) carry URLs, not paths."""
-    return ([(str(service.bundle.image_path(h.index)), caption(h, short)) for h in result.hits]
+    return ([(str(service.bundle.image_path(h.index)), caption(h)) for h in result.hits]
             if shows_pictures(result, service) else [])
 
 
@@ -64,9 +68,38 @@ def text_columns(texts: bool = True) -> list[str]:
     return TEXT_COLUMNS if texts else [c for c in TEXT_COLUMNS if c != "caption"]
 
 
+def text_column_widths(texts: bool = True) -> list[str]:
+    """Widths of the results table's columns: the short ones just fit their headers ("rank" broke into "ran / k"
+    and the id went off the table's right edge when the caption took all the room)."""
+    return ["9%", "11%", "17%", "8%", "35%", "20%"] if texts else ["12%", "16%", "34%", "10%", "28%"]
+
+
+def first_text(service: RetrievalService) -> str:
+    """The text query the page starts with: the bundle's first example ("" when it takes no text)."""
+    return (text_examples(service)[:1] or [("", "")])[0][0] if service.encodes else ""
+
+
+def first_item(service: RetrievalService) -> str:
+    """The gallery item the item box starts with where it is the only way in (features only): one that retrieves
+    well."""
+    return "" if service.encodes else (item_examples(service)[:1] or [("", "", "")])[0][0]
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~])")
+AUTOLINKS = re.compile(r"(?<=:)//|(?<=www)\.", re.IGNORECASE)  # http://..., www. ...: links once rendered
+
+
+def as_text(text: str) -> str:
+    """A visitor's text inside markdown, shown as the characters typed: HTML escaped (a query's `<img src=...>`
+    loaded a remote picture, a link became clickable) and markdown's special characters backslashed."""
+    text = MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    return AUTOLINKS.sub(lambda m: "\\/\\/" if m.group() == "//" else "\\.", text)
+
+
 def summary(result: SearchResult, class_names: Sequence[str]) -> str:
-    """One-line heading: the query, and its AP / P@k / first relevant rank when its class is known."""
-    head = f"**{result.objective}** · query: {result.query} → {result.target}s"
+    """One-line heading: the query (as `Query.describe` cuts it, shown as text), and its AP / P@k / first relevant
+    rank when its class is known; then how the objective reads the query, and each note once."""
+    head = f"**{result.objective}** · query: {as_text(result.query)} → {result.target}s"
     if result.query_label is None:
         tail = " · state the query's class to see AP, P@k and ✓/✗"
     else:
@@ -79,16 +112,18 @@ def summary(result: SearchResult, class_names: Sequence[str]) -> str:
     return head + tail + info + notes + ("" if result.exact else "\n\n> approximate index (HNSW)")
 
 
-def column_header(result: SearchResult) -> str:
+def column_header(result: SearchResult, about: str = "") -> str:
+    """A Compare column's head: the objective (and what it is, `about`), its AP and P@5 for this query."""
     info = result.info or {}
     guess = "" if not info else (f"outside this world; closest class {info['predicted_class']}"
                                  if info.get("in_domain") is False else
                                  f"looks like {info['predicted_class']} ({info['confidence']:.0%})")
+    about = f"\n\n<small>{about}</small>" if about else ""
     if result.query_label is None:
-        return f"### {result.objective}\n{guess}" + ("" if guess else "class of the query unknown")
+        return f"### {result.objective}\n{guess or 'class of the query unknown'}{about}"
     p = result.p_at_k or {}
     return (f"### {result.objective}\nAP **{_fmt(result.ap)}** · P@5 {_fmt(p.get('5'), 2)} · "
-            f"first relevant #{result.first_relevant_rank or '–'}" + (f"\n\n{guess}" if guess else ""))
+            f"first relevant #{result.first_relevant_rank or '–'}" + (f"\n\n{guess}" if guess else "") + about)
 
 
 def text_list(result: SearchResult, pictures: bool = True) -> str:
@@ -100,8 +135,46 @@ def text_list(result: SearchResult, pictures: bool = True) -> str:
                      for h in result.hits)
 
 
-def header_markdown(service: RetrievalService) -> str:
-    """The card at the top of the app: what the gallery is, what relevant means, which backbone, how good."""
+def hero_markdown(service: RetrievalService) -> str:
+    """The first thing a visitor reads: what this is, over which gallery, and what to try first."""
+    from cmr_demo.data import title
+    m = service.bundle.manifest
+    world = f"**{len(service.bundle.items):,} items of {title(m['data']['spec'])}** ({len(service.class_names)} classes)"
+    if service.encodes:
+        examples = [t for t, _ in text_examples(service)[:2] if t]
+        tries = " or ".join(f"*{t}*" for t in examples) or "a few words"
+        what = (f"Find pictures from words, or words from a picture (a photo or a drawing), among {world}. "
+                f"**Try** {tries}, or drop a picture; then open **Compare objectives** to see the same query ranked "
+                f"by every objective.")
+        title_line = "CLIP4CMR demo: supervised cross-modal search on a frozen CLIP"
+        if _own_backbone(m):  # not an OpenAI / LAION CLIP: say so where the title says CLIP
+            what += " The backbone is a small CLIP pre-trained on this world's own pictures and captions."
+    else:
+        what = (f"Search {world} with a gallery item. This bundle ships features only ({_features(m)}) and no "
+                f"backbone, so it cannot read a new text or picture. **Try** an example item on the left; then open "
+                f"**Compare objectives**.")
+        title_line = "CLIP4CMR demo: supervised cross-modal retrieval on precomputed features"
+    return (f"## {title_line}\n{what} Each *objective* trained its own projection heads with the class labels; "
+            f"the words are explained where they appear.")
+
+
+def _own_backbone(manifest: dict) -> bool:
+    """True when the bundle's backbone is one of this project's small architectures (cmr_demo/backbone/model_configs),
+    pre-trained here on a synthetic world rather than a public CLIP."""
+    from pathlib import Path
+    configs = Path(__file__).resolve().parents[1] / "backbone" / "model_configs"  # clip.CONFIG_DIR, without torch
+    spec = (manifest.get("backbone") or {}).get("spec", "")
+    return bool(spec) and (configs / f"{spec.split(':', 1)[0]}.json").exists()
+
+
+def details_title(service: RetrievalService) -> str:
+    return ("About this gallery: its classes, what counts as relevant, the " +
+            ("backbone" if service.bundle.manifest.get("backbone") else "features"))
+
+
+def details_markdown(service: RetrievalService) -> str:
+    """The gallery's details, folded under the hero: what it holds, what relevant means, the backbone or the
+    features (their specs), how many objectives."""
     m = service.bundle.manifest
     about = m.get("about", {})
     zs = about.get("zero_shot")
@@ -112,8 +185,7 @@ def header_markdown(service: RetrievalService) -> str:
                 f"**Features**: as the data ships them ({_dims(m)}); no backbone, so queries are gallery items")
     stating = ("state a query's class to see ✓/✗, AP and P@k" if service.encodes else
                "a gallery item's class is known, so every query shows ✓/✗, AP and P@k")
-    return (f"# CLIP4CMR: supervised cross-modal retrieval on a frozen CLIP\n"
-            f"**Gallery**: {len(service.bundle.items)} items of `{short_spec(m['data']['spec'])}`, "
+    return (f"**Gallery**: {len(service.bundle.items)} items of `{short_spec(m['data']['spec'])}`, "
             f"{len(service.class_names)} classes{examples}. {description}\n\n"
             f"**Relevant** = {about.get('relevance', 'same class as the query')}; {stating}. {features}. "
             f"**Objectives**: {len(service.objectives)}, one pair of heads each, best `{service.best}`.")
@@ -126,19 +198,41 @@ def short_spec(spec: str) -> str:
     return f"{name}:{arg.rstrip('/').rsplit('/', 1)[-1]}" if "/" in arg else spec
 
 
+def _features(manifest: dict) -> str:
+    """The features a features-only bundle ships, as its data describes them (else their sizes)."""
+    from cmr_demo.data import feature_words
+    return feature_words(manifest["data"]["spec"]) or _dims(manifest)
+
+
 def _dims(manifest: dict) -> str:
     from cmr_demo.bundle.layout import feature_dims
     image, text = feature_dims(manifest)
     return f"{image}-d image, {text}-d text features"
 
 
-def features_only_notice(service: RetrievalService) -> str:
-    """Why the free-text and picture inputs are hidden for this bundle, and what to do instead ("" when shown)."""
-    if service.encodes:
-        return ""
-    return (f"ℹ️ **This bundle ships features only** (no backbone), so it cannot encode a new text or picture. "
-            f"Query it with a gallery item: type an id (e.g. `{service.bundle.items[0]['id']}`) below, or pick one "
-            f"from the gallery list.")
+def waiting(service: RetrievalService) -> str:
+    """What the results column says before the first search: where to start."""
+    start = ("type a text on the left (or pick an example), then **Search images**" if service.encodes else
+             "pick an example item on the left, then **Search with this item**")
+    return f"*Results appear here: {start}.*"
+
+
+def item_examples(service: RetrievalService, n: int = 6) -> list[tuple[str, str, str]]:
+    """(id, modality, label) of gallery items that retrieve well under the best objective: the best item of each
+    class (by the AP the build stored, in its better direction), the n best of those, so a first try shows what
+    works."""
+    per_query = service.bundle.objectives[service.best].metrics.get("per_query_ap")
+    if not per_query:
+        first = service.bundle.items[0]
+        return [(first["id"], "image", f"{first['id']} · {service.class_names[first['label']]}")]
+    ap = np.stack([np.asarray(per_query["i2t"]), np.asarray(per_query["t2i"])])  # [2, N]: as image, as text
+    best_dir, best_ap = ap.argmax(0), ap.max(0)
+    labels = service.bundle.labels
+    tops = [max(np.flatnonzero(labels == c), key=lambda r: best_ap[r]) for c in np.unique(labels)]
+    tops = sorted(tops, key=lambda r: -best_ap[r])[:n]
+    return [(service.bundle.items[r]["id"], ("image", "text")[best_dir[r]],
+             f"AP {best_ap[r]:.2f} · {service.class_names[labels[r]]} · {('image', 'text')[best_dir[r]]} "
+             f"{service.bundle.items[r]['id']}") for r in tops]
 
 
 def text_examples(service: RetrievalService, n: int = 5) -> list[tuple[str, str]]:
@@ -150,6 +244,11 @@ def text_examples(service: RetrievalService, n: int = 5) -> list[tuple[str, str]
         return [(t, c) for t, c in given]
     items = [it for it in service.bundle.items if it.get("text")][:n]
     return [(it["text"], service.class_names[it["label"]]) for it in items] or [("", "")]
+
+
+def placeholder(service: RetrievalService) -> str:
+    """The text query box's grey hint: the bundle's first example."""
+    return (text_examples(service) or [("", "")])[0][0]
 
 
 def class_examples(service: RetrievalService) -> list[tuple[str, str]]:
@@ -193,7 +292,9 @@ def _spread_line(service: RetrievalService) -> str:
 
 
 def about_markdown(service: RetrievalService) -> str:
-    """What is being served: backbone, data, objectives, and how to build and serve another bundle."""
+    """What is being served: backbone, data, objectives, and how to build and serve another bundle (the exact build
+    command folded away: it names the build machine's folders)."""
+    from cmr_demo.data import title
     m = service.bundle.manifest
     rows = "\n".join(f"| `{r[0]}` | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} | {r[4]} |" for r in leaderboard_rows(service))
     chance = service.leaderboard()[0]["chance_map"]
@@ -201,8 +302,8 @@ def about_markdown(service: RetrievalService) -> str:
 ## What is being served
 - **Bundle**: `{service.name}` ({m['data']['gallery_items']} gallery items, {len(service.objectives)} objectives,
   built {m['created']})
-- **{"Backbone** (frozen): `" + m['backbone']['spec'] + "`" if m.get('backbone') else "Features** (no backbone): as the data ships them"} → {_dims(m)}
-- **Data**: `{m['data']['spec']}`, classes: {', '.join(service.class_names)}
+- **{"Backbone** (frozen): `" + short_spec(m['backbone']['spec']) + "`" if m.get('backbone') else "Features** (no backbone): as the data ships them"} → {_dims(m)}
+- **Data**: {title(m['data']['spec'])}, classes: {', '.join(service.class_names)}
 - **Method**: CLIP4CMR (Zeng & Mao, ICMR 2022): one projection head per modality into a common space,
   trained with class labels under each learning objective; relevance = same class; mAP over the whole gallery.
 
@@ -220,8 +321,12 @@ python -m cmr_demo.bundle build --backbone ViT-B-32:laion2b_s34b_b79k --data man
 python -m cmr_demo.bundle build --data clip4cmr:my_features --objectives all --standardize --out my_features
 python app.py --bundle my_bundle --bundle my_features
 ```
-`manifest:FILE.csv` takes columns `image,text,label[,split]`. This bundle was built with:
+`manifest:FILE.csv` takes columns `image,text,label[,split]`.
+
+<details><summary>The command this bundle was built with</summary>
+
 `{' '.join(m['command'])}`
+</details>
 
 ## From a program
 A JSON API runs beside this page: [`/api/docs`](/api/docs) (search by text, image or gallery item, compare,
@@ -253,3 +358,36 @@ def lab_markdown(answer: dict) -> str:
             f"avg **{answer['avg_map']:.3f}**{beside} · best epoch {answer['best_epoch']} of {answer['epochs']} · "
             f"{answer['seconds']:.1f} s{ended}\n\n{settings}; options: {options}.\n\nIt is now in Compare, the leaderboard "
             f"and the maps, for you only (this page's session; the bundle is not changed).")
+
+
+REGION_SHOWN = 60  # selected items listed (the mean AP covers all of them)
+
+
+def region_markdown(rows: list[dict] | None, means: dict) -> str:
+    """What a selected region holds: how many points, and the mean AP per shown objective over them (the best
+    first), or how to select one."""
+    if not rows:
+        return ("**Select a region**: drag a box on any map (the lasso is in the map's tool bar, top right) to list "
+                "its items with their AP under each shown objective.")
+    pictures = sum(r["modality"] == "image" for r in rows)
+    names = list(means)
+    listed = f"the {REGION_SHOWN} listed" if len(rows) > REGION_SHOWN else "listed"
+    order = f", {listed} where `{names[0]}` and `{names[1]}` differ most first" if len(names) > 1 else f", {listed}"
+    return (f"**{len(rows)} points selected** ({pictures} pictures, {len(rows) - pictures} texts{order}). "
+            f"Mean AP of these points as queries: " + " · ".join(f"`{o}` **{means[o]:.3f}**" for o in names) +
+            ". Thumbnails say the AP under " + " / ".join(f"`{o}`" for o in names[:2]) + ". Click an item to search "
+            "with it (Search and Compare follow).")
+
+
+def region_listing(service: RetrievalService, rows: list[dict], objectives: list[str]) -> tuple[list | None, list, list]:
+    """The selected items (the first REGION_SHOWN) as the page lists them: (picture thumbnails captioned with the AP
+    under each objective, or None for a bundle without pictures; table headers; table rows: id, modality, class,
+    AP per objective, text)."""
+    shown = rows[:REGION_SHOWN]
+    thumbs = [(str(service.bundle.image_path(r["row"])), "AP " + " / ".join(f"{r['ap'][o]:.2f}" for o in objectives[:2]))
+              for r in shown] if service.bundle.has_pictures else None  # two numbers: more were cut off
+    headers = ["id", "query with its", "class", *[f"AP {o}" for o in objectives],
+               *(["text"] if service.bundle.has_texts else [])]
+    table = [[r["id"], r["modality"], r["class"], *[round(r["ap"][o], 3) for o in objectives],
+              *([r["text"][:100]] if service.bundle.has_texts else [])] for r in shown]
+    return thumbs, headers, table

@@ -1,0 +1,113 @@
+"""The page's words: what each objective does, in one line, and what AP, mAP, P@k and a result's score are.
+
+Why a module: the same terms appear in Search (the objective picker, the line under the results), in Compare (its
+columns, the glossary) and on the maps; one source keeps them the same. The objectives' lines come from their
+registry (each objective's `about` in `cmr_demo.train.objectives`): a new objective is explained once registered.
+"""
+from __future__ import annotations
+
+from cmr_demo.train.objectives import OBJECTIVES, parse_hybrid
+
+FAMILIES = {
+    "pair-wise": "learn from pairs of items: which image and text belong together (same class) and which do not",
+    "class-wise": "learn from each item against its class: a classifier, a fixed prototype or a learned proxy per "
+                  "class",
+    "hybrid": "a weighted sum of objectives of both families",
+    "baseline": "no training with labels: the frozen backbone's own common space",
+    "lab": "a run you trained in the Objective lab (this page's session only)",
+}
+ZERO_SHOT = "the backbone alone: CLIP's own image and text embeddings, no heads trained (the baseline to beat)"
+
+METRICS = {
+    "score": "cosine similarity of the query and the item in the objective's common space (at most 1). Only the "
+             "order counts: each objective spreads its scores differently (a triplet's top scores sit near 0.5, "
+             "a contrastive one's near 1), so compare ranks, not scores, across objectives",
+    "✓ / ✗": "the item has (✓) or has not (✗) the query's class: relevant or not",
+    "AP": "average precision of one query: the precision at the rank of each relevant item, averaged over every "
+          "relevant item in the gallery (1 = all of them ranked first; chance = their share of the gallery)",
+    "P@k": "precision at k: the share of the top k results that are relevant",
+    "mAP": "mean average precision: AP averaged over every test query of a direction (image → text, text → "
+           "image), the leaderboard's number",
+}
+
+
+def describe(spec: str) -> tuple[str, str]:
+    """(family, one line) of a registered objective (its kind and `about`) or of a hybrid, by its parts
+    ('pcl+0.5*tl' -> 'a weighted sum of objectives: pcl (prototype contrastive) + 0.5 × tl (triplet)'). Raises
+    ValueError for a name that is no objective."""
+    parts = parse_hybrid(spec)
+    if len(parts) == 1 and parts[0][0] == 1.0:
+        cls = OBJECTIVES[parts[0][1]]
+        return cls.kind, cls.about
+    terms = " + ".join(f"{'' if w == 1.0 else f'{w:g} × '}{name} ({OBJECTIVES[name].about.split(':')[0]})"
+                       for w, name in parts)
+    return "hybrid", f"a weighted sum of objectives: {terms}"
+
+
+def family_and_line(name: str, kind: str = "trained", objective: str | None = None) -> tuple[str, str]:
+    """(family, one line) for an objective the app serves: `kind` as the bundle stores it ('trained', 'zero-shot',
+    'lab'); `objective` the loss a lab run trained (its name is the run's own)."""
+    if kind == "zero-shot":
+        return "baseline", ZERO_SHOT
+    try:
+        family, line = describe(objective or name)
+    except ValueError:  # a name from an older bundle the registry no longer has
+        return "trained", "an objective this version of the app does not describe"
+    return ("lab", f"your run of {objective}: {line}") if kind == "lab" else (family, line)
+
+
+def _served(service, name: str) -> tuple[str, str]:
+    view = service.bundle.objectives[name]
+    loss = getattr(view.objective, "name", None) if view.kind == "lab" else None
+    return family_and_line(name, view.kind, loss)
+
+
+def objective_short(service, name: str) -> str:
+    """'class-wise: prototype contrastive (the paper's choice)': the family and the line's name part."""
+    family, line = _served(service, name)
+    return f"{family}: {line.split(':')[0] if ':' in line else line.split(',')[0]}"
+
+
+def objective_choices(service) -> list[tuple[str, str]]:
+    """Dropdown choices (label, name): 'pcl · class-wise: prototype contrastive (the paper's choice)'."""
+    return [(f"{name} · {objective_short(service, name)}", name) for name in service.objectives]
+
+
+def objective_info(service, name: str) -> str:
+    """The picked objective, in one line (the dropdown's help text)."""
+    if name not in service.objectives:
+        return ""
+    family, line = _served(service, name)
+    return f"{family}: {line}"
+
+
+def results_legend() -> str:
+    """The line under search results: what the numbers on them are."""
+    return ("**Reading the results**: the number on each result is its *score*, "
+            f"{METRICS['score']}. ✓ = same class as the query (relevant), ✗ = not. **AP** (average precision) is 1 "
+            "when every relevant item of the gallery comes first; **P@k** (precision at k) is the share of relevant "
+            "items in the top k.")
+
+
+def glossary_markdown(service) -> str:
+    """The terms and every served objective, for Compare."""
+    metrics = "\n".join(f"- **{term}**: {text}." for term, text in METRICS.items())
+    families = "\n".join(f"- **{family}** objectives {text}." for family, text in FAMILIES.items()
+                         if family in {_served(service, n)[0] for n in service.objectives})
+    rows = "\n".join(f"| `{name}` | {family} | {line} |" for name in service.objectives
+                     for family, line in [_served(service, name)])
+    return (f"**The numbers**\n{metrics}\n\n**The objectives** (each trains its own pair of heads, one per modality, "
+            f"into its own common space)\n{families}\n\n| objective | family | what it does |\n|---|---|---|\n{rows}"
+            f"{twins_note(service)}")
+
+
+def twins_note(service) -> str:
+    """A line for each pair of objectives that came out as one model on this bundle (`analytics.twins`)."""
+    from cmr_demo.serve.analytics import twins
+    lines = []
+    for a, b in twins(service.bundle):
+        why = (" `cl`'s push term (other classes kept a margin apart) never fired: other-class pairs start and stay "
+               "farther apart than its margin, so only the pull term it shares with `ml` trained. Try `cl` with "
+               "`margin=2` in the Objective lab." if {a, b} == {"cl", "ml"} else "")
+        lines.append(f"\n\n**`{a}` and `{b}` are the same model here**: AP within 0.005 on every test query.{why}")
+    return "".join(lines)

@@ -1,0 +1,220 @@
+"""A first visit to the app as shipped (`python app.py`: the default bundle and Wikipedia in assets/), in Debian's
+Chromium at a laptop's size (1366x768) and a phone's (390x844): results in view without scrolling, a page that
+fits a phone, every term explained on the page, nothing that looks broken.
+
+Screenshots go to $CMR_SCREENSHOTS when set (docs/screenshots are made this way), else to a temp dir.
+"""
+import os
+from pathlib import Path
+
+import pytest
+from app_server import ROOT, start_app, stop_app
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
+LAPTOP, PHONE = {"width": 1366, "height": 768}, {"width": 390, "height": 844}
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CMR_REQUIRE_BROWSER"):
+        raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    pytest.skip("Debian's chromium is not installed (.ci/run installs it with apt)", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def shipped_app(tmp_path_factory):
+    """The app on the bundles it ships, as the README starts it."""
+    folder = tmp_path_factory.mktemp("shipped")
+    proc, url, _ = start_app([ROOT / "assets"], folder / "app.log", temp_dir=folder / "gradio")
+    yield url
+    stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folder = Path(os.environ.get("CMR_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def visit(browser, url: str, viewport: dict):
+    page = browser.new_page(viewport=viewport)
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.wait_for_load_state("load")
+    page.locator("#search-text-btn").wait_for(state="visible")
+    return page
+
+
+def in_view(page, locator) -> bool:
+    """The element's whole box lies inside the window as it is now."""
+    box = locator.bounding_box()
+    size = page.viewport_size
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size["height"] and box["x"] >= 0 \
+        and box["x"] + box["width"] <= size["width"]
+
+
+def overflow(page) -> int:
+    """How many pixels the page is wider than the window (sideways scrolling)."""
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def test_a_first_search_on_a_laptop_shows_its_pictures_without_scrolling(browser, shipped_app, shots):
+    page = visit(browser, shipped_app, LAPTOP)
+    page.screenshot(path=str(shots / "first-visit.png"))
+    assert "Try" in page.locator("#hero").inner_text()
+    assert not page.locator("#header-card").is_visible()  # the gallery's details are folded away
+    page.get_by_text("two blue hearts (blue heart)").first.click()
+    page.locator("#search-text-btn").click()
+    first = page.locator("#results-gallery img").first
+    first.wait_for(state="visible")
+    page.wait_for_timeout(600)
+    assert page.evaluate("window.scrollY") == 0 and in_view(page, first), first.bounding_box()
+    summary = page.locator("#search-summary").inner_text()
+    assert "AP" in summary and "blue heart" in summary  # the example's class came with it
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(shots / "first-search.png"))
+    page.close()
+
+
+def test_a_phone_gets_a_page_that_fits_and_its_results_come_into_view(browser, shipped_app, shots):
+    page = visit(browser, shipped_app, PHONE)
+    assert overflow(page) <= 0
+    box = page.locator("#text-query textarea, #text-query input").first.bounding_box()
+    assert box["y"] + box["height"] <= 1.5 * PHONE["height"], box
+    hero = page.locator("#hero")
+    assert hero.evaluate("el => [...el.querySelectorAll('*')].every(e => e.scrollWidth <= e.clientWidth + 1)")
+    page.screenshot(path=str(shots / "phone-first-visit.png"))
+    page.locator("#text-query textarea, #text-query input").first.fill("a yellow crescent moon")
+    page.locator("#search-text-btn").click()
+    first = page.locator("#results-gallery img").first
+    first.wait_for(state="visible")
+    page.wait_for_function("() => { const r = document.querySelector('#results-gallery img').getBoundingClientRect();"
+                           " return r.top >= 0 && r.bottom <= window.innerHeight; }")  # scrolled into view
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(shots / "phone-search.png"))
+    page.get_by_role("tab", name="Compare objectives").click()
+    page.locator("#compare-btn").click()
+    page.get_by_text("first relevant #", exact=False).filter(visible=True).first.wait_for()
+    page.wait_for_timeout(500)
+    assert overflow(page) <= 0
+    lefts = page.locator("#compare-columns > div").evaluate_all(
+        "cols => cols.filter(c => c.offsetParent).map(c => Math.round(c.getBoundingClientRect().left))")
+    assert len(lefts) >= 2 and len(set(lefts)) == 1, lefts  # the columns stack
+    page.screenshot(path=str(shots / "phone-compare.png"))
+    page.close()
+
+
+def test_every_term_is_explained_on_the_page(browser, shipped_app):
+    page = visit(browser, shipped_app, LAPTOP)
+    legend = page.locator("#results-legend").inner_text()
+    for term in ("score", "cosine similarity", "average precision", "precision at k"):
+        assert term in legend, term
+    assert "prototype" in page.locator("#search-objective").inner_text()  # the picked objective, in words
+    page.get_by_role("tab", name="Compare objectives").click()
+    glossary = page.locator("#glossary").inner_text()
+    for term in ("mean average precision", "precision at k", "average precision", "cosine similarity",
+                 "pair-wise", "class-wise", "contrastive", "triplet", "modality invariance", "label regression",
+                 "cross-entropy", "prototype", "proxy", "zero-shot"):
+        assert term in glossary, term
+    page.close()
+
+
+def test_a_failed_search_leaves_no_old_results_and_no_old_toasts(browser, shipped_app):
+    page = visit(browser, shipped_app, LAPTOP)
+    box = page.locator("#text-query textarea, #text-query input").first
+    box.fill("a red star")
+    page.locator("#search-text-btn").click()
+    page.locator("#results-gallery img").first.wait_for(state="visible")
+    box.fill("")
+    page.locator("#search-text-btn").click()
+    page.get_by_text("query is empty", exact=False).first.wait_for(state="visible")
+    assert page.locator("#results-gallery img").count() == 0  # not the last search's pictures under its error
+    page.get_by_text("…or with a gallery item", exact=False).first.click()
+    page.locator("#item-query textarea, #item-query input").first.fill("no-such-item")
+    page.locator("#search-item-btn").click()
+    page.get_by_text("no gallery item has id", exact=False).first.wait_for(state="visible")
+    page.wait_for_timeout(500)
+    toasts = page.locator("[data-testid='toast-body']").all_inner_texts()
+    assert not any("query is empty" in t for t in toasts) and not page.locator(".toast-count").count(), toasts
+    page.close()
+
+
+def test_example_pictures_and_long_texts_are_described_once_and_truly(browser, shipped_app):
+    page = visit(browser, shipped_app, LAPTOP)
+    page.get_by_text("Example pictures").first.wait_for()
+    page.locator("#query-column button.gallery-item:has(img)").first.click()
+    page.locator("#search-image-btn").click()
+    summary = page.locator("#search-summary")
+    summary.get_by_text("example picture (gallery item", exact=False).wait_for()
+    assert "uploaded" not in summary.inner_text()
+    assert "AP " in summary.inner_text() and "✗" not in summary.inner_text().split("→")[0]  # its class came along
+    page.locator("#text-query textarea, #text-query input").first.fill("a red star " * 120)
+    page.locator("#search-text-btn").click()
+    summary.get_by_text("was cut to its first", exact=False).wait_for()
+    page.wait_for_timeout(500)
+    text = summary.inner_text()
+    assert text.count("was cut to its first") == 1 and len(text) < 600 and "…" in text
+    assert not page.locator("[data-testid='toast-body']").count()  # the note is not also a toast
+    page.close()
+
+
+def test_a_query_is_shown_as_the_text_typed(browser, shipped_app):
+    """HTML and markdown in a query are shown as characters: no picture is fetched, no link made."""
+    page = visit(browser, shipped_app, LAPTOP)
+    fetched = []
+    page.on("request", lambda r: fetched.append(r.url) if "tracker.invalid" in r.url else None)
+    typed = '<img src="http://tracker.invalid/p.png"> [a link](http://tracker.invalid/) **star** www.tracker.invalid'
+    page.locator("#text-query textarea, #text-query input").first.fill(typed)
+    page.locator("#search-text-btn").click()
+    summary = page.locator("#search-summary")
+    summary.get_by_text("query:", exact=False).wait_for()
+    page.wait_for_timeout(500)
+    text = summary.inner_text()
+    assert '<img src="http://tracker.invalid/p.png">' in text and "[a link]" in text and "**star**" in text, text
+    assert not summary.locator("img, a").count() and not fetched, fetched
+    page.close()
+
+
+def test_a_features_only_bundle_offers_items_that_retrieve_well(browser, shipped_app, shots):
+    page = visit(browser, shipped_app, LAPTOP)
+    page.locator("#bundle-pick input").click()
+    page.get_by_role("option", name="wikipedia").click()
+    hero = page.locator("#hero")
+    hero.get_by_text("features only", exact=False).wait_for()
+    assert "frozen CLIP" not in hero.inner_text() and "SIFT" in hero.inner_text()
+    page.get_by_text("AP 0.", exact=False).filter(visible=True).first.click()
+    page.locator("#search-item-btn").click()
+    page.locator("#search-summary").get_by_text("first relevant at rank 1", exact=False).wait_for()
+    table = page.locator("#results-table").inner_text()
+    assert table.count("✓") >= 8  # the offered item retrieves its class
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "features-only-first.png"))
+    page.close()
+
+
+def test_api_docs_render_with_no_network_beyond_the_app(browser, shipped_app):
+    page = browser.new_page(viewport=LAPTOP)
+    outside = []
+
+    def only_the_app(route):
+        if route.request.url.startswith(shipped_app):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+    page.route("**/*", only_the_app)
+    page.goto(shipped_app + "api/docs")
+    page.get_by_text("/api/v1/search/text").first.wait_for(state="visible", timeout=30_000)
+    assert not outside, outside
+    page.close()
