@@ -9,6 +9,7 @@ should not be, and the log holds no traceback.
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,28 @@ def test_uploads_over_the_limit_are_refused_before_they_are_stored(app_url, app_
         assert r.status_code == 411 and "Content-Length" in r.json()["error"], (route, r.text)
     assert not any(size > MAX_IMAGE_BYTES for size in files_in(app_cache).values())
     assert sum(files_in(app_cache).values()) <= sum(before.values()) + 2 ** 20  # nothing big kept
+
+
+@pytest.mark.parametrize("route", ["gradio_api/queue/join", "api/v1/search/text", "api/v1/compare", "gradio_api/run/predict"])
+def test_a_huge_body_to_any_route_is_refused_before_it_is_read(app_url, app_log, route):
+    """Not only uploads: a 200 MB JSON body (or 3 million list items) to gradio's event routes or the JSON API is
+    refused from its Content-Length, in the app's words, and the error quotes none of it."""
+    from cmr_demo.serve.webserver import BODY_MAX_BYTES
+    start = app_log.stat().st_size
+    import socket
+    from urllib.parse import urlparse
+    host = urlparse(app_url)
+    with socket.create_connection((host.hostname, host.port), timeout=30) as sock:  # says 200 MB, sends 1 kB: an app
+        sock.sendall(f"POST /{route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"  # that read it all
+                     f"Content-Length: {200 * 2 ** 20}\r\n\r\n".encode() + b'{"data": ["' + b"x" * 1000)  # would hang
+        answer = sock.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413") and "larger than the 1 MB" in answer, (route, answer[:300])
+    many = b'{"text": "a", "objectives": [' + b",".join([b"1"] * 3_000_000) + b"]}"
+    assert len(many) > BODY_MAX_BYTES
+    start_s = time.perf_counter()
+    r = httpx.post(f"{app_url}{route}", content=many, headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 413 and time.perf_counter() - start_s < 5 and len(r.content) < 500
+    assert app_log.stat().st_size - start < 10_000  # nothing of the body echoed into the log
 
 
 def test_a_server_file_nested_deep_in_any_argument_is_never_read(app_url, app_cache, small_bundle):

@@ -15,6 +15,8 @@ import fastapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around one picture
+BODY_MAX_BYTES = 2 ** 20  # any other request body: a query, an event's inputs, a map selection of 12,000 points
+IMAGE_ROUTES = {"/api/v1/search/image", "/api/v1/embed/image", "/api/v1/query_info/image"}  # multipart pictures
 
 
 def too_large_message(max_bytes: int) -> str:
@@ -22,30 +24,39 @@ def too_large_message(max_bytes: int) -> str:
             f"resize or re-encode the picture (e.g. as JPEG) and upload it again")
 
 
-class UploadLimit:
-    """ASGI middleware: POSTs to an upload route or the JSON API over `max_bytes` get 413 with the app's message.
+def body_too_large_message() -> str:
+    return (f"the request body is larger than the {BODY_MAX_BYTES / 2 ** 20:.0f} MB this app accepts for anything "
+            f"but a picture upload: send a shorter query or fewer items")
 
-    A declared Content-Length over the limit is refused before the body is read (nothing stored), and so
-    is a body without one (411). gradio's own `max_file_size` stays as a backstop; its 413 text is
-    replaced by ours.
+
+class UploadLimit:
+    """ASGI middleware: a body limit on every route. A picture upload (gradio's `*/upload`, the JSON API's image
+    routes) over `max_bytes`, or any other body over BODY_MAX_BYTES (gradio's event routes included: a 200 MB JSON
+    to its queue was read and kept in session state), gets 413 with the app's message.
+
+    A declared Content-Length over the limit is refused before the body is read (nothing stored), and so is a body
+    without one (411: a chunked body could be any size). gradio's own `max_file_size` stays as a backstop; its 413
+    text is replaced by ours.
     """
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
         self.body = json.dumps({"error": too_large_message(max_bytes)}).encode()
+        self.json_body = json.dumps({"error": body_too_large_message()}).encode()
         self.no_length = json.dumps({"error": "the request must say its size (a Content-Length header; chunked bodies "
-                                              "are not accepted here): send the file as a plain upload"}).encode()
+                                              "are not accepted here): send it as a plain request"}).encode()
 
     async def __call__(self, scope, receive, send):
-        path = scope.get("path", "")
-        if scope["type"] != "http" or scope.get("method") != "POST" or not (
-                path.rstrip("/").endswith("/upload") or path.startswith("/api/")):
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
+        path = scope.get("path", "").rstrip("/")
+        upload = path.endswith("/upload") or path in IMAGE_ROUTES
+        limit, refusal = (self.max_bytes + UPLOAD_SLACK, self.body) if upload else (BODY_MAX_BYTES, self.json_body)
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if not length.isdigit():  # a chunked body could be any size: gradio's per-file limit and Starlette's
             return await self._refuse(send, 411, self.no_length)  # form parser would store it all first
-        if int(length) > self.max_bytes + UPLOAD_SLACK:
-            return await self._refuse(send)
+        if int(length) > limit:
+            return await self._refuse(send, 413, refusal)
         replaced = False
 
         async def guarded(message):
