@@ -10,7 +10,7 @@ from cmr_demo.bundle.load import load_bundle
 from cmr_demo.serve import map_colours
 from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import plots, views
+from cmr_demo.ui import plots, region
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +99,8 @@ def test_a_selection_lists_its_points_with_ap_per_objective(service):
     for name in ("pcl", "ce"):
         aps = map_colours.point_aps(service, name)
         assert means[name] == pytest.approx(np.mean([aps[m][r] for r, m in selection]))
-    assert "6 points selected" in views.region_markdown(rows, means) and "Mean AP" in views.region_markdown(rows, means)
-    thumbs, headers, table = views.region_listing(service, rows, ["pcl", "ce"])
+    assert "6 points selected" in region.region_markdown(rows, means) and "Mean AP" in region.region_markdown(rows, means)
+    thumbs, headers, table = region.region_listing(service, rows, ["pcl", "ce"])
     assert len(thumbs) == len(table) == 6 and headers[3:5] == ["AP pcl", "AP ce"]
 
 

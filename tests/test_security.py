@@ -110,7 +110,10 @@ def test_a_huge_body_to_any_route_is_refused_before_it_is_read(app_url, app_log,
     with socket.create_connection((host.hostname, host.port), timeout=30) as sock:  # says 200 MB, sends 1 kB: an app
         sock.sendall(f"POST /{route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"  # that read it all
                      f"Content-Length: {200 * 2 ** 20}\r\n\r\n".encode() + b'{"data": ["' + b"x" * 1000)  # would hang
-        answer = sock.recv(65536).decode(errors="replace")
+        answer = b""
+        while chunk := sock.recv(65536):  # the app answers and closes: read to the end (headers and body may
+            answer += chunk               # arrive in separate packets)
+        answer = answer.decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413") and "larger than the 1 MB" in answer, (route, answer[:300])
     many = b'{"text": "a", "objectives": [' + b",".join([b"1"] * 3_000_000) + b"]}"
     assert len(many) > BODY_MAX_BYTES
@@ -170,6 +173,8 @@ def test_uploads_are_deleted_once_read_and_repeat_searches_still_work(app_url, a
      "an image is sent as an uploaded file"),
     ("search_image", [None, "pcl", 5, "", False], "no image was given"),
     ("compare", ["two hearts", "pcl", 3, "", "", "image"], "objectives must be a list"),
+    ("search_item", [3, "image", "pcl", 5, False], "a gallery item id is text"),  # never read as a gallery row
+    ("compare", ["", ["pcl"], 3, "", 3, "image"], "a gallery item id is text"),
     ("embedding_map", ["pcl", "a star", ["ce"], [], True, "ten", ""], "k (number of results)"),
     ("disagreements", ["pcl", "ce", 5], "unknown direction"),
 ])
@@ -210,3 +215,41 @@ def test_gradio_file_route_serves_no_server_file(app_url, small_bundle):
         assert r.status_code in (403, 404) and "root:x:0" not in r.text and "import" not in r.text, (path, r.status_code)
     picture = small_bundle / "gallery" / "images" / "00001.png"
     assert httpx.get(f"{app_url}gradio_api/file={picture}", timeout=10).status_code == 200  # what the UI shows
+
+
+def test_slow_clients_are_cut_off_and_sigterm_stops_the_app_promptly(small_bundle, tmp_path, monkeypatch):
+    """A client that never finishes its request headers loses its connection after the header deadline (slow
+    clients held 20,000 sockets open until new ones were refused), a normal client is served meanwhile, and SIGTERM
+    stops the app within 5 s even while slow connections are open."""
+    import signal
+    import socket
+    from urllib.parse import urlparse
+
+    from app_server import start_app, stop_app
+    monkeypatch.setenv("CMR_HEADER_TIMEOUT_S", "2")
+    proc, url, _ = start_app(small_bundle, tmp_path / "app.log")
+    where = urlparse(url)
+
+    def slow_connections(n: int) -> list:
+        out = []
+        for _ in range(n):
+            sock = socket.create_connection((where.hostname, where.port), timeout=10)
+            sock.sendall(b"GET /api/v1/bundles HTTP/1.1\r\nHost: x\r\n")  # the blank line that ends headers never comes
+            out.append(sock)
+        return out
+    try:
+        slow = slow_connections(200)
+        assert httpx.get(url + "api/v1/bundles", timeout=10).status_code == 200  # served beside them
+        time.sleep(3)
+        assert all(sock.recv(1) == b"" for sock in slow)  # every one closed by the app (EOF), none answered
+        for sock in slow:
+            sock.close()
+        held = slow_connections(100)
+        start = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        assert time.perf_counter() - start <= 5.0
+        for sock in held:
+            sock.close()
+    finally:
+        stop_app(proc)

@@ -246,3 +246,22 @@ def test_a_large_gallery_serves_at_once_and_gets_its_graph_index_in_the_backgrou
             thread.join(30)
     assert {i.kind for i in s.indexes.values()} == {"hnsw"}
     assert [h.index for h in s.search(q, "pcl", 5).hits] == before  # 40 items: the graph finds the exact top 5
+
+
+def test_a_damaged_gallery_picture_is_a_placeholder_not_a_failure(small_bundle, tmp_path, caplog):
+    """A gallery picture changed after the build fails its hash check when first shown: the search still answers,
+    its tile is a placeholder (never the damaged file), the class strip still builds, and the log says which."""
+    import shutil
+    copy = tmp_path / "b"
+    shutil.copytree(small_bundle, copy)
+    s = RetrievalService(load_bundle(copy))
+    damaged = copy / s.bundle.items[0]["image"]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    result = s.search(s.item_query(0, "text"), "pcl", s.size)  # every picture ranked, the damaged one among them
+    tiles = views.gallery_value(result, s)
+    placeholders = [t for t, _ in tiles if not isinstance(t, str)]
+    assert len(tiles) == s.size and len(placeholders) == 1
+    assert all(str(damaged) != t for t, _ in tiles)
+    strip = views.class_examples(s)
+    assert len(strip) == len(s.class_names)
+    assert "shown as a placeholder" in caplog.text and s.bundle.items[0]["image"] in caplog.text

@@ -79,3 +79,42 @@ def test_sweep_deletes_old_files_except_kept_ones_and_empty_folders(folder):
     assert sweep(folder, 1.0, lambda: {str(kept)}, lambda: [registry]) == 1
     assert not old.exists() and not old.parent.exists() and kept.exists() and fresh.exists()
     assert registry == {str(fresh)}
+
+
+def test_make_room_deletes_the_oldest_unkept_files_until_an_upload_fits(tmp_path):
+    from cmr_demo.serve.uploads import make_room
+    files = []
+    for n in range(6):
+        path = tmp_path / f"d{n}" / f"upload{n}.png"
+        path.parent.mkdir()
+        path.write_bytes(bytes(1000))
+        os.utime(path, (time.time() - 100 + n, time.time() - 100 + n))
+        files.append(str(path))
+        time.sleep(0.01)  # ctime order = creation order
+    registry = set(files)
+    freed = make_room(tmp_path, incoming=2500, quota=5000, keep=lambda: {files[0]}, registries=lambda: [registry])
+    left = sorted(str(p) for p in tmp_path.rglob("*.png"))
+    # 6,000 bytes + 2,500 incoming must fit in 5,000: 4,000 go, the oldest first; the kept one stays
+    assert freed == 4000 and left == sorted([files[0], files[5]])
+    assert registry == set(left)
+    assert make_room(tmp_path, incoming=100, quota=5000) == 0  # it fits: nothing goes
+
+
+def test_uploads_never_searched_stay_within_the_quota(small_bundle, tmp_path, monkeypatch):
+    """Distinct uploads nobody searches with: the app's upload folder never grows past its quota (here 12 MB)."""
+    import httpx
+
+    from app_server import start_app, stop_app
+    monkeypatch.setenv("CMR_UPLOAD_QUOTA_MB", "12")
+    uploads = tmp_path / "gradio"
+    proc, url, _ = start_app(small_bundle, tmp_path / "app.log", temp_dir=uploads)
+    try:
+        biggest = 0
+        for n in range(10):
+            body = os.urandom(3 * 2 ** 20)  # 3 MB each, all distinct
+            r = httpx.post(f"{url}gradio_api/upload", files={"files": (f"p{n}.png", body, "image/png")}, timeout=60)
+            assert r.status_code == 200, r.text
+            biggest = max(biggest, sum(p.stat().st_size for p in uploads.rglob("*") if p.is_file()))
+        assert biggest <= 12 * 2 ** 20, biggest / 2 ** 20
+    finally:
+        stop_app(proc)

@@ -149,7 +149,9 @@ class LazyBackbone:
                 self._error = err
             finally:
                 self._done.set()
-        threading.Thread(target=work, name="backbone-load", daemon=True).start()
+        # not a daemon: a process that ends while torch is loading the model in a daemon thread aborts
+        # ("terminate called without an active exception"); the exit waits the second or two instead
+        threading.Thread(target=work, name="backbone-load").start()
 
     def get(self):
         self._done.wait()

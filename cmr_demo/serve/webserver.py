@@ -9,6 +9,7 @@ gradio is mounted at "/" with the same options `launch` would get.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 
 import fastapi
@@ -39,8 +40,8 @@ class UploadLimit:
     text is replaced by ours.
     """
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, before_upload: Callable[[int], object] | None = None):
+        self.app, self.max_bytes, self.before_upload = app, max_bytes, before_upload
         self.body = json.dumps({"error": too_large_message(max_bytes)}).encode()
         self.json_body = json.dumps({"error": body_too_large_message()}).encode()
         self.no_length = json.dumps({"error": "the request must say its size (a Content-Length header; chunked bodies "
@@ -57,6 +58,9 @@ class UploadLimit:
             return await self._refuse(send, 411, self.no_length)  # form parser would store it all first
         if int(length) > limit:
             return await self._refuse(send, 413, refusal)
+        if upload and self.before_upload is not None:  # e.g. room made in the upload folder (uploads.make_room)
+            import asyncio
+            await asyncio.to_thread(self.before_upload, int(length))
         replaced = False
 
         async def guarded(message):
@@ -150,17 +154,81 @@ def install_docs(app: fastapi.FastAPI) -> None:
                                    swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
 
 
-def build_app(demo, services: Callable[[], dict], max_upload_bytes: int, **gradio_options) -> fastapi.FastAPI:
-    """A FastAPI app: the upload limit, the media route, the JSON API (cmr_demo.api, docs at /api/docs),
-    then gradio's UI and its API mounted at '/'."""
+def build_app(demo, services: Callable[[], dict], max_upload_bytes: int, before_upload: Callable[[int], object] | None = None,
+              **gradio_options) -> fastapi.FastAPI:
+    """A FastAPI app: the body limits (and `before_upload(bytes)` before each upload is read), the media route, the
+    JSON API (cmr_demo.api, docs at /api/docs), then gradio's UI and its API mounted at '/'."""
     import gradio as gr
 
     from cmr_demo.serve.api import install
     app = fastapi.FastAPI(title="CLIP4CMR demo API", docs_url=None, redoc_url=None,
                           openapi_url="/api/openapi.json",
                           description="Cross-modal search over a bundle's gallery (see the README's API section).")
-    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, before_upload=before_upload)
     app.include_router(media_router(services))
     install_docs(app)
     app.state.api = install(app, services)
     return gr.mount_gradio_app(app, demo, path="/", max_file_size=max_upload_bytes, **gradio_options)
+
+
+HEADER_TIMEOUT_S = float(os.environ.get("CMR_HEADER_TIMEOUT_S", "10"))  # a request's headers, in full, within this
+SHUTDOWN_S = 3.0  # SIGTERM: open connections get this long, then the app stops anyway
+
+
+def header_timeout_protocol():
+    """uvicorn's httptools protocol, plus a deadline for each request's headers: a connection whose headers have not
+    all arrived HEADER_TIMEOUT_S after it opened (or after its last response) is closed. Without it, slow clients
+    sending a byte now and then held their sockets for ever (0 of 20,000 closed in 90 s) until new clients were
+    refused at the file-descriptor limit."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderDeadline(HttpToolsProtocol):
+        _deadline = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.transport is not None and not self.transport.is_closing():
+                self._arm()  # the next request on this kept-alive connection gets its own deadline
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+    return HeaderDeadline
+
+
+def serve(app, host: str, port: int) -> None:
+    """Run `app` with uvicorn as a public host needs it: a deadline for request headers, the process's open-file
+    limit raised to its hard limit (each client is a socket), keep-alive connections closed after 5 idle seconds,
+    and a stop within SHUTDOWN_S of SIGTERM even while clients hold connections open."""
+    import resource
+
+    import uvicorn
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # a container may forbid it: keep the soft limit
+        pass
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=header_timeout_protocol(),
+                timeout_keep_alive=5, timeout_graceful_shutdown=SHUTDOWN_S)

@@ -9,7 +9,7 @@ import pandas as pd
 from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui import browser, glossary, plots, views
-from cmr_demo.ui.context import Context, class_for, given, stated_for
+from cmr_demo.ui.context import class_for, Context, given, item_id as item_id_of, stated_for
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, class_choices
 from cmr_demo.ui.search_tab import clear, selected_row
@@ -34,7 +34,7 @@ class CompareTab:
         overrides the text."""
         s = self.ctx.service(bundle, getattr(request, "session_hash", None))
         query, query_class = self.ctx.resolve(s, "query", query), self.ctx.resolve(s, "query_class", query_class)
-        q = s.item_query(item_id, item_modality) if given(item_id) else \
+        q = s.item_query(item_id_of(item_id), item_modality) if given(item_id) else \
             s.text_query(query, class_for(query_class, query, stated))
         results = s.compare(q, self.ctx.resolve(s, "objectives", objectives) or None, k, progress=progress)
         return {name: r.to_json() for name, r in results.items()}, results

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from cmr_demo.serve import lab
 from cmr_demo.serve.analytics import showcase, spread
-from cmr_demo.serve.inputs import check_choice
+from cmr_demo.serve.inputs import InputError, check_choice, shown
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui.views import text_examples
 
@@ -96,6 +96,14 @@ class Context:
 def given(value) -> bool:
     """An optional argument was given: anything but None or blank text (wrong types then meet the checks)."""
     return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def item_id(value: object) -> str:
+    """A gallery item id as a client sends it: always text. A number is refused, never read as a gallery row (with
+    numeric ids, 83 meant the item in row 83, whose id was 96)."""
+    if not isinstance(value, str):
+        raise InputError(f"a gallery item id is text (e.g. \"83\", in quotes); got {shown(value)}")
+    return value
 
 
 def stated_for(query: str, query_class: str) -> str | None:

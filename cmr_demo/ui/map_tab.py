@@ -14,8 +14,8 @@ from cmr_demo.serve import map_colours
 from cmr_demo.serve.inputs import InputError, check_choices, check_flag
 from cmr_demo.serve.schema import check_objectives
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import glossary, plots, views
-from cmr_demo.ui.context import Context, given, others_than
+from cmr_demo.ui import glossary, plots, region
+from cmr_demo.ui.context import Context, given, item_id as item_id_of, others_than
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, Pager
 from cmr_demo.ui.search_tab import selected_row
@@ -42,7 +42,7 @@ class MapTab:
         other = check_objectives([other], s.objectives)[0] if colour.needs == "other" and given(other) else None
         chosen = [s.class_names.index(c) for c in check_choices(classes, s.class_names, "classes")]
         lines = check_flag(lines, "lines")
-        sel = s.item_query(selected).item if given(selected) else None
+        sel = s.item_query(item_id_of(selected)).item if given(selected) else None
         region = map_colours.parse_selection(selection, s)
         q = s.text_query(query) if given(query) else s.item_query(sel) if sel is not None and colour.needs == "query" \
             else None
@@ -56,7 +56,7 @@ class MapTab:
                                 (s.bundle.manifest.get("about") or {}).get("class_groups"), region)
 
     @user_errors
-    def region(self, selection: str, objective: str, others: list[str] | None, colour_by: str = "class",
+    def list_region(self, selection: str, objective: str, others: list[str] | None, colour_by: str = "class",
                other: str = "", bundle: str = "", request: gr.Request = None):
         """The points selected on a map, listed: pictures (or a table), class and AP under each shown objective
         (and the one the AP difference is against), with the mean AP per objective over them; the rows, for
@@ -67,10 +67,10 @@ class MapTab:
         names = check_objectives([objective, *against, *check_choices(others, s.objectives, "objectives")],
                                  s.objectives)
         rows, means = map_colours.selection_summary(s, map_colours.parse_selection(selection, s), names)
-        thumbs, headers, table = views.region_listing(s, rows, names)
-        return (views.region_markdown(rows, means), gr.Gallery(thumbs or [], visible=bool(thumbs)),
+        thumbs, headers, table = region.region_listing(s, rows, names)
+        return (region.region_markdown(rows, means), gr.Gallery(thumbs or [], visible=bool(thumbs)),
                 gr.Dataframe(table, headers=headers, visible=bool(table)),
-                {"bundle": s.name, "points": [(r["id"], r["modality"]) for r in rows[:views.REGION_SHOWN]]})
+                {"bundle": s.name, "points": [(r["id"], r["modality"]) for r in rows[:region.REGION_SHOWN]]})
 
     @user_errors
     def region_pick(self, listed: dict, evt: gr.SelectData):
@@ -127,7 +127,7 @@ class MapTab:
         self.plot = gr.Plot(elem_id="map-plot", show_label=False)  # its label chip covered the legend
         self.selection = gr.Textbox("", visible="hidden", elem_id="map-selection")  # written by MAP_SELECT_JS
         with gr.Row(equal_height=True):
-            self.region_note = gr.Markdown(views.region_markdown(None, {}), elem_id="map-region")
+            self.region_note = gr.Markdown(region.region_markdown(None, {}), elem_id="map-region")
             self.clear_region = gr.Button("Clear the selection", size="sm", scale=0, min_width=170,
                                           elem_id="map-clear-region")
         self.region_gallery = gr.Gallery(columns=10, height="auto", allow_preview=False, visible=False,
@@ -153,7 +153,7 @@ class MapTab:
             listing.select(self.picked_id, self.pick.rows, self.selected, api_visibility="private").then(
                 self.embedding_map, inputs, self.plot, api_visibility="private")
         region_out = [self.region_note, self.region_gallery, self.region_table, self.region_listed]
-        self.selection.change(self.region, [self.selection, self.objective, self.others, self.colour_by, self.other,
+        self.selection.change(self.list_region, [self.selection, self.objective, self.others, self.colour_by, self.other,
                                             bundle_pick], region_out,
                               api_visibility="private", show_progress="minimal").then(
             self.embedding_map, inputs, self.plot, api_visibility="private")
@@ -183,6 +183,6 @@ class MapTab:
                 self.classes: gr.Dropdown(s.class_names, value=[], multiselect=True),
                 self.selected: gr.Textbox(value="", placeholder=f"e.g. {s.bundle.items[0]['id']}, or pick one below"),
                 self.colour_by: "class", self.other: gr.Dropdown(visible=False), self.selection: "",
-                self.region_note: views.region_markdown(None, {}), self.region_gallery: gr.Gallery(value=[], visible=False),
+                self.region_note: region.region_markdown(None, {}), self.region_gallery: gr.Gallery(value=[], visible=False),
                 self.region_table: gr.Dataframe(value=[], visible=False), self.region_listed: {},
                 **self.pick.reset(s)}

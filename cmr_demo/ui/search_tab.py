@@ -10,7 +10,7 @@ from cmr_demo.serve.inputs import MAX_K, InputError, check_flag
 from cmr_demo.serve.schema import SearchResult
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui import browser, glossary, views
-from cmr_demo.ui.context import Context, class_for, stated_for
+from cmr_demo.ui.context import class_for, Context, item_id as item_id_of, stated_for
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, Pager, class_choices
 
@@ -72,7 +72,7 @@ class SearchTab:
         """A gallery item (its id; its image or its text) as the query: its class is known, so AP is shown.
         The way to query a features-only bundle."""
         s = self.ctx.service(bundle, getattr(request, "session_hash", None))
-        q = s.item_query(item_id, modality)
+        q = s.item_query(item_id_of(item_id), modality)
         return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
 
     def _search_row(self, s: RetrievalService, row, modality, objective, k, same_modality):
@@ -192,8 +192,9 @@ class SearchTab:
                 inputs, label = [self.text_in, self.text_class], "Examples (with their class)"
             elif kind == "picture":
                 # gallery pictures, with their class: a search with one shows ✓/✗ and AP
-                picked = [i for i in IMAGE_EXAMPLES if i < s.size] if s.bundle.has_pictures and s.encodes else []
-                rows = [[str(s.bundle.image_path(i)), s.class_names[int(s.bundle.labels[i])]] for i in picked]
+                picked = [i for i in IMAGE_EXAMPLES if i < s.size and isinstance(views.picture(s, i), str)] \
+                    if s.bundle.has_pictures and s.encodes else []  # a damaged picture is no example
+                rows = [[views.picture(s, i), s.class_names[int(s.bundle.labels[i])]] for i in picked]
                 inputs, label, labels = [self.image_in, self.image_class], "Example pictures", None
             else:
                 found = views.item_examples(s)

@@ -5,7 +5,9 @@ only puts their output into components.
 """
 from __future__ import annotations
 
+import functools
 import html
+import logging
 import re
 from collections.abc import Sequence
 
@@ -15,6 +17,35 @@ from cmr_demo.serve.schema import Hit, SearchResult
 from cmr_demo.serve.service import RetrievalService
 
 TEXT_COLUMNS = ["rank", "score", "class", "✓/✗", "caption", "id"]
+log = logging.getLogger("cmr_demo.ui")
+
+
+@functools.lru_cache(maxsize=1)
+def placeholder_picture():
+    """What the page shows for a gallery picture that fails its hash check: a grey tile with a cross."""
+    from PIL import Image, ImageDraw
+    tile = Image.new("RGB", (96, 96), (200, 200, 200))
+    draw = ImageDraw.Draw(tile)
+    draw.line([(20, 20), (76, 76)], fill=(120, 120, 120), width=5)
+    draw.line([(76, 20), (20, 76)], fill=(120, 120, 120), width=5)
+    return tile
+
+
+def picture(service: RetrievalService, row: int):
+    """A gallery item's picture for a gallery component: its path, or, when the file was changed or damaged since
+    the bundle was built, a placeholder (logged once per item): one bad file never fails a search or the start-up,
+    and is never served."""
+    from cmr_demo.files import CheckpointError
+    try:
+        return str(service.bundle.image_path(row))
+    except CheckpointError as err:
+        if (service.name, row) not in _reported:
+            _reported.add((service.name, row))
+            log.warning("%s: shown as a placeholder", err)
+        return placeholder_picture()
+
+
+_reported: set[tuple[str, int]] = set()
 MARK = {True: "✓", False: "✗", None: ""}
 
 
@@ -37,7 +68,7 @@ def shows_pictures(result: SearchResult, service: RetrievalService) -> bool:
 def gallery_value(result: SearchResult, service: RetrievalService) -> list[tuple[str, str]]:
     """(image path, caption) per hit when the results are pictures; [] otherwise. Paths are looked up here,
     on the server: results that leave the process (API answers) carry URLs, not paths."""
-    return ([(str(service.bundle.image_path(h.index)), caption(h)) for h in result.hits]
+    return ([(picture(service, h.index), caption(h)) for h in result.hits]
             if shows_pictures(result, service) else [])
 
 
@@ -258,7 +289,7 @@ def class_examples(service: RetrievalService) -> list[tuple[str, str]]:
     first = {}
     for n, label in enumerate(service.bundle.labels.tolist()):
         first.setdefault(label, n)
-    return [(str(service.bundle.image_path(n)), service.class_names[c]) for c, n in sorted(first.items())]
+    return [(picture(service, n), service.class_names[c]) for c, n in sorted(first.items())]
 
 
 LEADERBOARD_COLUMNS = ["objective", "I→T mAP", "T→I mAP", "average", "average over seeds (mean ± std)", "best epoch",
@@ -358,36 +389,3 @@ def lab_markdown(answer: dict) -> str:
             f"avg **{answer['avg_map']:.3f}**{beside} · best epoch {answer['best_epoch']} of {answer['epochs']} · "
             f"{answer['seconds']:.1f} s{ended}\n\n{settings}; options: {options}.\n\nIt is now in Compare, the leaderboard "
             f"and the maps, for you only (this page's session; the bundle is not changed).")
-
-
-REGION_SHOWN = 60  # selected items listed (the mean AP covers all of them)
-
-
-def region_markdown(rows: list[dict] | None, means: dict) -> str:
-    """What a selected region holds: how many points, and the mean AP per shown objective over them (the best
-    first), or how to select one."""
-    if not rows:
-        return ("**Select a region**: drag a box on any map (the lasso is in the map's tool bar, top right) to list "
-                "its items with their AP under each shown objective.")
-    pictures = sum(r["modality"] == "image" for r in rows)
-    names = list(means)
-    listed = f"the {REGION_SHOWN} listed" if len(rows) > REGION_SHOWN else "listed"
-    order = f", {listed} where `{names[0]}` and `{names[1]}` differ most first" if len(names) > 1 else f", {listed}"
-    return (f"**{len(rows)} points selected** ({pictures} pictures, {len(rows) - pictures} texts{order}). "
-            f"Mean AP of these points as queries: " + " · ".join(f"`{o}` **{means[o]:.3f}**" for o in names) +
-            ". Thumbnails say the AP under " + " / ".join(f"`{o}`" for o in names[:2]) + ". Click an item to search "
-            "with it (Search and Compare follow).")
-
-
-def region_listing(service: RetrievalService, rows: list[dict], objectives: list[str]) -> tuple[list | None, list, list]:
-    """The selected items (the first REGION_SHOWN) as the page lists them: (picture thumbnails captioned with the AP
-    under each objective, or None for a bundle without pictures; table headers; table rows: id, modality, class,
-    AP per objective, text)."""
-    shown = rows[:REGION_SHOWN]
-    thumbs = [(str(service.bundle.image_path(r["row"])), "AP " + " / ".join(f"{r['ap'][o]:.2f}" for o in objectives[:2]))
-              for r in shown] if service.bundle.has_pictures else None  # two numbers: more were cut off
-    headers = ["id", "query with its", "class", *[f"AP {o}" for o in objectives],
-               *(["text"] if service.bundle.has_texts else [])]
-    table = [[r["id"], r["modality"], r["class"], *[round(r["ap"][o], 3) for o in objectives],
-              *([r["text"][:100]] if service.bundle.has_texts else [])] for r in shown]
-    return thumbs, headers, table
