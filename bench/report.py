@@ -177,17 +177,19 @@ def scale() -> str | None:
     return f"### Galleries of growing size (`bench/scale.py`)\n\n{md.read_text().strip()}{peer}"
 
 
-def evaluate() -> str | None:
-    """bench/evaluate.py writes its own table (the reference it replaced beside it); shown as written."""
-    md = RESULTS / "evaluate.md"
-    return (f"### Exact test metrics at gallery scale (`bench/evaluate.py`)\n\n{md.read_text().strip()}"
-            if md.exists() else None)
+def _as_written(name: str, title: str) -> Callable[[], str | None]:
+    """A block for a bench that writes its own tables (goal, floor or peer beside the figure): shown as written."""
+    def block() -> str | None:
+        md = RESULTS / f"{name}.md"
+        return f"### {title} (`bench/{name}.py`)\n\n{md.read_text().strip()}" if md.exists() else None
+    block.__name__ = name
+    return block
 
 
-def lab() -> str | None:
-    """bench/lab.py writes its own tables (goal beside the figure); shown as written."""
-    md = RESULTS / "lab.md"
-    return f"### The objective lab (`bench/lab.py`)\n\n{md.read_text().strip()}" if md.exists() else None
+evaluate = _as_written("evaluate", "Exact test metrics at gallery scale")
+lab = _as_written("lab", "The objective lab")
+maps = _as_written("map", "Maps coloured by where two objectives disagree")
+flood = _as_written("flood", "One client floods the JSON API with large pictures")
 
 
 def standardize() -> str | None:
@@ -250,7 +252,7 @@ def _speed(name: str) -> Callable[[], str | None]:
 
 BLOCKS: list[Callable[[], str | None]] = [demo_bundle, world, pictures, backbone, wikipedia_bundle, standardize,
                                           wikipedia, studies, *map(_speed, ("train_speed", "extraction", "search", "app",
-                                                                            "soak")), lab, evaluate, scale]
+                                                                            "soak")), flood, lab, maps, evaluate, scale]
 
 
 def render() -> str:
