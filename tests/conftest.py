@@ -139,3 +139,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    """Where the browser tests save their screenshots: $CMR_SCREENSHOTS (docs/screenshots are made this way), else a
+    temp dir."""
+    folder = Path(os.environ.get("CMR_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -30,13 +30,6 @@ def page(app_url):
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    folder = Path(os.environ.get("CMR_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def classes(app_url) -> list[str]:
     """The first bundle's class names: the tests run on the test bundles and on assets/ (for docs/screenshots)."""
     import httpx

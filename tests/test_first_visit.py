@@ -40,13 +40,6 @@ def browser():
         b.close()
 
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    folder = Path(os.environ.get("CMR_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def visit(browser, url: str, viewport: dict):
     page = browser.new_page(viewport=viewport)
     page.set_default_timeout(60_000)
