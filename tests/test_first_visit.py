@@ -49,6 +49,17 @@ def visit(browser, url: str, viewport: dict):
     return page
 
 
+def fill_when_shown(page, box, text: str) -> None:
+    """Type into a box inside an accordion just opened: gradio mounts its content as it opens, and a box filled in
+    that moment was replaced by a fresh, empty one (the value checked, and typed again until it holds)."""
+    for _ in range(20):
+        box.fill(text)
+        page.wait_for_timeout(150)
+        if box.input_value() == text:
+            return
+    raise AssertionError(f"the box never kept {text!r}")
+
+
 def in_view(page, locator) -> bool:
     """The element's whole box lies inside the window as it is now."""
     box = locator.bounding_box()
@@ -134,7 +145,7 @@ def test_a_failed_search_leaves_no_old_results_and_no_old_toasts(browser, shippe
     page.get_by_text("query is empty", exact=False).first.wait_for(state="visible")
     assert page.locator("#results-gallery img").count() == 0  # not the last search's pictures under its error
     page.get_by_text("…or with a gallery item", exact=False).first.click()
-    page.locator("#item-query textarea, #item-query input").first.fill("no-such-item")
+    fill_when_shown(page, page.locator("#item-query textarea, #item-query input").first, "no-such-item")
     page.locator("#search-item-btn").click()
     page.get_by_text("no gallery item has id", exact=False).first.wait_for(state="visible")
     page.wait_for_timeout(500)

@@ -3,9 +3,11 @@
 Why these exist (each found by opening the page as a newcomer, at 1366x768 and at 390 px wide):
 - `CSS`: words wrap between words, never inside one ("CLIP4C MR"); the hero stays a few lines tall; a wide table
   scrolls inside its own box instead of widening the page; Compare's columns keep one width (a lone last column
-  stretched its two thumbnails to 600 px each) and stack on a phone.
+  stretched its two thumbnails to 600 px each) and stack on a phone; results are two a row on a phone (four cut each
+  caption to "0.948 red …").
 - `FRESH_JS`: gradio groups error toasts by type, so a new error was shown as "Error (2)" under the text of an
-  earlier one: a new search first closes the toasts left from the last one.
+  earlier one: a new search first closes the toasts left from the last one, and waits (1 s at most) until they
+  are gone (a fast error joined a toast still closing and vanished with it).
 - `MAP_SELECT_JS`: plotly tells only the browser which points a box or lasso selected on a map; this passes them
   (id and modality of each) to the app through a hidden textbox (#map-selection), whose change lists them. It
   listens to every map drawn in #map-plot, redrawn maps included (checked twice a second). Only a selection with
@@ -27,12 +29,18 @@ CSS = """
 #results-legend, #results-legend * { font-size: 0.85rem; color: var(--body-text-color); }
 @media (max-width: 640px) {
   #hero h2 { font-size: 1.2rem; }
+  #results-gallery .grid-container { --grid-cols: 2 !important; }
   .gradio-container { padding-left: 8px !important; padding-right: 8px !important; }
 }
 """
 
-FRESH_JS = """() => {
+FRESH_JS = """async () => {
   document.querySelectorAll('[data-testid="toast-close"]').forEach((button) => button.click());
+  // wait until they are gone: an error arriving while a closing toast was still there joined its group and
+  // vanished with it
+  for (let n = 0; n < 40 && document.querySelector('[data-testid="toast-body"]'); n++) {
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
 }"""
 
 def scroll_to(elem_id: str) -> str:

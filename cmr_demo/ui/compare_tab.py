@@ -134,7 +134,8 @@ class CompareTab:
             self.dis_b = gr.Dropdown(glossary.objective_choices(first), value=d.b, label="objective B")
             self.dis_dir = gr.Radio(["t2i", "i2t"], value="t2i", label="query direction")
             self.dis_btn = gr.Button("Find disagreements")
-        self.dis_table = gr.Dataframe(headers=DISAGREEMENT_COLUMNS, interactive=False, wrap=True)
+        self.dis_table = gr.Dataframe(headers=DISAGREEMENT_COLUMNS, interactive=False, wrap=True,
+                                      column_widths=["22%", "12%", "8%", "8%", "8%", "42%"])  # the caption wraps
         self.stated = gr.State(None)  # None for API calls (their class is theirs); a page load sets it
 
     def inputs(self, bundle_pick) -> list:

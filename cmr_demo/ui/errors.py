@@ -14,17 +14,23 @@ from cmr_demo.serve.inputs import InputError
 log = logging.getLogger("cmr_demo.app")
 
 
+# an error stays on screen until the next search closes it (browser.FRESH_JS): on a timer it vanished while the page
+# still pointed to it, and a timer set for one error closed the next one too when gradio grouped them
+KEEP_ON_SCREEN = None
+
+
 @contextlib.contextmanager
 def reported(name: str):
     try:
         yield
     except InputError as err:  # the user's mistake, not the app's: no traceback in the server log
-        raise gr.Error(str(err), print_exception=False) from None
+        raise gr.Error(str(err), print_exception=False, duration=KEEP_ON_SCREEN) from None
     except gr.Error:
         raise
     except Exception:
         log.exception("request failed in %s", name)
-        raise gr.Error("the request failed inside the app; it was logged. Try another query.") from None
+        raise gr.Error("the request failed inside the app; it was logged. Try another query.",
+                       duration=KEEP_ON_SCREEN) from None
 
 
 def user_errors(fn):

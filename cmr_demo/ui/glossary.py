@@ -83,7 +83,7 @@ def objective_info(service, name: str) -> str:
 
 def results_legend() -> str:
     """The line under search results: what the numbers on them are."""
-    return ("**Reading the results**: the number on each result is its *score*, "
+    return ("**Reading the results** (click one to search with it): the number on each result is its *score*, "
             f"{METRICS['score']}. ✓ = same class as the query (relevant), ✗ = not. **AP** (average precision) is 1 "
             "when every relevant item of the gallery comes first; **P@k** (precision at k) is the share of relevant "
             "items in the top k.")

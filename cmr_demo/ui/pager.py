@@ -12,7 +12,7 @@ import functools
 import gradio as gr
 
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import views
+from cmr_demo.ui import pictures
 from cmr_demo.ui.context import PAGE, Context, page_number, step_page
 from cmr_demo.ui.errors import user_errors
 
@@ -34,7 +34,7 @@ def browse_page(ctx: Context, class_name: str, contains: str, page: int, bundle:
         page = last
         rows, total = s.catalog.page(class_name, contains, (page - 1) * PAGE, PAGE)
     items = s.bundle.items
-    thumbs = [(views.picture(s, r), f"{items[r]['id']} · {s.class_names[items[r]['label']]}") for r in rows] \
+    thumbs = [(pictures.picture(s, r), f"{items[r]['id']} · {s.class_names[items[r]['label']]}") for r in rows] \
         if s.bundle.has_pictures else []
     texts = s.bundle.has_texts
     table = [[items[r]["id"], s.class_names[items[r]["label"]], *([items[r]["text"][:120]] if texts else [])]

@@ -4,7 +4,7 @@ AP per objective, thumbnails captioned with AP, and a table. Plain functions of 
 from __future__ import annotations
 
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui.views import picture
+from cmr_demo.ui.pictures import picture
 
 REGION_SHOWN = 60  # selected items listed (the mean AP covers all of them)
 

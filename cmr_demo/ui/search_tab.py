@@ -9,7 +9,7 @@ import pandas as pd
 from cmr_demo.serve.inputs import MAX_K, InputError, check_flag
 from cmr_demo.serve.schema import SearchResult
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import browser, glossary, views
+from cmr_demo.ui import browser, glossary, pictures, views
 from cmr_demo.ui.context import class_for, Context, item_id as item_id_of, stated_for
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, Pager, class_choices
@@ -131,7 +131,8 @@ class SearchTab:
                 self._query_inputs(first)
             with gr.Column(scale=3, min_width=300, elem_id="results-column"):
                 self.summary = gr.Markdown(views.waiting(first), elem_id="search-summary")
-                self.gallery = gr.Gallery(label="Results (click one to search with it)", columns=4, height="auto",
+                # no label chip (it covered the first row); two columns on a phone (browser.CSS)
+                self.gallery = gr.Gallery(columns=4, height="auto", show_label=False,
                                           elem_id="results-gallery", allow_preview=False, object_fit="contain",
                                           visible=first.bundle.has_pictures)
                 self.table = gr.Dataframe(headers=views.text_columns(first.bundle.has_texts), interactive=False,
@@ -192,9 +193,9 @@ class SearchTab:
                 inputs, label = [self.text_in, self.text_class], "Examples (with their class)"
             elif kind == "picture":
                 # gallery pictures, with their class: a search with one shows ✓/✗ and AP
-                picked = [i for i in IMAGE_EXAMPLES if i < s.size and isinstance(views.picture(s, i), str)] \
+                picked = [i for i in IMAGE_EXAMPLES if i < s.size and isinstance(pictures.picture(s, i), str)] \
                     if s.bundle.has_pictures and s.encodes else []  # a damaged picture is no example
-                rows = [[views.picture(s, i), s.class_names[int(s.bundle.labels[i])]] for i in picked]
+                rows = [[pictures.picture(s, i), s.class_names[int(s.bundle.labels[i])]] for i in picked]
                 inputs, label, labels = [self.image_in, self.image_class], "Example pictures", None
             else:
                 found = views.item_examples(s)

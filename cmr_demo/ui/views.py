@@ -5,9 +5,7 @@ only puts their output into components.
 """
 from __future__ import annotations
 
-import functools
 import html
-import logging
 import re
 from collections.abc import Sequence
 
@@ -15,37 +13,9 @@ import numpy as np
 
 from cmr_demo.serve.schema import Hit, SearchResult
 from cmr_demo.serve.service import RetrievalService
+from cmr_demo.ui.pictures import picture
 
 TEXT_COLUMNS = ["rank", "score", "class", "✓/✗", "caption", "id"]
-log = logging.getLogger("cmr_demo.ui")
-
-
-@functools.lru_cache(maxsize=1)
-def placeholder_picture():
-    """What the page shows for a gallery picture that fails its hash check: a grey tile with a cross."""
-    from PIL import Image, ImageDraw
-    tile = Image.new("RGB", (96, 96), (200, 200, 200))
-    draw = ImageDraw.Draw(tile)
-    draw.line([(20, 20), (76, 76)], fill=(120, 120, 120), width=5)
-    draw.line([(76, 20), (20, 76)], fill=(120, 120, 120), width=5)
-    return tile
-
-
-def picture(service: RetrievalService, row: int):
-    """A gallery item's picture for a gallery component: its path, or, when the file was changed or damaged since
-    the bundle was built, a placeholder (logged once per item): one bad file never fails a search or the start-up,
-    and is never served."""
-    from cmr_demo.files import CheckpointError
-    try:
-        return str(service.bundle.image_path(row))
-    except CheckpointError as err:
-        if (service.name, row) not in _reported:
-            _reported.add((service.name, row))
-            log.warning("%s: shown as a placeholder", err)
-        return placeholder_picture()
-
-
-_reported: set[tuple[str, int]] = set()
 MARK = {True: "✓", False: "✗", None: ""}
 
 
@@ -198,6 +168,16 @@ def _own_backbone(manifest: dict) -> bool:
     return bool(spec) and (configs / f"{spec.split(':', 1)[0]}.json").exists()
 
 
+def backbone_words(manifest: dict) -> str:
+    """The backbone as a reader needs it (its architecture and where its weights come from), not as a file spec;
+    the exact spec is in the details fold and the folded build command."""
+    arch, _, weights = manifest["backbone"]["spec"].partition(":")
+    if _own_backbone(manifest):
+        return f"`{arch}`, a small CLIP pre-trained on this world's own pictures and captions"
+    shipped = "/" in weights or weights.endswith((".safetensors", ".pt", ".bin"))
+    return f"`{arch}` ({'weights shipped with the bundle' if shipped else f'{weights} weights'})"
+
+
 def details_title(service: RetrievalService) -> str:
     return ("About this gallery: its classes, what counts as relevant, the " +
             ("backbone" if service.bundle.manifest.get("backbone") else "features"))
@@ -333,7 +313,7 @@ def about_markdown(service: RetrievalService) -> str:
 ## What is being served
 - **Bundle**: `{service.name}` ({m['data']['gallery_items']} gallery items, {len(service.objectives)} objectives,
   built {m['created']})
-- **{"Backbone** (frozen): `" + short_spec(m['backbone']['spec']) + "`" if m.get('backbone') else "Features** (no backbone): as the data ships them"} → {_dims(m)}
+- **{"Backbone** (frozen): " + backbone_words(m) if m.get('backbone') else "Features** (no backbone): as the data ships them"} → {_dims(m)}
 - **Data**: {title(m['data']['spec'])}, classes: {', '.join(service.class_names)}
 - **Method**: CLIP4CMR (Zeng & Mao, ICMR 2022): one projection head per modality into a common space,
   trained with class labels under each learning objective; relevance = same class; mAP over the whole gallery.

@@ -1,0 +1,38 @@
+"""A gallery item's picture as the page shows it: its file, or a placeholder tile when the file fails its hash check
+(changed or damaged since the build), so that one bad file never fails a search or the start-up."""
+from __future__ import annotations
+
+import functools
+import logging
+
+from cmr_demo.serve.service import RetrievalService
+
+log = logging.getLogger("cmr_demo.ui")
+
+
+@functools.lru_cache(maxsize=1)
+def placeholder_picture():
+    """What the page shows for a gallery picture that fails its hash check: a grey tile with a cross."""
+    from PIL import Image, ImageDraw
+    tile = Image.new("RGB", (96, 96), (200, 200, 200))
+    draw = ImageDraw.Draw(tile)
+    draw.line([(20, 20), (76, 76)], fill=(120, 120, 120), width=5)
+    draw.line([(76, 20), (20, 76)], fill=(120, 120, 120), width=5)
+    return tile
+
+
+def picture(service: RetrievalService, row: int):
+    """A gallery item's picture for a gallery component: its path, or, when the file was changed or damaged since
+    the bundle was built, a placeholder (logged once per item): one bad file never fails a search or the start-up,
+    and is never served."""
+    from cmr_demo.files import CheckpointError
+    try:
+        return str(service.bundle.image_path(row))
+    except CheckpointError as err:
+        if (service.name, row) not in _reported:
+            _reported.add((service.name, row))
+            log.warning("%s: shown as a placeholder", err)
+        return placeholder_picture()
+
+
+_reported: set[tuple[str, int]] = set()
