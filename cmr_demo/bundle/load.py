@@ -128,7 +128,11 @@ def load_bundle(folder: str | Path, load_backbone: bool = True, check_hashes: bo
     if world_check.FILE in files.listed:
         bundle.picture_check = world_check.PictureCheck.from_tensors(*files.tensors(world_check.FILE))
     if load_backbone and manifest["backbone"] is not None:
-        bundle.backbone = LazyBackbone(lambda: _backbone(files))
+        # ARCH:random draws its weights from torch's one process-wide generator (seeded): built in the background,
+        # a module built meanwhile in this thread (the next bundle's heads) drew from it too, and the "same" random
+        # backbone differed between processes. Random backbones (tests, demos of the pipeline) load at once.
+        random = manifest["backbone"]["spec"].partition(":")[2] == "random"
+        bundle.backbone = LazyBackbone(lambda: _backbone(files), background=not random)
     return bundle
 
 
@@ -138,7 +142,7 @@ class LazyBackbone:
     to encode waits for it if it is not there yet. Attribute access goes to the loaded Backbone; a backbone that
     failed to load raises its error (naming the bundle) wherever it is used."""
 
-    def __init__(self, load):
+    def __init__(self, load, background: bool = True):
         self._done = threading.Event()
         self._value = self._error = None
 
@@ -149,6 +153,9 @@ class LazyBackbone:
                 self._error = err
             finally:
                 self._done.set()
+        if not background:
+            work()
+            return
         # not a daemon: a process that ends while torch is loading the model in a daemon thread aborts
         # ("terminate called without an active exception"); the exit waits the second or two instead
         threading.Thread(target=work, name="backbone-load").start()
