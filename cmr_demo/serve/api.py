@@ -184,11 +184,8 @@ class Api:
         return self.batchers[name]
 
     async def features(self, name: str, service: RetrievalService, query: Query) -> np.ndarray | None:
-        if query.item is not None:
-            return None
-        if query.modality == "text":
-            return await self.batcher(name, service).features(query.text)
-        return await asyncio.get_running_loop().run_in_executor(self.worker, service.encoder.image_features, query)
+        """A text's backbone features (batched); None for a gallery item. Pictures get theirs in `image_query`."""
+        return None if query.item is not None else await self.batcher(name, service).features(query.text)
 
     async def image_query(self, service: RetrievalService, file: fastapi.UploadFile,
                           query_class: str | None) -> tuple[Query, np.ndarray]:

@@ -8,6 +8,7 @@ gradio is mounted at "/" with the same options `launch` would get.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Callable
@@ -59,7 +60,6 @@ class UploadLimit:
         if int(length) > limit:
             return await self._refuse(send, 413, refusal)
         if upload and self.before_upload is not None:  # e.g. room made in the upload folder (uploads.make_room)
-            import asyncio
             await asyncio.to_thread(self.before_upload, int(length))
         replaced = False
 

@@ -45,7 +45,10 @@ class Defaults:
         seed = lab.base_settings(s.bundle, s.best)[0].seed if lab.has_lab(s.bundle) else 0
         paper = spread(s.bundle)  # the disagreement explorer opens on the best and the worst of the paper's six
         b = paper["worst"] if paper and paper["worst"] != s.best else (last if last != s.best else s.objectives[0])
-        return cls(s.best, list(s.objectives), others_than(s.best, s)[:1], example[0], example[1], s.best, b, seed)
+        # the map beside the best one: the objective its AP difference is taken against, so both terms are on screen
+        others = others_than(s.best, s)
+        side = [b] if b in others else others[:1]
+        return cls(s.best, list(s.objectives), side, example[0], example[1], s.best, b, seed)
 
 
 def others_than(objective: str, s: RetrievalService) -> list[str]:

@@ -21,13 +21,6 @@ from cmr_demo.ui.pager import QUIET, Pager
 from cmr_demo.ui.search_tab import selected_row
 
 
-def side_default(s: RetrievalService, other: str) -> list[str]:
-    """The map beside the best one at first: the objective the AP difference is taken against (the worst of the
-    paper's), so both terms of the difference are on screen."""
-    others = others_than(s.best, s)
-    return [other] if other in others else others[:1]
-
-
 class MapTab:
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -111,7 +104,7 @@ class MapTab:
         d = ctx.defaults[ctx.names[0]]
         with gr.Row():
             self.objective = gr.Dropdown(glossary.objective_choices(first), value=first.best, label="Objective")
-            self.others = gr.CheckboxGroup(others_than(first.best, first), value=side_default(first, d.b),
+            self.others = gr.CheckboxGroup(others_than(first.best, first), value=d.others,
                                            label="Side by side with", scale=3)
         with gr.Row():
             self.colour_by = gr.Radio([(c.label, c.name) for c in map_colours.COLOUR_BY.values()], value="class",
@@ -181,7 +174,7 @@ class MapTab:
         others = others_than(s.best, s)
         d = self.ctx.defaults[s.name]
         return {self.objective: gr.Dropdown(glossary.objective_choices(s), value=s.best),
-                self.others: gr.CheckboxGroup(others, value=side_default(s, d.b)),
+                self.others: gr.CheckboxGroup(others, value=d.others),
                 self.other: gr.Dropdown(glossary.objective_choices(s), value=d.b)}
 
     def reset(self, s: RetrievalService) -> dict:

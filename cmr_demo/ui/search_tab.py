@@ -193,9 +193,10 @@ class SearchTab:
                 inputs, label = [self.text_in, self.text_class], "Examples (with their class)"
             elif kind == "picture":
                 # gallery pictures, with their class: a search with one shows ✓/✗ and AP
-                picked = [i for i in IMAGE_EXAMPLES if i < s.size and isinstance(pictures.picture(s, i), str)] \
-                    if s.bundle.has_pictures and s.encodes else []  # a damaged picture is no example
-                rows = [[pictures.picture(s, i), s.class_names[int(s.bundle.labels[i])]] for i in picked]
+                shown = {i: pictures.picture(s, i) for i in IMAGE_EXAMPLES if i < s.size} \
+                    if s.bundle.has_pictures and s.encodes else {}
+                picked = [i for i, path in shown.items() if isinstance(path, str)]  # a damaged picture is no example
+                rows = [[shown[i], s.class_names[int(s.bundle.labels[i])]] for i in picked]
                 inputs, label, labels = [self.image_in, self.image_class], "Example pictures", None
             else:
                 found = views.item_examples(s)
