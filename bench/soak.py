@@ -36,7 +36,7 @@ from cmr_demo.provenance import machine  # noqa: E402
 TARGETS = {"errors": 0, "rss_growth_after_warmup": 0.10}
 QUERIES = ["a red star", "two blue hearts on a striped background", "a shape with three corners", "a small ring",
            "an arrow pointing left", "a big hexagon in the centre", "a crescent moon on navy", "three crosses"]
-BUSY = ("queue is full", "too many requests")  # gradio's documented refusal when QUEUE_SIZE requests wait
+BUSY = ("queue is full", "too many requests", "the app is busy", "the lab is busy")  # refusals when QUEUE_SIZE requests wait
 
 
 def bmp(side: int, seed: int) -> bytes:

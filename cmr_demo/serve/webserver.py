@@ -19,6 +19,18 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around one picture
 BODY_MAX_BYTES = 2 ** 20  # any other request body: a query, an event's inputs, a map selection of 12,000 points
 IMAGE_ROUTES = {"/api/v1/search/image", "/api/v1/embed/image", "/api/v1/query_info/image"}  # multipart pictures
+# proxies in front of the app that append the client's address to X-Forwarded-For (a Hugging Face Space has one)
+PROXY_HOPS = int(os.environ.get("CMR_PROXY_HOPS", "1" if os.environ.get("SPACE_ID") else "0"))
+
+
+def client_address(request) -> str:
+    """The address a per-client limit counts by: the socket's peer, or behind `PROXY_HOPS` trusted proxies the
+    address the outermost of them saw (X-Forwarded-For entries a client wrote itself, further left, are ignored)."""
+    peer = request.client.host if getattr(request, "client", None) else "?"
+    if PROXY_HOPS <= 0:
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    return hops[-PROXY_HOPS] if len(hops) >= PROXY_HOPS else peer
 
 
 def too_large_message(max_bytes: int) -> str:
@@ -73,11 +85,80 @@ class UploadLimit:
         return await self.app(scope, receive, guarded)
 
     async def _refuse(self, send, status: int = 413, body: bytes | None = None):
-        body = self.body if body is None else body
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, self.body if body is None else body)
+
+
+async def send_json(send, status: int, body: bytes) -> None:
+    """A whole JSON answer, and the connection closed after it (the request's body may be left unread)."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+EVENT_ROUTES = ("/gradio_api/queue/join", "/gradio_api/run/", "/gradio_api/api/")
+EVENT_KEYS = {"data": list, "fn_index": int, "session_hash": str, "event_id": str, "trigger_id": int}
+
+
+def event_problem(path: str, raw: bytes, events: dict) -> str | None:
+    """What is wrong with an event request (`path`, its body) for gradio's event routes, in the app's words, or None.
+    `events`: gradio's events by index. gradio takes `fn_index` (or the api name in `path`) as given (-1, 9999, an
+    unknown name: a KeyError and a 500 with a traceback) and pydantic's refusals quote the whole input back."""
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError:
+        return "the request body is not JSON: send the endpoint's parameters as listed under 'Use via API'"
+    if not isinstance(body, dict):
+        return "the request body must be a JSON object with the event's 'data' list"
+    for key, kind in EVENT_KEYS.items():
+        value = body.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"'{key}' must be {'a list' if kind is list else 'an integer' if kind is int else 'text'}"
+    if isinstance(body.get("session_hash"), str) and len(body["session_hash"]) > 128:
+        return "'session_hash' is longer than 128 characters"
+    if isinstance(body.get("trigger_id"), int) and abs(body["trigger_id"]) > 2 ** 53:
+        return "'trigger_id' is out of range"
+    if body.get("fn_index") is not None and body["fn_index"] not in events:
+        return f"no event has the index {str(body['fn_index'])[:20]}: use the endpoints listed under 'Use via API'"
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if body.get("fn_index") is None and not path.startswith(EVENT_ROUTES[0]) and \
+            not any(fn.api_name == name for fn in events.values()):
+        return f"no endpoint is named '{name[:40]}': use the endpoints listed under 'Use via API'"
+    return None
+
+
+class EventBodies:
+    """ASGI middleware: gradio's event routes get bodies it can read. A body is read whole (UploadLimit, outside
+    this one, has capped it at BODY_MAX_BYTES), checked with `event_problem`, then handed on unchanged; a bad one
+    gets 400 with the app's message, quoting no more than 20 characters of it."""
+
+    def __init__(self, app, events: Callable[[], object]):
+        self.app, self.events = app, events
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope.get("method") != "POST" or not path.startswith(EVENT_ROUTES):
+            return await self.app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        problem = event_problem(path, raw, self.events())
+        if problem is not None:
+            return await send_json(send, 400, json.dumps({"detail": problem, "error": problem}).encode())
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await self.app(scope, replay, send)
 
 
 def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
@@ -164,6 +245,7 @@ def build_app(demo, services: Callable[[], dict], max_upload_bytes: int, before_
     app = fastapi.FastAPI(title="CLIP4CMR demo API", docs_url=None, redoc_url=None,
                           openapi_url="/api/openapi.json",
                           description="Cross-modal search over a bundle's gallery (see the README's API section).")
+    app.add_middleware(EventBodies, events=lambda: demo.fns)  # inside UploadLimit: bodies it reads are capped
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, before_upload=before_upload)
     app.include_router(media_router(services))
     install_docs(app)

@@ -9,12 +9,28 @@ installed gradio (tests/test_gradio_adapter.py fails on an upgrade that moves wh
   reads the attribute.
 - `file_sets`: gradio's sets of the files it handed out (uploads, result copies); the upload gate reads and
   prunes them.
+- `ServedBlocks.process_api`: whatever gradio itself fails on while reading a request (an event that runs in the
+  browser only, malformed event data, a value outside a dropdown's choices) is answered in the app's words, with
+  a short prefix of the input and no traceback; an app failure outside `user_errors` is still logged in full.
+- `FairQueue` (`own_queue`): gradio's queue has one size for every event. Events with a queue of their own (the
+  lab) are left out of it and capped per client and in all, so one client queuing lab runs cannot make the
+  queue refuse other users' searches.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import gradio as gr
+from gradio import queueing
 
 from cmr_demo.serve.uploads import FILE_SHAPE, NOT_UPLOADED
+
+log = logging.getLogger("cmr_demo.app")
+QUOTED = 120  # characters of a client's input an error message may quote
 
 
 class ServedBlocks(gr.Blocks):
@@ -39,11 +55,112 @@ class ServedBlocks(gr.Blocks):
         except gr.Error:
             raise
         except Exception as err:  # noqa: BLE001 (pydantic's ValidationError, gradio's argument-count ValueError)
-            first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-            if "ImageData" in first or "FileData" in first:
+            if "ImageData" in str(err) or "FileData" in str(err):
                 raise gr.Error(FILE_SHAPE, print_exception=False) from None
-            raise gr.Error(f"the request's arguments could not be read ({first}): send the endpoint's parameters "
-                           f"as listed under 'Use via API' at the bottom of the page", print_exception=False) from None
+            raise unreadable(err) from None
+
+    async def process_api(self, block_fn, *args, **kwargs):
+        try:
+            return await super().process_api(block_fn, *args, **kwargs)
+        except gr.Error as err:
+            if not err.print_exception:
+                raise
+            # gradio's own checks (a dropdown's choices, a number's bounds) quote the whole input and log a traceback
+            raise gr.Error(shortened(err.message), print_exception=False, duration=err.duration) from None
+        except Exception as err:  # noqa: BLE001 (gradio reading a request it could not; or an app bug, logged)
+            if raised_in_app(err):
+                log.error("an event failed inside the app", exc_info=err)
+                raise gr.Error("the request failed inside the app; it was logged. Try again.",
+                               print_exception=False) from None
+            log.warning("a request gradio could not read was refused: %s", shortened(f"{type(err).__name__}: {err}"))
+            raise unreadable(err) from None
+
+
+def shortened(text: str, limit: int = 3 * QUOTED) -> str:
+    """`text` cut to `limit` characters: an error never echoes a client's whole input back (or into the log)."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
+
+
+def unreadable(err: BaseException) -> gr.Error:
+    """The app's answer to a request gradio could not read."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    what = shortened(first, QUOTED) if first else type(err).__name__
+    if isinstance(err, IndexError) and "no backend method" in first:
+        what = "this event runs in the browser only"
+    return gr.Error(f"the request's arguments could not be read ({what}): send the endpoint's parameters as listed "
+                    f"under 'Use via API' at the bottom of the page", print_exception=False)
+
+
+def raised_in_app(err: BaseException) -> bool:
+    """Whether the innermost frame of `err` that is not the standard library's or a dependency's is the app's own
+    code (a bug to log in full) rather than gradio's (a request it could not read)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    return any("/cmr_demo/" in f.filename.replace("\\", "/") and "gradio_adapter" not in f.filename for f in frames)
+
+
+@dataclass(frozen=True)
+class OwnQueue:
+    """A queue of its own for one concurrency id: at most `per_client` events waiting or running for one client
+    and `in_all` for everyone; `busy_*`: the app's refusals."""
+    per_client: int
+    in_all: int
+    busy_client: str
+    busy_all: str
+
+
+class FairQueue(queueing.Queue):
+    """gradio's queue whose size counts only the shared events; events of `own` concurrency ids are capped per
+    client and in all instead (see `own_queue`). gradio's own size check is off (`max_size` None: it counts every
+    event, and its processing loop relies on `len()` counting every event too); `shared_max` replaces it."""
+    own: dict[str, OwnQueue]
+    client_of: Callable[[object], str]
+    admit_lock: asyncio.Lock | None
+    shared_max: int | None
+
+    def shared(self) -> int:
+        """Events waiting in the shared queue."""
+        return sum(len(q.queue) for cid, q in self.event_queue_per_concurrency_id.items() if cid not in self.own)
+
+    def holding(self, concurrency_id: str) -> list:
+        """Every event of `concurrency_id` waiting or running."""
+        waiting = self.event_queue_per_concurrency_id.get(concurrency_id)
+        running = [e for job in self.active_jobs if job for e in job if e.concurrency_id == concurrency_id]
+        return (list(waiting.queue) if waiting else []) + running
+
+    async def push(self, body, request, username):
+        fns = self.blocks.fns
+        if not isinstance(body.fn_index, int) or body.fn_index not in fns:
+            return False, f"no event has the index {shortened(body.fn_index, 20)}: use the endpoints listed " \
+                          f"under 'Use via API' at the bottom of the page", "error"
+        share = self.own.get(fns[body.fn_index].concurrency_id)
+        if share is None:
+            if self.shared_max is not None and self.shared() >= self.shared_max:
+                return False, f"the app is busy ({self.shared()} requests are waiting): try again in a minute", \
+                    "queue_full"
+            return await super().push(body, request, username)
+        if self.admit_lock is None:
+            self.admit_lock = asyncio.Lock()
+        async with self.admit_lock:  # the count and the push as one step: a burst cannot slip past the caps
+            held = self.holding(fns[body.fn_index].concurrency_id)
+            client = self.client_of(request)
+            # "error" (400), not "queue_full" (503): the page shows a 400's message, and for a 503 only its own text
+            if sum(self.client_of(e.request) == client for e in held) >= share.per_client:
+                return False, share.busy_client, "error"
+            if len(held) >= share.in_all:
+                return False, share.busy_all, "error"
+            return await super().push(body, request, username)
+
+
+def own_queue(demo: gr.Blocks, concurrency_id: str, share: OwnQueue, client_of: Callable[[object], str]) -> None:
+    """Give `concurrency_id`'s events a queue of their own (after `demo.queue()`): left out of the queue's size,
+    capped per client (`client_of(request)` names one) and in all."""
+    q = demo._queue
+    if not isinstance(q, FairQueue):
+        q.__class__ = FairQueue
+        q.own, q.admit_lock, q.shared_max, q.max_size = {}, None, q.max_size, None
+    q.client_of = client_of
+    q.own[concurrency_id] = share
 
 
 def file_paths(value):

@@ -11,9 +11,18 @@ from cmr_demo.train.objectives import option_defaults
 from cmr_demo.ui import lab_runner, plots, views
 from cmr_demo.ui.context import Context
 from cmr_demo.ui.errors import user_errors
+from cmr_demo.ui.gradio_adapter import OwnQueue
 from cmr_demo.ui.pager import QUIET
 
-LAB_LIMIT = 1  # lab runs training at once (2 cores): the others wait in gradio's queue, their position shown
+LAB_LIMIT = 1  # lab runs training at once (2 cores): the others wait in the lab's queue, their position shown
+# the lab's own queue (gradio_adapter.own_queue): runs are minutes of CPU, so one client may hold two (one training,
+# one waiting) and everyone eight; searches never wait behind them nor find the shared queue full because of them
+LAB_QUEUE = OwnQueue(
+    per_client=2, in_all=8,
+    busy_client="you already have 2 lab runs waiting or training: wait for one to finish (or press Stop) before "
+                "starting another",
+    busy_all="the lab is busy: 8 runs are waiting or training. Try again in a few minutes (searches are not "
+             "affected)")
 INTRO = ("Train one pair of heads **live** on this bundle's own features: any objective (or a hybrid like "
          "`pcl+0.5*tl`), its options, the share of training pairs that keep their text or image (the paper's "
          "modality-imbalance setting), a seed and the hyper-parameters. The boxes start at the bundle's own settings, "

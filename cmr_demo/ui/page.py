@@ -9,12 +9,13 @@ from pathlib import Path
 import gradio as gr
 
 from cmr_demo.serve.service import RetrievalService
+from cmr_demo.serve.webserver import client_address
 from cmr_demo.ui import browser, glossary, views
 from cmr_demo.ui.compare_tab import CompareTab
 from cmr_demo.ui.context import Context
 from cmr_demo.ui.errors import user_errors
-from cmr_demo.ui.gradio_adapter import ServedBlocks
-from cmr_demo.ui.lab_tab import LabTab
+from cmr_demo.ui.gradio_adapter import ServedBlocks, own_queue
+from cmr_demo.ui.lab_tab import LAB_QUEUE, LabTab
 from cmr_demo.ui.map_tab import MapTab
 from cmr_demo.ui.pager import QUIET
 from cmr_demo.ui.search_tab import SearchTab
@@ -110,6 +111,7 @@ def build_demo(ctx: Context, study_figures: list[Path] = ()) -> tuple[gr.Blocks,
         gr.api(ctx_api(ctx, "bundles"), api_name="bundles")
     page.wire_across(demo)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    own_queue(demo, "lab", LAB_QUEUE, client_address)
     return demo, page
 
 

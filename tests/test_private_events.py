@@ -1,0 +1,103 @@
+"""The page's private events are as hardened as the named endpoints, and the lab has a queue of its own.
+
+Both tests run an app of their own (on the small bundle): the fuzz starts lab runs with whatever junk happens to be
+valid, and the lab test fills the lab on purpose; neither may slow the session's shared app."""
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from event_fuzz import BARE, Tally, fuzz, send
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def own_app(small_bundle, tmp_path_factory):
+    """(url, log path) of an app behind one trusted proxy (CMR_PROXY_HOPS=1): X-Forwarded-For names the client."""
+    from app_server import start_app, stop_app
+    folder = tmp_path_factory.mktemp("private-events")
+    os.environ["CMR_PROXY_HOPS"] = "1"
+    try:
+        proc, url, _ = start_app(small_bundle, folder / "app.log")
+    finally:
+        del os.environ["CMR_PROXY_HOPS"]
+    yield url, folder / "app.log"
+    stop_app(proc)
+
+
+def events_by_name(url: str) -> dict:
+    return {e.get("api_name"): i for i, e in enumerate(httpx.get(url + "config").json()["dependencies"])}
+
+
+def test_fuzzing_every_private_event_gets_the_apps_words_and_no_traceback(own_app):
+    """>= 700 junk requests over every event (queued and not), and event indexes that name nothing (-1, 9999, NaN,
+    2^70, ...): every answer is ok or a refusal with a message; none bare, no 5xx without one, no traceback."""
+    url, log = own_app
+    tally = fuzz(url, per_event=6, seed=1, wait_s=5)
+    assert tally.sent >= 700
+    assert not tally.bare, tally.bare[:3]
+    unexpected = {k: n for k, n in tally.outcomes.items() if k not in ("ok", "refused", "no answer")}
+    assert not unexpected, (unexpected, tally.messages.most_common(5))
+    assert tally.outcomes["refused"] >= 300 and tally.outcomes["ok"] >= 50  # junk refused, some still valid
+    assert not any(m in BARE for m in tally.messages)
+    assert all(len(m) <= 100 for m in tally.messages)  # (cut by the tally) ...
+    text = log.read_text()
+    assert "Traceback" not in text, text[text.find("Traceback") - 200:][:3000]
+    assert "x" * 400 not in text  # ... and the log never echoes a long input back
+
+
+def lab_body(index: int, bundle: str) -> dict:
+    """A lab run of the page's Train button that would train for the lab's whole time cap."""
+    return {"data": ["pcl", "", 1, 1, 0, 1e-3, 16, 500, 100, 32, 32, bundle], "fn_index": index,
+            "session_hash": uuid.uuid4().hex[:10]}
+
+
+def test_one_client_queuing_70_lab_runs_holds_two_and_searches_never_wait(own_app):
+    """One client asks for 70 lab runs at once: two are queued (one trains), the rest are refused with the app's
+    message; meanwhile another user's searches are all answered, quickly; another client still gets a lab run; and
+    the lab as a whole holds at most eight."""
+    url, _ = own_app
+    names = events_by_name(url)
+    lab, search = names["lab_page"], names["search_text"]
+    bundle = httpx.get(url + "api/v1/bundles").json()[0]["name"]
+    flood, searches, times = Tally(), Tally(), []
+
+    def one_client_floods():
+        with httpx.Client(timeout=30) as client:
+            for _ in range(70):
+                send(client, url.rstrip("/"), lab_body(lab, bundle), True, flood, 0,
+                     headers={"x-forwarded-for": "10.0.0.1"})
+
+    def another_user_searches():
+        with httpx.Client(timeout=30) as client:
+            for i in range(20):
+                body = {"data": [f"a red star {i}", "pcl", 5, "", False, None, bundle], "fn_index": search,
+                        "session_hash": uuid.uuid4().hex[:10]}
+                start = time.perf_counter()
+                send(client, url.rstrip("/"), body, True, searches, 30, headers={"x-forwarded-for": "10.0.0.2"})
+                times.append(time.perf_counter() - start)
+    threads = [threading.Thread(target=one_client_floods), threading.Thread(target=another_user_searches)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    busy_one = [m for m in flood.messages if "you already have 2 lab runs" in m]
+    assert flood.outcomes["joined"] == 2 and flood.outcomes["refused"] == 68 and sum(flood.messages[m] for m in busy_one) == 68, flood
+    assert searches.outcomes == {"ok": 20}, (searches.outcomes, searches.messages)
+    assert statistics.median(times) <= 2.0, times
+    # other clients still get lab runs, until the lab holds eight in all
+    others = Tally()
+    with httpx.Client(timeout=30) as client:
+        for n in range(3, 12):
+            send(client, url.rstrip("/"), lab_body(lab, bundle), True, others, 0,
+                 headers={"x-forwarded-for": f"10.0.0.{n}"})
+    refused = [m for m in others.messages if "the lab is busy" in m]
+    assert refused and sum(others.messages[m] for m in refused) == others.outcomes["refused"] >= 1, others
+    assert others.outcomes["joined"] >= 1 and others.outcomes["joined"] + 2 <= 8
