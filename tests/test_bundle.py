@@ -243,3 +243,26 @@ def test_a_large_map_is_fitted_on_a_sample_and_places_the_rest():
     np.fill_diagonal(d, np.inf)
     same = (labels[np.argsort(d, axis=1)[:, :5]] == labels[:, None]).mean()
     assert same > 0.9, same
+
+
+def test_a_manifest_of_the_wrong_shape_is_refused_in_the_apps_words(features_bundle, tmp_path):
+    """Each top-level manifest field (and each field one level down) replaced with a value of another type: the
+    loader refuses with CheckpointError (the app's one-line refusal) and verify lists a problem; never a raw TypeError, KeyError
+    or AttributeError (a list for "objectives" or "about" gave AttributeError)."""
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.files import CheckpointError
+    folder = tmp_path / "b"
+    shutil.copytree(features_bundle, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    paths = [(k,) for k in manifest] + [(k, j) for k, v in manifest.items() if isinstance(v, dict) for j in v]
+    for path in paths:
+        for bad in ([], "x", 5, None, {"a": 1}):
+            changed = json.loads(json.dumps(manifest))
+            parent = changed if len(path) == 1 else changed[path[0]]
+            parent[path[-1]] = bad
+            (folder / "manifest.json").write_text(json.dumps(changed))
+            try:
+                load_bundle(folder, load_backbone=False)
+            except CheckpointError:
+                pass
+            assert isinstance(verify(folder), list), path

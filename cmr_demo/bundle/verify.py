@@ -50,7 +50,7 @@ def check(files: BundleFiles, require_card: bool = False, images: bool = True) -
                          for m, w in widths.items() if _shape(tensors, m) != (n, w)]
     except CheckpointError:  # a damaged or missing file, reported above: its contents cannot be checked
         pass
-    except (KeyError, TypeError, ValueError) as err:  # a manifest or config of the wrong shape
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # a manifest or config of the wrong shape
         problems.append(f"the manifest or a run's config does not have the bundle layout ({type(err).__name__}: "
                         f"{str(err)[:120]}): rebuild the bundle")
     return problems
