@@ -22,7 +22,7 @@ os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "cm
 
 from cmr_demo.serve.inputs import MAX_IMAGE_BYTES  # noqa: E402
 from cmr_demo.serve.served import NoBundle, load_services  # noqa: E402
-from cmr_demo.serve.uploads import UploadGate, make_room, sweep  # noqa: E402
+from cmr_demo.serve.uploads import UploadGate, UploadShares, make_room, sweep  # noqa: E402
 from cmr_demo.ui.browser import CSS  # noqa: E402
 from cmr_demo.ui.context import Context  # noqa: E402
 from cmr_demo.ui.gradio_adapter import file_sets, limit_sessions, uploaded_files  # noqa: E402
@@ -90,9 +90,14 @@ def make_app():
     # not gradio's delete_cache: it skips files outside its sets (parts of interrupted uploads) and iterates the
     # sets while requests change them
     every(SWEEP[0], lambda: sweep(GATE.folder, SWEEP[1], kept_files, lambda: file_sets(demo)), "upload-sweeper")
-    # a disk quota for gradio's folder: before an upload is read, the oldest files not in use go to make room
-    room = lambda incoming: make_room(GATE.folder, incoming, keep=kept_files, registries=lambda: file_sets(demo))  # noqa: E731
-    return build_app(demo, lambda: CTX.services, MAX_IMAGE_BYTES, room, **launch_options())
+    # disk quotas for gradio's folder: before an upload is read, the client's own oldest uploads go if it is over
+    # its share, then the oldest files not in use if the folder is over the quota for all
+    shares = UploadShares(keep=kept_files, registries=lambda: file_sets(demo))
+
+    def room(incoming: int, client: str) -> None:
+        shares.before(client, incoming)
+        make_room(GATE.folder, incoming, keep=kept_files, registries=lambda: file_sets(demo))
+    return build_app(demo, lambda: CTX.services, MAX_IMAGE_BYTES, room, shares.received, **launch_options())
 
 
 if __name__ == "__main__":

@@ -100,21 +100,54 @@ def test_make_room_deletes_the_oldest_unkept_files_until_an_upload_fits(tmp_path
     assert make_room(tmp_path, incoming=100, quota=5000) == 0  # it fits: nothing goes
 
 
-def test_uploads_never_searched_stay_within_the_quota(small_bundle, tmp_path, monkeypatch):
-    """Distinct uploads nobody searches with: the app's upload folder never grows past its quota (here 12 MB)."""
+def test_a_client_over_its_share_loses_its_own_oldest_uploads(tmp_path):
+    from cmr_demo.serve.uploads import UploadShares
+    registry = set()
+    shares = UploadShares(share=2500, keep=lambda: set(), registries=lambda: [registry])
+
+    def upload(client: str, n: int) -> str:
+        shares.before(client, 1000)
+        path = tmp_path / f"{client}-{n}.png"
+        path.write_bytes(bytes(1000))
+        shares.received(client, [str(path)])
+        registry.add(str(path))
+        return str(path)
+    other = upload("10.0.0.2", 0)
+    flood = [upload("10.0.0.1", n) for n in range(6)]
+    assert os.path.exists(other)  # another visitor's upload is not touched ...
+    assert [os.path.exists(p) for p in flood] == [False] * 4 + [True] * 2  # ... the flooder's oldest go first
+    assert shares.held("10.0.0.1") == 2000 and shares.held("10.0.0.2") == 1000
+    assert registry == {other, *flood[4:]}
+    shares.received("x", ["/no/such/file"])  # a path that is gone by then is ignored
+    assert shares.held("x") == 0
+
+
+def test_uploads_never_searched_stay_within_the_quota_and_the_clients_share(small_bundle, tmp_path, monkeypatch):
+    """Distinct uploads nobody searches with: the app's upload folder never grows past its quota (here 12 MB), and
+    one client's uploads past its share (here 7 MB) push out its own, not another visitor's."""
     import httpx
 
     from app_server import start_app, stop_app
     monkeypatch.setenv("CMR_UPLOAD_QUOTA_MB", "12")
+    monkeypatch.setenv("CMR_UPLOAD_SHARE_MB", "7")
+    monkeypatch.setenv("CMR_PROXY_HOPS", "1")
     uploads = tmp_path / "gradio"
     proc, url, _ = start_app(small_bundle, tmp_path / "app.log", temp_dir=uploads)
+
+    def upload(client: str, n: int) -> str:
+        body = os.urandom(3 * 2 ** 20)  # 3 MB each, all distinct
+        r = httpx.post(f"{url}gradio_api/upload", files={"files": (f"p{n}.png", body, "image/png")}, timeout=60,
+                       headers={"x-forwarded-for": client})
+        assert r.status_code == 200, r.text
+        return r.json()[0]
     try:
+        other = upload("10.0.0.2", 0)
         biggest = 0
         for n in range(10):
-            body = os.urandom(3 * 2 ** 20)  # 3 MB each, all distinct
-            r = httpx.post(f"{url}gradio_api/upload", files={"files": (f"p{n}.png", body, "image/png")}, timeout=60)
-            assert r.status_code == 200, r.text
+            upload("10.0.0.1", n + 1)
             biggest = max(biggest, sum(p.stat().st_size for p in uploads.rglob("*") if p.is_file()))
         assert biggest <= 12 * 2 ** 20, biggest / 2 ** 20
+        assert os.path.exists(other)  # the flooder stayed within its own share
+        assert biggest <= 10 * 2 ** 20  # 7 MB share: two of its 3 MB uploads, plus the other visitor's
     finally:
         stop_app(proc)

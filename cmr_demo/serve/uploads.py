@@ -179,6 +179,68 @@ def sweep(folder: str | Path, older_than_s: float, keep: Callable[[], Collection
 
 # gradio's folder (uploads not searched yet, its copies of result pictures), at most
 UPLOAD_QUOTA_BYTES = int(float(os.environ.get("CMR_UPLOAD_QUOTA_MB", "400")) * 2 ** 20)
+# one client's uploads not searched yet, at most: its own oldest go first, before anyone else's
+CLIENT_SHARE_BYTES = int(float(os.environ.get("CMR_UPLOAD_SHARE_MB", "60")) * 2 ** 20)
+
+
+class UploadShares:
+    """Which client uploaded which file still on disk, so a client over its share loses its own oldest uploads,
+    not other visitors' (with one quota for all, 100 uploads from one client pushed everyone else's out).
+
+    `before(client, incoming)` makes room in the client's share before its upload is read; `received(client,
+    paths)` records what the upload route stored. Bounded: at most `clients` clients are remembered (the least
+    recent forgotten; their files stay under the global quota and the sweeper)."""
+
+    def __init__(self, share: int = CLIENT_SHARE_BYTES, keep: Callable[[], Collection[str]] = frozenset,
+                 registries: Callable[[], list[set]] = list, clients: int = 10_000):
+        self.share, self.keep, self.registries, self.clients = share, keep, registries, clients
+        self._files: OrderedDict[str, list[tuple[str, int]]] = OrderedDict()
+        self._lock = Lock()
+
+    def received(self, client: str, paths: list[str]) -> None:
+        with self._lock:
+            held = self._files.setdefault(client, [])
+            self._files.move_to_end(client)
+            for path in paths:
+                try:
+                    held.append((path, os.lstat(path).st_size))
+                except OSError:
+                    continue
+            while len(self._files) > self.clients:
+                self._files.popitem(last=False)
+
+    def held(self, client: str) -> int:
+        """Bytes of `client`'s uploads still on disk."""
+        with self._lock:
+            return sum(size for _, size in self._live(client))
+
+    def _live(self, client: str) -> list[tuple[str, int]]:
+        live = [(p, size) for p, size in self._files.get(client, []) if os.path.lexists(p)]
+        if client in self._files:
+            self._files[client] = live
+        return live
+
+    def before(self, client: str, incoming: int) -> int:
+        """Delete `client`'s oldest uploads (not in use) until its share fits `incoming` more bytes; the bytes freed."""
+        kept, gone, freed = set(self.keep()), [], 0
+        with self._lock:
+            live = self._live(client)
+            total = sum(size for _, size in live)
+            for path, size in list(live):
+                if total - freed + incoming <= self.share:
+                    break
+                if path in kept:
+                    continue
+                try:
+                    os.unlink(path)
+                except OSError:
+                    continue
+                freed += size
+                gone.append(path)
+            self._files[client] = [(p, size) for p, size in live if p not in gone]
+        for registry in self.registries():
+            registry.difference_update(gone)
+        return freed
 
 
 def make_room(folder: str | Path, incoming: int, quota: int = UPLOAD_QUOTA_BYTES,

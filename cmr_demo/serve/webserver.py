@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import fastapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.requests import Request
 
 UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around one picture
 BODY_MAX_BYTES = 2 ** 20  # any other request body: a query, an event's inputs, a map selection of 12,000 points
@@ -53,8 +54,9 @@ class UploadLimit:
     text is replaced by ours.
     """
 
-    def __init__(self, app, max_bytes: int, before_upload: Callable[[int], object] | None = None):
-        self.app, self.max_bytes, self.before_upload = app, max_bytes, before_upload
+    def __init__(self, app, max_bytes: int, before_upload: Callable[[int, str], object] | None = None,
+                 after_upload: Callable[[str, list[str]], object] | None = None):
+        self.app, self.max_bytes, self.before_upload, self.after_upload = app, max_bytes, before_upload, after_upload
         self.body = json.dumps({"error": too_large_message(max_bytes)}).encode()
         self.json_body = json.dumps({"error": body_too_large_message()}).encode()
         self.no_length = json.dumps({"error": "the request must say its size (a Content-Length header; chunked bodies "
@@ -71,21 +73,35 @@ class UploadLimit:
             return await self._refuse(send, 411, self.no_length)  # form parser would store it all first
         if int(length) > limit:
             return await self._refuse(send, 413, refusal)
+        client = client_address(Request(scope))
         if upload and self.before_upload is not None:  # e.g. room made in the upload folder (uploads.make_room)
-            await asyncio.to_thread(self.before_upload, int(length))
-        replaced = False
+            await asyncio.to_thread(self.before_upload, int(length), client)
+        replaced, stored = False, []
 
         async def guarded(message):
             nonlocal replaced
             if message["type"] == "http.response.start" and message["status"] == 413:
                 replaced = True
                 return await self._refuse(send)
+            if upload and message["type"] == "http.response.body":  # the upload route names the files it stored
+                stored.append(message.get("body", b""))
+                if not message.get("more_body") and self.after_upload is not None:
+                    self.after_upload(client, stored_paths(b"".join(stored)))
             if not replaced:
                 await send(message)
         return await self.app(scope, receive, guarded)
 
     async def _refuse(self, send, status: int = 413, body: bytes | None = None):
         await send_json(send, status, self.body if body is None else body)
+
+
+def stored_paths(answer: bytes) -> list[str]:
+    """The file paths in gradio's upload answer (a JSON list of paths); [] for anything else."""
+    try:
+        paths = json.loads(answer)
+    except ValueError:
+        return []
+    return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
 
 
 async def send_json(send, status: int, body: bytes) -> None:
@@ -235,10 +251,12 @@ def install_docs(app: fastapi.FastAPI) -> None:
                                    swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
 
 
-def build_app(demo, services: Callable[[], dict], max_upload_bytes: int, before_upload: Callable[[int], object] | None = None,
-              **gradio_options) -> fastapi.FastAPI:
-    """A FastAPI app: the body limits (and `before_upload(bytes)` before each upload is read), the media route, the
-    JSON API (cmr_demo.api, docs at /api/docs), then gradio's UI and its API mounted at '/'."""
+def build_app(demo, services: Callable[[], dict], max_upload_bytes: int,
+              before_upload: Callable[[int, str], object] | None = None,
+              after_upload: Callable[[str, list[str]], object] | None = None, **gradio_options) -> fastapi.FastAPI:
+    """A FastAPI app: the body limits (`before_upload(bytes, client)` before each upload is read, `after_upload(client,
+    paths)` once stored), the media route, the JSON API (cmr_demo.api, docs at /api/docs), then gradio's UI and its
+    API mounted at '/'."""
     import gradio as gr
 
     from cmr_demo.serve.api import install
@@ -246,7 +264,7 @@ def build_app(demo, services: Callable[[], dict], max_upload_bytes: int, before_
                           openapi_url="/api/openapi.json",
                           description="Cross-modal search over a bundle's gallery (see the README's API section).")
     app.add_middleware(EventBodies, events=lambda: demo.fns)  # inside UploadLimit: bodies it reads are capped
-    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, before_upload=before_upload)
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, before_upload=before_upload, after_upload=after_upload)
     app.include_router(media_router(services))
     install_docs(app)
     app.state.api = install(app, services)
