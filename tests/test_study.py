@@ -100,10 +100,10 @@ def test_parallel_jobs_give_the_same_rows_as_one_process(imbalance, tmp_path):
 
 
 def test_replot_redraws_from_the_csv_without_training(imbalance, tmp_path, monkeypatch):
-    import cmr_demo.experiments.study as study_module
+    import cmr_demo.experiments.runners as runners
     for suffix in (".csv", ".json"):
         shutil.copy(imbalance / f"imbalance{suffix}", tmp_path / f"imbalance{suffix}")
-    monkeypatch.setattr(study_module, "train", lambda *a, **k: pytest.fail("--replot must not train"))
+    monkeypatch.setattr(runners, "train", lambda *a, **k: pytest.fail("--replot must not train"))
     rows = main(["imbalance", "--data", "unused", "--out", str(tmp_path), "--replot"])
     assert len(rows) == 8 and (tmp_path / "imbalance.html").is_file()
     with pytest.raises(ValueError, match="run the study first"):
@@ -133,14 +133,15 @@ def test_a_study_reads_its_data_once_and_runs_from_python(tmp_path, monkeypatch)
     """`run_study` over a TrainJob, no command line: 2 seeds x 2 fractions x 2 objectives train 6 distinct runs
     (fraction 1 is shared) on data read once, and each row is what a plain training job with those settings
     gives (the seed carves its own validation split)."""
+    import cmr_demo.experiments.runners as runners
     import cmr_demo.experiments.study as study_module
     from cmr_demo.train.heads import HeadConfig
     from cmr_demo.train.objectives import ObjectiveSpec
     from cmr_demo.train.stage import DataConfig, TrainJob, train as train_job
     from cmr_demo.train.fit import TrainConfig
     reads = []
-    real = study_module.read_data
-    monkeypatch.setattr(study_module, "read_data", lambda *a, **k: reads.append(a) or real(*a, **k))
+    real = runners.read_data
+    monkeypatch.setattr(runners, "read_data", lambda *a, **k: reads.append(a) or real(*a, **k))
     base = TrainJob(DataConfig("synthetic:300"), ObjectiveSpec.parse("pcl,ce"), TrainConfig(epochs=3),
                     HeadConfig(hidden_dim=16, embed_dim=16))
     rows = study_module.run_study(study_module.Imbalance([1.0, 0.5], "text"), base, seeds=2, out=tmp_path)

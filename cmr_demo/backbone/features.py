@@ -43,11 +43,12 @@ def cache_key(backbone_spec: str, weights: str, split: Split) -> str:
 
 
 def split_features(split: Split, backbone_spec: str, cache_dir: Path, load, batch_size: int = 64,
-                   num_workers: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                   num_workers: int = 0, progress: bool = True, encoder=None) -> tuple[np.ndarray, np.ndarray]:
     """(image [N, d], text [N, d]) for a split with raw media, from the cache or the backbone.
 
     `load` is a zero-argument callable returning the Backbone: it is only called on a cache miss,
-    so a second run never loads the model at all.
+    so a second run never loads the model at all. `encoder(split)`: another way to encode a missing split
+    (`cmr_demo.backbone.ray_extract`, on a Ray cluster), whose results go through the same cache.
     """
     path = cache_path(split, backbone_spec, cache_dir)
     if path.is_file():
@@ -56,7 +57,10 @@ def split_features(split: Split, backbone_spec: str, cache_dir: Path, load, batc
             return tensors["image"].numpy(), tensors["text"].numpy()
         except (CheckpointError, KeyError):
             path.unlink()  # a damaged cache entry is recomputed, never trusted
-    image, text = encode(load(), split.images, split.texts, batch_size, num_workers, progress)
+    if encoder is not None:
+        image, text = encoder(split)
+    else:
+        image, text = encode(load(), split.images, split.texts, batch_size, num_workers, progress)
     save_cache(path, image, text, backbone_spec)
     return image, text
 
@@ -81,8 +85,10 @@ def save_cache(path: Path, image: np.ndarray, text: np.ndarray, backbone_spec: s
 
 def dataset_features(dataset: Dataset, backbone_spec: str | None, device: str = "cpu", precision: str = "fp32",
                      cache_dir: Path | None = None, batch_size: int = 64, num_workers: int = 0,
-                     progress: bool = True) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], FeatureSource]:
-    """Features of every split, and their source. Pre-computed features win over the backbone."""
+                     progress: bool = True, ray: str | None = None
+                     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], FeatureSource]:
+    """Features of every split, and their source. Pre-computed features win over the backbone. `ray`: encode the
+    splits missing from the cache on Ray (a cluster's address, "" for a local instance; `ray_extract`)."""
     splits = dataset.splits()
     if all(s.has_features for s in splits.values()):
         return ({k: (s.image_features, s.text_features) for k, s in splits.items()},
@@ -98,5 +104,10 @@ def dataset_features(dataset: Dataset, backbone_spec: str | None, device: str = 
             loaded.append(load_backbone(spec, device=device, precision=precision))
         return loaded[0]
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    out = {k: split_features(s, spec, cache_dir, load, batch_size, num_workers, progress) for k, s in splits.items()}
+    encoder = None
+    if ray is not None:
+        from cmr_demo.backbone.ray_extract import RayEncoder
+        encoder = RayEncoder(ray or None, spec, device, precision, batch_size)
+    out = {k: split_features(s, spec, cache_dir, load, batch_size, num_workers, progress, encoder)
+           for k, s in splits.items()}
     return out, FeatureSource("backbone", spec, weights_identity(spec))

@@ -123,7 +123,7 @@ class StageTimer:
         self.seconds[name], self._last = round(now - self._last, 1), now
 
 
-def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None = None) -> dict:
+def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None = None, ray: str | None = None) -> dict:
     """Train every objective of `job` (a `cmr_demo.train.stage.TrainJob`), then write gallery, embeddings, maps,
     backbone and manifest: a bundle in `out`. The data is read and encoded once.
 
@@ -134,11 +134,18 @@ def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None
 
     Nothing in `out` is touched until the new bundle is complete and verified: it is built in a sibling folder
     and swapped in; a build that fails or is killed leaves the old bundle as it was. `overwrite` replaces only
-    a bundle (a folder with a manifest), never another folder."""
+    a bundle (a folder with a manifest), never another folder.
+
+    `ray`: extract features and train on Ray (a cluster's address, or "" for a local instance): extraction as Ray
+    Data batches (`backbone.ray_extract`), every objective and seed as a task (`bundle.ray_train`); the bundle is
+    the one a local build makes."""
     from cmr_demo.data import read_data, with_validation
     from cmr_demo.train.stage import load_features, train
     out = Path(out)
     _check_target(out, overwrite)
+    if ray is not None:  # before any data is read: where Ray is missing, say so at once
+        from cmr_demo.ray_cluster import ray_module
+        ray_module()
     work = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     job, timer = replace(job, out=str(work / "objectives")), StageTimer()
@@ -146,11 +153,16 @@ def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None
         raw = read_data(job.data.spec, strict=job.data.strict)  # read once: every seed carves its validation from it
         _check_buildable(raw, job.data.spec, job.features.backbone)
         timer("data")
-        raw_feats, source = load_features(job, raw)
+        raw_feats, source = load_features(job, raw, ray)
         dataset, feats = with_validation(raw, job.val_fraction(), job.train.seed, raw_feats)  # the lab's splits too
         timer("features")
-        rows = train(job, dataset, (feats, source))
-        extra = _other_seeds(job, raw, raw_feats, source, [s for s in (seeds or []) if s != job.train.seed])
+        others = [s for s in (seeds or []) if s != job.train.seed]
+        if ray is None:
+            rows = train(job, dataset, (feats, source))
+            extra = _other_seeds(job, raw, raw_feats, source, others)
+        else:
+            from cmr_demo.bundle.ray_train import train_on_ray
+            rows, extra = train_on_ray(job, dataset, feats, source, raw, raw_feats, others, ray or None)
         timer("training")
         manifest = _assemble(work, out, job, seeds, dataset, feats, source, rows, extra, timer)
         _swap_in(work, out)

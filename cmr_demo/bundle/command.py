@@ -26,6 +26,9 @@ def add_build_args(b: argparse.ArgumentParser) -> None:
                    help="train every objective with these seeds too (metrics only): the leaderboard shows the mean and "
                         "standard deviation over them, the served heads are --seed's")
     b.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="extract features as Ray Data batches and train every objective as a Ray task: on a new local "
+                        "Ray instance, or on the cluster at ADDRESS (host:port, or 'auto'); needs pip install '.[ray]'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.folder}: " + ("migrated" if migrate(args.folder) else "already current"))
         return 0
     if args.command == "build":
-        manifest = build(job_from_args(args, None), args.out, args.overwrite, args.seeds)
+        manifest = build(job_from_args(args, None), args.out, args.overwrite, args.seeds, args.ray)
         print(f"bundle written to {args.out}: {len(manifest['objectives'])} objectives, "
               f"{manifest['data']['gallery_items']} gallery items, {len(manifest['files'])} files")
         return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -31,17 +30,16 @@ from tqdm import tqdm
 
 from cmr_demo.files import save_csv, save_json
 from cmr_demo.cliargs import HelpFormatter
-from cmr_demo.data import read_data, with_validation
+from cmr_demo.experiments.runners import METRICS, StudyData, finished_rows, run_all
+from cmr_demo.ray_cluster import ray_module  # imports Ray only when called
 from cmr_demo.train.heads import HeadConfig
 from cmr_demo.train.objectives import ObjectiveSpec, option_defaults
 from cmr_demo.provenance import stamp
-from cmr_demo.train.stage import (HEAD_WIDTHS, TEST_PROTOCOL_NOTE, DataConfig, TrainJob, add_job_args, job_from_args,
-                                  load_features, train)
+from cmr_demo.train.stage import HEAD_WIDTHS, TEST_PROTOCOL_NOTE, DataConfig, TrainJob, add_job_args, job_from_args
 from cmr_demo.train.fit import TrainConfig
 
 NOT_SWEPT = {"seed"}  # set by --seeds
 PALETTE = qualitative.Plotly + qualitative.Dark24  # one colour per objective
-METRICS = ("i2t_map", "t2i_map", "avg_map", "best_epoch", "epochs_run", "train_seconds")
 
 
 @dataclass
@@ -242,71 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--seeds", type=int, default=1, help="seeds S..S+N-1 per setting, from --seed S")
         s.add_argument("--out", default="runs/study", help="folder for <study>.csv/.html/.png")
         s.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (many cores or a GPU)")
+        s.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="run each training run as a Ray task: on a new local Ray instance, or on the cluster at "
+                            "ADDRESS (host:port, or 'auto'); needs pip install '.[ray]'")
+        s.add_argument("--resume", action="store_true",
+                       help="keep the rows already in OUT/<study>.csv and train only the missing ones")
         s.add_argument("--replot", action="store_true",
                        help="no training: redraw DIR/<study>.html/.png from DIR/<study>.csv (e.g. where kaleido is)")
         cls.add_arguments(s)
     return p
-
-
-class StudyData:
-    """The study's data read and encoded once; each (validation share, seed) carved from it once.
-
-    Why: every run of a study trains on the same data, and reading it (3 s to render shapes:3000, as long as
-    a training run) or hashing its pictures per run doubled a study's time."""
-
-    def __init__(self, base: TrainJob):
-        self.raw = read_data(base.data.spec, strict=base.data.strict)
-        self.carved = {}
-
-    def for_job(self, job: TrainJob):
-        """(dataset, features) with the splits a plain training job with these settings makes; the features come
-        through the same cache (`load_features`), so a study after `extract` encodes nothing again."""
-        key = (job.val_fraction(), job.train.seed if self.raw.val is None else 0)
-        if key not in self.carved:
-            dataset = with_validation(self.raw, key[0], job.train.seed)
-            self.carved[key] = dataset, load_features(replace(job, quiet=True), dataset)
-        return self.carved[key]
-
-
-_WORKER_DATA: dict[str, StudyData] = {}
-
-
-def _train_one(job: TrainJob, data: StudyData | None = None) -> dict:
-    """One run's metrics; in a worker process the study's data is read there once (`data` None)."""
-    if data is None:
-        key = json.dumps([job.data.spec, job.data.strict, asdict(job.features), job.train.device, job.train.precision])
-        if key not in _WORKER_DATA:
-            _WORKER_DATA[key] = StudyData(job)
-        data = _WORKER_DATA[key]
-    dataset, features = data.for_job(job)
-    metrics = train(job, dataset, features)[job.objectives.names[0]]
-    return {k: metrics[k] for k in METRICS}
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-    torch.set_num_threads(threads)
-
-
-def _run_all(tasks: dict[str, TrainJob], jobs: int, data: StudyData):
-    """Yield (key, metrics) as runs finish: in this process, or in `jobs` worker processes.
-
-    Why processes: every run is independent, and one small-head run uses about two cores, so a machine
-    with many cores (or one GPU shared by several runs) finishes a study that many times sooner. Each
-    worker gets an equal share of the cores for torch; results do not depend on the order of finishing.
-    """
-    if jobs <= 1:
-        for key, job in tasks.items():
-            yield key, _train_one(job, data)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads,)) as pool:
-        futures = {pool.submit(_train_one, job): key for key, job in tasks.items()}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
 
 
 def replot(study, base: Path) -> list[dict]:
@@ -324,19 +266,10 @@ def replot(study, base: Path) -> list[dict]:
     return rows
 
 
-def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/study", jobs: int = 1,
-              command: list[str] | None = None) -> list[dict]:
-    """Run `study` (Imbalance or Sensitivity) around `base` for `seeds` seeds; returns its rows, also written
-    to OUT/<study>.csv (as runs finish), .html/.png and .json."""
-    name = next(k for k, v in STUDIES.items() if isinstance(study, v))
-    started = time.perf_counter()
-    out = Path(out)
-    plan = study.plan(list(base.objectives.names))
-    out.mkdir(parents=True, exist_ok=True)
-    first = base.train.seed
-    runs = [(run, seed) for run in plan for seed in range(first, first + seeds)]
-    # runs whose effective settings are equal train once: fraction 1 of text and of image, or a swept value
-    # equal to the default (temperature=1 and lr=1e-4 are both pcl's defaults)
+def _tasks(base: TrainJob, runs: list) -> tuple[dict[str, TrainJob], list[str | None]]:
+    """({key: job} to train, each planned (run, seed)'s key or None for a recorded skip). Runs whose effective
+    settings are equal train once: fraction 1 of text and of image, or a swept value equal to the default
+    (temperature=1 and lr=1e-4 are both pcl's defaults)."""
     tasks: dict[str, TrainJob] = {}
     keys: list[str | None] = []
     for run, seed in runs:
@@ -344,7 +277,43 @@ def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/stu
         keys.append(None if job is None else effective_settings(job))
         if job is not None:
             tasks.setdefault(keys[-1], job)
-    done: dict[str, dict] = {}
+    return tasks, keys
+
+
+def _finished(runs: list, keys: list, csv_path: Path) -> dict[str, dict]:
+    """{task key: metrics} of the planned runs an earlier run of the study wrote to `csv_path` (a study cut
+    short, or with failed runs)."""
+    earlier, done = finished_rows(csv_path), {}
+    for (run, seed), key in zip(runs, keys):
+        row = earlier.get((run.objective, str(run.facet), str(run.x), str(seed)))
+        if key is not None and row is not None:
+            done[key] = row
+    return done
+
+
+class StudyFailed(ValueError):
+    """Runs that failed (on Ray: twice); the finished ones are in the study's CSV. A ValueError so the command line
+    says it in one line (cli.run), with what to do next."""
+
+
+def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/study", jobs: int = 1,
+              command: list[str] | None = None, ray: str | None = None, resume: bool = False) -> list[dict]:
+    """Run `study` (Imbalance or Sensitivity) around `base` for `seeds` seeds; returns its rows, also written
+    to OUT/<study>.csv (as runs finish), .html/.png and .json. `ray`: run on Ray (a cluster's address, or "" for a
+    local instance). `resume`: rows already in OUT/<study>.csv are kept, not trained again."""
+    name = next(k for k, v in STUDIES.items() if isinstance(study, v))
+    if ray is not None:  # before any data is read: where Ray is missing, say so at once
+        ray_module()
+    started, out = time.perf_counter(), Path(out)
+    plan = study.plan(list(base.objectives.names))
+    out.mkdir(parents=True, exist_ok=True)
+    first = base.train.seed
+    runs = [(run, seed) for run in plan for seed in range(first, first + seeds)]
+    tasks, keys = _tasks(base, runs)
+    done = _finished(runs, keys, out / f"{name}.csv") if resume else {}  # only what is missing trains
+    tasks = {k: v for k, v in tasks.items() if k not in done}
+    if done:
+        print(f"resuming: {len(done)} runs already in {out / name}.csv, {len(tasks)} to train")
 
     def rows_so_far() -> list[dict]:
         """Rows in plan order whose run has finished (or is a recorded skip)."""
@@ -359,18 +328,26 @@ def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/stu
 
     if base.train.select_on == "test":
         print(TEST_PROTOCOL_NOTE)  # once for the study (its runs are quiet)
-    data = StudyData(base) if tasks and jobs <= 1 else None
+    data = StudyData(base) if tasks and (jobs <= 1 or ray is not None) else None
     if data is not None and data.raw.report.total:
         print(data.raw.report.summary())
-    bar = tqdm(total=len(tasks), desc=name, unit="run", file=sys.stderr)
-    for key, metrics in _run_all(tasks, jobs, data):
-        done[key] = metrics
-        save_csv(out / f"{name}.csv", rows_so_far())  # a study cut short keeps every finished run
+    bar = tqdm(total=len(tasks), desc=name + (" (ray)" if ray is not None else ""), unit="run", file=sys.stderr)
+    failed = []
+    for key, metrics in run_all(tasks, jobs, data, ray):
+        if isinstance(metrics, dict):
+            done[key] = metrics
+            save_csv(out / f"{name}.csv", rows_so_far())  # a study cut short keeps every finished run
+        else:
+            failed.append(metrics)
         bar.update()
     bar.close()
     rows = rows_so_far()
-    if not tasks:  # every row a recorded skip: the loop above wrote nothing
+    if not tasks or not done:  # every row a recorded skip, or nothing trained: the loop above wrote nothing
         save_csv(out / f"{name}.csv", rows)
+    if failed:
+        raise StudyFailed(f"{len(failed)} of {len(tasks)} runs failed after a retry: " + "; ".join(
+            f"{f.key} ({f.error})" for f in failed[:5]) + f". The {len(rows)} finished rows are in {out / name}.csv; "
+            f"run the same command with --resume to train only the missing ones")
     title = f"{name} on {base.data.spec} ({seeds} seed{'s' * (seeds > 1)})"
     save_figure(figure(study, rows, title), out / name)
     command = command or ["python", "-m", "cmr_demo.experiments.study", name, *study.argv(),
@@ -388,7 +365,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return replot(STUDIES[args.study], Path(args.out) / args.study)
     command = ["python", "-m", "cmr_demo.experiments.study", *(argv if argv is not None else sys.argv[1:])]
     return run_study(STUDIES[args.study].from_args(args), job_from_args(args, None), args.seeds, args.out, args.jobs,
-                     command)
+                     command, ray=args.ray, resume=args.resume)
 
 
 if __name__ == "__main__":

@@ -121,11 +121,12 @@ def load_dataset(job: TrainJob):
     return load_data(job.data.spec, strict=job.data.strict, seed=job.train.seed, val_fraction=job.val_fraction())
 
 
-def load_features(job: TrainJob, dataset) -> tuple[dict, FeatureSource]:
-    """Every split's features for the job (the data's own, or extracted by its backbone, cached)."""
+def load_features(job: TrainJob, dataset, ray: str | None = None) -> tuple[dict, FeatureSource]:
+    """Every split's features for the job (the data's own, or extracted by its backbone, cached; on Ray with `ray`,
+    a cluster's address or "" for a local instance)."""
     f = job.features
     return dataset_features(dataset, f.backbone, job.train.device, job.train.precision, f.cache_dir,
-                            f.extract_batch_size, f.num_workers, progress=not job.quiet)
+                            f.extract_batch_size, f.num_workers, progress=not job.quiet, ray=ray)
 
 
 def run_dir_name(objective: str) -> str:
@@ -152,8 +153,10 @@ def write_run(out: Path, result, cfg: TrainConfig, head_cfg: HeadConfig, source:
 
 
 def train_objective(name: str, job: TrainJob, head_cfg: HeadConfig, feats: dict, source: FeatureSource,
-                    dataset) -> dict:
-    out = Path(job.out) / run_dir_name(name)
+                    dataset, folder: str | Path | None = None) -> dict:
+    """Train one objective of `job` and write its run into `folder` (default: its folder under `job.out`; a Ray
+    worker writes elsewhere and ships the files back: the run's recorded command is the job's either way)."""
+    out = Path(folder) if folder is not None else Path(job.out) / run_dir_name(name)
     if (out / "metrics.json").is_file():
         if job.resume:
             _say(job, f"{name}: already complete in {out}, skipped (--resume)")

@@ -1,0 +1,59 @@
+"""Study runs as Ray tasks (`--ray [ADDRESS]`): on a local Ray instance, or on a cluster's.
+
+Why Ray and not a bigger home-made pool: a sweep of hundreds of runs, or one over features too large for one
+machine, needs what a cluster scheduler gives (resources per task, GPUs, retries when a worker dies, one copy of
+the data per node); Ray is what this field already runs sweeps and batch inference on.
+
+How: the driver reads and encodes the study's data once (`StudyData`) and puts each validation carve it needs into
+Ray's object store once; every run is a task that gets its carve by reference (so a node fetches it once) and
+returns the same metrics the local runner records. A task that fails (its exception, or its worker killed) is
+retried once; a run that fails again is reported by name, and every finished run stays in the CSV.
+
+Ray is an optional extra (`pip install '.[ray]'`): nothing here imports it until a study asks for it
+(`cmr_demo.ray_cluster`).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cmr_demo.ray_cluster import connect, first_line
+
+
+@dataclass
+class RunFailed:
+    """A run that failed on Ray twice (its first try and its one retry)."""
+    key: str
+    error: str
+
+
+def _train_remote(job, carved, threads: int) -> dict:
+    """One study run on a Ray worker: the same function the local runner calls, on the carve shipped once."""
+    import torch
+
+    from cmr_demo.experiments.runners import train_on
+    torch.set_num_threads(threads)  # as many as the CPUs the task holds (a local --jobs worker does the same)
+    return train_on(job, carved)
+
+
+def run_tasks(tasks: dict, carve_of, address: str | None, cpus_per_run: float = 1.0) -> Iterator[tuple[str, object]]:
+    """Yield (key, metrics) or (key, RunFailed) as runs finish. `tasks`: key -> TrainJob; `carve_of(job)`: its
+    (dataset, features), computed on the driver and put in the object store once per distinct carve."""
+    ray = connect(address)
+    refs, carves = {}, {}
+    for key, job in tasks.items():
+        carve_key = id(carve_of(job))
+        if carve_key not in carves:
+            carves[carve_key] = ray.put(carve_of(job))
+        gpus = 1 if str(job.train.device).startswith("cuda") else 0
+        remote = ray.remote(_train_remote).options(  # retried once, on an exception or a lost worker
+            num_cpus=cpus_per_run, num_gpus=gpus, max_retries=1, retry_exceptions=True, name=f"study run {key}")
+        refs[remote.remote(job, carves[carve_key], max(1, int(cpus_per_run)))] = key
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            try:
+                yield refs[ref], ray.get(ref)
+            except Exception as err:  # noqa: BLE001 (Ray wraps the task's error, or a lost worker's, after its retry)
+                yield refs[ref], RunFailed(refs[ref], first_line(err))
