@@ -190,6 +190,8 @@ evaluate = _as_written("evaluate", "Exact test metrics at gallery scale")
 lab = _as_written("lab", "The objective lab")
 maps = _as_written("map", "Maps coloured by where two objectives disagree")
 flood = _as_written("flood", "One client floods the JSON API with large pictures")
+abuse = _as_written("abuse", "Every abuse at once, for five minutes")
+ray_study = _as_written("ray_study", "A study one at a time, with --jobs 2 and on Ray")
 
 
 def standardize() -> str | None:
@@ -252,7 +254,8 @@ def _speed(name: str) -> Callable[[], str | None]:
 
 BLOCKS: list[Callable[[], str | None]] = [demo_bundle, world, pictures, backbone, wikipedia_bundle, standardize,
                                           wikipedia, studies, *map(_speed, ("train_speed", "extraction", "search", "app",
-                                                                            "soak")), flood, lab, maps, evaluate, scale]
+                                                                            "soak")), flood, abuse, lab, maps, evaluate, scale,
+                                          ray_study]
 
 
 def render() -> str:

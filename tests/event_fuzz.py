@@ -64,7 +64,10 @@ def refusal(response: httpx.Response) -> str | None:
     except ValueError:
         return response.text[:200] or None
     if isinstance(answer, dict):
-        return answer.get("error") or answer.get("detail")
+        told = answer.get("error") or answer.get("detail")
+        if isinstance(told, list):  # gradio's validation answer (422): one message per input
+            told = " ".join(str(v.get("message")) for v in told if isinstance(v, dict) and v.get("message")) or None
+        return told
     return str(answer)
 
 

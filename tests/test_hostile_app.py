@@ -159,7 +159,9 @@ def send(clients: threading.local, url: str, endpoint: str, args: tuple) -> tupl
         return "timeout", "", time.perf_counter() - start
     except Exception as err:  # noqa: BLE001  (the kind is what we count)
         message = str(err)
-        if type(err).__name__ != "AppError":
+        if type(err).__name__ == "ValidationError" and message.strip():  # refused at the queue's door, e.g. the
+            kind = "app message"  # lab's cap per client (concurrent lab runs from this one client)
+        elif type(err).__name__ != "AppError":
             kind = "client"
         elif GENERIC in message:
             kind = "gradio generic"

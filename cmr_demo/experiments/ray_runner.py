@@ -36,6 +36,19 @@ def _train_remote(job, carved, threads: int) -> dict:
     return train_on(job, carved)
 
 
+def _warm() -> None:
+    """Import what a run needs (torch, the trainer): a worker's first task would otherwise pay for it."""
+    import cmr_demo.experiments.runners  # noqa: F401
+
+
+def warm_up(address: str | None) -> None:
+    """Connect, and have as many workers as there are CPUs import the trainer while the driver reads the data."""
+    ray = connect(address)
+    task = ray.remote(_warm).options(num_cpus=1)
+    for _ in range(int(ray.cluster_resources().get("CPU", 1))):
+        task.remote()
+
+
 def run_tasks(tasks: dict, carve_of, address: str | None, cpus_per_run: float = 1.0) -> Iterator[tuple[str, object]]:
     """Yield (key, metrics) or (key, RunFailed) as runs finish. `tasks`: key -> TrainJob; `carve_of(job)`: its
     (dataset, features), computed on the driver and put in the object store once per distinct carve."""

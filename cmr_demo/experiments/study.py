@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from cmr_demo.files import save_csv, save_json
 from cmr_demo.cliargs import HelpFormatter
-from cmr_demo.experiments.runners import METRICS, StudyData, finished_rows, run_all
+from cmr_demo.experiments.runners import METRICS, finished_rows, run_all, study_data
 from cmr_demo.ray_cluster import ray_module  # imports Ray only when called
 from cmr_demo.train.heads import HeadConfig
 from cmr_demo.train.objectives import ObjectiveSpec, option_defaults
@@ -328,7 +328,7 @@ def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/stu
 
     if base.train.select_on == "test":
         print(TEST_PROTOCOL_NOTE)  # once for the study (its runs are quiet)
-    data = StudyData(base) if tasks and (jobs <= 1 or ray is not None) else None
+    data = study_data(base, ray) if tasks and (jobs <= 1 or ray is not None) else None
     if data is not None and data.raw.report.total:
         print(data.raw.report.summary())
     bar = tqdm(total=len(tasks), desc=name + (" (ray)" if ray is not None else ""), unit="run", file=sys.stderr)

@@ -144,12 +144,18 @@ class FairQueue(queueing.Queue):
         async with self.admit_lock:  # the count and the push as one step: a burst cannot slip past the caps
             held = self.holding(fns[body.fn_index].concurrency_id)
             client = self.client_of(request)
-            # "error" (400), not "queue_full" (503): the page shows a 400's message, and for a 503 only its own text
             if sum(self.client_of(e.request) == client for e in held) >= share.per_client:
-                return False, share.busy_client, "error"
+                return False, refusal(share.busy_client), "validator_error"
             if len(held) >= share.in_all:
-                return False, share.busy_all, "error"
+                return False, refusal(share.busy_all), "validator_error"
             return await super().push(body, request, username)
+
+
+def refusal(message: str) -> list[dict]:
+    """A refusal at the queue's door that both clients show in the app's words: gradio's validation answer (422).
+    The page puts it under the event's first input; gradio_client raises ValidationError with it. (A 503 shows
+    only gradio's own "queue is full" text in both, a 400 only a status code in gradio_client.)"""
+    return [{"__type__": "validate", "is_valid": False, "message": message}]
 
 
 def own_queue(demo: gr.Blocks, concurrency_id: str, share: OwnQueue, client_of: Callable[[object], str]) -> None:

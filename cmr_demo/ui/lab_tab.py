@@ -28,7 +28,7 @@ INTRO = ("Train one pair of heads **live** on this bundle's own features: any ob
          "modality-imbalance setting), a seed and the hyper-parameters. The boxes start at the bundle's own settings, "
          "which reproduce its stored metrics. The run joins Compare, the leaderboard and the maps **for you only** "
          "(the bundle is not changed); runs train one at a time for everyone, each for at most "
-         f"{lab.MAX_SECONDS:.0f} s.")
+         f"{lab.MAX_SECONDS:.0f} s, and you may have {LAB_QUEUE.per_client} waiting or training.")
 
 
 def settings(ctx: Context, objective: str, bundle: str) -> tuple:
