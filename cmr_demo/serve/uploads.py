@@ -222,25 +222,30 @@ class UploadShares:
 
     def before(self, client: str, incoming: int) -> int:
         """Delete `client`'s oldest uploads (not in use) until its share fits `incoming` more bytes; the bytes freed."""
-        kept, gone, freed = set(self.keep()), [], 0
+        kept = set(self.keep())
         with self._lock:
             live = self._live(client)
-            total = sum(size for _, size in live)
-            for path, size in list(live):
-                if total - freed + incoming <= self.share:
-                    break
-                if path in kept:
-                    continue
-                try:
-                    os.unlink(path)
-                except OSError:
-                    continue
-                freed += size
-                gone.append(path)
+            need = sum(size for _, size in live) + incoming - self.share
+            freed, gone = _delete_oldest([(p, size) for p, size in live if p not in kept], need)
             self._files[client] = [(p, size) for p, size in live if p not in gone]
         for registry in self.registries():
             registry.difference_update(gone)
         return freed
+
+
+def _delete_oldest(files: list[tuple[str, int]], need: int) -> tuple[int, set[str]]:
+    """Delete `files` ((path, size), oldest first) until `need` bytes are freed: (bytes freed, paths deleted)."""
+    freed, gone = 0, set()
+    for path, size in files:
+        if freed >= need:
+            break
+        try:
+            os.unlink(path)
+        except OSError:
+            continue
+        freed += size
+        gone.add(path)
+    return freed, gone
 
 
 def make_room(folder: str | Path, incoming: int, quota: int = UPLOAD_QUOTA_BYTES,
@@ -260,16 +265,7 @@ def make_room(folder: str | Path, incoming: int, quota: int = UPLOAD_QUOTA_BYTES
             total += st.st_size
             if path not in kept:
                 files.append((st.st_ctime, st.st_size, path))
-    freed, gone = 0, []
-    for _, size, path in sorted(files):
-        if total - freed + incoming <= quota:
-            break
-        try:
-            os.unlink(path)
-        except OSError:
-            continue
-        freed += size
-        gone.append(path)
+    freed, gone = _delete_oldest([(path, size) for _, size, path in sorted(files)], total + incoming - quota)
     for registry in registries():
         registry.difference_update(gone)
     return freed
