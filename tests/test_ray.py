@@ -3,7 +3,6 @@ finished rows kept, `--resume`; and Ray never imported unless asked. Each test s
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -115,9 +114,10 @@ def test_ray_is_imported_only_when_asked_and_its_absence_is_one_clear_line(tmp_p
         run(study_module.main, [*STUDY, "--out", str(tmp_path), "--ray"])
 
 
-def test_a_bundle_built_on_ray_verifies_and_equals_the_local_build(local_ray, small_bundle, tmp_path):
-    """`build(..., ray="")` with an empty feature cache: the pictures and texts go through Ray Data, the objectives
-    train as tasks; the bundle verifies, and every objective's metrics and every tensor equal the local build's."""
+def test_a_bundle_built_on_ray_verifies_and_equals_the_local_build(local_ray, tmp_path):
+    """The same job built locally and with `ray=""`, each with an empty feature cache of its own (so the Ray build's
+    pictures and texts go through Ray Data): the Ray bundle verifies, and every objective's metrics and every tensor
+    equal the local build's. Both are built here, at the same torch thread count (the count the Ray tasks copy)."""
     from dataclasses import replace
 
     from safetensors import safe_open
@@ -125,15 +125,18 @@ def test_a_bundle_built_on_ray_verifies_and_equals_the_local_build(local_ray, sm
     from cmr_demo.bundle.build import build
     from cmr_demo.bundle.verify import verify
     from conftest import quick_job
-    job = quick_job("shapes:200", "pcl,ce,pcl+0.5*tl", "nano-clip:random")  # small_bundle's own job
-    job = replace(job, features=replace(job.features, cache_dir=str(tmp_path / "cache")))
-    manifest = build(job, tmp_path / "b", ray="")
-    assert any((tmp_path / "cache").iterdir())  # extracted here, on Ray (not read from another build's cache)
-    assert verify(tmp_path / "b") == []
-    local = json.loads((small_bundle / "manifest.json").read_text())
-    assert manifest["objectives"] == local["objectives"]
+    job = quick_job("shapes:200", "pcl,ce,pcl+0.5*tl", "nano-clip:random")
+
+    def built(name: str, **ray) -> dict:
+        cached = replace(job, features=replace(job.features, cache_dir=str(tmp_path / f"cache-{name}")))
+        manifest = build(cached, tmp_path / name, **ray)
+        assert any((tmp_path / f"cache-{name}").iterdir())  # extracted by this build, not read from another's cache
+        return manifest
+    local, on_ray = built("local"), built("ray", ray="")
+    assert verify(tmp_path / "ray") == []
+    assert on_ray["objectives"] == local["objectives"]
     for rel in [f for f in local["files"] if f.endswith(".safetensors")]:
-        with safe_open(small_bundle / rel, "np") as a, safe_open(tmp_path / "b" / rel, "np") as b:
+        with safe_open(tmp_path / "local" / rel, "np") as a, safe_open(tmp_path / "ray" / rel, "np") as b:
             assert a.keys() == b.keys(), rel
             for key in a.keys():
                 assert (a.get_tensor(key) == b.get_tensor(key)).all(), (rel, key)

@@ -93,8 +93,9 @@ def unreadable(err: BaseException) -> gr.Error:
 
 
 def raised_in_app(err: BaseException) -> bool:
-    """Whether the innermost frame of `err` that is not the standard library's or a dependency's is the app's own
-    code (a bug to log in full) rather than gradio's (a request it could not read)."""
+    """Whether `err` was raised through the app's own code, a handler (a bug: `user_errors` turns the user's
+    mistakes into messages, so what escapes is logged in full), rather than in gradio's alone (a request it could
+    not read). This module's frames do not count: they are where it is caught."""
     frames = traceback.extract_tb(err.__traceback__)
     return any("/cmr_demo/" in f.filename.replace("\\", "/") and "gradio_adapter" not in f.filename for f in frames)
 
