@@ -74,6 +74,12 @@ def save_csv(path: str | Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
+def load_csv(path: str | Path) -> list[dict]:
+    """The rows `save_csv` wrote, as dicts of text."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def save_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 

@@ -93,15 +93,20 @@ def _other_seeds(job, raw, raw_feats, source, seeds: list[int]) -> dict[int, dic
     """{seed: {objective: test metrics}} of the same job under other training seeds, metrics only (nothing kept):
     what tells a real difference between objectives from seed noise. Each seed carves its own validation split
     when the data has none, as the served run did with its seed."""
-    from cmr_demo.data import with_validation
-    from cmr_demo.train.stage import train
     out = {}
     for s in seeds:
-        dataset, feats = with_validation(raw, job.val_fraction(), s, raw_feats)
-        run_job = replace(job, train=replace(job.train, seed=s), out=None, quiet=True)
-        out[s] = train(run_job, dataset, (feats, source))
+        out[s] = seed_metrics(job, raw, raw_feats, source, s)
         print(f"seed {s}: " + ", ".join(f"{name} {m['avg_map']:.3f}" for name, m in out[s].items()))
     return out
+
+
+def seed_metrics(job, raw, raw_feats, source, seed: int) -> dict[str, dict]:
+    """{objective: test metrics} of `job` under training seed `seed`, on the validation split that seed carves when
+    the data has none; nothing is kept (here, or in a Ray task: `ray_train`)."""
+    from cmr_demo.data import with_validation
+    from cmr_demo.train.stage import train
+    dataset, feats = with_validation(raw, job.val_fraction(), seed, raw_feats)
+    return train(replace(job, train=replace(job.train, seed=seed), out=None, quiet=True), dataset, (feats, source))
 
 
 def seed_summary(values: dict[int, float]) -> dict:

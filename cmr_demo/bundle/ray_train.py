@@ -32,15 +32,12 @@ def _served(job, name: str, carve, head_cfg, threads: int) -> tuple[dict, dict[s
 
 
 def _seed_run(job, seed: int, raw_carve, threads: int) -> dict:
-    """Every objective under another training seed, metrics only (as `build._other_seeds` does locally)."""
+    """Every objective under another training seed, metrics only (`build.seed_metrics`, as a local build runs it)."""
     import torch
 
-    from cmr_demo.data import with_validation
-    from cmr_demo.train.stage import train
+    from cmr_demo.bundle.build import seed_metrics
     torch.set_num_threads(threads)
-    raw, raw_feats, source = raw_carve
-    dataset, feats = with_validation(raw, job.val_fraction(), seed, raw_feats)
-    return train(replace(job, train=replace(job.train, seed=seed), out=None, quiet=True), dataset, (feats, source))
+    return seed_metrics(job, *raw_carve, seed)
 
 
 def train_on_ray(job, dataset, feats, source, raw, raw_feats, seeds: list[int], address: str | None

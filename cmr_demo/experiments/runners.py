@@ -9,6 +9,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from cmr_demo.data import read_data, with_validation
+from cmr_demo.files import load_csv
 from cmr_demo.train.stage import TrainJob, load_features, train
 
 METRICS = ("i2t_map", "t2i_map", "avg_map", "best_epoch", "epochs_run", "train_seconds")
@@ -76,8 +77,8 @@ def study_data(base: TrainJob, ray: str | None) -> StudyData:
 
 def run_all(tasks: dict[str, TrainJob], jobs: int, data: StudyData | None, ray: str | None = None):
     """Yield (key, metrics) as runs finish: in this process, in `jobs` worker processes, or as Ray tasks (`ray`: a
-    cluster's address, "" for a local instance; see `ray_runner`), each holding `jobs` CPUs' share of the machine
-    when local (`ray_runner.run_tasks`; a failed run yields a `RunFailed`).
+    cluster's address, "" for a local instance; see `ray_runner`), one CPU each, as many at once as the cluster has
+    CPUs (a run that failed twice yields a `RunFailed`).
 
     Why processes: every run is independent, and one small-head run uses about two cores, so a machine
     with many cores (or one GPU shared by several runs) finishes a study that many times sooner. Each
@@ -103,16 +104,9 @@ def run_all(tasks: dict[str, TrainJob], jobs: int, data: StudyData | None, ray: 
 
 def finished_rows(csv_path: Path) -> dict[tuple, dict]:
     """The trained rows of an earlier run of a study, by (objective, facet, x, seed) as text: their metrics."""
-    import csv
-    if not csv_path.is_file():
-        return {}
-    with csv_path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
     out = {}
-    for row in rows:
-        if row.get("avg_map", "") == "":
-            continue
-        values = list(row.values())
-        metrics = {k: (int(float(row[k])) if k in ("best_epoch", "epochs_run") else float(row[k])) for k in METRICS}
-        out[tuple(values[:4])] = metrics
+    for row in load_csv(csv_path) if csv_path.is_file() else []:
+        if row.get("avg_map", "") != "":  # a recorded skip has no metrics
+            metrics = {k: (int(float(row[k])) if k in ("best_epoch", "epochs_run") else float(row[k])) for k in METRICS}
+            out[tuple(list(row.values())[:4])] = metrics
     return out

@@ -28,7 +28,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 from tqdm import tqdm
 
-from cmr_demo.files import save_csv, save_json
+from cmr_demo.files import load_csv, save_csv, save_json
 from cmr_demo.cliargs import HelpFormatter
 from cmr_demo.experiments.runners import METRICS, finished_rows, run_all, study_data
 from cmr_demo.ray_cluster import ray_module  # imports Ray only when called
@@ -253,12 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def replot(study, base: Path) -> list[dict]:
     """Redraw a finished study's figures from its CSV (and the title in its JSON); nothing is trained."""
-    import csv
     import json
     if not base.with_suffix(".csv").is_file():
         raise ValueError(f"{base.with_suffix('.csv')} does not exist: run the study first (without --replot)")
-    with base.with_suffix(".csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = load_csv(base.with_suffix(".csv"))
     meta = base.with_suffix(".json")
     title = json.loads(meta.read_text()).get("title", base.name) if meta.is_file() else base.name
     save_figure(figure(study, rows, title), base)

@@ -73,7 +73,7 @@ class UploadLimit:
             return await self._refuse(send, 411, self.no_length)  # form parser would store it all first
         if int(length) > limit:
             return await self._refuse(send, 413, refusal)
-        client = client_address(Request(scope))
+        client = client_address(Request(scope)) if upload else None
         if upload and self.before_upload is not None:  # e.g. room made in the upload folder (uploads.make_room)
             await asyncio.to_thread(self.before_upload, int(length), client)
         replaced, stored = False, []
@@ -134,8 +134,8 @@ def event_problem(path: str, raw: bytes, events: dict) -> str | None:
         return "'session_hash' is longer than 128 characters"
     if isinstance(body.get("trigger_id"), int) and abs(body["trigger_id"]) > 2 ** 53:
         return "'trigger_id' is out of range"
-    if body.get("fn_index") is not None and body["fn_index"] not in events:
-        return f"no event has the index {str(body['fn_index'])[:20]}: use the endpoints listed under 'Use via API'"
+    if (body.get("fn_index") is not None or path.startswith(EVENT_ROUTES[0])) and body.get("fn_index") not in events:
+        return f"no event has the index {str(body.get('fn_index'))[:20]}: use the endpoints listed under 'Use via API'"
     name = path.rstrip("/").rsplit("/", 1)[-1]
     if body.get("fn_index") is None and not path.startswith(EVENT_ROUTES[0]) and \
             not any(fn.api_name == name for fn in events.values()):
