@@ -1,8 +1,12 @@
 """Retrieval metrics with class relevance: per-query AP, mAP@all, P@k, per-class AP; vectorised.
 
 Scores are dot products of L2-normalised vectors (inputs are normalised here), so the ranking is
-the one the official CLIP4CMR evaluation gets from Euclidean distance. Ties keep gallery order
-(stable sort), which is what the naive reference in the tests does too.
+the one the official CLIP4CMR evaluation gets from Euclidean distance.
+
+Ties are scored by their expectation (McSherry & Najork, ECIR 2008): where items score exactly the same, AP and P@k
+are the mean over every order of the tied items, not what gallery order happens to put first. Why: identical
+captions of different classes ("A splash of blue.") embed identically, and a stable sort would credit or blame an
+objective for the gallery's order. Without ties the values are the usual AP and P@k.
 """
 from __future__ import annotations
 
@@ -27,28 +31,59 @@ def _as_numpy(x) -> np.ndarray:
 
 
 @torch.no_grad()
-def ranked_relevance(query, query_labels, gallery, gallery_labels, limit: int | None = None):
-    """Yield [chunk, G'] float relevance (1 = same class) in ranked order, G' = limit or G."""
+def ranked_relevance(query, query_labels, gallery, gallery_labels, limit: int | None = None, with_scores: bool = False):
+    """Yield [chunk, G'] float relevance (1 = same class) in ranked order, G' = limit or G; with `with_scores`,
+    (relevance, the scores in that order) pairs."""
     q = F.normalize(_as_tensor(query).float(), dim=1)
     g = F.normalize(_as_tensor(gallery).float().to(q.device), dim=1)
     ql, gl = _as_tensor(query_labels).to(q.device), _as_tensor(gallery_labels).to(q.device)
     for start in range(0, len(q), _CHUNK):
         scores = q[start:start + _CHUNK] @ g.T  # [chunk, G]
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+        ordered, order = torch.sort(scores, dim=1, descending=True, stable=True)
         if limit is not None:
-            order = order[:, :limit]
-        yield (gl[order] == ql[start:start + _CHUNK, None]).float()
+            order, ordered = order[:, :limit], ordered[:, :limit]
+        rel = (gl[order] == ql[start:start + _CHUNK, None]).float()
+        yield (rel, ordered) if with_scores else rel
 
 
 def ap_from_relevance(rel: torch.Tensor) -> torch.Tensor:
-    """[Q, G] 0/1 relevance in ranked order -> [Q] average precision (0 for a query with no relevant item)."""
+    """[Q, G] 0/1 relevance in ranked order -> [Q] average precision (0 for a query with no relevant item), taking
+    the order as given (no ties)."""
     ranks = torch.arange(1, rel.shape[1] + 1, device=rel.device, dtype=rel.dtype)
     return (rel.cumsum(dim=1) / ranks * rel).sum(dim=1) / rel.sum(dim=1).clamp(min=1)
 
 
+def expected_relevance(rel: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[Q, G] relevance and scores, both in ranked order (scores descending) -> ([Q, G] each position's expected
+    relevance, [Q, G] each position's expected precision-weighted relevance) over every order of tied scores.
+
+    Per position p (1-based) in a tie group that starts after c items, r of them relevant, and holds n items, k of
+    them relevant: P(relevant at p) = k / n, and given that, the expected relevant count up to p is
+    r + 1 + (p - c - 1)(k - 1)/(n - 1). Summing the second over positions / p gives McSherry & Najork's AP."""
+    G = rel.shape[1]
+    new = torch.ones_like(rel, dtype=torch.bool)
+    new[:, 1:] = scores[:, 1:] != scores[:, :-1]
+    group = new.long().cumsum(1) - 1  # [Q, G] tie group of each position
+    n = torch.zeros_like(rel).scatter_add_(1, group, torch.ones_like(rel)).gather(1, group)
+    k = torch.zeros_like(rel).scatter_add_(1, group, rel).gather(1, group)
+    pos = torch.arange(G, device=rel.device).expand_as(group)
+    start = torch.where(new, pos, 0).cummax(1).values  # [Q, G] first position of each position's group (0-based)
+    before = (rel.cumsum(1) - rel).gather(1, start)  # relevant items ranked above the group
+    p_rel = k / n
+    expected = p_rel * (before + 1 + (pos - start).to(rel.dtype) * (k - 1) / (n - 1).clamp(min=1))
+    return p_rel, expected / (pos + 1).to(rel.dtype)
+
+
+def ap_tie_aware(rel: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """[Q, G] relevance and scores in ranked order -> [Q] expected AP over the orders of tied items (equal to
+    `ap_from_relevance` where nothing ties)."""
+    return expected_relevance(rel, scores)[1].sum(1) / rel.sum(1).clamp(min=1)
+
+
 def average_precision(query, query_labels, gallery, gallery_labels) -> np.ndarray:
-    """AP over the whole ranked gallery for each query, [Q]. A query with no relevant item gets 0."""
-    out = [ap_from_relevance(rel) for rel in ranked_relevance(query, query_labels, gallery, gallery_labels)]
+    """AP over the whole ranked gallery for each query, [Q], ties by their expectation. No relevant item: AP 0."""
+    out = [ap_tie_aware(rel, s) for rel, s in ranked_relevance(query, query_labels, gallery, gallery_labels,
+                                                                 with_scores=True)]
     return torch.cat(out).cpu().numpy().astype(np.float64)
 
 
@@ -104,12 +139,13 @@ def _direction(query, ql, gallery, gl, class_names, ks) -> dict:
 
 
 def _direction_by_sort(query, ql, gallery, gl, class_names, ks) -> dict:
-    """The reference: each query's whole ranking (stable sort), AP from cumulative precision, P@k from its top."""
+    """The reference: each query's whole ranking (sorted), AP and P@k by their expectation over tied orders."""
     top = min(max(ks), len(gallery))
     aps, hits = [], []
-    for rel in ranked_relevance(query, ql, gallery, gl):
-        aps.append(ap_from_relevance(rel))
-        hits.append(rel[:, :top])
+    for rel, scores in ranked_relevance(query, ql, gallery, gl, with_scores=True):
+        p_rel, weighted = expected_relevance(rel, scores)
+        aps.append(weighted.sum(1) / rel.sum(1).clamp(min=1))
+        hits.append(p_rel[:, :top])
     ap = torch.cat(aps).cpu().numpy().astype(np.float64)
     rel = torch.cat(hits)
     ql = _as_numpy(ql)
@@ -127,7 +163,7 @@ def _direction_by_rank_counts(query, ql, gallery, gl, class_names, ks) -> dict:
     rank among the relevant items plus the number of irrelevant items scored above it: two integer sorts
     (numpy's SIMD sort, far faster than torch's CPU sort with indices) and a binary search. A 50,000-item
     test split is 2.5e9 scores per direction: minutes with a full sort per query. Rows where a relevant and an irrelevant
-    item tie exactly are ranked by the stable sort of `ranked_relevance`, so the ranking is the reference's."""
+    item tie exactly are scored by the reference's expectation over tied orders."""
     top = min(max(ks), len(gallery))
     q = F.normalize(_as_tensor(query).float(), dim=1)
     g = F.normalize(_as_tensor(gallery).float().to(q.device), dim=1)
@@ -152,10 +188,12 @@ def _direction_by_rank_counts(query, ql, gallery, gl, class_names, ks) -> dict:
                 hits[k][at] = (ranks <= min(k, top)).sum(1)
             if ties.any():
                 tied = at[ties]
-                rel = torch.cat(list(ranked_relevance(q[tied], _as_tensor(qln[tied]), g, _as_tensor(gln))))
-                ap[tied] = ap_from_relevance(rel).double().cpu().numpy()
+                rel, scores = (torch.cat(t) for t in zip(*ranked_relevance(
+                    q[tied], _as_tensor(qln[tied]), g, _as_tensor(gln), with_scores=True)))
+                p_rel, weighted = expected_relevance(rel, scores)
+                ap[tied] = (weighted.sum(1) / rel.sum(1).clamp(min=1)).double().cpu().numpy()
                 for k in ks:
-                    hits[k][tied] = rel[:, :min(k, top)].sum(1).double().cpu().numpy()
+                    hits[k][tied] = p_rel[:, :min(k, top)].sum(1).double().cpu().numpy()
     per_class = {class_names[c]: float(ap[qln == c].mean()) for c in np.unique(qln)}
     return {"map": float(ap.mean()), "per_class_ap": per_class,
             "p_at_k": {str(k): float(hits[k].mean() / min(k, top)) for k in ks},

@@ -6,25 +6,39 @@ from cmr_demo.metrics import average_precision, chance_map, evaluate
 
 
 def naive_ap(q, ql, g, gl):
+    """AP over the whole gallery per query, items at equal distance counted by their expectation over every order
+    (McSherry & Najork 2008), written per relevant item: the mean over the ranks its tie group allows of the
+    expected precision there (the other relevant items of the group above it are hypergeometric)."""
     q = q / np.linalg.norm(q, axis=1, keepdims=True)
     g = g / np.linalg.norm(g, axis=1, keepdims=True)
     out = []
     for i in range(len(q)):
-        dist = [np.sum((q[i] - g[j]) ** 2) for j in range(len(g))]  # Euclidean, as the official code
-        order = sorted(range(len(g)), key=lambda j: (round(dist[j], 9), j))
-        hits, total = 0, 0.0
-        for rank, j in enumerate(order, start=1):
-            if gl[j] == ql[i]:
-                hits += 1
-                total += hits / rank
-        out.append(total / hits if hits else 0.0)
+        dist = [round(float(np.sum((q[i] - g[j]) ** 2)), 6) for j in range(len(g))]  # Euclidean, as the official code
+        rel = [gl[j] == ql[i] for j in range(len(g))]
+        total = 0.0
+        for j in (j for j in range(len(g)) if rel[j]):
+            above = [x for x in range(len(g)) if dist[x] < dist[j]]
+            group = [x for x in range(len(g)) if dist[x] == dist[j]]
+            c, b, n, k = len(above), sum(rel[x] for x in above), len(group), sum(rel[x] for x in group)
+            total += np.mean([(b + 1 + (m - 1) * (k - 1) / max(n - 1, 1)) / (c + m) for m in range(1, n + 1)])
+        out.append(total / sum(rel) if sum(rel) else 0.0)
     return np.array(out)
 
 
 def naive_p_at_k(q, ql, g, gl, k):
+    """P@k per query, averaged; a tie group straddling rank k counts its share of relevant items per place."""
     scores = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (g / np.linalg.norm(g, axis=1, keepdims=True)).T
-    return np.mean([np.mean(gl[sorted(range(len(g)), key=lambda j: (-scores[i, j], j))[:k]] == ql[i])
-                    for i in range(len(q))])
+    out = []
+    for i in range(len(q)):
+        s = np.round(scores[i], 6)
+        hits = 0.0
+        for value in np.unique(s):
+            group = np.flatnonzero(s == value)
+            above = int((s > value).sum())
+            places = max(0, min(k, above + len(group)) - above)
+            hits += places * np.mean(gl[group] == ql[i])
+        out.append(hits / k)
+    return float(np.mean(out))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cmr_demo.metrics import ap_from_relevance
+from cmr_demo.metrics import expected_relevance
 from cmr_demo.serve.index import BundleIndexes
 from cmr_demo.serve.schema import Query
 
@@ -29,10 +29,18 @@ def rank(indexes: BundleIndexes, gallery: np.ndarray, labels: np.ndarray, object
         return pairs[:k], None, index.exact
     scores = scores_of(gallery, emb)
     order, rel = ranked(scores, labels, query.label, itself)
-    metrics = {"ap": float(ap_from_relevance(torch.from_numpy(rel[None]))[0]),
-               "p_at_k": {str(n): float(rel[:n].mean()) for n in P_AT},
+    p_rel, ap = tie_aware(rel, scores[order])
+    metrics = {"ap": ap, "p_at_k": {str(n): float(p_rel[:n].mean()) for n in P_AT},
                "first_relevant_rank": int(np.argmax(rel)) + 1 if rel.any() else None}
     return [(int(r), float(scores[r])) for r in order[:k]], metrics, True
+
+
+def tie_aware(rel: np.ndarray, ordered_scores: np.ndarray) -> tuple[np.ndarray, float]:
+    """(each position's expected relevance, AP) of one ranking, over the orders of exactly tied scores: the build's
+    metric (`cmr_demo.metrics`), so a query's AP here is the one stored for it."""
+    p_rel, weighted = expected_relevance(torch.from_numpy(rel[None]), torch.from_numpy(ordered_scores[None]
+                                                                                       .astype(np.float64)))
+    return p_rel[0].numpy(), float(weighted[0].sum() / max(rel.sum(), 1))
 
 
 def scores_of(gallery: np.ndarray, emb: np.ndarray) -> np.ndarray:
@@ -64,6 +72,7 @@ def served_ap(queries: np.ndarray, gallery: np.ndarray, labels: np.ndarray) -> n
     whose two intra-op threads fought a request's for the cores (a first map answer took 2.3 s instead of 0.3)."""
     aps = np.zeros(len(queries))
     for q in range(len(queries)):
-        rel = ranked(scores_of(gallery, queries[q]), labels, labels[q], None)[1]
-        aps[q] = float(ap_from_relevance(torch.from_numpy(rel[None]))[0])
+        scores = scores_of(gallery, queries[q])
+        order, rel = ranked(scores, labels, labels[q], None)
+        aps[q] = tie_aware(rel, scores[order])[1]
     return aps

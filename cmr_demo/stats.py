@@ -1,0 +1,61 @@
+"""The statistics every comparison in the project uses: one spread convention, one interval, one paired test.
+
+Why one module: the bundle's leaderboard, the studies and the docs used to mix the population and the sample
+standard deviation (the same three runs read +-0.004 and +-0.005). Here a spread is always the sample standard
+deviation (ddof 1) with n stated, an interval is Student's t over the seeds, and two objectives are compared
+paired over the same test queries and seeds.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LEVEL = 0.95  # intervals
+ALPHA = 0.05  # tests: a difference is claimed only below this p-value
+
+
+def _t_quantile(p: float, df: float) -> float:
+    from scipy.stats import t
+    return float(t.ppf(p, df))
+
+
+def summary(values) -> dict:
+    """Seed values -> {'n', 'mean', 'std' (sample, ddof 1; 0 for one value), 'ci_low', 'ci_high'}: a 95 % Student-t
+    interval of the mean over seeds (the single value itself when n is 1: nothing says how it would vary)."""
+    v = np.asarray(list(values), dtype=np.float64)
+    n, mean = len(v), float(v.mean())
+    std = float(v.std(ddof=1)) if n > 1 else 0.0
+    half = _t_quantile(0.5 + LEVEL / 2, n - 1) * std / math.sqrt(n) if n > 1 else 0.0
+    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def paired_test(a, b) -> dict:
+    """Is `a` better than `b`? `a`, `b`: [S, Q] AP of the same Q test queries under S seeds each (a row of one seed,
+    e.g. a frozen backbone's, is compared with every seed of the other). Returns {'difference' (mean of a - b),
+    'se', 'df', 'p' (two-sided)}.
+
+    The design is crossed (every seed answers every query), so the difference's variance has a seed part and a
+    query part: var over seeds of the per-seed mean difference / S, plus var over queries of the seed-averaged
+    difference / Q; the t statistic is referred to Satterthwaite's degrees of freedom for that sum. With one seed
+    on both sides only the query part is known, and the test is the paired t-test over queries."""
+    a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+    d = a - b if a.shape == b.shape else np.broadcast_arrays(a, b)[0] - np.broadcast_arrays(a, b)[1]
+    s, q = d.shape
+    diff = float(d.mean())
+    seed_part = float(d.mean(1).var(ddof=1)) / s if s > 1 else 0.0
+    query_part = float(d.mean(0).var(ddof=1)) / q if q > 1 else 0.0
+    se = math.sqrt(seed_part + query_part)
+    if se == 0.0:
+        return {"difference": diff, "se": 0.0, "df": float("nan"), "p": 1.0 if diff == 0 else 0.0}
+    denominator = (seed_part ** 2 / (s - 1) if s > 1 else 0.0) + (query_part ** 2 / (q - 1) if q > 1 else 0.0)
+    df = (seed_part + query_part) ** 2 / denominator
+    from scipy.stats import t
+    return {"difference": diff, "se": se, "df": df, "p": float(2 * t.sf(abs(diff) / se, df))}
+
+
+def within_spread(per_seed_difference) -> bool:
+    """A per-query difference between two objectives is within the seed spread when the seeds do not agree on its
+    sign (one seed ranks them the other way, or ties them)."""
+    d = np.asarray(per_seed_difference, np.float64)
+    return not (np.all(d > 0) or np.all(d < 0))
