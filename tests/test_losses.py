@@ -67,11 +67,13 @@ def test_aligned_labels_score_lower_than_shuffled(name):
 @pytest.mark.parametrize("name", list_objectives())
 def test_each_option_changes_the_value(name):
     img, txt, labels = batch(seed=3)
-    torch.manual_seed(0)
-    base = build_objective(name, C, D)(img, txt, labels)["loss"]
     for key, default in OBJECTIVES[name].defaults.items():
+        # cl's form changes how its margin acts, so it shows only with a margin that acts on these unit vectors
+        held = {"margin": 2.0} if (name, key) == ("cl", "form") else {}
+        torch.manual_seed(0)
+        base = build_objective(name, C, D, held)(img, txt, labels)["loss"]
         torch.manual_seed(0)  # same learned-parameter init, so only the option differs
-        changed = build_objective(name, C, D, {key: default * 4 + 1})(img, txt, labels)["loss"]
+        changed = build_objective(name, C, D, {**held, key: default * 4 + 1})(img, txt, labels)["loss"]
         assert not torch.isclose(base, changed), f"{name}: option {key} has no effect"
 
 

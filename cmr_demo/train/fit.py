@@ -23,7 +23,7 @@ import torch
 
 from cmr_demo.files import CheckpointError, load_tensors, save_tensors
 from cmr_demo.train.heads import HeadConfig, Heads
-from cmr_demo.train.objectives import build_objective
+from cmr_demo.train.objectives import build_objective, option_defaults
 from cmr_demo.metrics import average_precision
 from cmr_demo.sampling import seeded_rows
 
@@ -173,13 +173,15 @@ def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors
     device = train.image.device
     torch.manual_seed(cfg.seed)
     heads = Heads(head_cfg).to(device)
-    heads.fit_standardization(train.image, train.text)
-    objective = build_objective(cfg.objective, num_classes, head_cfg.embed_dim, cfg.objective_options).to(device)
+    image_mask, text_mask = (m if m is None else m.to(device) for m in modality_masks(len(train.labels), cfg))
+    # statistics from the rows that train (imbalance: a withheld text must not shape the text head's inputs)
+    heads.fit_standardization(train.image if image_mask is None else train.image[image_mask],
+                              train.text if text_mask is None else train.text[text_mask])
+    objective = build_objective(cfg.objective, num_classes, head_cfg.embed_dim, seeded_options(cfg)).to(device)
     params = list(heads.parameters()) + list(objective.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    image_mask, text_mask = (m if m is None else m.to(device) for m in modality_masks(len(train.labels), cfg))
     cfg_json = json.dumps(asdict(cfg), sort_keys=True)
     run_state = {"epoch": -1, "best_epoch": -1, "best_score": -math.inf, "bad_epochs": 0, "history": [], "seconds": 0.0}
     best = {k: v.clone() for k, v in _module_state(heads, objective).items()}
@@ -219,6 +221,15 @@ def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors
     _load_module_state(heads, objective, best)
     return FitResult(heads.eval(), objective.eval(), run_state["history"], run_state["best_epoch"] + 1,
                      run_state["best_score"], time.perf_counter() - start)
+
+
+def seeded_options(cfg: TrainConfig) -> dict[str, float]:
+    """The run's objective options, with a random draw the objective owns (pcl's prototypes) following the training
+    seed unless the options fix it: a spread over seeds then includes that draw's randomness too."""
+    options = dict(cfg.objective_options)
+    if "prototype_seed" in option_defaults(cfg.objective) and "prototype_seed" not in options:
+        options["prototype_seed"] = float(cfg.seed)
+    return options
 
 
 def _write_state(path: Path, cfg_json: str, run_state: dict, heads, objective, optimizer, best: dict) -> None:

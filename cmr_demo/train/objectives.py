@@ -41,7 +41,11 @@ class Objective(nn.Module):
     kind: ClassVar[str]  # "pair-wise" or "class-wise", as in the study
     about: ClassVar[str] = ""  # one line for people: what it does to the common space (shown by the app)
     class_source: ClassVar[str | None] = None  # what `class_scores` come from, in words; None: it has none
-    defaults: ClassVar[dict[str, float]] = {}
+    defaults: ClassVar[dict[str, float]] = {}  # the official code's (the paper's) settings
+    # the values a bundle build tries for each defining option, on validation (`cmr_demo.train.tuning`), in the order
+    # they are tuned; empty: nothing to tune (why, in `untuned`)
+    grid: ClassVar[dict[str, tuple[float, ...]]] = {}
+    untuned: ClassVar[str] = ""
 
     def __init__(self, num_classes: int, embed_dim: int, **options: float):
         super().__init__()
@@ -73,19 +77,34 @@ class Objective(nn.Module):
 
 # ---------------------------------------------------------------- pair-wise objectives
 class Contrastive(Objective):
-    """Same-class image-text pairs pulled together, other pairs pushed past a squared-distance margin."""
-    name, kind, defaults = "cl", "pair-wise", {"margin": 0.2}
+    """Same-class image-text pairs pulled together, other pairs pushed past a margin.
+
+    `form` 0 is the official code's: `relu(margin - d^2)` on squared distances. Between unit vectors d^2 = 2 - 2 cos,
+    so at its margin 0.2 a pair is pushed only while its cosine is above 0.9: on our data that never happens and cl
+    trains as ml. `form` 1 is Hadsell et al.'s (2006) `max(0, margin - d)^2`. The grid tries margins that act.
+    Positives and negatives are each averaged over their own pairs (balanced); the official code averages one sum
+    over all pairs, where a negative pair weighs (C - 1) times more than here with C balanced classes."""
+    name, kind, defaults = "cl", "pair-wise", {"margin": 0.2, "form": 0.0}
+    grid = {"margin": (0.2, 0.5, 1.0), "form": (0.0, 1.0)}
     about = "contrastive: pulls same-class image-text pairs together, pushes other pairs a margin apart"
 
     def terms(self, img, yi, txt, yt):
         d2, pos = sq_dist(img, txt), yi[:, None] == yt[None, :]
-        return {"positive": masked_mean(d2, pos),
-                "negative": masked_mean(F.relu(self.options["margin"] - d2), ~pos)}
+        margin = self.options["margin"]
+        if self.options["form"] == 1.0:
+            push = F.relu(margin - (d2 + 1e-12).sqrt()).pow(2)  # +1e-12: a finite gradient at d = 0
+        elif self.options["form"] == 0.0:
+            push = F.relu(margin - d2)
+        else:
+            raise ValueError(f"cl's form is 0 (the official relu(margin - d^2)) or 1 (Hadsell's max(0, margin - d)^2); "
+                             f"got {self.options['form']:g}")
+        return {"positive": masked_mean(d2, pos), "negative": masked_mean(push, ~pos)}
 
 
 class ModalityInvariance(Objective):
     """Only the pull term: same-class image-text pairs together (collapse is what the study shows)."""
     name, kind, defaults = "ml", "pair-wise", {"weight": 1.0}
+    untuned = "its weight scales its only term, and Adam's steps do not change with the loss's scale"
     about = "modality invariance: only pulls same-class image-text pairs together (nothing pushes classes apart)"
 
     def terms(self, img, yi, txt, yt):
@@ -101,6 +120,7 @@ class Triplet(Objective):
     hinge sum over the negatives a positive violates is count * (margin + d_ap) - prefix sum of d_an.
     """
     name, kind, defaults = "tl", "pair-wise", {"margin": 0.2}
+    grid = {"margin": (0.2, 0.5, 1.0)}
     about = "triplet: a matching item of the other modality must be nearer than a non-matching one, by a margin"
     semi_hard: ClassVar[bool] = False
 
@@ -127,7 +147,10 @@ class Triplet(Objective):
 
 
 class SemiHardTriplet(Triplet):
-    """Triplets whose negative is farther than the positive but still violates the margin."""
+    """Triplets whose negative is farther than the positive but still violates the margin.
+
+    Every semi-hard negative of an (anchor, positive) pair counts, averaged over all such triplets in the batch
+    (the batch-all semi-hard variant); FaceNet and the official code take one semi-hard negative per pair."""
     name, semi_hard = "tl-semihard", True
     about = "triplet on semi-hard negatives: only non-matching items just beyond the matching one count"
 
@@ -171,6 +194,7 @@ class ClassifierObjective(ClassWise):
 class LabelRegression(ClassifierObjective):
     """DSCMR's label-space term: L2 norm of (classifier output - one-hot), averaged over items."""
     name, defaults = "lrl", {"weight": 1.0}
+    untuned = "its weight scales its only term, and Adam's steps do not change with the loss's scale"
     about = "label regression: a shared classifier's output is pulled towards the one-hot class label"
 
     def item_loss(self, emb, y):
@@ -181,6 +205,7 @@ class LabelRegression(ClassifierObjective):
 class CrossEntropy(ClassifierObjective):
     """Softmax cross-entropy on the shared cosine classifier (scale 1 = the official logits)."""
     name, defaults = "ce", {"scale": 1.0}
+    grid = {"scale": (1.0, 4.0, 16.0)}
     about = "cross-entropy: a shared classifier names each item's class (softmax)"
 
     def item_loss(self, emb, y):
@@ -188,8 +213,12 @@ class CrossEntropy(ClassifierObjective):
 
 
 class PrototypeContrastive(ClassWise):
-    """PAN's objective: softmax over -squared distance to fixed random unit prototypes, one per class."""
+    """PAN's objective: softmax over -squared distance to fixed random unit prototypes, one per class.
+
+    The prototypes are drawn from `prototype_seed`; the trainer sets it to the training seed unless it is given,
+    so a spread over seeds includes the prototypes' randomness."""
     name, defaults, class_source = "pcl", {"temperature": 1.0, "prototype_seed": 0.0}, "prototypes"
+    grid = {"temperature": (0.25, 0.5, 1.0)}
     about = "prototype contrastive: each item is pulled to its class's fixed random prototype (the paper's choice)"
 
     def __init__(self, num_classes, embed_dim, **options):
@@ -208,6 +237,7 @@ class PrototypeContrastive(ClassWise):
 class ProxyNCA(ClassWise):
     """Proxy-NCA (Movshovitz-Attias et al. 2017): learned unit proxies, NCA over scaled distances."""
     name, defaults, class_source = "proxy-nca", {"scale": 3.0}, "proxies"
+    grid = {"scale": (1.0, 3.0, 8.0)}
     about = "proxy-NCA: each item is pulled to its class's learned proxy and away from the other proxies"
 
     def __init__(self, num_classes, embed_dim, **options):
@@ -225,8 +255,12 @@ class ProxyNCA(ClassWise):
 
 
 class ProxyAnchor(ClassWise):
-    """Proxy-Anchor (Kim et al. 2020): each proxy anchors its positives and negatives in the batch."""
+    """Proxy-Anchor (Kim et al. 2020): each proxy anchors its positives and negatives in the batch.
+
+    Its alpha 32 comes from metric-learning image sets; here it is too sharp and the objective collapses (its
+    proxies' learning rate is not the cause: the original's 100x gives no better). The grid tries softer ones."""
     name, defaults, class_source = "proxy-anchor", {"alpha": 32.0, "delta": 0.1}, "proxies"
+    grid = {"alpha": (4.0, 8.0, 16.0, 32.0), "delta": (0.0, 0.1, 0.2)}
     about = "proxy-anchor: each class's learned proxy pulls the batch's items of its class and pushes the rest"
 
     def __init__(self, num_classes, embed_dim, **options):
@@ -300,6 +334,24 @@ def parse_hybrid(spec: str) -> list[tuple[float, str]]:
 def option_defaults(spec: str) -> dict[str, float]:
     """Every option an objective (or each part of a hybrid) declares, with its default: {'margin': 0.2, ...}."""
     return {k: v for _, part in parse_hybrid(spec) for k, v in OBJECTIVES[part].defaults.items()}
+
+
+def option_grid(spec: str) -> dict[str, tuple[float, ...]]:
+    """The values tried for each tunable option of an objective, or of each part of a hybrid (parts sharing an
+    option name share its values), in the order they are tuned: {'temperature': (0.25, 0.5, 1.0), ...}."""
+    out: dict[str, tuple[float, ...]] = {}
+    for _, part in parse_hybrid(spec):
+        for key, values in OBJECTIVES[part].grid.items():
+            out[key] = tuple(sorted(set(out.get(key, ())) | set(values)))
+    return out
+
+
+def untuned_reason(spec: str) -> str:
+    """Why an objective has no grid ('' when it has one)."""
+    if option_grid(spec):
+        return ""
+    reasons = {OBJECTIVES[p].untuned for _, p in parse_hybrid(spec) if OBJECTIVES[p].untuned}
+    return "; ".join(sorted(reasons)) or "it has no option to tune"
 
 
 def expand_objectives(spec: str) -> list[str]:
