@@ -19,8 +19,8 @@ from cmr_demo.bundle.card import CARD_FILE, render_card
 from cmr_demo.train.heads import load_heads
 from cmr_demo.provenance import machine
 
-from cmr_demo.bundle.layout import (CALIBRATION, FORMAT, GALLERY_FEATURES, ITEMS_FILE, LAB_FEATURES, RELEVANCE, THUMB_PX,
-                                    backbone_spec)
+from cmr_demo.bundle.layout import (CALIBRATION, FORMAT, GALLERY_FEATURES, ITEMS_FILE, LAB_FEATURES, RELEVANCE, SEED_APS,
+                                    THUMB_PX, backbone_spec)
 
 
 def _write_gallery(out: Path, split) -> list[dict]:
@@ -89,31 +89,22 @@ def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats
                      {"objective": name, "method": "umap-cosine+procrustes", "seed": str(seed)})
 
 
-def _other_seeds(job, raw, raw_feats, source, seeds: list[int]) -> dict[int, dict[str, dict]]:
-    """{seed: {objective: test metrics}} of the same job under other training seeds, metrics only (nothing kept):
-    what tells a real difference between objectives from seed noise. Each seed carves its own validation split
-    when the data has none, as the served run did with its seed."""
-    out = {}
-    for s in seeds:
-        out[s] = seed_metrics(job, raw, raw_feats, source, s)
-        print(f"seed {s}: " + ", ".join(f"{name} {m['avg_map']:.3f}" for name, m in out[s].items()))
-    return out
-
-
-def seed_metrics(job, raw, raw_feats, source, seed: int) -> dict[str, dict]:
-    """{objective: test metrics} of `job` under training seed `seed`, on the validation split that seed carves when
-    the data has none; nothing is kept (here, or in a Ray task: `ray_train`)."""
-    from cmr_demo.data import with_validation
-    from cmr_demo.train.stage import train
-    dataset, feats = with_validation(raw, job.val_fraction(), seed, raw_feats)
-    return train(replace(job, train=replace(job.train, seed=seed), out=None, quiet=True), dataset, (feats, source))
-
-
 def seed_summary(values: dict[int, float]) -> dict:
-    """{seed: avg mAP} -> the leaderboard's mean and (population) standard deviation over the seeds."""
-    v = np.array(list(values.values()), dtype=np.float64)
-    return {"runs": {str(k): float(x) for k, x in values.items()}, "n": len(v), "mean": float(v.mean()),
-            "std": float(v.std())}
+    """{seed: avg mAP} -> the runs, their mean, sample standard deviation and 95 % interval (`cmr_demo.stats`)."""
+    from cmr_demo.stats import summary
+    return {"runs": {str(k): float(x) for k, x in values.items()}, **summary(values.values())}
+
+
+def write_seed_aps(run: Path, seeds: list[int], chosen: dict[int, dict], paper: dict[int, dict] | None) -> None:
+    """`seeds.safetensors` in a run folder: [S, Q] test AP of every query in each direction under each seed (served
+    first), at the chosen setting and, where tuning changed it, at the paper's (`paper_i2t`, `paper_t2i`): what the
+    leaderboard's paired test and the per-query seed spread are computed from."""
+    tensors = {}
+    for prefix, table in (("", chosen), ("paper_", paper or {})):
+        for d in ("i2t", "t2i"):
+            if table:
+                tensors[prefix + d] = torch.tensor([table[s]["per_query_ap"][d] for s in seeds], dtype=torch.float32)
+    save_tensors(run / SEED_APS, tensors, {"seeds": ",".join(map(str, seeds))})
 
 
 class StageTimer:
@@ -128,12 +119,15 @@ class StageTimer:
         self.seconds[name], self._last = round(now - self._last, 1), now
 
 
-def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None = None, ray: str | None = None) -> dict:
+def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None = None, ray: str | None = None,
+          tune: bool = True) -> dict:
     """Train every objective of `job` (a `cmr_demo.train.stage.TrainJob`), then write gallery, embeddings, maps,
     backbone and manifest: a bundle in `out`. The data is read and encoded once.
 
-    `seeds`: more training seeds per objective, metrics only; the leaderboard shows their mean and standard
-    deviation (the served heads are `job.train.seed`'s). With a backbone, the backbone alone joins the objectives
+    `tune`: each objective's defining settings are chosen on the validation split first (`cmr_demo.train.tuning`;
+    options the job sets are kept as given). `seeds`: more training seeds per objective, at the chosen setting and at
+    the paper's where tuning changed it, metrics only; the leaderboard shows their mean, sample standard deviation,
+    interval and a paired test against the best (the served heads are `job.train.seed`'s). With a backbone, the backbone alone joins the objectives
     as `zero-shot` (`cmr_demo.bundle.zero_shot`). Without one (`job.features.backbone` None) the data's own
     features are used and the bundle has no backbone (features-only).
 
@@ -142,10 +136,11 @@ def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None
     a bundle (a folder with a manifest), never another folder.
 
     `ray`: extract features and train on Ray (a cluster's address, or "" for a local instance): extraction as Ray
-    Data batches (`backbone.ray_extract`), every objective and seed as a task (`bundle.ray_train`); the bundle is
-    the one a local build makes."""
+    Data batches (`backbone.ray_extract`), every trial as a task (`bundle.ray_train`); the bundle is the one a local
+    build makes."""
+    from cmr_demo.bundle.trials import LocalRunner, train_runs
     from cmr_demo.data import read_data, with_validation
-    from cmr_demo.train.stage import load_features, train
+    from cmr_demo.train.stage import load_features
     out = Path(out)
     _check_target(out, overwrite)
     if ray is not None:  # before any data is read: where Ray is missing, say so at once
@@ -163,13 +158,15 @@ def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None
         timer("features")
         others = [s for s in (seeds or []) if s != job.train.seed]
         if ray is None:
-            rows = train(job, dataset, (feats, source))
-            extra = _other_seeds(job, raw, raw_feats, source, others)
+            runner = LocalRunner(job, dataset, feats, source, raw, raw_feats)
         else:
-            from cmr_demo.bundle.ray_train import train_on_ray
-            rows, extra = train_on_ray(job, dataset, feats, source, raw, raw_feats, others, ray or None)
+            from cmr_demo.bundle.ray_train import RayRunner
+            runner = RayRunner(job, dataset, feats, source, raw, raw_feats, ray or None)
+        Path(job.out).mkdir(parents=True, exist_ok=True)
+        runs = train_runs(job, runner, work, others, tune)
+        _print_runs(runs, job.quiet)
         timer("training")
-        manifest = _assemble(work, out, job, seeds, dataset, feats, source, rows, extra, timer)
+        manifest = _assemble(work, out, job, seeds, dataset, feats, source, runs, timer)
         _swap_in(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -177,11 +174,27 @@ def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None
     return manifest
 
 
-def _assemble(work: Path, out: Path, job, seeds, dataset, feats, source, rows, extra, timer: StageTimer) -> dict:
+def _print_runs(runs, quiet: bool) -> None:
+    """The choice of each objective's setting and its test mAP over seeds, one line each."""
+    if quiet:
+        return
+    for name, result in runs.tuning.items():
+        chosen = ", ".join(f"{k}={v:g}" for k, v in result["settings"].items()) or "no option"
+        values = [m["avg_map"] for m in runs.chosen[name].values()]
+        line = f"{name:<14} {chosen:<26} test avg mAP {np.mean(values):.4f} over {len(values)} seed(s)"
+        if name in runs.paper:
+            paper = [m["avg_map"] for m in runs.paper[name].values()]
+            line += f"; at the paper's setting {np.mean(paper):.4f}"
+        print(line)
+
+
+def _assemble(work: Path, out: Path, job, seeds, dataset, feats, source, runs, timer: StageTimer) -> dict:
     """Everything but the training runs, written into `work`, then its manifest and card; verified."""
     from cmr_demo.bundle.verify import verify
     from cmr_demo.train.stage import run_dir_name
-    backbone, seed = job.features.backbone, job.train.seed
+    backbone, seed, rows = job.features.backbone, job.train.seed, runs.rows
+    for name in rows:
+        write_seed_aps(work / "objectives" / run_dir_name(name), runs.seeds, runs.chosen[name], runs.paper.get(name))
     records = _write_gallery(work, dataset.test)
     write_lab_features(work, feats, dataset)
     timer("gallery")
@@ -200,7 +213,7 @@ def _assemble(work: Path, out: Path, job, seeds, dataset, feats, source, rows, e
     timer("embeddings + maps")
     save_tensors(work / GALLERY_FEATURES, {"image": torch.from_numpy(feats["test"][0]).half(),
                                            "text": torch.from_numpy(feats["test"][1]).half()}, {"source": source.text})
-    manifest = _manifest(work, out, job, seeds, dataset, feats["test"], source, rows, extra, prompts, len(records))
+    manifest = _manifest(work, out, job, seeds, dataset, feats["test"], source, rows, runs, prompts, len(records))
     atomic_write_bytes(work / CARD_FILE, render_card(manifest).encode())
     manifest["files"] = {str(p.relative_to(work)): file_sha256(p) for p in sorted(work.rglob("*")) if p.is_file()}
     timer("card + hashes")
@@ -212,7 +225,7 @@ def _assemble(work: Path, out: Path, job, seeds, dataset, feats, source, rows, e
     return manifest
 
 
-def _manifest(work: Path, out: Path, job, seeds, dataset, test_feats, source, rows, extra, prompts, items: int) -> dict:
+def _manifest(work: Path, out: Path, job, seeds, dataset, test_feats, source, rows, runs, prompts, items: int) -> dict:
     from cmr_demo.backbone.clip import bundle_backbone
     backbone, seed = job.features.backbone, job.train.seed
     image_dim, text_dim = (int(f.shape[1]) for f in test_feats)
@@ -220,7 +233,8 @@ def _manifest(work: Path, out: Path, job, seeds, dataset, test_feats, source, ro
         "format": FORMAT, "name": out.resolve().name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
         "command": ["python", "-m", "cmr_demo.bundle", "build", *job.argv(run_options=False),
-                    *(["--seeds", ",".join(str(s) for s in seeds)] if seeds else []), "--out", str(out)],
+                    *(["--seeds", ",".join(str(s) for s in seeds)] if seeds else []),
+                    *([] if runs.tuned else ["--no-tune"]), "--out", str(out)],
         "job": {**replace(job, out=None).values(), "seeds": list(seeds or [seed])},
         "backbone": None if backbone is None else {
             "spec": bundle_backbone(backbone, work), "built_from": backbone, "weights": source.weights_sha256,
@@ -228,7 +242,7 @@ def _manifest(work: Path, out: Path, job, seeds, dataset, test_feats, source, ro
         "features": {"source": source.kind, "from": source.text, "image_dim": image_dim, "text_dim": text_dim},
         "data": {"spec": job.data.spec, "class_names": dataset.class_names, "gallery_items": items,
                  "texts": dataset.test.texts is not None, "pictures": dataset.test.images is not None},
-        "objectives": {name: _objective_entry(name, rows[name], seed, extra) for name in rows},
+        "objectives": {name: _objective_entry(name, rows[name], seed, runs) for name in rows},
         "maps": {"method": "umap (cosine) per objective, orthogonal Procrustes onto the first", "seed": seed},
         "about": _about(dataset, prompts, test_feats[0]),
         "versions": package_versions(),
@@ -257,16 +271,20 @@ def _swap_in(work: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _objective_entry(name: str, metrics: dict, seed: int, extra: dict[int, dict[str, dict]]) -> dict:
-    """The manifest's line for one objective: its folder, test metrics, and the other seeds' average mAP."""
+def _objective_entry(name: str, metrics: dict, seed: int, runs) -> dict:
+    """The manifest's line for one objective: its folder, test metrics, how its setting was chosen, and the average
+    mAP over seeds at that setting and at the paper's where tuning changed it."""
     from cmr_demo.bundle import zero_shot
     from cmr_demo.train.stage import run_dir_name
     entry = {"dir": f"objectives/{run_dir_name(name)}", **{k: metrics[k] for k in ("i2t_map", "t2i_map", "avg_map")}}
     if name == zero_shot.NAME:
         return {**entry, "kind": zero_shot.KIND}
-    if extra:
-        entry["seeds"] = {"served": seed, **seed_summary({seed: metrics["avg_map"],
-                                                         **{s: rows[name]["avg_map"] for s, rows in extra.items()}})}
+    entry["tuning"] = runs.tuning[name]
+    entry["seeds"] = {"served": seed, **seed_summary({s: m["avg_map"] for s, m in runs.chosen[name].items()})}
+    if name in runs.paper:
+        entry["paper"] = {"settings": runs.tuning[name]["paper_settings"],
+                          "seeds": seed_summary({s: m["avg_map"] for s, m in runs.paper[name].items()}),
+                          **{k: runs.paper[name][seed][k] for k in ("i2t_map", "t2i_map", "avg_map")}}
     return entry
 
 

@@ -25,17 +25,44 @@ def _yaml(value) -> str:
     return json.dumps(value, ensure_ascii=False)  # JSON scalars are valid YAML and quote what needs quoting
 
 
+LIBRARY = "cmr-demo"  # what loads a bundle: python app.py --bundle hf:ORG/NAME, or cmr_demo.load("hf:ORG/NAME")
+
+
+def base_model(manifest: dict) -> str | None:
+    """The Hub repository of the bundle's backbone when it has one (an open_clip pretrained tag published on the Hub),
+    else None (a backbone trained here, a features-only bundle)."""
+    backbone = manifest.get("backbone")
+    if not isinstance(backbone, dict):
+        return None
+    arch, _, tag = str(backbone.get("built_from") or backbone.get("spec") or "").partition(":")
+    if not tag or "/" in tag or tag.endswith((".safetensors", ".pt", ".bin")) or tag == "random":
+        return None
+    try:
+        from open_clip.pretrained import get_pretrained_cfg
+        hub = (get_pretrained_cfg(arch, tag) or {}).get("hf_hub", "")
+    except Exception:  # noqa: BLE001 (open_clip missing or an unknown tag: the card simply has no base_model)
+        return None
+    return hub.strip("/") or None
+
+
 def front_matter(manifest: dict) -> list[str]:
+    """The Hub's YAML header: license, library, tags, base model where the backbone has one, and `model-index` with
+    each objective's test mAP@all in both directions and their average."""
     data, about, name = manifest["data"], manifest.get("about", {}), manifest.get("name", "bundle")
-    lines = ["---", f"license: {about.get('license_id', 'other')}", "tags:", "- cross-modal-retrieval", "- clip",
-             "- clip4cmr", "model-index:", f"- name: {_yaml(name)}", "  results:"]
+    lines = ["---", f"license: {about.get('license_id', 'other')}", f"library_name: {LIBRARY}", "tags:",
+             "- cross-modal-retrieval", "- clip", "- clip4cmr"]
+    base = base_model(manifest)
+    if base:
+        lines.append(f"base_model: {_yaml(base)}")
+    if about.get("hub_dataset"):
+        lines += ["datasets:", f"- {_yaml(about['hub_dataset'])}"]
+    lines += ["model-index:", f"- name: {_yaml(name)}", "  results:"]
+    dataset = f"    dataset: {{type: {_yaml(data['spec'])}, name: {_yaml(data['spec'])}, split: test}}"
     for objective, m in manifest["objectives"].items():
-        for direction, key, task in (("image->text", "i2t_map", "image-to-text"),
-                                     ("text->image", "t2i_map", "text-to-image")):
-            lines += [f"  - task: {{type: {task}, name: {_yaml(f'{direction} retrieval, objective {objective}')}}}",
-                      f"    dataset: {{type: {_yaml(data['spec'])}, name: {_yaml(data['spec'] + ' (test split)')}}}",
-                      "    metrics:",
-                      f"    - {{type: map, name: {_yaml(f'mAP@all {direction} ({objective})')}, value: {m[key]:.4f}}}"]
+        lines += [f"  - task: {{type: cross-modal-retrieval, name: {_yaml(f'cross-modal retrieval, objective {objective}')}}}",
+                  dataset, "    metrics:"]
+        for direction, key in (("image->text", "i2t_map"), ("text->image", "t2i_map"), ("average", "avg_map")):
+            lines.append(f"    - {{type: map, name: {_yaml(f'mAP@all {direction} ({objective})')}, value: {m[key]:.4f}}}")
     return lines + ["---"]
 
 
@@ -52,8 +79,20 @@ def _features_line(manifest: dict, zero: str) -> str:
 def _seed_cell(m: dict) -> str:
     seeds = m.get("seeds")
     if seeds:
-        return f" {seeds['mean']:.3f} ± {seeds['std']:.3f} |"
+        interval = f" [{seeds['ci_low']:.3f}, {seeds['ci_high']:.3f}]" if "ci_low" in seeds else ""
+        return f" {seeds['mean']:.3f} ± {seeds['std']:.3f}{interval} |"
     return " — (the backbone alone: no training seed) |" if m.get("kind") == "zero-shot" else " — |"
+
+
+def _setting_cell(m: dict) -> str:
+    """' margin=1, form=1 (chosen on validation; the paper's: margin=0.2, form=0) |' or ' — |'."""
+    tuning = m.get("tuning") or {}
+    words = lambda d: ", ".join(f"{k}={v:g}" for k, v in d.items())  # noqa: E731
+    if not tuning.get("settings"):
+        return " — |"
+    if tuning["settings"] == tuning.get("paper_settings"):
+        return f" {words(tuning['settings'])} (the paper's) |"
+    return f" {words(tuning['settings'])} (chosen on validation; the paper's: {words(tuning['paper_settings'])}) |"
 
 
 def _served_line(manifest: dict, seeded: list[dict]) -> list[str]:
@@ -70,10 +109,12 @@ def render_card(manifest: dict) -> str:
     """README.md text for the bundle described by `manifest` (its `files` entry is not used)."""
     data, about, name = manifest["data"], manifest.get("about", {}), manifest.get("name", "bundle")
     seeded = [m["seeds"] for m in manifest["objectives"].values() if m.get("seeds")]
+    order = lambda kv: -(kv[1].get("seeds") or {}).get("mean", kv[1]["avg_map"])  # noqa: E731 (the mean over seeds)
     rows = [f"| `{o}` | {m['i2t_map']:.3f} | {m['t2i_map']:.3f} | {m['avg_map']:.3f} |" + (_seed_cell(m) if seeded else "")
-            for o, m in sorted(manifest["objectives"].items(), key=lambda kv: -kv[1]["avg_map"])]
+            + _setting_cell(m) for o, m in sorted(manifest["objectives"].items(), key=order)]
     header = "| objective | image->text mAP | text->image mAP | average |" + (
-        f" average over {seeded[0]['n']} training seeds (mean ± std) |" if seeded else "")
+        f" average over {seeded[0]['n']} training seeds (mean ± sample std [95 % interval]) |" if seeded else "") + \
+        " setting |"
     zs = about.get("zero_shot")
     zero = (f" Zero-shot, the backbone alone classifies {zs['accuracy']:.1%} of {zs['on']} with "
             f"\"{zs['template']}\" prompts (chance {zs['chance']:.0%}).") if zs else ""
@@ -86,7 +127,7 @@ def render_card(manifest: dict) -> str:
         _features_line(manifest, zero),
         "- **Heads**: one projection head per modality into a common space, trained with class labels under "
         "each objective (CLIP4CMR, Zeng & Mao, ICMR 2022).", "",
-        header, "|---|---|---|---|" + ("---|" if seeded else ""), *rows, "", *_served_line(manifest, seeded),
+        header, "|---|---|---|---|" + ("---|" if seeded else "") + "---|", *rows, "", *_served_line(manifest, seeded),
         f"Built {manifest['created']} on {manifest.get('machine', 'an unrecorded machine')} with:", "",
         "```", " ".join(manifest["command"]), "```", "",
         "Serve it: `python app.py --bundle <this folder>`; check it: `python -m cmr_demo.bundle verify <this folder>`.", "",

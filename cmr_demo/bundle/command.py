@@ -1,5 +1,5 @@
-"""`python -m cmr_demo.bundle build|verify|add-lab|migrate`: the bundle stage's command line (built from the training
-stage's own flags)."""
+"""`python -m cmr_demo.bundle build|verify|add-lab|migrate|push`: the bundle stage's command line (built from the
+training stage's own flags). `verify` takes a folder or a Hub bundle (`hf:ORG/NAME[@REVISION]`)."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,9 @@ def add_build_args(b: argparse.ArgumentParser) -> None:
     b.add_argument("--seeds", type=_seeds, default=None, metavar="S1,S2,..",
                    help="train every objective with these seeds too (metrics only): the leaderboard shows the mean and "
                         "standard deviation over them, the served heads are --seed's")
+    b.add_argument("--no-tune", dest="tune", action="store_false",
+                   help="train every objective at the paper's (the official code's) settings instead of choosing each "
+                        "objective's margin, scale or temperature on the validation split first")
     b.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="extract features as Ray Data batches and train every objective as a Ray task: on a new local "
@@ -60,7 +63,19 @@ def main(argv: list[str] | None = None) -> int:
              "Rewrite the manifest of an older bundle in the current format; every other file is kept as it is.")):
         sub.add_parser(name, help=help_text, description=description, formatter_class=HelpFormatter).add_argument(
             "folder", help="the bundle folder")
+    push = sub.add_parser("push", help="verify a bundle and upload it to a Hugging Face Hub repository",
+                          formatter_class=HelpFormatter,
+                          description="Verify the bundle, then upload every file it lists and its manifest to the Hub "
+                                      "repository --repo in one commit (large files as LFS); its model card becomes "
+                                      "the repository's README.md. Serve it with --bundle hf:ORG/NAME.")
+    push.add_argument("folder", help="the bundle folder")
+    push.add_argument("--repo", required=True, metavar="ORG/NAME", help="the Hub repository (created when missing)")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--revision", default=None, metavar="BRANCH", help="push to this branch (created when missing)")
+    push.add_argument("--dry-run", action="store_true", help="list every file and print the card; upload nothing")
     args = parser.parse_args(argv)
+    if args.command == "push":
+        return _push(args)
     if args.command == "add-lab":
         print(f"wrote {add_lab(args.folder)}")
         return 0
@@ -68,10 +83,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.folder}: " + ("migrated" if migrate(args.folder) else "already current"))
         return 0
     if args.command == "build":
-        manifest = build(job_from_args(args, None), args.out, args.overwrite, args.seeds, args.ray)
+        manifest = build(job_from_args(args, None), args.out, args.overwrite, args.seeds, args.ray, args.tune)
         print(f"bundle written to {args.out}: {len(manifest['objectives'])} objectives, "
               f"{manifest['data']['gallery_items']} gallery items, {len(manifest['files'])} files")
         return 0
-    problems = verify(args.folder)
+    from cmr_demo.bundle.hub import resolve
+    problems = verify(resolve(args.folder)[0])
     print("\n".join(problems) if problems else f"{args.folder}: OK")
     return 1 if problems else 0
+
+
+def _push(args) -> int:
+    from cmr_demo.bundle.hub import push
+    plan = push(args.folder, args.repo, args.private, args.revision, args.dry_run)
+    total = sum(size for _, size in plan["files"])
+    where = f"{plan['repo']}@{plan['revision']}"
+    if args.dry_run:
+        print("\n".join(f"{size:>12,}  {rel}" for rel, size in plan["files"]))
+        print(f"{len(plan['files'])} files, {total:,} bytes would go to {where} (dry run: nothing uploaded)\n")
+        print(plan["card"])
+        return 0
+    print(f"pushed {len(plan['files'])} files ({total:,} bytes) to {where}: {plan.get('url') or ''}\n"
+          f"serve it with: python app.py --bundle hf:{plan['repo']}" + (f"@{args.revision}" if args.revision else ""))
+    return 0

@@ -43,6 +43,7 @@ GALLERY_FEATURES = "gallery/features.safetensors"
 CALIBRATION = "gallery/calibration.safetensors"  # labelled pictures beside the gallery that calibrate class reads
 ITEMS_FILE = "gallery/items.jsonl"
 LAB_FEATURES = "lab/features.safetensors"
+SEED_APS = "seeds.safetensors"  # in a run folder: [S, Q] test AP per seed and query (`bundle.build.write_seed_aps`)
 RELEVANCE = "a result is relevant to a query when it has the query's class"
 
 

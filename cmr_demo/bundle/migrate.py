@@ -3,6 +3,10 @@
 Format 1 -> 2: the manifest gains the build's training job as JSON values (`job`, parsed from the command it
 recorded) and, where it lacks them, the feature widths (`features`, from the backbone's width). Nothing else
 changes: every file keeps its bytes and its digest, the model card stays true.
+
+A current bundle whose model card an older version wrote (the card is generated from the manifest, and its format
+grew: Hub front matter, settings, intervals) gets its card written again from its manifest, and the card's digest
+updated; nothing else changes.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ def migrate(folder: str | Path) -> bool:
     folder = Path(folder)
     manifest = load_json(folder / "manifest.json")
     if manifest.get("format") == FORMAT:
-        return False
+        return refresh_card(folder, manifest)
     if manifest.get("format") not in FORMERLY:
         raise CheckpointError(f"{folder}: unknown bundle format {manifest.get('format')!r}; this version reads "
                               f"{FORMAT!r} and migrates {', '.join(FORMERLY)}")
@@ -40,3 +44,17 @@ def job_values(command: list[str]) -> dict:
     from cmr_demo.train.stage import job_from_args
     args = build_parser().parse_args(command[4:])  # after "python -m cmr_demo.bundle build"
     return {**job_from_args(args, None).values(), "seeds": args.seeds or [args.seed]}
+
+
+def refresh_card(folder: Path, manifest: dict) -> bool:
+    """Write the bundle's model card again from its manifest when it differs (and its digest); False when it agrees."""
+    from cmr_demo.bundle.card import CARD_FILE, render_card
+    from cmr_demo.files import atomic_write_bytes, file_sha256
+    card = render_card(manifest)
+    path = folder / CARD_FILE
+    if CARD_FILE not in (manifest.get("files") or {}) or (path.is_file() and path.read_text() == card):
+        return False
+    atomic_write_bytes(path, card.encode())
+    manifest["files"][CARD_FILE] = file_sha256(path)
+    save_json(folder / "manifest.json", manifest)
+    return True

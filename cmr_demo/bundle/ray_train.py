@@ -1,86 +1,82 @@
-"""A bundle's training on Ray (`bundle build --ray`): every objective of the served seed, and every objective of
-each extra seed, as a task of its own, all at once.
+"""A bundle's training on Ray (`bundle build --ray`): each trial (`cmr_demo.bundle.trials`: a grid point of the served
+seed, or an objective under another seed) as a task of its own, a whole round at once.
 
-The data and features go to the object store once. A served run is trained on a worker into a folder of its own
-there, and its files come back with its metrics (a cluster's workers do not share the driver's disk); the driver
-writes them where a local build would have. Each task runs the same code a local build runs (`train_objective`,
-`train`), on the same features and splits, so the bundle's metrics are the local build's (bit for bit on CPU).
-A failed task is retried once, then the build stops with the objective's name (nothing is swapped in).
+The data and features go to the object store once. A trial whose run folder is kept is trained on a worker into a
+folder of its own there, and its files come back with its metrics (a cluster's workers do not share the driver's
+disk); the driver writes them where a local build would have. Each task runs the same code a local build runs
+(`trials.run_trial`), on the same features and splits, so the bundle's metrics are the local build's (bit for bit on
+CPU). A failed task is retried once, then the build stops naming the trial (nothing is swapped in).
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
+from cmr_demo.bundle.trials import LocalRunner, Trial, run_trial
 from cmr_demo.ray_cluster import connect, first_line
 
 
-def _served(job, name: str, carve, head_cfg, threads: int) -> tuple[dict, dict[str, bytes]]:
-    """One objective's served run on a worker: (metrics, {relative path: bytes} of its run folder)."""
+def _task(job, trial: Trial, carve_or_raw, head_cfg, threads: int, served: bool) -> tuple[dict, dict[str, bytes]]:
+    """One trial on a worker: (metrics, {relative path: bytes} of its run folder when it is kept)."""
     import tempfile
 
     import torch
 
-    from cmr_demo.train.stage import train_objective
+    from dataclasses import replace
     torch.set_num_threads(threads)
-    dataset, feats, source = carve
+    if served:
+        carve = carve_or_raw
+    else:  # another seed carves its own validation split, as `LocalRunner.carve` does
+        from cmr_demo.data import with_validation
+        raw, raw_feats, source = carve_or_raw
+        dataset, feats = with_validation(raw, job.val_fraction(), trial.seed, raw_feats)
+        carve = (dataset, feats, source)
+    if trial.folder is None:
+        return run_trial(job, trial, carve, head_cfg), {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "run"
-        metrics = train_objective(name, job, head_cfg, feats, source, dataset, folder=folder)
-        files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    return metrics, files
+        metrics = run_trial(job, replace(trial, folder=str(folder)), carve, head_cfg)
+        return metrics, {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def _seed_run(job, seed: int, raw_carve, threads: int) -> dict:
-    """Every objective under another training seed, metrics only (`build.seed_metrics`, as a local build runs it)."""
-    import torch
+class RayRunner(LocalRunner):
+    """`LocalRunner`'s `run`, with every trial of a call a Ray task, all at once."""
 
-    from cmr_demo.bundle.build import seed_metrics
-    torch.set_num_threads(threads)
-    return seed_metrics(job, *raw_carve, seed)
+    def __init__(self, job, dataset, feats, source, raw, raw_feats, address: str | None):
+        import torch
+        super().__init__(job, dataset, feats, source, raw, raw_feats)
+        self.ray = connect(address)
+        # each task trains with the driver's torch thread count, as a local build does: a different count changes the
+        # last bit of some weights (ce's classifier), and the bundle must be the local build's
+        self.threads = torch.get_num_threads()
+        self.served_ref = self.ray.put((dataset, feats, source))
+        self.raw_ref = self.ray.put((raw, raw_feats, source))
+        gpus = 1 if str(job.train.device).startswith("cuda") else 0
+        self.options = {"num_cpus": self.threads, "num_gpus": gpus, "max_retries": 1, "retry_exceptions": True}
 
-
-def train_on_ray(job, dataset, feats, source, raw, raw_feats, seeds: list[int], address: str | None
-                 ) -> tuple[dict[str, dict], dict[int, dict[str, dict]]]:
-    """(rows, extra) as `build` makes them locally: {objective: metrics} of the served runs, written under
-    `job.out`, and {seed: {objective: metrics}} of the other seeds."""
-    from tqdm import tqdm
-
-    from cmr_demo.train.stage import run_dir_name
-    import torch
-    ray = connect(address)
-    # each task trains with the driver's torch thread count, as a local build does: a different count changes the
-    # last bit of some weights (ce's classifier), and the bundle must be the local build's
-    threads = torch.get_num_threads()
-    dims = (feats["train"][0].shape[1], feats["train"][1].shape[1])
-    head_cfg = replace(job.heads, image_dim=dims[0], text_dim=dims[1])
-    carve, raw_carve = ray.put((dataset, feats, source)), ray.put((raw, raw_feats, source))
-    gpus = 1 if str(job.train.device).startswith("cuda") else 0
-    task = {"num_cpus": threads, "num_gpus": gpus, "max_retries": 1, "retry_exceptions": True}
-    served = {ray.remote(_served).options(**task, name=f"bundle run {name}").remote(job, name, carve, head_cfg,
-                                                                                     threads): name
-              for name in job.objectives.names}
-    other = {ray.remote(_seed_run).options(**task, name=f"bundle seed {s}").remote(job, s, raw_carve, threads): s
-             for s in seeds}
-    rows, extra, pending = {}, {}, [*served, *other]
-    with tqdm(total=len(pending), desc="training (ray)", unit="task", disable=job.quiet) as bar:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                what = f"objective {served[ref]}" if ref in served else f"seed {other[ref]}"
-                try:
-                    result = ray.get(ref)
-                except Exception as err:  # noqa: BLE001 (after its one retry)
-                    raise ValueError(f"training {what} failed on Ray after a retry: {first_line(err)}") from None
-                if ref in served:
-                    metrics, files = result
-                    folder = Path(job.out) / run_dir_name(served[ref])
+    def run(self, trials: list[Trial], desc: str) -> list[dict]:
+        from tqdm import tqdm
+        remote = self.ray.remote(_task)
+        refs = {}
+        for n, t in enumerate(trials):
+            served = t.seed == self.job.train.seed
+            ref = remote.options(**self.options, name=f"bundle {t.objective} seed {t.seed}").remote(
+                self.job, t, self.served_ref if served else self.raw_ref, self.head_cfg, self.threads, served)
+            refs[ref] = n
+        results: dict[int, dict] = {}
+        pending = list(refs)
+        with tqdm(total=len(pending), desc=f"{desc} (ray)", unit="task", disable=self.job.quiet) as bar:
+            while pending:
+                done, pending = self.ray.wait(pending, num_returns=1)
+                for ref in done:
+                    trial = trials[refs[ref]]
+                    try:
+                        metrics, files = self.ray.get(ref)
+                    except Exception as err:  # noqa: BLE001 (after its one retry)
+                        raise ValueError(f"training {trial.objective} (seed {trial.seed}, {dict(trial.options)}) failed "
+                                         f"on Ray after a retry: {first_line(err)}") from None
                     for rel, data in files.items():
-                        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-                        (folder / rel).write_bytes(data)
-                    rows[served[ref]] = metrics
-                else:
-                    extra[other[ref]] = result
-                bar.update()
-    rows = {name: rows[name] for name in job.objectives.names}  # the job's order, as a local build
-    return rows, {s: extra[s] for s in seeds}
+                        (Path(trial.folder) / rel).parent.mkdir(parents=True, exist_ok=True)
+                        (Path(trial.folder) / rel).write_bytes(data)
+                    results[refs[ref]] = metrics
+                    bar.update()
+        return [results[n] for n in range(len(trials))]

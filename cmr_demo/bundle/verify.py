@@ -99,8 +99,8 @@ def _verify_card(files: BundleFiles) -> list[str]:
     if not path.is_file():
         return [f"no model card {CARD_FILE}: rebuild the bundle (bundle build writes it)"]
     if path.read_text() != render_card(files.manifest):
-        return [f"{CARD_FILE} does not agree with manifest.json (edited by hand?): rebuild the bundle, or write "
-                f"cmr_demo.bundle.card.render_card(manifest) to it"]
+        return [f"{CARD_FILE} does not agree with manifest.json (edited by hand, or written by an older version): run "
+                f"'python -m cmr_demo.bundle migrate {files.folder}' to write it again from the manifest"]
     return []
 
 

@@ -75,10 +75,12 @@ def sweepable() -> dict[str, tuple[str, type]]:
     return out
 
 
-def job_for(base: TrainJob, run: Run, seed: int) -> TrainJob:
-    """The training job of one planned row: `base` with the row's objective, changes and seed, metrics only."""
+def job_for(base: TrainJob, run: Run, seed: int, settings: dict[str, dict] | None = None) -> TrainJob:
+    """The training job of one planned row: `base` with the row's objective, changes and seed, metrics only.
+    `settings`: {objective: options} each objective starts from (a bundle's choice on validation,
+    `settings_from`); options `base` names and the row's own changes go over them."""
     groups = {"train": replace(base.train, seed=seed), "heads": base.heads, "data": base.data}
-    options = base.objectives.options_for(run.objective)
+    options = {**(settings or {}).get(run.objective, {}), **base.objectives.options_for(run.objective)}
     where = sweepable()
     for name, value in (run.changes or {}).items():
         if name not in where:
@@ -89,6 +91,14 @@ def job_for(base: TrainJob, run: Run, seed: int) -> TrainJob:
             raise ValueError(f"{name} takes whole numbers; got {value}")
         groups[group_name] = replace(groups[group_name], **{name: kind(value)})
     return replace(base, objectives=ObjectiveSpec.parse(run.objective, options), out=None, quiet=True, **groups)
+
+
+def settings_from(bundle: str | Path) -> dict[str, dict]:
+    """{objective: options} a bundle chose on validation for each objective it trained (its manifest's `tuning`):
+    a study then compares every objective at its own tuned setting, not at the official code's."""
+    manifest = json.loads((Path(bundle) / "manifest.json").read_text())
+    return {name: dict(entry["tuning"]["settings"]) for name, entry in manifest["objectives"].items()
+            if (entry.get("tuning") or {}).get("settings")}
 
 
 def effective_settings(job: TrainJob) -> str:
@@ -186,9 +196,15 @@ def _mean(rows: list[dict], key: str) -> float:
     return sum(float(r[key]) for r in rows) / len(rows)
 
 
+def _std(rows: list[dict], key: str) -> float:
+    """The sample standard deviation over seeds (the project's one convention, `cmr_demo.stats`)."""
+    from cmr_demo.stats import summary
+    return summary(float(r[key]) for r in rows)["std"]
+
+
 def figure(study, rows: list[dict], title: str) -> go.Figure:
-    """One panel per facet (modality / parameter), one line per objective (mean over seeds); hover
-    shows both directions, which is where objectives differ most."""
+    """One panel per facet (modality / parameter), one line per objective (mean over seeds, bars +-1 sample std);
+    hover shows both directions, which is where objectives differ most."""
     done = [r for r in rows if r.get("avg_map") not in (None, "")]
     facets = list(dict.fromkeys(r[study.facet] for r in rows))
     objectives = list(dict.fromkeys(r["objective"] for r in rows))
@@ -203,6 +219,7 @@ def figure(study, rows: list[dict], title: str) -> go.Figure:
             fig.add_trace(go.Scatter(
                 x=xs, y=[_mean(groups[x], "avg_map") for x in xs], mode="lines+markers", name=obj, legendgroup=obj,
                 showlegend=col == 1, line={"color": PALETTE[k % len(PALETTE)]},
+                error_y={"type": "data", "array": [_std(groups[x], "avg_map") for x in xs], "thickness": 1, "width": 3},
                 customdata=[(_mean(groups[x], "i2t_map"), _mean(groups[x], "t2i_map"), len(groups[x])) for x in xs],
                 hovertemplate=f"<b>{obj}</b><br>{facet} %{{x}}<br>avg %{{y:.4f}}<br>I->T %{{customdata[0]:.4f}}"
                               "<br>T->I %{customdata[1]:.4f}<br>seeds %{customdata[2]}<extra></extra>"), row=1, col=col)
@@ -243,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                        help="run each training run as a Ray task: on a new local Ray instance, or on the cluster at "
                             "ADDRESS (host:port, or 'auto'); needs pip install '.[ray]'")
+        s.add_argument("--settings-from", default=None, metavar="BUNDLE",
+                       help="train each objective at the setting this bundle chose for it on validation (its margin, "
+                            "scale or temperature); --objective-opt and swept options go over it")
         s.add_argument("--resume", action="store_true",
                        help="keep the rows already in OUT/<study>.csv and train only the missing ones")
         s.add_argument("--replot", action="store_true",
@@ -264,14 +284,14 @@ def replot(study, base: Path) -> list[dict]:
     return rows
 
 
-def _tasks(base: TrainJob, runs: list) -> tuple[dict[str, TrainJob], list[str | None]]:
+def _tasks(base: TrainJob, runs: list, settings: dict | None = None) -> tuple[dict[str, TrainJob], list[str | None]]:
     """({key: job} to train, each planned (run, seed)'s key or None for a recorded skip). Runs whose effective
     settings are equal train once: fraction 1 of text and of image, or a swept value equal to the default
     (temperature=1 and lr=1e-4 are both pcl's defaults)."""
     tasks: dict[str, TrainJob] = {}
     keys: list[str | None] = []
     for run, seed in runs:
-        job = None if run.changes is None else job_for(base, run, seed)
+        job = None if run.changes is None else job_for(base, run, seed, settings)
         keys.append(None if job is None else effective_settings(job))
         if job is not None:
             tasks.setdefault(keys[-1], job)
@@ -295,10 +315,12 @@ class StudyFailed(ValueError):
 
 
 def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/study", jobs: int = 1,
-              command: list[str] | None = None, ray: str | None = None, resume: bool = False) -> list[dict]:
+              command: list[str] | None = None, ray: str | None = None, resume: bool = False,
+              settings: dict[str, dict] | None = None) -> list[dict]:
     """Run `study` (Imbalance or Sensitivity) around `base` for `seeds` seeds; returns its rows, also written
     to OUT/<study>.csv (as runs finish), .html/.png and .json. `ray`: run on Ray (a cluster's address, or "" for a
-    local instance). `resume`: rows already in OUT/<study>.csv are kept, not trained again."""
+    local instance). `resume`: rows already in OUT/<study>.csv are kept, not trained again. `settings`: each
+    objective's starting options (`settings_from` a bundle)."""
     name = next(k for k, v in STUDIES.items() if isinstance(study, v))
     if ray is not None:  # before any data is read: where Ray is missing, say so at once
         ray_module()
@@ -307,7 +329,7 @@ def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/stu
     out.mkdir(parents=True, exist_ok=True)
     first = base.train.seed
     runs = [(run, seed) for run in plan for seed in range(first, first + seeds)]
-    tasks, keys = _tasks(base, runs)
+    tasks, keys = _tasks(base, runs, settings)
     done = _finished(runs, keys, out / f"{name}.csv") if resume else {}  # only what is missing trains
     tasks = {k: v for k, v in tasks.items() if k not in done}
     if done:
@@ -351,7 +373,7 @@ def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/stu
     command = command or ["python", "-m", "cmr_demo.experiments.study", name, *study.argv(),
                           *base.argv(run_options=False), "--seeds", str(seeds), "--out", str(out), "--jobs", str(jobs)]
     save_json(out / f"{name}.json", {**stamp(command), "title": title, "seeds": seeds, "rows": len(rows),
-                                     "seconds": round(time.perf_counter() - started, 1)})
+                                     "settings": settings or {}, "seconds": round(time.perf_counter() - started, 1)})
     print(f"wrote {out / name}.csv, .json and .html ({len(rows)} rows)")
     return rows
 
@@ -363,7 +385,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return replot(STUDIES[args.study], Path(args.out) / args.study)
     command = ["python", "-m", "cmr_demo.experiments.study", *(argv if argv is not None else sys.argv[1:])]
     return run_study(STUDIES[args.study].from_args(args), job_from_args(args, None), args.seeds, args.out, args.jobs,
-                     command, ray=args.ray, resume=args.resume)
+                     command, ray=args.ray, resume=args.resume,
+                     settings=settings_from(args.settings_from) if args.settings_from else None)
 
 
 if __name__ == "__main__":
