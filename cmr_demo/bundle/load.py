@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmr_demo.bundle.layout import CALIBRATION, GALLERY_FEATURES, ITEMS_FILE, feature_dims, outside
+from cmr_demo.bundle.layout import CALIBRATION, GALLERY_FEATURES, ITEMS_FILE, SEED_APS, feature_dims, outside
 from cmr_demo.bundle.reader import BundleFiles
 
 from cmr_demo.bundle import world_check, zero_shot
@@ -35,7 +35,9 @@ class ObjectiveView:
     metrics: dict
     objective: Objective | None = None  # the trained loss module: classifier / prototypes / proxies
     kind: str = "trained"  # or "zero-shot" (the backbone alone, cmr_demo.bundle.zero_shot), or "lab"
-    seeds: dict | None = None  # avg mAP of the same objective under other training seeds: {runs, n, mean, std}
+    seeds: dict | None = None  # avg mAP of the same objective under other training seeds: {runs, n, mean, std, ci_*}
+    entry: dict = field(default_factory=dict)  # the manifest's line: how its setting was chosen, the paper's runs
+    seed_ap: dict[str, np.ndarray] = field(default_factory=dict)  # [S, Q] test AP per seed: i2t, t2i (paper_i2t, ..)
 
     @property
     def trained(self) -> bool:
@@ -180,9 +182,12 @@ def _view(files: BundleFiles, name: str, entry: dict, num_classes: int) -> Objec
         heads = heads_from(*files.tensors(f"{run}/heads.safetensors"), files.folder / run / "heads.safetensors",
                            image_dim, text_dim)
         objective = _load_objective(files, run, num_classes)
+    seed_ap = {}
+    if f"{run}/{SEED_APS}" in files.listed:
+        seed_ap = {k: v.numpy().astype(np.float64) for k, v in files.tensors(f"{run}/{SEED_APS}")[0].items()}
     return ObjectiveView(name, heads, emb["image"].float().numpy(), emb["text"].float().numpy(), xy["image"].numpy(),
                          xy["text"].numpy(), files.json(f"{run}/metrics.json"), objective, entry.get("kind", "trained"),
-                         entry.get("seeds"))
+                         entry.get("seeds"), entry, seed_ap)
 
 
 def _backbone(files: BundleFiles):

@@ -1,34 +1,15 @@
-"""What a bundle's stored metrics say across objectives: the leaderboard, AP per class, and the queries on
-which two objectives disagree most. Plain functions over a loaded bundle: no index, no backbone, nothing
+"""What a bundle's stored metrics say across objectives: the queries on which two objectives disagree most, how far
+apart the paper's objectives land, the opening query, and objectives that trained as one model (the leaderboard
+and per-class AP with their seed statistics: `comparison`). Plain functions over a loaded bundle: no index, no backbone, nothing
 encoded, so they answer for features-only bundles and lab runs alike."""
 from __future__ import annotations
 
 import numpy as np
 
 from cmr_demo.bundle.load import Bundle
-from cmr_demo.serve.inputs import check_choice
 
 DIRECTIONS = ("i2t", "t2i")
 PAPER_SIX = ("cl", "ml", "tl", "lrl", "ce", "pcl")  # the objectives the paper compares
-
-
-def leaderboard(bundle: Bundle) -> list[dict]:
-    """One row per objective, best average mAP first: the bundle's test-split metrics, and the mean and standard
-    deviation of the average mAP over training seeds when the bundle was built with several (`seeds`: None)."""
-    keys = ("i2t_map", "t2i_map", "avg_map", "chance_map", "best_epoch", "selected_on")
-    rows = [{"objective": name, "kind": view.kind, **{k: view.metrics.get(k) for k in keys}, "seeds": view.seeds}
-            for name, view in bundle.objectives.items()]
-    return sorted(rows, key=lambda r: -(r["avg_map"] or 0))
-
-
-def class_ap(bundle: Bundle, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray]:
-    """(class names, objectives, [C, O] mean AP per class) for 'i2t', 't2i' or their average 'avg'."""
-    direction = check_choice(direction, [*DIRECTIONS, "avg"], "direction")
-    dirs = list(DIRECTIONS) if direction == "avg" else [direction]
-    names = list(bundle.class_names)
-    grid = np.array([[np.mean([v.metrics["per_class_ap"][d].get(c, np.nan) for d in dirs])
-                      for v in bundle.objectives.values()] for c in names])
-    return names, list(bundle.objectives), grid
 
 
 def disagreements(bundle: Bundle, a: str, ap_a: np.ndarray, b: str, ap_b: np.ndarray, direction: str,
@@ -94,3 +75,16 @@ def twins(bundle: Bundle, tolerance: float = 0.005) -> list[tuple[str, str]]:
           for o in names}
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
             if np.abs(ap[a] - ap[b]).max(initial=0) <= tolerance]
+
+
+def showcase_reason(bundle: Bundle, row: int, names=PAPER_SIX) -> str:
+    """Why `showcase` chose gallery text `row`, in one sentence: its AP under the best and the worst of the paper's
+    objectives, and how many pairs of them differ by 0.2 or more."""
+    present = [o for o in names if o in bundle.objectives]
+    ap = {o: float(bundle.objectives[o].metrics["per_query_ap"]["t2i"][row]) for o in present}
+    hi, lo = max(ap, key=ap.get), min(ap, key=ap.get)
+    pairs = sum(abs(ap[a] - ap[b]) >= 0.2 for i, a in enumerate(present) for b in present[i + 1:])
+    total = len(present) * (len(present) - 1) // 2
+    return (f"This gallery caption opens Compare because the paper's objectives disagree on it: as a query it gets "
+            f"AP {ap[hi]:.2f} under `{hi}` and {ap[lo]:.2f} under `{lo}`, and {pairs} of the {total} pairs of them "
+            f"differ by 0.2 or more (the build's served seed).")

@@ -227,6 +227,13 @@ class Api:
                     "items": [{"id": s.bundle.items[r]["id"], "class": s.class_names[int(s.bundle.labels[r])],
                                "text": s.bundle.items[r]["text"], "image_url": s.catalog.media_url(r)} for r in rows]}
 
+        @r.get("/leaderboard", summary="Every objective ranked by its mean over training seeds: per-seed values, sample "
+                                       "std, 95 % interval, a paired test against the best, and how its setting was "
+                                       "chosen; the paper's setting as a row of its own where tuning changed it")
+        async def leaderboard(bundle: str | None = None) -> dict:
+            name, s = self.pick(bundle)
+            return {"bundle": name, "rows": s.leaderboard(with_paper=True)}
+
     def _search_routes(self, r: fastapi.APIRouter) -> None:
         @r.post("/search/text", response_model=SearchResult, summary="Text -> images (or texts)")
         async def search_text(req: TextSearch) -> SearchResult:

@@ -104,6 +104,9 @@ class SearchResult:
     exact: bool  # the ranking was exact (a flat scan or the whole gallery scored) rather than approximate
     notes: list[str]
     info: dict[str, Any] | None = None  # QueryInfo.to_dict(): predicted class, confidence, in/out-of-world
+    # a gallery item's cross-modal query: (lowest, highest) AP the build measured for it over the objective's training
+    # seeds, so a reader tells a difference between objectives from seed noise; None otherwise
+    ap_over_seeds: tuple[float, float] | None = None
 
     def to_json(self) -> dict:
         """The answer as the JSON API sends it (public field names, no gallery rows)."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cmr_demo.bundle.load import Bundle, ObjectiveView, load_bundle
-from cmr_demo.serve import analytics, map_colours, placement
+from cmr_demo.serve import analytics, comparison, map_colours, placement
 from cmr_demo.serve.catalog import Catalog
 from cmr_demo.serve.encoder import Encoder
 from cmr_demo.serve.index import BundleIndexes
@@ -133,8 +133,12 @@ class RetrievalService:
         hits = [self._hit(n + 1, row, score, req.target, query.label) for n, (row, score) in enumerate(pairs)]
         metrics = metrics or {"ap": None, "p_at_k": None, "first_relevant_rank": None}
         info = self._info(query, req.objective, emb, features).to_dict()
+        spread = None
+        if query.item is not None and req.target != query.modality and req.objective in self.bundle.objectives:
+            direction = "i2t" if query.modality == "image" else "t2i"
+            spread = comparison.query_ap_range(self.bundle, req.objective, direction, query.item)
         return SearchResult(self.name, req.objective, query.describe(self.bundle.items), query.label, req.target, hits,
-                            exact=exact, notes=list(req.notes), info=info, **metrics), emb
+                            exact=exact, notes=list(req.notes), info=info, ap_over_seeds=spread, **metrics), emb
 
     def _hit(self, rank_: int, row: int, score: float, modality: str, label: int | None) -> Hit:
         it = self.bundle.items[row]
@@ -186,21 +190,30 @@ class RetrievalService:
                 "description": (self.bundle.manifest.get("about") or {}).get("description"),
                 "capabilities": self.catalog.capabilities(self.encodes), "index": self.indexes.describe()}
 
-    def leaderboard(self) -> list[dict]:
-        """One row per objective, best average mAP first (`analytics.leaderboard`)."""
-        return analytics.leaderboard(self.bundle)
+    def leaderboard(self, with_paper: bool = False) -> list[dict]:
+        """One row per objective, best mean over seeds first, with its interval and paired test against the best
+        (`comparison.leaderboard`); with `with_paper`, also each objective at the paper's setting where tuning
+        changed it (what the page and /api/v1/leaderboard show)."""
+        return comparison.leaderboard(self.bundle, with_paper)
 
     def class_ap(self, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray]:
-        """(class names, objectives, [C, O] mean AP per class) (`analytics.class_ap`)."""
-        return analytics.class_ap(self.bundle, direction)
+        """(class names, objectives, [C, O] AP per class, the mean over training seeds) (`comparison.class_ap`)."""
+        return self.class_ap_spread(direction)[:3]
+
+    def class_ap_spread(self, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+        """`class_ap` and [C, O] the half-width of each cell's 95 % interval over seeds."""
+        direction = check_choice(direction, [*analytics.DIRECTIONS, "avg"], "direction")
+        return comparison.class_ap(self.bundle, direction)
 
     def disagreements(self, a: object, b: object, direction: str = "t2i", n: int = 20) -> list[dict]:
         """Gallery queries whose AP differs most between objectives a and b (`analytics.disagreements`), with the
         AP Compare shows for each (`item_ap`)."""
         a, b = check_objectives([a], self.objectives)[0], check_objectives([b], self.objectives)[0]
         direction = check_choice(direction, list(analytics.DIRECTIONS), "direction")
-        return analytics.disagreements(self.bundle, a, self.item_ap(a, direction), b, self.item_ap(b, direction),
+        rows = analytics.disagreements(self.bundle, a, self.item_ap(a, direction), b, self.item_ap(b, direction),
                                        direction, n)
+        spread = comparison.query_spread(self.bundle, a, b, direction, np.array([r["row"] for r in rows], int))
+        return [{**r, "within_seed_spread": w} for r, w in zip(rows, spread)]
 
     def item_ap(self, objective: str, direction: str) -> np.ndarray:
         """[N] AP of each gallery item as a query in `direction` ('i2t': its image over the texts) under a checked
@@ -275,9 +288,12 @@ class Lazy(dict):
 
 
 def load(folder: str | Path, name: str | None = None, backbone: bool = True) -> RetrievalService:
-    """A bundle folder, checked and loaded, ready to search: `cmr_demo.load("assets/demo")`. Without `backbone`
-    only what needs no new encoding is served (gallery items as queries, Compare, leaderboard, maps)."""
-    return RetrievalService(load_bundle(folder, load_backbone=backbone), name)
+    """A bundle folder, or a Hub bundle `hf:ORG/NAME[@REVISION]`, checked and loaded, ready to search:
+    `cmr_demo.load("assets/demo")`. Without `backbone` only what needs no new encoding is served (gallery items as
+    queries, Compare, leaderboard, maps)."""
+    from cmr_demo.bundle.hub import resolve
+    folder, hub_name = resolve(folder)
+    return RetrievalService(load_bundle(folder, load_backbone=backbone), name or hub_name)
 
 
 __all__ = ["Hit", "Query", "RetrievalService", "SearchRequest", "SearchResult", "load"]

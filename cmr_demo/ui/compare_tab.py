@@ -15,11 +15,13 @@ from cmr_demo.ui.pager import QUIET, class_choices
 from cmr_demo.ui.search_tab import clear, selected_row
 
 ITEM_LABEL = "…or a gallery item id (overrides the text)"
-DISAGREEMENT_COLUMNS = ["id", "class", "AP A", "AP B", "A − B", "caption"]
+DISAGREEMENT_COLUMNS = ["id", "class", "AP A", "AP B", "A − B", "over seeds", "caption"]
+SPREAD_WORDS = {True: "within the spread", False: "every seed agrees", None: "one seed"}
 
 
 def heatmap(s: RetrievalService, direction: str = "avg"):
-    return plots.heatmap_figure(*s.class_ap(direction), title=f"AP per class ({direction})")
+    return plots.heatmap_figure(*s.class_ap_spread(direction), title=f"AP per class ({direction}), mean over seeds; "
+                                f"± marks a cell whose 95 % interval is wider than ±0.1")
 
 
 class CompareTab:
@@ -48,6 +50,8 @@ class CompareTab:
         first = next(iter(results.values()), None)
         info = first.info if first is not None else None
         out = [views.info_line(info) if info and info.get("in_domain") is False else ""]
+        if first is not None:
+            out[0] = "\n\n".join(filter(None, [out[0], views.seed_note(first, s)]))
         per_bundle = self.ctx.lab_runs.per_bundle
         labs = [n for n in results if n not in self.ctx.all_objectives and n in s.objectives][:per_bundle]
         for name in self.ctx.all_objectives + labs + [""] * (per_bundle - len(labs)):
@@ -70,8 +74,9 @@ class CompareTab:
         rows = s.disagreements(a, b, direction, n=25)
         texts = s.bundle.has_texts
         return pd.DataFrame([[r["id"], r["class"], round(r[f"ap_{a}"], 3), round(r[f"ap_{b}"], 3),
-                              round(r["difference"], 3), *([r["text"]] if texts else [])] for r in rows],
-                            columns=DISAGREEMENT_COLUMNS[:6 if texts else 5])
+                              round(r["difference"], 3), SPREAD_WORDS[r["within_seed_spread"]],
+                              *([r["text"]] if texts else [])] for r in rows],
+                            columns=DISAGREEMENT_COLUMNS[:7 if texts else 6])
 
     @user_errors
     def pick_disagreement(self, table, direction: str, evt: gr.SelectData):
@@ -103,6 +108,7 @@ class CompareTab:
                                    label=ITEM_LABEL if first.encodes else "Gallery item id",
                                    placeholder=first.bundle.items[0]["id"])
             self.modality = gr.Radio(["image", "text"], value="image", label="item modality")
+        self.why = gr.Markdown(d.why, elem_id="compare-why")
         with gr.Row():
             self.objectives = gr.CheckboxGroup(first.objectives, value=first.objectives, label="Objectives", scale=3)
             self.k = gr.Slider(1, 24, value=6, step=1, label="Top k")
@@ -119,23 +125,28 @@ class CompareTab:
                                    gr.Markdown()]
         with gr.Accordion("What the objectives and the numbers mean", open=True, elem_id="glossary"):
             self.glossary = gr.Markdown(glossary.glossary_markdown(first))
-        gr.Markdown("## Leaderboard (test split of the bundle)")
-        with gr.Row():
-            self.board = gr.Dataframe(views.leaderboard_rows(first), headers=views.LEADERBOARD_COLUMNS,
-                                      interactive=False, wrap=True, elem_id="leaderboard")
-            self.board_plot = gr.Plot(plots.leaderboard_figure(first.leaderboard()))
+        gr.Markdown("## Leaderboard (test split of the bundle)\nOrdered by the mean over training seeds. *Against the "
+                    "best*: a paired test over the same test queries and seeds; *tied* where the evidence does not rank "
+                    "the two (p ≥ 0.05). Rows marked *paper's setting* show an objective at the official code's "
+                    "setting where validation chose another (the glossary above says more).")
+        self.board = gr.Dataframe(views.leaderboard_rows(first), headers=views.LEADERBOARD_COLUMNS,
+                                  interactive=False, wrap=True, elem_id="leaderboard",
+                                  # in pixels: on a phone the table scrolls sideways instead of breaking words
+                                  column_widths=["190px", "330px", "190px", "130px", "170px"])
+        self.board_plot = gr.Plot(plots.leaderboard_figure(first.leaderboard(with_paper=True)))
         self.heat_dir = gr.Radio(["avg", "i2t", "t2i"], value="avg", label="direction")
         self.heatmap = gr.Plot(heatmap(first))
         gr.Markdown("## Where two objectives disagree most\nThe gallery items whose AP as a query differs most between "
-                    "objective A and B (the AP Compare shows for that item). Click a row to compare every objective "
-                    "on it.")
+                    "objective A and B (the AP Compare shows for that item). *Over seeds*: whether every training seed "
+                    "puts A and B in the same order on that query, or the difference is within the seed spread (some "
+                    "seed orders them the other way). Click a row to compare every objective on it.")
         with gr.Row():
             self.dis_a = gr.Dropdown(glossary.objective_choices(first), value=d.a, label="objective A")
             self.dis_b = gr.Dropdown(glossary.objective_choices(first), value=d.b, label="objective B")
             self.dis_dir = gr.Radio(["t2i", "i2t"], value="t2i", label="query direction")
             self.dis_btn = gr.Button("Find disagreements")
         self.dis_table = gr.Dataframe(headers=DISAGREEMENT_COLUMNS, interactive=False, wrap=True,
-                                      column_widths=["22%", "12%", "8%", "8%", "8%", "42%"])  # the caption wraps
+                                      column_widths=["18%", "11%", "7%", "7%", "7%", "14%", "36%"])  # the caption wraps
         self.stated = gr.State(None)  # None for API calls (their class is theirs); a page load sets it
 
     def inputs(self, bundle_pick) -> list:
@@ -169,7 +180,7 @@ class CompareTab:
     def objective_lists(self, s: RetrievalService) -> dict:
         d = self.ctx.defaults[s.name]
         return {self.objectives: gr.CheckboxGroup(s.objectives, value=s.objectives),
-                self.board: views.leaderboard_rows(s), self.board_plot: plots.leaderboard_figure(s.leaderboard()),
+                self.board: views.leaderboard_rows(s), self.board_plot: plots.leaderboard_figure(s.leaderboard(with_paper=True)),
                 self.heat_dir: "avg", self.heatmap: heatmap(s),
                 self.dis_a: gr.Dropdown(glossary.objective_choices(s), value=d.a),
                 self.dis_b: gr.Dropdown(glossary.objective_choices(s), value=d.b), self.glossary: glossary.glossary_markdown(s)}
@@ -177,7 +188,7 @@ class CompareTab:
     def reset(self, s: RetrievalService) -> dict:
         d = self.ctx.defaults[s.name]
         first_id = s.bundle.items[0]["id"]
-        return {self.query: gr.Textbox(value=d.query, visible=s.encodes),
+        return {self.query: gr.Textbox(value=d.query, visible=s.encodes), self.why: d.why,
                 self.stated: d.query if d.query_class else None,
                 self.klass: gr.Dropdown(class_choices(s), value=d.query_class, visible=s.encodes),
                 self.item: gr.Textbox(value="" if s.encodes else views.item_examples(s)[0][0], placeholder=first_id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cmr_demo.serve import lab
-from cmr_demo.serve.analytics import showcase, spread
+from cmr_demo.serve.analytics import showcase, showcase_reason, spread
 from cmr_demo.serve.inputs import InputError, check_choice, shown
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui.views import text_examples
@@ -32,6 +32,7 @@ class Defaults:
     a: str
     b: str
     seed: int
+    why: str = ""  # why Compare opens on `query` ("" when it is just the bundle's first example)
 
     @classmethod
     def of(cls, s: RetrievalService) -> Defaults:
@@ -39,8 +40,10 @@ class Defaults:
         class; else on the bundle's first example."""
         example = (text_examples(s) or [("", "")])[0]
         row = showcase(s.bundle) if s.encodes else None
+        why = ""
         if row is not None:
             example = (s.bundle.items[row]["text"], s.class_names[int(s.bundle.labels[row])])
+            why = showcase_reason(s.bundle, row)
         last = s.objectives[-1]
         seed = lab.base_settings(s.bundle, s.best)[0].seed if lab.has_lab(s.bundle) else 0
         paper = spread(s.bundle)  # the disagreement explorer opens on the best and the worst of the paper's six
@@ -48,7 +51,7 @@ class Defaults:
         # the map beside the best one: the objective its AP difference is taken against, so both terms are on screen
         others = others_than(s.best, s)
         side = [b] if b in others else others[:1]
-        return cls(s.best, list(s.objectives), side, example[0], example[1], s.best, b, seed)
+        return cls(s.best, list(s.objectives), side, example[0], example[1], s.best, b, seed, why)
 
 
 def others_than(objective: str, s: RetrievalService) -> list[str]:

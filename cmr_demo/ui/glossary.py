@@ -24,10 +24,27 @@ METRICS = {
              "a contrastive one's near 1), so compare ranks, not scores, across objectives",
     "✓ / ✗": "the item has (✓) or has not (✗) the query's class: relevant or not",
     "AP": "average precision of one query: the precision at the rank of each relevant item, averaged over every "
-          "relevant item in the gallery (1 = all of them ranked first; chance = their share of the gallery)",
+          "relevant item in the gallery (1 = all of them ranked first; chance = their share of the gallery). Items "
+          "that score exactly the same (identical captions of different classes) count as the average over their "
+          "possible orders (McSherry & Najork 2008), not as the gallery's order happens to put them",
     "P@k": "precision at k: the share of the top k results that are relevant",
     "mAP": "mean average precision: AP averaged over every test query of a direction (image → text, text → "
            "image), the leaderboard's number",
+}
+
+LEADERBOARD = {
+    "mean ± std (seeds)": "the average mAP of both directions, as the mean over the training seeds, ± their sample "
+                          "standard deviation (n − 1), with n the number of seeds; the rows are in the order of this "
+                          "mean",
+    "95 % interval": "Student's t interval of that mean over the seeds (n − 1 degrees of freedom): where the mean "
+                     "would land with other seeds",
+    "against the best": "the best row against this one, paired over the same test queries and seeds: the mean AP "
+                        "difference, its standard error counting both the seed spread and the sample of queries "
+                        "(crossed design, Satterthwaite's degrees of freedom), and a two-sided t-test. *Tied* means "
+                        "p ≥ 0.05: the evidence does not rank the two",
+    "setting": "each objective's margin, scale or temperature chosen on the validation split from a small grid, by "
+               "the rule that picks the epoch (highest validation mAP; ties keep the paper's value). Where that "
+               "changed the official code's setting, the objective has a second row at the paper's setting",
 }
 
 
@@ -89,25 +106,43 @@ def results_legend() -> str:
             "items in the top k.")
 
 
+def _setting(service, name: str) -> str:
+    """'margin=1, form=1 (chosen; the paper's: margin=0.2, form=0)', or '–'."""
+    tuning = service.bundle.objectives[name].entry.get("tuning") or {}
+    words = lambda d: ", ".join(f"{k}={v:g}" for k, v in d.items())  # noqa: E731
+    if not tuning.get("settings"):
+        return "nothing to tune" if tuning.get("untuned") and tuning.get("untuned") != "tuning was turned off" else "–"
+    if tuning["settings"] == tuning.get("paper_settings") or not tuning.get("selected_on"):
+        return f"{words(tuning['settings'])} (the paper's" + (", kept on validation)" if tuning.get("selected_on") else ")")
+    return f"{words(tuning['settings'])} (chosen on validation; the paper's: {words(tuning['paper_settings'])})"
+
+
 def glossary_markdown(service) -> str:
     """The terms and every served objective, for Compare."""
     metrics = "\n".join(f"- **{term}**: {text}." for term, text in METRICS.items())
+    board = "\n".join(f"- **{term}**: {text}." for term, text in LEADERBOARD.items())
     families = "\n".join(f"- **{family}** objectives {text}." for family, text in FAMILIES.items()
                          if family in {_served(service, n)[0] for n in service.objectives})
-    rows = "\n".join(f"| `{name}` | {family} | {line} |" for name in service.objectives
+    rows = "\n".join(f"| `{name}` | {family} | {line} | {_setting(service, name)} |" for name in service.objectives
                      for family, line in [_served(service, name)])
-    return (f"**The numbers**\n{metrics}\n\n**The objectives** (each trains its own pair of heads, one per modality, "
-            f"into its own common space)\n{families}\n\n| objective | family | what it does |\n|---|---|---|\n{rows}"
+    return (f"**The numbers**\n{metrics}\n\n**The leaderboard**\n{board}\n\n**The objectives** (each trains its own pair of heads, one per modality, "
+            f"into its own common space)\n{families}\n\n| objective | family | what it does | setting |\n|---|---|---|---|\n{rows}"
             f"{twins_note(service)}")
 
 
 def twins_note(service) -> str:
-    """A line for each pair of objectives that came out as one model on this bundle (`analytics.twins`)."""
+    """A line for each pair of objectives that came out as one model on this bundle (`analytics.twins`), with the
+    evidence: their per-query APs, and what each one's grid scored on validation."""
     from cmr_demo.serve.analytics import twins
     lines = []
     for a, b in twins(service.bundle):
-        why = (" `cl`'s push term (other classes kept a margin apart) never fired: other-class pairs start and stay "
-               "farther apart than its margin, so only the pull term it shares with `ml` trained. Try `cl` with "
-               "`margin=2` in the Objective lab." if {a, b} == {"cl", "ml"} else "")
-        lines.append(f"\n\n**`{a}` and `{b}` are the same model here**: AP within 0.005 on every test query.{why}")
+        evidence = []
+        for name in (a, b):
+            trials = service.bundle.objectives[name].entry.get("tuning", {}).get("trials") or []
+            if len(trials) > 1:
+                scores = [t["val_avg_map"] for t in trials]
+                evidence.append(f"`{name}`'s {len(trials)} settings tried scored {min(scores):.3f}–{max(scores):.3f} "
+                                f"on validation")
+        tried = f" Tuning did not separate them: {'; '.join(evidence)}." if evidence else ""
+        lines.append(f"\n\n**`{a}` and `{b}` are the same model here**: AP within 0.005 on every test query.{tried}")
     return "".join(lines)

@@ -280,38 +280,52 @@ def _escape(text: str) -> str:
 
 
 def leaderboard_figure(rows: Sequence[dict]) -> go.Figure:
-    """Horizontal grouped bars of image->text and text->image mAP per objective, best at the top (names read
-    level, however many), with the chance level; with several training seeds, their mean average mAP as a point
-    with a +-1 std bar (seed noise beside the differences)."""
+    """A forest plot, best mean at the top: per row (an objective, or one at the paper's setting) its mean average mAP
+    over seeds with its 95 % interval, filled where the row is tied with the best (paired test), hollow where it is
+    below; the served seed's image->text and text->image mAP as small marks beside. The axis spans the values, not
+    0-1: the differences the test speaks of are hundredths, which a 0-1 axis of bars hid."""
     rows = list(reversed(rows))  # plotly draws the first category at the bottom
-    names = [r["objective"] for r in rows]
-    bars = [go.Bar(name=name, y=names, x=[r[key] for r in rows], orientation="h",
-                   hovertemplate="%{y}: %{x:.3f}<extra>" + name + "</extra>")
-            for name, key in (("text → image", "t2i_map"), ("image → text", "i2t_map"))]
-    fig = go.Figure(bars)
-    seeded = [r for r in rows if r.get("seeds")]
-    if seeded:
+    fig = go.Figure()
+    for name, key, symbol in (("I → T (served seed)", "i2t_map", "triangle-right"),
+                              ("T → I (served seed)", "t2i_map", "triangle-left")):
+        fig.add_trace(go.Scatter(y=[r["label"] for r in rows], x=[r[key] for r in rows], mode="markers", name=name,
+                                 marker={"symbol": symbol, "size": 7, "color": "#9aa5b1"},
+                                 hovertemplate="%{y}: %{x:.3f}<extra>" + name + "</extra>"))
+    n = max((r["n"] for r in rows), default=1)
+    for tied, symbol, label in ((True, "circle", "tied with the best"), (False, "circle-open", "below the best")):
+        pick = [r for r in rows if bool(r["tied_with_best"]) == tied]
+        if not pick:
+            continue
         fig.add_trace(go.Scatter(
-            y=[r["objective"] for r in seeded], x=[r["seeds"]["mean"] for r in seeded], mode="markers",
-            name=f"average, mean ± std over {seeded[0]['seeds']['n']} seeds", marker={"color": "black", "size": 7},
-            error_x={"type": "data", "array": [r["seeds"]["std"] for r in seeded], "thickness": 1.5, "width": 5}))
+            y=[r["label"] for r in pick], x=[r["mean"] for r in pick], mode="markers",
+            name=f"mean of {n} seeds, 95 % interval: {label}",
+            marker={"color": "#1f3b73", "size": 10, "symbol": symbol, "line": {"width": 2, "color": "#1f3b73"}},
+            error_x={"type": "data", "symmetric": False, "array": [r["ci_high"] - r["mean"] for r in pick],
+                     "arrayminus": [r["mean"] - r["ci_low"] for r in pick], "thickness": 1.5, "width": 4,
+                     "color": "#1f3b73"},
+            customdata=[[r["std"], r["n"], r["ci_low"], r["ci_high"]] for r in pick],
+            hovertemplate="%{y}: %{x:.3f} ± %{customdata[0]:.3f} (n %{customdata[1]}), 95 % interval "
+                          "%{customdata[2]:.3f}–%{customdata[3]:.3f}<extra></extra>"))
     chance = rows[0].get("chance_map") if rows else None
-    if chance is not None:  # a legend entry, not a label on the plot: a label there sat on the bars
-        fig.add_trace(go.Scatter(y=names, x=[chance] * len(names), mode="lines", name=f"chance {chance:.3f}",
-                                 line={"dash": "dash", "color": "grey"}, hoverinfo="skip"))
-    fig.update_layout(barmode="group", height=110 + 34 * len(rows), xaxis_title="mAP@all (test split)",
-                      template="plotly_white", margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
-                      xaxis={"range": [0, 1.0]})
+    fig.update_layout(height=150 + 26 * len(rows), template="plotly_white", margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis_title="mAP@all on the test split" + (f" (chance {chance:.3f})" if chance is not None else ""),
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
     return fig
 
 
 def heatmap_figure(class_names: Sequence[str], objectives: Sequence[str], grid: np.ndarray,
-                   title: str = "AP per class and objective") -> go.Figure:
-    """[C, O] mean AP as a heatmap with the values written in the cells."""
+                   half: np.ndarray | None = None, title: str = "AP per class and objective",
+                   wide: float = 0.1) -> go.Figure:
+    """[C, O] AP per class (the mean over training seeds) as a heatmap with the values written in the cells; with
+    `half` ([C, O] half-width of each cell's 95 % interval over seeds), the interval on hover and a cell whose
+    interval is wider than +-`wide` marked with a '±' after its value: such a cell's colour says little."""
+    half = np.zeros_like(grid) if half is None else half
+    text = [[("" if np.isnan(v) else f"{v:.2f}" + ("±" if h > wide else "")) for v, h in zip(rv, rh)]
+            for rv, rh in zip(grid, half)]
     fig = go.Figure(go.Heatmap(z=grid, x=list(objectives), y=list(class_names), colorscale="Viridis", zmin=0, zmax=1,
-                               text=np.round(grid, 2), texttemplate="%{text}", hovertemplate=
-                               "class %{y}<br>objective %{x}<br>AP %{z:.3f}<extra></extra>"))
+                               text=text, texttemplate="%{text}", customdata=half, hovertemplate=
+                               "class %{y}<br>objective %{x}<br>AP %{z:.3f} ± %{customdata:.3f} (95 % interval over "
+                               "seeds)<extra></extra>"))
     fig.update_layout(title=title, height=80 + 32 * len(class_names), template="plotly_white",
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig

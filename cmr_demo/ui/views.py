@@ -123,8 +123,28 @@ def column_header(result: SearchResult, about: str = "") -> str:
     if result.query_label is None:
         return f"### {result.objective}\n{guess or 'class of the query unknown'}{about}"
     p = result.p_at_k or {}
-    return (f"### {result.objective}\nAP **{_fmt(result.ap)}** · P@5 {_fmt(p.get('5'), 2)} · "
+    seeds = ""
+    if result.ap_over_seeds:  # a gallery item: how far its AP moves with the training seed alone
+        seeds = f" (seeds: {_fmt(result.ap_over_seeds[0])}–{_fmt(result.ap_over_seeds[1])})"
+    return (f"### {result.objective}\nAP **{_fmt(result.ap)}**{seeds} · P@5 {_fmt(p.get('5'), 2)} · "
             f"first relevant #{result.first_relevant_rank or '–'}" + (f"\n\n{guess}" if guess else "") + about)
+
+
+def seed_note(result: SearchResult, service: RetrievalService) -> str:
+    """Above Compare's columns, how much of a difference between them is seed noise: a gallery item's columns carry
+    their AP's range over training seeds; for a new query, the typical range of one query's AP over seeds."""
+    from cmr_demo.serve.comparison import typical_query_spread
+    if result.ap is None:
+        return ""
+    if result.ap_over_seeds is not None:
+        return ("<small>Each AP is followed by its range over the objective's training seeds: where two columns' "
+                "ranges overlap, their difference on this query is within the seed spread.</small>")
+    typical = typical_query_spread(service.bundle)
+    if typical is None:
+        return ""
+    return (f"<small>These columns are the served seed's heads. The training seed alone moves one query's AP by "
+            f"{typical[0]:.2f} for half of the gallery's queries and by {typical[1]:.2f} or more for one in ten (range "
+            f"over seeds): a difference of that size between two columns says little.</small>")
 
 
 def text_list(result: SearchResult, pictures: bool = True) -> str:
@@ -272,22 +292,44 @@ def class_examples(service: RetrievalService) -> list[tuple[str, str]]:
     return [(picture(service, n), service.class_names[c]) for c, n in sorted(first.items())]
 
 
-LEADERBOARD_COLUMNS = ["objective", "I→T mAP", "T→I mAP", "average", "average over seeds (mean ± std)", "best epoch",
-                       "selected on"]
+LEADERBOARD_COLUMNS = ["objective", "setting", "avg mAP: mean ± std (seeds)", "95 % interval", "against the best"]
+
+
+def setting_cell(row: dict) -> str:
+    """'margin=1, form=1 · chosen on validation', 'paper's: alpha=32, delta=0.1', or why there is no setting."""
+    values = ", ".join(f"{k}={v:g}" for k, v in row["settings"].items())
+    if row["variant"] == "paper":
+        return f"the paper's: {values}"
+    if row["variant"] == "chosen":
+        return f"{values} · chosen on validation"
+    return {"zero-shot": "no training (the backbone alone)", "lab run": "your lab run"}.get(
+        row["variant"], values or "no option to tune")
 
 
 def seeds_cell(row: dict) -> str:
-    """'0.786 ± 0.004 (3 seeds)', or why there is no spread: the backbone alone has no training seed."""
-    seeds = row.get("seeds")
-    if seeds:
-        return f"{seeds['mean']:.3f} ± {seeds['std']:.3f} ({seeds['n']} seeds)"
-    return "no training (the backbone alone)" if row.get("kind") == "zero-shot" else "one seed"
+    """'0.786 ± 0.004 (3)', or why there is no spread: the backbone alone has no training seed."""
+    if row["n"] > 1:
+        return f"{row['mean']:.3f} ± {row['std']:.3f} ({row['n']})"
+    return f"{row['mean']:.3f} (" + ("no seed" if row["kind"] == "zero-shot" else "1 seed") + ")"
+
+
+def interval_cell(row: dict) -> str:
+    return f"{row['ci_low']:.3f}–{row['ci_high']:.3f}" if row["n"] > 1 else "–"
+
+
+def versus_cell(row: dict) -> str:
+    """'best', 'tied (p 0.41)', '−0.021 (p < 0.001)': the paired test against the best (glossary: 'tied')."""
+    if row["difference_to_best"] == 0.0 and row["p_value"] is None:
+        return "best"
+    if row["p_value"] is None:
+        return f"−{row['difference_to_best']:.3f} (not tested)"
+    p = "p < 0.001" if row["p_value"] < 0.001 else f"p {row['p_value']:.3f}"
+    return f"tied ({p})" if row["tied_with_best"] else f"−{row['difference_to_best']:.3f} ({p})"
 
 
 def leaderboard_rows(service: RetrievalService) -> list[list]:
-    return [[r["objective"], round(r["i2t_map"], 4), round(r["t2i_map"], 4), round(r["avg_map"], 4), seeds_cell(r),
-             r["best_epoch"] if r["best_epoch"] is not None else "–", r["selected_on"] or "–"]
-            for r in service.leaderboard()]
+    return [[r["label"], setting_cell(r), seeds_cell(r), interval_cell(r), versus_cell(r)]
+            for r in service.leaderboard(with_paper=True)]
 
 
 def _spread_line(service: RetrievalService) -> str:
@@ -296,7 +338,8 @@ def _spread_line(service: RetrievalService) -> str:
     s = analytics.spread(service.bundle)
     if s is None:
         return ""
-    seeds = " (means over training seeds)" if service.bundle.objectives[s["best"]].seeds else ""
+    seeds = " (means over training seeds, each at its setting chosen on validation)" \
+        if service.bundle.objectives[s["best"]].seeds else ""
     return (f" Of the paper's six objectives, `{s['best']}` is best ({s['best_map']:.3f}) and `{s['worst']}` worst "
             f"({s['worst_map']:.3f}){seeds}: {s['spread']:.3f} apart, and {s['disagreeing_share']:.0%} of the test "
             f"queries change AP by 0.2 or more between two of them.")
@@ -307,7 +350,7 @@ def about_markdown(service: RetrievalService) -> str:
     command folded away: it names the build machine's folders)."""
     from cmr_demo.data import title
     m = service.bundle.manifest
-    rows = "\n".join(f"| `{r[0]}` | {r[1]:.3f} | {r[2]:.3f} | {r[3]:.3f} | {r[4]} |" for r in leaderboard_rows(service))
+    rows = "\n".join(f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]} | {r[4]} |" for r in leaderboard_rows(service))
     chance = service.leaderboard()[0]["chance_map"]
     return f"""
 ## What is being served
@@ -318,7 +361,7 @@ def about_markdown(service: RetrievalService) -> str:
 - **Method**: CLIP4CMR (Zeng & Mao, ICMR 2022): one projection head per modality into a common space,
   trained with class labels under each learning objective; relevance = same class; mAP over the whole gallery.
 
-| objective | image → text mAP | text → image mAP | average | average over training seeds |
+| objective | setting | avg mAP: mean ± std (seeds) | 95 % interval | against the best |
 |---|---|---|---|---|
 {rows}
 
