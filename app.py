@@ -41,15 +41,17 @@ STUDY_FIGURES = sorted((HERE / "bench" / "results" / "study").glob("*/*.png"))
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="CLIP4CMR demo app")
-    p.add_argument("--bundle", action="append", default=None, metavar="FOLDER",
-                   help="a bundle folder (python -m cmr_demo.bundle build ...) or a folder of bundles; repeatable, the "
-                        "first is the default. Default: $CMR_BUNDLE (folders separated by ':'), else every bundle "
-                        "in assets/")
+    p.add_argument("--bundle", action="append", default=None, metavar="FOLDER|hf:ORG/NAME[@REV]",
+                   help="a bundle folder (python -m cmr_demo.bundle build ...), a folder of bundles, or a bundle on the "
+                        "Hugging Face Hub; repeatable, the first is the default. Default: $CMR_BUNDLES (specs separated "
+                        "by ','; a Space sets it in its settings), else $CMR_BUNDLE (folders separated by ':'), else "
+                        "every bundle in assets/")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = p.parse_args(argv)
-    env = [f for f in os.environ.get("CMR_BUNDLE", "").split(os.pathsep) if f]
-    args.bundle = args.bundle or env or [str(DEFAULT_BUNDLES)]
+    specs = [f.strip() for f in os.environ.get("CMR_BUNDLES", "").split(",") if f.strip()]
+    folders = [f for f in os.environ.get("CMR_BUNDLE", "").split(os.pathsep) if f]
+    args.bundle = args.bundle or specs or folders or [str(DEFAULT_BUNDLES)]
     return args
 
 

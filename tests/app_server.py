@@ -19,12 +19,14 @@ def free_port() -> int:
 
 
 def start_app(bundle: Path | list[Path], log_path: Path, timeout_s: float = 90.0,
-              temp_dir: Path | None = None) -> tuple[subprocess.Popen, str, float]:
+              temp_dir: Path | None = None, env: dict | None = None) -> tuple[subprocess.Popen, str, float]:
     """(process, url, seconds to ready) for the app serving `bundle` (or several, the first the default); raises
     with the log if it fails.
-    `temp_dir`: gradio's upload and cache folder for this process (GRADIO_TEMP_DIR), to measure it alone."""
+    `temp_dir`: gradio's upload and cache folder for this process (GRADIO_TEMP_DIR), to measure it alone; `env`: more
+    environment variables (e.g. CMR_BUNDLES with no bundle given)."""
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
+           **(env or {})}
     if temp_dir is not None:
         env["GRADIO_TEMP_DIR"] = str(temp_dir)
     log = open(log_path, "wb")

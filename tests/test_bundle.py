@@ -266,3 +266,13 @@ def test_a_manifest_of_the_wrong_shape_is_refused_in_the_apps_words(features_bun
             except CheckpointError:
                 pass
             assert isinstance(verify(folder), list), path
+
+
+def test_migrate_writes_an_older_card_again_from_the_manifest(small_bundle, tmp_path):
+    from cmr_demo.bundle.migrate import migrate
+    old = tmp_path / "old-card"
+    shutil.copytree(small_bundle, old)
+    (old / "README.md").write_text("a card an older version wrote\n")
+    problems = verify(old)
+    assert any("migrate" in p for p in problems)
+    assert migrate(old) is True and verify(old) == [] and migrate(old) is False
