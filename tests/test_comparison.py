@@ -289,3 +289,36 @@ def test_a_study_trains_each_objective_at_the_setting_a_bundle_chose(tuned_bundl
     assert job.objectives.options_for("proxy-anchor") == chosen["proxy-anchor"] and job.train.text_fraction == 0.5
     swept = job_for(base, Run("tl", "parameter", 0.7, {"margin": 0.7}), 0, chosen)  # a swept option goes over it
     assert swept.objectives.options_for("tl") == {"margin": 0.7}
+
+
+@pytest.mark.parametrize("name", ["demo", "wikipedia"])
+def test_the_embedded_bundles_leaderboards_carry_their_evidence(name):
+    """What the comparison issue asks of both shipped bundles: rows by the mean over >= 3 seeds, sample std, an
+    interval holding the mean, the best tied with itself and some row not, a grid of >= 3 values with the choice in it
+    for every objective with a margin, scale or temperature."""
+    from pathlib import Path
+
+    from cmr_demo.serve.service import load
+    s = load(Path(__file__).resolve().parents[1] / "assets" / name, backbone=False)
+    rows = s.leaderboard(with_paper=True)
+    assert [r["mean"] for r in rows] == sorted((r["mean"] for r in rows), reverse=True)
+    assert rows[0]["tied_with_best"] is True and any(r["tied_with_best"] is False for r in rows)
+    for r in rows:
+        assert r["ci_low"] <= r["mean"] <= r["ci_high"]
+        if r["kind"] == "zero-shot":
+            assert r["n"] == 1 and r["grid"] == {}
+            continue
+        assert r["n"] >= 3 and r["std"] == pytest.approx(np.std(r["per_seed"], ddof=1))
+        for key in ("margin", "scale", "temperature", "alpha"):
+            if key in option_defaults(r["objective"]) and r["variant"] == "chosen":
+                assert len(r["grid"][key]) >= 3 and r["settings"][key] in r["grid"][key]
+    if name == "demo":
+        rng = np.random.default_rng(1)
+        rows_160 = rng.choice(s.size, 160, replace=False)
+        gap = lambda a, b: np.mean([s.item_ap(a, d)[rows_160].mean() - s.item_ap(b, d)[rows_160].mean()  # noqa: E731
+                                    for d in ("i2t", "t2i")])
+        best = next(r["objective"] for r in rows if not r["paper_setting"] and r["kind"] != "zero-shot")
+        assert gap("cl", "ml") >= 0.05 and gap(best, "proxy-anchor") <= 0.08
+        from cmr_demo.serve.analytics import spread
+        paper = spread(s.bundle)
+        assert 0.60 <= paper["best_map"] <= 0.92 and paper["spread"] >= 0.08 and paper["disagreeing_share"] >= 0.15

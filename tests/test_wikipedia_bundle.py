@@ -52,7 +52,8 @@ def test_retraining_from_the_data_reproduces_the_stored_metrics(tmp_path):
     config = json.loads((WIKI / "objectives" / "ce" / "config.json").read_text())
     stored = json.loads((WIKI / "manifest.json").read_text())["objectives"]["ce"]
     heads, train = config["heads"], config["train"]
-    rows = train_main(["--data", f"wikipedia:{DATA}", "--objective", "ce", "--seed", str(train["seed"]),
+    options = [a for k, v in train["objective_options"].items() for a in ("--objective-opt", f"{k}={v!r}")]
+    rows = train_main(["--data", f"wikipedia:{DATA}", "--objective", "ce", *options, "--seed", str(train["seed"]),
                        "--standardize" if heads["standardize"] else "--no-standardize",
                        "--embed-dim", str(heads["embed_dim"]), "--hidden-dim", str(heads["hidden_dim"]),
                        "--quiet", "--out", str(tmp_path)])
