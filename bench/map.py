@@ -36,7 +36,7 @@ def build_large(out: Path) -> Path:
     from cmr_demo.bundle.build import build
     from cmr_demo.train.fit import TrainConfig
     from cmr_demo.train.heads import HeadConfig
-    from cmr_demo.train.objectives import ObjectiveSpec
+    from cmr_demo.train.spec import ObjectiveSpec
     from cmr_demo.train.stage import DataConfig, FeatureConfig, TrainJob
     job = TrainJob(DataConfig("synthetic:200000"), ObjectiveSpec.parse("pcl,ce"), TrainConfig(epochs=3),
                    HeadConfig(hidden_dim=128, embed_dim=64), FeatureConfig(None))

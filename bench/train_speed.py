@@ -29,7 +29,7 @@ from cmr_demo.data import load_data  # noqa: E402
 from cmr_demo.train.heads import HeadConfig, Heads  # noqa: E402
 from cmr_demo.train.objectives import build_objective, expand_objectives  # noqa: E402
 from cmr_demo.provenance import machine  # noqa: E402
-from cmr_demo.train.objectives import ObjectiveSpec  # noqa: E402
+from cmr_demo.train.spec import ObjectiveSpec  # noqa: E402
 from cmr_demo.train.stage import DataConfig, TrainJob, train  # noqa: E402
 from cmr_demo.train.fit import TrainConfig  # noqa: E402
 

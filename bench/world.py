@@ -52,7 +52,7 @@ def run_levers(backbone: str, n: int) -> dict:
     from cmr_demo.data import webshapes
     from cmr_demo.metrics import evaluate
     from cmr_demo.train.heads import HeadConfig
-    from cmr_demo.train.objectives import ObjectiveSpec
+    from cmr_demo.train.spec import ObjectiveSpec
     from cmr_demo.train.stage import DataConfig, FeatureConfig, TrainJob, load_features, train
     rows = {}
     for name, levers in lever_worlds().items():

@@ -25,7 +25,7 @@ __version__ = "0.3.0"
 
 _PUBLIC = {  # name -> (module that defines it, its name there)
     "available_objectives": ("cmr_demo.train.objectives", "list_objectives"),
-    "ObjectiveSpec": ("cmr_demo.train.objectives", "ObjectiveSpec"),
+    "ObjectiveSpec": ("cmr_demo.train.spec", "ObjectiveSpec"),
     "TrainJob": ("cmr_demo.train.stage", "TrainJob"), "DataConfig": ("cmr_demo.train.stage", "DataConfig"),
     "FeatureConfig": ("cmr_demo.train.stage", "FeatureConfig"),
     "train_heads": ("cmr_demo.train.stage", "train"),  # not `train`: that name is the stage's package

@@ -42,7 +42,7 @@ def quick_job(data: str, objectives: str = "pcl", backbone: str | None = None, e
               hidden_dim: int = 32, **data_options):
     """A small, quiet training job (3 epochs, narrow heads): what the test bundles are built with."""
     from cmr_demo.train.heads import HeadConfig
-    from cmr_demo.train.objectives import ObjectiveSpec
+    from cmr_demo.train.spec import ObjectiveSpec
     from cmr_demo.train.stage import DataConfig, FeatureConfig, TrainJob
     from cmr_demo.train.fit import TrainConfig
     return TrainJob(DataConfig(data, **data_options), ObjectiveSpec.parse(objectives), TrainConfig(epochs=epochs),

@@ -136,7 +136,7 @@ def test_a_study_reads_its_data_once_and_runs_from_python(tmp_path, monkeypatch)
     import cmr_demo.experiments.runners as runners
     import cmr_demo.experiments.study as study_module
     from cmr_demo.train.heads import HeadConfig
-    from cmr_demo.train.objectives import ObjectiveSpec
+    from cmr_demo.train.spec import ObjectiveSpec
     from cmr_demo.train.stage import DataConfig, TrainJob, train as train_job
     from cmr_demo.train.fit import TrainConfig
     reads = []

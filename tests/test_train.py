@@ -104,7 +104,7 @@ def test_the_stage_from_python_is_the_command_line(tmp_path):
     from dataclasses import replace
 
     from cmr_demo.train.heads import HeadConfig
-    from cmr_demo.train.objectives import ObjectiveSpec
+    from cmr_demo.train.spec import ObjectiveSpec
     from cmr_demo.train.stage import DataConfig, TrainJob, parse_job, train
     from cmr_demo.train.fit import TrainConfig
     job = TrainJob(DataConfig("synthetic:600", val_fraction=0.2), ObjectiveSpec.parse("pcl,tl", {"margin": 0.3}),

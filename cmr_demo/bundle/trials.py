@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cmr_demo.train.objectives import ObjectiveSpec
+from cmr_demo.train.spec import ObjectiveSpec
 from cmr_demo.train.tuning import Search, search_all
 
 

@@ -33,7 +33,8 @@ from cmr_demo.cliargs import HelpFormatter
 from cmr_demo.experiments.runners import METRICS, finished_rows, run_all, study_data
 from cmr_demo.ray_cluster import ray_module  # imports Ray only when called
 from cmr_demo.train.heads import HeadConfig
-from cmr_demo.train.objectives import ObjectiveSpec, option_defaults
+from cmr_demo.train.objectives import option_defaults
+from cmr_demo.train.spec import ObjectiveSpec
 from cmr_demo.provenance import stamp
 from cmr_demo.train.stage import HEAD_WIDTHS, TEST_PROTOCOL_NOTE, DataConfig, TrainJob, add_job_args, job_from_args
 from cmr_demo.train.fit import TrainConfig
@@ -317,18 +318,15 @@ class StudyFailed(ValueError):
 def run_study(study, base: TrainJob, seeds: int = 1, out: str | Path = "runs/study", jobs: int = 1,
               command: list[str] | None = None, ray: str | None = None, resume: bool = False,
               settings: dict[str, dict] | None = None) -> list[dict]:
-    """Run `study` (Imbalance or Sensitivity) around `base` for `seeds` seeds; returns its rows, also written
-    to OUT/<study>.csv (as runs finish), .html/.png and .json. `ray`: run on Ray (a cluster's address, or "" for a
-    local instance). `resume`: rows already in OUT/<study>.csv are kept, not trained again. `settings`: each
-    objective's starting options (`settings_from` a bundle)."""
+    """Run `study` (Imbalance or Sensitivity) around `base` for `seeds` seeds; returns its rows, also written to
+    OUT/<study>.csv (as runs finish), .html/.png and .json. `ray`: on Ray (a cluster's address, or "" for a local
+    instance). `resume`: rows in OUT/<study>.csv are kept. `settings`: objectives' options (`settings_from`)."""
     name = next(k for k, v in STUDIES.items() if isinstance(study, v))
     if ray is not None:  # before any data is read: where Ray is missing, say so at once
         ray_module()
-    started, out = time.perf_counter(), Path(out)
-    plan = study.plan(list(base.objectives.names))
+    started, out, first = time.perf_counter(), Path(out), base.train.seed
     out.mkdir(parents=True, exist_ok=True)
-    first = base.train.seed
-    runs = [(run, seed) for run in plan for seed in range(first, first + seeds)]
+    runs = [(run, seed) for run in study.plan(list(base.objectives.names)) for seed in range(first, first + seeds)]
     tasks, keys = _tasks(base, runs, settings)
     done = _finished(runs, keys, out / f"{name}.csv") if resume else {}  # only what is missing trains
     tasks = {k: v for k, v in tasks.items() if k not in done}

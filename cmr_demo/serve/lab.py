@@ -27,7 +27,8 @@ from cmr_demo.bundle.load import Bundle, ObjectiveView
 from cmr_demo.files import load_json, load_tensors
 from cmr_demo.train.heads import HeadConfig
 from cmr_demo.serve.inputs import InputError, shown
-from cmr_demo.train.objectives import OBJECTIVES, ObjectiveSpec, parse_hybrid
+from cmr_demo.train.objectives import OBJECTIVES, parse_hybrid
+from cmr_demo.train.spec import ObjectiveSpec
 from cmr_demo.serve.placement import place_points
 from cmr_demo.train.fit import Diverged, Tensors, TrainConfig, fit
 

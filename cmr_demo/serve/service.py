@@ -197,13 +197,10 @@ class RetrievalService:
         return comparison.leaderboard(self.bundle, with_paper)
 
     def class_ap(self, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray]:
-        """(class names, objectives, [C, O] AP per class, the mean over training seeds) (`comparison.class_ap`)."""
-        return self.class_ap_spread(direction)[:3]
-
-    def class_ap_spread(self, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-        """`class_ap` and [C, O] the half-width of each cell's 95 % interval over seeds."""
+        """(class names, objectives, [C, O] AP per class, the mean over training seeds) (`comparison.class_ap`, which
+        also gives each cell's interval)."""
         direction = check_choice(direction, [*analytics.DIRECTIONS, "avg"], "direction")
-        return comparison.class_ap(self.bundle, direction)
+        return comparison.class_ap(self.bundle, direction)[:3]
 
     def disagreements(self, a: object, b: object, direction: str = "t2i", n: int = 20) -> list[dict]:
         """Gallery queries whose AP differs most between objectives a and b (`analytics.disagreements`), with the

@@ -174,9 +174,7 @@ def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors
     torch.manual_seed(cfg.seed)
     heads = Heads(head_cfg).to(device)
     image_mask, text_mask = (m if m is None else m.to(device) for m in modality_masks(len(train.labels), cfg))
-    # statistics from the rows that train (imbalance: a withheld text must not shape the text head's inputs)
-    heads.fit_standardization(train.image if image_mask is None else train.image[image_mask],
-                              train.text if text_mask is None else train.text[text_mask])
+    heads.fit_standardization(*kept_rows(train, image_mask, text_mask))
     objective = build_objective(cfg.objective, num_classes, head_cfg.embed_dim, seeded_options(cfg)).to(device)
     params = list(heads.parameters()) + list(objective.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
@@ -221,6 +219,13 @@ def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors
     _load_module_state(heads, objective, best)
     return FitResult(heads.eval(), objective.eval(), run_state["history"], run_state["best_epoch"] + 1,
                      run_state["best_score"], time.perf_counter() - start)
+
+
+def kept_rows(train: Tensors, image_mask, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image and text features that train (imbalance: a withheld text must not shape the text head's inputs,
+    so the standardisation statistics come from these)."""
+    return (train.image if image_mask is None else train.image[image_mask],
+            train.text if text_mask is None else train.text[text_mask])
 
 
 def seeded_options(cfg: TrainConfig) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """The training stage: train one CLIP4CMR checkpoint per objective and report mAP@all.
 
-    from cmr_demo.train.objectives import ObjectiveSpec
+    from cmr_demo.train.spec import ObjectiveSpec
     from cmr_demo.train.stage import DataConfig, TrainJob, train
     metrics = train(TrainJob(DataConfig("wikipedia:../shared/data/wikipedia"), ObjectiveSpec.parse("pcl,ce"),
                              out="runs/wiki"))
@@ -31,7 +31,8 @@ from cmr_demo.cliargs import HelpFormatter, add_dataclass_args, dataclass_from_a
 from cmr_demo.data import data_spec_help, load_data
 from cmr_demo.backbone.features import FeatureSource, dataset_features
 from cmr_demo.train.heads import HeadConfig, save_heads
-from cmr_demo.train.objectives import ObjectiveSpec, list_objectives
+from cmr_demo.train.objectives import list_objectives
+from cmr_demo.train.spec import ObjectiveSpec
 from cmr_demo.metrics import evaluate
 from cmr_demo.train.fit import SELECTION_QUERIES, Tensors, TrainConfig, fit, selection_map, selection_queries
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from cmr_demo.serve.inputs import InputError
+from cmr_demo.serve import comparison
+from cmr_demo.serve.inputs import InputError, check_choice
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui import browser, glossary, plots, views
+from cmr_demo.ui.leaderboard import LEADERBOARD_COLUMNS, leaderboard_rows
 from cmr_demo.ui.context import class_for, Context, given, item_id as item_id_of, stated_for
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, class_choices
@@ -20,7 +22,8 @@ SPREAD_WORDS = {True: "within the spread", False: "every seed agrees", None: "on
 
 
 def heatmap(s: RetrievalService, direction: str = "avg"):
-    return plots.heatmap_figure(*s.class_ap_spread(direction), title=f"AP per class ({direction}), mean over seeds; "
+    direction = check_choice(direction, ["avg", "i2t", "t2i"], "direction")
+    return plots.heatmap_figure(*comparison.class_ap(s.bundle, direction), title=f"AP per class ({direction}), mean over seeds; "
                                 f"± marks a cell whose 95 % interval is wider than ±0.1")
 
 
@@ -129,7 +132,7 @@ class CompareTab:
                     "best*: a paired test over the same test queries and seeds; *tied* where the evidence does not rank "
                     "the two (p ≥ 0.05). Rows marked *paper's setting* show an objective at the official code's "
                     "setting where validation chose another (the glossary above says more).")
-        self.board = gr.Dataframe(views.leaderboard_rows(first), headers=views.LEADERBOARD_COLUMNS,
+        self.board = gr.Dataframe(leaderboard_rows(first), headers=LEADERBOARD_COLUMNS,
                                   interactive=False, wrap=True, elem_id="leaderboard",
                                   # in pixels: on a phone the table scrolls sideways instead of breaking words
                                   column_widths=["190px", "330px", "190px", "130px", "170px"])
@@ -180,7 +183,7 @@ class CompareTab:
     def objective_lists(self, s: RetrievalService) -> dict:
         d = self.ctx.defaults[s.name]
         return {self.objectives: gr.CheckboxGroup(s.objectives, value=s.objectives),
-                self.board: views.leaderboard_rows(s), self.board_plot: plots.leaderboard_figure(s.leaderboard(with_paper=True)),
+                self.board: leaderboard_rows(s), self.board_plot: plots.leaderboard_figure(s.leaderboard(with_paper=True)),
                 self.heat_dir: "avg", self.heatmap: heatmap(s),
                 self.dis_a: gr.Dropdown(glossary.objective_choices(s), value=d.a),
                 self.dis_b: gr.Dropdown(glossary.objective_choices(s), value=d.b), self.glossary: glossary.glossary_markdown(s)}

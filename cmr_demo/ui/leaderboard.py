@@ -1,0 +1,44 @@
+"""The leaderboard's table for people: each row of `comparison.leaderboard` as five short cells (objective, setting,
+mean ± std over seeds, interval, the paired test against the best), for Compare and the About tab."""
+from __future__ import annotations
+
+from cmr_demo.serve.service import RetrievalService
+
+LEADERBOARD_COLUMNS = ["objective", "setting", "avg mAP: mean ± std (seeds)", "95 % interval", "against the best"]
+
+
+def setting_cell(row: dict) -> str:
+    """'margin=1, form=1 · chosen on validation', 'paper's: alpha=32, delta=0.1', or why there is no setting."""
+    values = ", ".join(f"{k}={v:g}" for k, v in row["settings"].items())
+    if row["variant"] == "paper":
+        return f"the paper's: {values}"
+    if row["variant"] == "chosen":
+        return f"{values} · chosen on validation"
+    return {"zero-shot": "no training (the backbone alone)", "lab run": "your lab run"}.get(
+        row["variant"], values or "no option to tune")
+
+
+def seeds_cell(row: dict) -> str:
+    """'0.786 ± 0.004 (3)', or why there is no spread: the backbone alone has no training seed."""
+    if row["n"] > 1:
+        return f"{row['mean']:.3f} ± {row['std']:.3f} ({row['n']})"
+    return f"{row['mean']:.3f} (" + ("no seed" if row["kind"] == "zero-shot" else "1 seed") + ")"
+
+
+def interval_cell(row: dict) -> str:
+    return f"{row['ci_low']:.3f}–{row['ci_high']:.3f}" if row["n"] > 1 else "–"
+
+
+def versus_cell(row: dict) -> str:
+    """'best', 'tied (p 0.41)', '−0.021 (p < 0.001)': the paired test against the best (glossary: 'tied')."""
+    if row["difference_to_best"] == 0.0 and row["p_value"] is None:
+        return "best"
+    if row["p_value"] is None:
+        return f"−{row['difference_to_best']:.3f} (not tested)"
+    p = "p < 0.001" if row["p_value"] < 0.001 else f"p {row['p_value']:.3f}"
+    return f"tied ({p})" if row["tied_with_best"] else f"−{row['difference_to_best']:.3f} ({p})"
+
+
+def leaderboard_rows(service: RetrievalService) -> list[list]:
+    return [[r["label"], setting_cell(r), seeds_cell(r), interval_cell(r), versus_cell(r)]
+            for r in service.leaderboard(with_paper=True)]
