@@ -323,3 +323,28 @@ def test_the_embedded_bundles_leaderboards_carry_their_evidence(name):
         from cmr_demo.serve.analytics import spread
         paper = spread(s.bundle)
         assert 0.60 <= paper["best_map"] <= 0.92 and paper["spread"] >= 0.08 and paper["disagreeing_share"] >= 0.15
+
+
+def test_a_one_seed_row_is_not_tested_and_a_hybrids_clashing_option_keeps_each_parts_default(tuned_bundle):
+    """One seed says nothing about seed noise, so its difference from the best is not called significant; a hybrid
+    whose parts share an option with different defaults (ce's scale 1, proxy-nca's 3) neither tunes nor sets it."""
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.serve.comparison import leaderboard
+    bundle = load_bundle(tuned_bundle)
+    name = leaderboard(bundle, with_paper=False)[-1]["objective"]  # the worst: one seed of it stays below the best
+    view = bundle.objectives[name]
+    view.seed_ap, view.entry = {}, {k: v for k, v in view.entry.items() if k not in ("seeds", "paper")}
+    row = next(r for r in leaderboard(bundle, with_paper=False) if r["objective"] == name)
+    assert row["n"] == 1 and row["tied_with_best"] is None and row["p_value"] is None
+    search = Search("ce+proxy-nca")
+    assert search.grid == {} and "scale" not in search.paper and search.pending() == [{}]
+    assert Search("tl", {"margin": 0.3}).result()["untuned"] == "its options were given"
+
+
+def test_standardisation_never_rests_on_one_kept_row():
+    from cmr_demo.train.fit import Tensors, kept_rows
+    data = Tensors(torch.randn(5, 3), torch.randn(5, 3), torch.arange(5))
+    one = torch.tensor([True, False, False, False, False])
+    image, text = kept_rows(data, None, one)
+    assert image.shape[0] == 5 and text.shape[0] == 5  # one row has no spread: all rows
+    assert kept_rows(data, None, one | torch.tensor([False, True, False, False, False]))[1].shape[0] == 2

@@ -156,7 +156,7 @@ def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None
         raw_feats, source = load_features(job, raw, ray)
         dataset, feats = with_validation(raw, job.val_fraction(), job.train.seed, raw_feats)  # the lab's splits too
         timer("features")
-        others = [s for s in (seeds or []) if s != job.train.seed]
+        others = list(dict.fromkeys(s for s in (seeds or []) if s != job.train.seed))  # each seed once
         if ray is None:
             runner = LocalRunner(job, dataset, feats, source, raw, raw_feats)
         else:

@@ -56,8 +56,13 @@ def fetch(spec: str) -> Path:
     revision (offline too), else downloaded. HubError, in one line, when it cannot be had."""
     repo, revision = parse(spec)
     snapshot = _snapshot(repo, revision)
-    _check_manifest_blob(snapshot, repo)
-    return _link_tree(snapshot, cache_root() / snapshot.name / repo.replace("/", "--") / repo.split("/")[1])
+    try:
+        _check_manifest_blob(snapshot, repo)
+        return _link_tree(snapshot, cache_root() / snapshot.name / repo.replace("/", "--") / repo.split("/")[1])
+    except OSError as err:
+        raise HubError(f"Hub bundle {repo}: its cached files could not be linked into place ({type(err).__name__}: "
+                       f"{str(err)[:160]}); check the cache's disk and permissions, or delete {snapshot.parent.parent} "
+                       f"and fetch it again") from None
 
 
 def _snapshot(repo: str, revision: str | None) -> Path:
@@ -97,11 +102,16 @@ def _hub_cache() -> str:
 
 
 def _check_manifest_blob(snapshot: Path, repo: str) -> None:
-    """The manifest holds every other file's sha256, so it is checked against the name the Hub cache gave its blob
-    (a git blob sha1, or the sha256 of a large file): a manifest changed in the cache is refused."""
+    """The manifest holds every other file's sha256, so where the cache links it to its blob (as huggingface_hub does
+    wherever symbolic links work) it is checked against the blob's name (a git blob sha1, or the sha256 of a large
+    file): a manifest changed in the cache is refused. The link must lead into the cache's blobs before anything is
+    read through it. A cache of plain files (no links) has no such name to check against."""
     path = snapshot / "manifest.json"
     if not path.is_symlink():
         return
+    if not path.resolve().is_relative_to((snapshot.parent.parent / "blobs").resolve()) or not path.resolve().is_file():
+        raise HubError(f"Hub bundle {repo}: manifest.json in the cache links outside its blobs; delete "
+                       f"{snapshot.parent.parent} and fetch it again")
     name = Path(os.readlink(path)).name
     data = path.read_bytes()
     digest = (hashlib.sha256(data).hexdigest() if len(name) == 64 else
@@ -115,6 +125,8 @@ def _link_tree(snapshot: Path, target: Path) -> Path:
     """The snapshot's regular files, hard-linked (copied across file systems) into `target`; symbolic links are
     followed only to the cache's own blobs. Rebuilt from scratch each time: a tampered link never survives."""
     blobs = (snapshot.parent.parent / "blobs").resolve()
+    if _same_files(snapshot, target):  # linked before (another start, or another process serving it): reuse, untouched
+        return target
     work = target.parent / f".{target.name}.linking-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     for path in sorted(snapshot.rglob("*")):
@@ -130,9 +142,22 @@ def _link_tree(snapshot: Path, target: Path) -> Path:
             os.link(source, work / rel)
         except OSError:
             shutil.copy2(source, work / rel)
-    shutil.rmtree(target, ignore_errors=True)
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)  # moved aside in one step, removed after the new one is in place
     os.replace(work, target)
+    shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _same_files(snapshot: Path, target: Path) -> bool:
+    """`target` holds exactly the snapshot's files, each the very same file (hard links share an inode)."""
+    if not target.is_dir():
+        return False
+    wanted = {p.relative_to(snapshot): p.resolve().stat() for p in snapshot.rglob("*") if not p.is_dir()}
+    have = {p.relative_to(target): p.stat() for p in target.rglob("*") if not p.is_dir()}
+    return wanted.keys() == have.keys() and all(
+        (w.st_ino, w.st_dev) == (have[rel].st_ino, have[rel].st_dev) for rel, w in wanted.items())
 
 
 def resolve(spec: str | Path) -> tuple[Path, str | None]:

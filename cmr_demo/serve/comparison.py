@@ -50,7 +50,8 @@ def _row(name: str, view: ObjectiveView, paper: bool) -> dict:
 def leaderboard(bundle: Bundle, with_paper: bool = True) -> list[dict]:
     """Rows ordered by the mean average mAP over seeds: every objective at its chosen setting, then (with
     `with_paper`) at the paper's wherever tuning changed it. Each row is compared with the best, paired over the same
-    test queries and seeds (`stats.paired_test`); `tied_with_best` where the difference is not significant at 5 %."""
+    test queries and seeds (`stats.paired_test`); `tied_with_best` where the difference is not significant at 5 %, None
+    (not tested) where either side is a trained row with one seed."""
     rows, aps = [], []
     for name, view in bundle.objectives.items():
         for paper in ((False, True) if with_paper and view.entry.get("paper") else (False,)):
@@ -62,12 +63,18 @@ def leaderboard(bundle: Bundle, with_paper: bool = True) -> list[dict]:
     for n, (row, ap) in enumerate(zip(rows, aps)):
         if n == 0:
             row.update(difference_to_best=0.0, p_value=None, tied_with_best=True)
-        elif ap is None or best is None or ap.shape[1] != best.shape[1]:
+        elif ap is None or best is None or ap.shape[1] != best.shape[1] or _one_seed(row, ap) or _one_seed(rows[0], best):
             row.update(difference_to_best=rows[0]["mean"] - row["mean"], p_value=None, tied_with_best=None)
         else:
             test = paired_test(best, ap)
             row.update(difference_to_best=test["difference"], p_value=test["p"], tied_with_best=test["p"] >= ALPHA)
     return rows
+
+
+def _one_seed(row: dict, ap: np.ndarray) -> bool:
+    """A trained row with one seed only (a lab run, a bundle built without --seeds): its seed variance is unknown, so
+    no test can tell its difference from the best from seed noise (the frozen backbone has none: it is tested)."""
+    return ap.shape[0] == 1 and row["kind"] != "zero-shot"
 
 
 def class_ap(bundle: Bundle, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray, np.ndarray]:

@@ -224,8 +224,8 @@ def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors
 def kept_rows(train: Tensors, image_mask, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
     """The image and text features that train (imbalance: a withheld text must not shape the text head's inputs,
     so the standardisation statistics come from these)."""
-    return (train.image if image_mask is None else train.image[image_mask],
-            train.text if text_mask is None else train.text[text_mask])
+    keep = lambda x, m: x if m is None or int(m.sum()) < 2 else x[m]  # noqa: E731 (one row has no spread: all rows)
+    return keep(train.image, image_mask), keep(train.text, text_mask)
 
 
 def seeded_options(cfg: TrainConfig) -> dict[str, float]:

@@ -13,7 +13,7 @@ trains them however it likes (one at a time, or every objective's round at once 
 """
 from __future__ import annotations
 
-from cmr_demo.train.objectives import option_defaults, option_grid, untuned_reason
+from cmr_demo.train.objectives import OBJECTIVES, option_defaults, option_grid, parse_hybrid, untuned_reason
 
 SELECTED_ON = "validation"
 RULE = ("coordinate-wise over the grid, from the paper's setting; the highest validation avg mAP at the selected "
@@ -30,10 +30,11 @@ class Search:
 
     def __init__(self, objective: str, fixed: dict[str, float] | None = None, tune: bool = True):
         fixed = dict(fixed or {})
-        defaults = option_defaults(objective)
+        defaults, clash = option_defaults(objective), _clashing(objective)
         self.objective = objective
-        self.grid = {k: v for k, v in option_grid(objective).items() if k not in fixed} if tune else {}
-        self.paper = {**{k: defaults[k] for k in option_grid(objective)}, **fixed}
+        self.fixed_all = bool(option_grid(objective)) and set(option_grid(objective)) <= set(fixed)
+        self.grid = {k: v for k, v in option_grid(objective).items() if k not in fixed and k not in clash} if tune else {}
+        self.paper = {**{k: defaults[k] for k in option_grid(objective) if k not in clash}, **fixed}
         self.best = dict(self.paper)
         self.scores: dict[tuple, float] = {}
         self.order: list[dict] = []  # every point scored, in the order it was asked for
@@ -65,8 +66,20 @@ class Search:
         return {"grid": {k: list(v) for k, v in self.grid.items()}, "settings": dict(self.best),
                 "paper_settings": dict(self.paper), "selected_on": SELECTED_ON if self.grid else None,
                 "rule": RULE if self.grid else None, "untuned": None if self.grid else (
-                    untuned_reason(self.objective) if option_grid(self.objective) == {} else "tuning was turned off"),
+                    untuned_reason(self.objective) if option_grid(self.objective) == {} else
+                    "its options were given" if self.fixed_all else "tuning was turned off"),
                 "trials": [{"settings": p, "val_avg_map": self.scores[_key(p)]} for p in self.order]}
+
+
+def _clashing(objective: str) -> set[str]:
+    """Options that parts of a hybrid share with different defaults (ce's scale 1 and proxy-nca's 3 in
+    'ce+proxy-nca'): one value would train both parts off their official setting, so such an option is neither tuned
+    nor set, and each part keeps its own default."""
+    values: dict[str, set[float]] = {}
+    for _, part in parse_hybrid(objective):
+        for key, value in OBJECTIVES[part].defaults.items():
+            values.setdefault(key, set()).add(value)
+    return {k for k, v in values.items() if len(v) > 1}
 
 
 def search_all(searches: list[Search], score_many) -> None:

@@ -292,8 +292,9 @@ def leaderboard_figure(rows: Sequence[dict]) -> go.Figure:
                                  marker={"symbol": symbol, "size": 7, "color": "#9aa5b1"},
                                  hovertemplate="%{y}: %{x:.3f}<extra>" + name + "</extra>"))
     n = max((r["n"] for r in rows), default=1)
-    for tied, symbol, label in ((True, "circle", "tied with the best"), (False, "circle-open", "below the best")):
-        pick = [r for r in rows if bool(r["tied_with_best"]) == tied]
+    for tied, symbol, label in ((True, "circle", "tied with the best"), (False, "circle-open", "below the best"),
+                                (None, "circle-open-dot", "not tested (one seed)")):
+        pick = [r for r in rows if r["tied_with_best"] is tied]
         if not pick:
             continue
         fig.add_trace(go.Scatter(
