@@ -101,3 +101,19 @@ def test_one_client_queuing_70_lab_runs_holds_two_and_searches_never_wait(own_ap
     refused = [m for m in others.messages if "the lab is busy" in m]
     assert refused and sum(others.messages[m] for m in refused) == others.outcomes["refused"] >= 1, others
     assert others.outcomes["joined"] >= 1 and others.outcomes["joined"] + 2 <= 8
+
+
+def test_a_queued_event_cannot_be_run_directly_past_the_queue(own_app):
+    """POST /gradio_api/run/<name> of a queued event (the lab, a search) would run it outside the queue and its caps
+    (44 such lab calls once held every worker thread): refused, and nothing trains; the queue still answers."""
+    url, _ = own_app
+    names = events_by_name(url)
+    bundle = httpx.get(url + "api/v1/bundles").json()[0]["name"]
+    threads_before = httpx.get(url + "api/v1/bundles").status_code
+    for name in ("lab_train", "lab_page"):
+        body = {**lab_body(names[name], bundle)}
+        r = httpx.post(url + f"gradio_api/run/{name}", json=body, timeout=30)
+        assert r.status_code == 404 and "queue" in r.text, (name, r.status_code, r.text[:200])
+    r = httpx.post(url + "gradio_api/run/search_text", json={"data": ["a red star"], "session_hash": "x"}, timeout=30)
+    assert r.status_code == 404
+    assert threads_before == httpx.get(url, timeout=10).status_code == 200  # the page is still served

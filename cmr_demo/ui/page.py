@@ -110,7 +110,9 @@ def build_demo(ctx: Context, study_figures: list[Path] = ()) -> tuple[gr.Blocks,
         gr.api(ctx_api(ctx, "query_info"), api_name="query_info")  # after the tabs: between them it split the tab row
         gr.api(ctx_api(ctx, "bundles"), api_name="bundles")
     page.wire_across(demo)
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    # api_open=False: a queued event (a search, a lab run) is not run by a direct POST to /run/<name> outside the
+    # queue and its caps (gradio leaves that side door open unless SYSTEM=spaces); events outside the queue still are
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE, api_open=False)
     own_queue(demo, "lab", LAB_QUEUE, client_address)
     return demo, page
 
