@@ -37,8 +37,8 @@ def measure(folder: str, items: int, seed: int) -> dict:
     from cmr_demo.serve.service import RetrievalService
     service = RetrievalService(load_bundle(folder, load_backbone=False))
     rows = service.leaderboard(with_paper=True)
-    keep = ("label", "objective", "variant", "per_seed", "n", "mean", "std", "ci_low", "ci_high", "tied_with_best",
-            "p_value", "difference_to_best", "settings", "grid", "selected_on")
+    keep = ("label", "objective", "variant", "kind", "per_seed", "n", "mean", "std", "ci_low", "ci_high",
+            "tied_with_best", "p_value", "difference_to_best", "settings", "grid", "selected_on")
     pick = np.random.default_rng(seed).choice(service.size, size=min(items, service.size), replace=False)
     served = [r for r in rows if not r["paper_setting"]]
     best = served[0]["objective"]
@@ -58,22 +58,9 @@ def markdown(result: dict) -> str:
 
 def bundle_markdown(b: dict) -> str:
     """One bundle's leaderboard table and its figures against the targets (bench/report.py shows it too)."""
-    lines = ["| objective | setting | avg mAP: mean ± std (n) | 95 % interval | against the best |",
-             "|---|---|---|---|---|"]
-    for r in b["rows"]:
-        setting = ", ".join(f"{k}={v:g}" for k, v in r["settings"].items()) or "–"
-        if r["variant"] == "paper":
-            setting = f"the paper's: {setting}"
-        elif r["variant"] == "chosen":
-            setting += " (chosen on validation)"
-        interval = f"{r['ci_low']:.3f}–{r['ci_high']:.3f}" if r["n"] > 1 else "–"
-        if r["p_value"] is None:
-            versus = "best" if r["tied_with_best"] else "–"
-        else:
-            p = "p < 0.001" if r["p_value"] < 0.001 else f"p = {r['p_value']:.3f}"
-            versus = f"tied ({p})" if r["tied_with_best"] else f"−{r['difference_to_best']:.3f} ({p})"
-        lines.append(f"| `{r['label']}` | {setting} | {r['mean']:.3f} ± {r['std']:.3f} ({r['n']}) | {interval} | "
-                     f"{versus} |")
+    from cmr_demo.ui.leaderboard import LEADERBOARD_COLUMNS, row_cells
+    lines = ["| " + " | ".join(LEADERBOARD_COLUMNS) + " |", "|---" * len(LEADERBOARD_COLUMNS) + "|"]
+    lines += ["| `" + " | ".join(row_cells(r)).replace(" | ", "` | ", 1) + " |" for r in b["rows"]]
     extra = []
     if "cl_minus_ml" in b:
         extra.append(f"on {b['items']} random gallery items (both directions): `cl` − `ml` = {b['cl_minus_ml']:+.3f} "

@@ -40,7 +40,7 @@ def paired_test(a, b) -> dict:
     difference / Q; the t statistic is referred to Satterthwaite's degrees of freedom for that sum. With one seed
     on both sides only the query part is known, and the test is the paired t-test over queries."""
     a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
-    d = a - b if a.shape == b.shape else np.broadcast_arrays(a, b)[0] - np.broadcast_arrays(a, b)[1]
+    d = a - b  # [S, Q]; a one-seed side broadcasts over the other's seeds
     s, q = d.shape
     diff = float(d.mean())
     seed_part = float(d.mean(1).var(ddof=1)) / s if s > 1 else 0.0

@@ -176,10 +176,11 @@ def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None
 
 def _print_runs(runs, quiet: bool) -> None:
     """The choice of each objective's setting and its test mAP over seeds, one line each."""
+    from cmr_demo.train.tuning import settings_text
     if quiet:
         return
     for name, result in runs.tuning.items():
-        chosen = ", ".join(f"{k}={v:g}" for k, v in result["settings"].items()) or "no option"
+        chosen = settings_text(result["settings"]) or "no option"
         values = [m["avg_map"] for m in runs.chosen[name].values()]
         line = f"{name:<14} {chosen:<26} test avg mAP {np.mean(values):.4f} over {len(values)} seed(s)"
         if name in runs.paper:

@@ -87,7 +87,7 @@ def _seed_cell(m: dict) -> str:
 def _setting_cell(m: dict) -> str:
     """' margin=1, form=1 (chosen on validation; the paper's: margin=0.2, form=0) |' or ' — |'."""
     tuning = m.get("tuning") or {}
-    words = lambda d: ", ".join(f"{k}={v:g}" for k, v in d.items())  # noqa: E731
+    from cmr_demo.train.tuning import settings_text as words
     if not tuning.get("settings"):
         return " — |"
     if tuning["settings"] == tuning.get("paper_settings"):

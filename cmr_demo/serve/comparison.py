@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from cmr_demo.bundle.load import Bundle, ObjectiveView
+from cmr_demo.serve.analytics import DIRECTIONS
 from cmr_demo.stats import ALPHA, paired_test, summary, within_spread
 
-DIRECTIONS = ("i2t", "t2i")
 PAPER_LABEL = "paper's setting"
 
 
@@ -29,7 +29,7 @@ def _per_query(view: ObjectiveView, prefix: str = "") -> np.ndarray | None:
 
 def _row(name: str, view: ObjectiveView, paper: bool) -> dict:
     tuning = view.entry.get("tuning") or {}
-    source = view.entry["paper"] if paper else {**view.metrics, **(view.entry or {})}
+    source = view.entry["paper"] if paper else {**view.metrics, **view.entry}
     seeds = (source.get("seeds") or {}).get("runs") or {"served": source["avg_map"]}
     variant = ("zero-shot" if view.kind == "zero-shot" else "lab run" if view.kind == "lab" else
                "paper" if paper else "chosen" if tuning.get("selected_on") else "as given")

@@ -37,7 +37,10 @@ def rank(indexes: BundleIndexes, gallery: np.ndarray, labels: np.ndarray, object
 
 def tie_aware(rel: np.ndarray, ordered_scores: np.ndarray) -> tuple[np.ndarray, float]:
     """(each position's expected relevance, AP) of one ranking, over the orders of exactly tied scores: the build's
-    metric (`cmr_demo.metrics`), so a query's AP here is the one stored for it."""
+    metric (`cmr_demo.metrics`), so a query's AP here is the one stored for it. Without a tie it is the usual AP,
+    computed without torch: `served_ap` runs this for every gallery item of every objective at start-up."""
+    if not np.any(ordered_scores[1:] == ordered_scores[:-1]):
+        return rel, float((np.cumsum(rel) / np.arange(1, len(rel) + 1) * rel).sum() / max(rel.sum(), 1))
     p_rel, weighted = expected_relevance(torch.from_numpy(rel[None]), torch.from_numpy(ordered_scores[None]
                                                                                        .astype(np.float64)))
     return p_rel[0].numpy(), float(weighted[0].sum() / max(rel.sum(), 1))

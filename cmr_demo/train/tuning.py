@@ -20,6 +20,11 @@ RULE = ("coordinate-wise over the grid, from the paper's setting; the highest va
         "epoch wins, ties keep the earlier (the paper's) setting")
 
 
+def settings_text(settings: dict) -> str:
+    """{'margin': 1.0, 'form': 0.0} -> 'margin=1, form=0': how a setting is written everywhere (card, page, bench)."""
+    return ", ".join(f"{k}={v:g}" for k, v in settings.items())
+
+
 def _key(point: dict) -> tuple:
     return tuple(sorted(point.items()))
 

@@ -7,6 +7,7 @@ registry (each objective's `about` in `cmr_demo.train.objectives`): a new object
 from __future__ import annotations
 
 from cmr_demo.train.objectives import OBJECTIVES, parse_hybrid
+from cmr_demo.train.tuning import settings_text
 
 FAMILIES = {
     "pair-wise": "learn from pairs of items: which image and text belong together (same class) and which do not",
@@ -109,7 +110,7 @@ def results_legend() -> str:
 def _setting(service, name: str) -> str:
     """'margin=1, form=1 (chosen; the paper's: margin=0.2, form=0)', or '–'."""
     tuning = service.bundle.objectives[name].entry.get("tuning") or {}
-    words = lambda d: ", ".join(f"{k}={v:g}" for k, v in d.items())  # noqa: E731
+    words = settings_text
     if not tuning.get("settings"):
         return "nothing to tune" if tuning.get("untuned") and tuning.get("untuned") != "tuning was turned off" else "–"
     if tuning["settings"] == tuning.get("paper_settings") or not tuning.get("selected_on"):

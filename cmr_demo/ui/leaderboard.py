@@ -2,14 +2,19 @@
 mean ± std over seeds, interval, the paired test against the best), for Compare and the About tab."""
 from __future__ import annotations
 
-from cmr_demo.serve.service import RetrievalService
+from typing import TYPE_CHECKING
+
+from cmr_demo.train.tuning import settings_text
+
+if TYPE_CHECKING:  # the cells are plain functions of a row: bench/comparison.py formats its JSON rows with them
+    from cmr_demo.serve.service import RetrievalService
 
 LEADERBOARD_COLUMNS = ["objective", "setting", "avg mAP: mean ± std (seeds)", "95 % interval", "against the best"]
 
 
 def setting_cell(row: dict) -> str:
     """'margin=1, form=1 · chosen on validation', 'paper's: alpha=32, delta=0.1', or why there is no setting."""
-    values = ", ".join(f"{k}={v:g}" for k, v in row["settings"].items())
+    values = settings_text(row["settings"])
     if row["variant"] == "paper":
         return f"the paper's: {values}"
     if row["variant"] == "chosen":
@@ -39,6 +44,10 @@ def versus_cell(row: dict) -> str:
     return f"tied ({p})" if row["tied_with_best"] else f"−{row['difference_to_best']:.3f} ({p})"
 
 
+def row_cells(r: dict) -> list[str]:
+    """One leaderboard row as the table's five cells (LEADERBOARD_COLUMNS)."""
+    return [r["label"], setting_cell(r), seeds_cell(r), interval_cell(r), versus_cell(r)]
+
+
 def leaderboard_rows(service: RetrievalService) -> list[list]:
-    return [[r["label"], setting_cell(r), seeds_cell(r), interval_cell(r), versus_cell(r)]
-            for r in service.leaderboard(with_paper=True)]
+    return [row_cells(r) for r in service.leaderboard(with_paper=True)]
