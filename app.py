@@ -25,7 +25,7 @@ from cmr_demo.serve.served import NoBundle, load_services  # noqa: E402
 from cmr_demo.serve.uploads import UploadGate, UploadShares, make_room, sweep  # noqa: E402
 from cmr_demo.ui.browser import CSS  # noqa: E402
 from cmr_demo.ui.context import Context  # noqa: E402
-from cmr_demo.ui.gradio_adapter import file_sets, limit_sessions, uploaded_files  # noqa: E402
+from cmr_demo.ui.gradio_adapter import Streams, file_sets, limit_sessions, uploaded_files  # noqa: E402
 from cmr_demo.ui.page import build_demo  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -86,7 +86,8 @@ def kept_files() -> set[str]:
 def make_app():
     """The FastAPI app serving the UI (cmr_demo.serve.webserver: upload limit, /media, gradio mounted at '/')."""
     from cmr_demo.serve.map_colours import warm_in_background
-    from cmr_demo.serve.webserver import build_app, every, trim_memory_every
+    from cmr_demo.serve.host import every, trim_memory_every
+    from cmr_demo.serve.webserver import build_app
     trim_memory_every(10.0)
     warm_in_background(CTX.services)  # the maps' AP colourings, ready before anyone asks
     # not gradio's delete_cache: it skips files outside its sets (parts of interrupted uploads) and iterates the
@@ -99,11 +100,12 @@ def make_app():
     def room(incoming: int, client: str) -> None:
         shares.before(client, incoming)
         make_room(GATE.folder, incoming, keep=kept_files, registries=lambda: file_sets(demo))
-    return build_app(demo, lambda: CTX.services, MAX_IMAGE_BYTES, room, shares.received, **launch_options())
+    return build_app(demo, lambda: CTX.services, MAX_IMAGE_BYTES, room, shares.received, lambda: Streams(demo),
+                     **launch_options())
 
 
 if __name__ == "__main__":
-    from cmr_demo.serve.webserver import serve
+    from cmr_demo.serve.host import serve
     logging.basicConfig(level=logging.INFO)
     print(f"* serving {', '.join(CTX.names)} at http://{ARGS.host}:{ARGS.port}/", flush=True)
     serve(make_app(), ARGS.host, ARGS.port)

@@ -218,31 +218,50 @@ def test_gradio_file_route_serves_no_server_file(app_url, small_bundle):
 
 
 def test_slow_clients_are_cut_off_and_sigterm_stops_the_app_promptly(small_bundle, tmp_path, monkeypatch):
-    """A client that never finishes its request headers loses its connection after the header deadline (slow
-    clients held 20,000 sockets open until new ones were refused), a normal client is served meanwhile, and SIGTERM
-    stops the app within 5 s even while slow connections are open."""
+    """A client that never finishes its request headers, or whose body stalls or trickles, loses its connection
+    after the deadline (slow clients held 20,000 sockets open until new ones were refused), a normal client is served
+    meanwhile, a body at a usable pace is not cut, and SIGTERM stops the app within 5 s even while slow connections
+    are open."""
     import signal
     import socket
     from urllib.parse import urlparse
 
     from app_server import start_app, stop_app
     monkeypatch.setenv("CMR_HEADER_TIMEOUT_S", "2")
+    monkeypatch.setenv("CMR_BODY_TIMEOUT_S", "2")
+    monkeypatch.setenv("CMR_BODY_MIN_RATE_KB", "1")
     proc, url, _ = start_app(small_bundle, tmp_path / "app.log")
     where = urlparse(url)
 
-    def slow_connections(n: int) -> list:
-        out = []
+    def slow_connections(n: int, start: bytes = b"GET /api/v1/bundles HTTP/1.1\r\nHost: x\r\n") -> list:
+        out = []  # by default the blank line that ends headers never comes
         for _ in range(n):
             sock = socket.create_connection((where.hostname, where.port), timeout=10)
-            sock.sendall(b"GET /api/v1/bundles HTTP/1.1\r\nHost: x\r\n")  # the blank line that ends headers never comes
+            sock.sendall(start)
             out.append(sock)
         return out
+    stalled = (b"POST /api/v1/search/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: 1000\r\n\r\n{")  # one byte of a 1000-byte body, then silence
     try:
-        slow = slow_connections(200)
+        slow = slow_connections(150) + slow_connections(150, stalled)
         assert httpx.get(url + "api/v1/bundles", timeout=10).status_code == 200  # served beside them
-        time.sleep(3)
-        assert all(sock.recv(1) == b"" for sock in slow)  # every one closed by the app (EOF), none answered
-        for sock in slow:
+        trickle = slow_connections(1, stalled.replace(b"1000", b"30"))[0]
+        for _ in range(8):  # 8 bytes in 4 s, well under 1 kB/s: cut at 2 s + 8 bytes' worth
+            time.sleep(0.5)
+            try:
+                trickle.sendall(b" ")
+            except OSError:
+                break
+        time.sleep(1)
+        assert all(sock.recv(1) == b"" for sock in slow + [trickle])  # every one closed by the app (EOF), none answered
+        paced = socket.create_connection((where.hostname, where.port), timeout=10)
+        body = b'{"text": "a red star", "k": 3}' + b" " * 6000  # 6 kB in 3 s, past the 2 s but above 1 kB/s: served
+        paced.sendall(stalled.replace(b"1000", str(len(body)).encode())[:-1])
+        for i in range(0, len(body), 200):
+            paced.sendall(body[i:i + 200])
+            time.sleep(0.1)
+        assert paced.recv(12).startswith(b"HTTP/1.1 200"), "a body sent at a usable pace was cut"
+        for sock in slow + [trickle, paced]:
             sock.close()
         held = slow_connections(100)
         start = time.perf_counter()

@@ -27,13 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cmr_demo.serve import map_colours
-from cmr_demo.serve.inputs import MAX_IMAGE_BYTES, InputError, check_choice
+from cmr_demo.serve.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choice
 from cmr_demo.serve.map_colours import MAX_POINTS_ITEMS
 from cmr_demo.serve.placement import MAP_ITEMS
 from cmr_demo.serve.schema import Query, SearchResult
 from cmr_demo.serve.service import RetrievalService
 
 MAX_BATCH = 64  # texts per backbone call
+MAX_OFFSET = 2 ** 31 - 1  # /items: an offset past any gallery is refused, not answered as the first page
 PICTURES_AT_ONCE = 2  # uploaded pictures read and decoded at a time (one encoding, the next one ready)
 log = logging.getLogger("cmr_demo.api")
 
@@ -90,7 +91,7 @@ class TextBatcher:
 class Common(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
     objective: str | None = Field(None, description="a name from /api/v1/bundles; default: the bundle's best")
-    k: int = Field(10, description="number of results, 1-100")
+    k: int = Field(10, description=f"number of results, 1-{MAX_K}", ge=1, le=MAX_K)
     bundle: str | None = Field(None, description="a bundle name from /api/v1/bundles; default: the first")
 
 
@@ -112,7 +113,7 @@ class CompareRequest(BaseModel):
     item_id: str | None = Field(None, description="a gallery item id (overrides text)")
     item_modality: str = "image"
     objectives: list[str] | None = Field(None, description="default: all")
-    k: int = 6
+    k: int = Field(6, description=f"results per objective, 1-{MAX_K}", ge=1, le=MAX_K)
     query_class: str | None = None
     bundle: str | None = None
 
@@ -135,7 +136,8 @@ class MapRequest(BaseModel):
     text: str | None = Field(None, description="a text query placed on the map (or give item_id)")
     item_id: str | None = Field(None, description="a gallery item as the query (overrides text)")
     item_modality: str = "image"
-    k: int = Field(10, description="the query's top-k, listed and always among the points")
+    k: int = Field(10, description=f"the query's top-k, listed and always among the points; 1-{MAX_K}", ge=1,
+                   le=MAX_K)
     limit: int = Field(MAP_ITEMS, description=f"items on the map at most (each a picture and a text point; "
                                               f"beyond, a class-stratified sample); 1-{MAX_POINTS_ITEMS}",
                        ge=1, le=MAX_POINTS_ITEMS)
@@ -220,7 +222,8 @@ class Api:
         @r.get("/items", summary="A page of gallery items (of one class, ids containing a string): their ids for "
                                  "item queries")
         async def items(bundle: str | None = None, class_name: str | None = None, contains: str | None = None,
-                        offset: int = 0, limit: int = fastapi.Query(60, ge=1, le=500)) -> dict:
+                        offset: int = fastapi.Query(0, ge=0, le=MAX_OFFSET),
+                        limit: int = fastapi.Query(60, ge=1, le=500)) -> dict:
             name, s = self.pick(bundle)
             rows, total = s.catalog.page(class_name, contains, offset, limit)
             return {"bundle": name, "total": total, "offset": offset,
@@ -244,7 +247,7 @@ class Api:
 
         @r.post("/search/image", response_model=SearchResult, summary="Uploaded image -> texts (or images)")
         async def search_image(file: fastapi.UploadFile, objective: str | None = fastapi.Form(None),
-                               k: int = fastapi.Form(10), bundle: str | None = fastapi.Form(None),
+                               k: int = fastapi.Form(10, ge=1, le=MAX_K), bundle: str | None = fastapi.Form(None),
                                query_class: str | None = fastapi.Form(None),
                                same_modality: bool = fastapi.Form(False)) -> SearchResult:
             name, s = self.pick(bundle)

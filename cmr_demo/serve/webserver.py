@@ -112,8 +112,10 @@ async def send_json(send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-EVENT_ROUTES = ("/gradio_api/queue/join", "/gradio_api/run/", "/gradio_api/api/")
+EVENT_ROUTES = ("/gradio_api/queue/join", "/gradio_api/run/", "/gradio_api/api/", "/gradio_api/call/")
+STREAM_ROUTES = ("/gradio_api/queue/data", "/gradio_api/call/")  # GET: an event's answers, as a stream
 EVENT_KEYS = {"data": list, "fn_index": int, "session_hash": str, "event_id": str, "trigger_id": int}
+MAX_ID = 128  # characters of a session hash or an event id (gradio's are 10-32)
 
 
 def event_problem(path: str, raw: bytes, events: dict) -> str | None:
@@ -126,34 +128,70 @@ def event_problem(path: str, raw: bytes, events: dict) -> str | None:
         return "the request body is not JSON: send the endpoint's parameters as listed under 'Use via API'"
     if not isinstance(body, dict):
         return "the request body must be a JSON object with the event's 'data' list"
+    v2 = path.startswith("/gradio_api/call/v2/")  # named parameters: any key, any type
     for key, kind in EVENT_KEYS.items():
         value = body.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        if not v2 and value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             return f"'{key}' must be {'a list' if kind is list else 'an integer' if kind is int else 'text'}"
-    if isinstance(body.get("session_hash"), str) and len(body["session_hash"]) > 128:
-        return "'session_hash' is longer than 128 characters"
+    if isinstance(body.get("session_hash"), str) and len(body["session_hash"]) > MAX_ID:
+        return f"'session_hash' is longer than {MAX_ID} characters"
     if isinstance(body.get("trigger_id"), int) and abs(body["trigger_id"]) > 2 ** 53:
         return "'trigger_id' is out of range"
     if (body.get("fn_index") is not None or path.startswith(EVENT_ROUTES[0])) and body.get("fn_index") not in events:
         return f"no event has the index {str(body.get('fn_index'))[:20]}: use the endpoints listed under 'Use via API'"
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    if body.get("fn_index") is None and not path.startswith(EVENT_ROUTES[0]) and \
-            not any(fn.api_name == name for fn in events.values()):
-        return f"no endpoint is named '{name[:40]}': use the endpoints listed under 'Use via API'"
+    if body.get("fn_index") is None and not path.startswith(EVENT_ROUTES[0]):
+        return name_problem(path.rstrip("/").rsplit("/", 1)[-1], events)
     return None
 
 
-class EventBodies:
-    """ASGI middleware: gradio's event routes get bodies it can read. A body is read whole (UploadLimit, outside
-    this one, has capped it at BODY_MAX_BYTES), checked with `event_problem`, then handed on unchanged; a bad one
-    gets 400 with the app's message, quoting no more than 20 characters of it."""
+def name_problem(name: str, events: dict) -> str | None:
+    """None when `name` is an endpoint's api name, else the app's refusal (quoting at most 40 characters)."""
+    if any(fn.api_name == name for fn in events.values()):
+        return None
+    return f"no endpoint is named '{name[:40]}': use the endpoints listed under 'Use via API'"
 
-    def __init__(self, app, events: Callable[[], object]):
-        self.app, self.events = app, events
+
+def stream_problem(path: str, query: str, events: dict, streams) -> str | None:
+    """What is wrong with a request for an event's answers (GET `/queue/data?session_hash=`, GET `/call/NAME/ID`), or
+    None. gradio answers a stream nobody opened by raising inside the stream it already started: a traceback in the
+    log per request ("response already started"), quoting the id however long. `streams`: the gradio adapter's
+    `Streams` (which sessions and events the queue holds)."""
+    from urllib.parse import parse_qs
+    if path.startswith(STREAM_ROUTES[0]):
+        hashes = parse_qs(query, max_num_fields=8).get("session_hash", [""])
+        session = hashes[0]
+        if len(session) > MAX_ID or not streams.has_session(session):
+            return "no event stream is open for this session: join the queue first (POST /gradio_api/queue/join)"
+        return None
+    parts = path[len(STREAM_ROUTES[1]):].strip("/").split("/")
+    if parts[0] == "v2":
+        parts = parts[1:]
+    if len(parts) != 2:
+        return "read an event's answer at /gradio_api/call/NAME/EVENT_ID, with the id POST /gradio_api/call/NAME gave"
+    problem = name_problem(parts[0], events)
+    if problem is None and (len(parts[1]) > MAX_ID or not streams.has_event(parts[1])):
+        problem = f"no event has the id '{parts[1][:40]}' (or its answer was read already): POST /gradio_api/call/" \
+                  f"{parts[0][:40]} first, then read the id it gives"
+    return problem
+
+
+class EventBodies:
+    """ASGI middleware: gradio's event routes get bodies it can read, and its stream routes ids it holds. A body is
+    read whole (UploadLimit, outside this one, has capped it at BODY_MAX_BYTES), checked with `event_problem`, then
+    handed on unchanged; a bad one gets 400 with the app's message, quoting no more than 40 characters of it. A
+    stream for an unknown session or event gets 404 (`stream_problem`)."""
+
+    def __init__(self, app, events: Callable[[], object], streams: Callable[[], object] | None = None):
+        self.app, self.events, self.streams = app, events, streams
 
     async def __call__(self, scope, receive, send):
-        path = scope.get("path", "")
-        if scope["type"] != "http" or scope.get("method") != "POST" or not path.startswith(EVENT_ROUTES):
+        path, method = scope.get("path", ""), scope.get("method")
+        if scope["type"] == "http" and method == "GET" and path.startswith(STREAM_ROUTES) and self.streams:
+            query = scope.get("query_string", b"").decode("latin-1")
+            problem = stream_problem(path, query, self.events(), self.streams())
+            if problem is not None:
+                return await send_json(send, 404, json.dumps({"detail": problem, "error": problem}).encode())
+        if scope["type"] != "http" or method != "POST" or not path.startswith(EVENT_ROUTES):
             return await self.app(scope, receive, send)
         chunks, more = [], True
         while more:
@@ -196,39 +234,6 @@ def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
     return router
 
 
-def every(seconds: float, task: Callable[[], object], name: str) -> None:
-    """Run `task` every `seconds` in a daemon thread; a failure is logged and the next round still runs."""
-    import logging
-    import threading
-    import time
-
-    def loop():
-        while True:
-            time.sleep(seconds)
-            try:
-                task()
-            except Exception:  # noqa: BLE001 (housekeeping must not die)
-                logging.getLogger("cmr_demo.webserver").exception("%s failed", name)
-    threading.Thread(target=loop, name=name, daemon=True).start()
-
-
-def trim_memory_every(seconds: float) -> None:
-    """Hand freed heap memory back to the OS now and then (glibc's malloc_trim).
-
-    Why: under many concurrent requests, worker threads each grow their own malloc arena with the
-    tensors and pictures of a request; the memory is freed but stays mapped, so RSS creeps up for as
-    long as the load lasts although Python's own allocations stay flat (tracemalloc: +10 MB over a
-    minute of load while RSS grew by ~100 MB). A no-op where glibc is absent.
-    """
-    import ctypes
-    import ctypes.util
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return
-    every(seconds, lambda: trim(0), "malloc-trim")
-
-
 DOCS_ASSETS = "/api/docs-assets"
 
 
@@ -253,9 +258,10 @@ def install_docs(app: fastapi.FastAPI) -> None:
 
 def build_app(demo, services: Callable[[], dict], max_upload_bytes: int,
               before_upload: Callable[[int, str], object] | None = None,
-              after_upload: Callable[[str, list[str]], object] | None = None, **gradio_options) -> fastapi.FastAPI:
+              after_upload: Callable[[str, list[str]], object] | None = None,
+              streams: Callable[[], object] | None = None, **gradio_options) -> fastapi.FastAPI:
     """A FastAPI app: the body limits (`before_upload(bytes, client)` before each upload is read, `after_upload(client,
-    paths)` once stored), the media route, the JSON API (cmr_demo.api, docs at /api/docs), then gradio's UI and its
+    paths)` once stored), event streams checked against `streams()` (has_session, has_event), the media route, the JSON API (cmr_demo.api, docs at /api/docs), then gradio's UI and its
     API mounted at '/'."""
     import gradio as gr
 
@@ -263,72 +269,13 @@ def build_app(demo, services: Callable[[], dict], max_upload_bytes: int,
     app = fastapi.FastAPI(title="CLIP4CMR demo API", docs_url=None, redoc_url=None,
                           openapi_url="/api/openapi.json",
                           description="Cross-modal search over a bundle's gallery (see the README's API section).")
-    app.add_middleware(EventBodies, events=lambda: demo.fns)  # inside UploadLimit: bodies it reads are capped
+    # inside UploadLimit: bodies it reads are capped
+    app.add_middleware(EventBodies, events=lambda: demo.fns, streams=streams)
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, before_upload=before_upload, after_upload=after_upload)
     app.include_router(media_router(services))
     install_docs(app)
     app.state.api = install(app, services)
-    return gr.mount_gradio_app(app, demo, path="/", max_file_size=max_upload_bytes, **gradio_options)
-
-
-HEADER_TIMEOUT_S = float(os.environ.get("CMR_HEADER_TIMEOUT_S", "10"))  # a request's headers, in full, within this
-SHUTDOWN_S = 3.0  # SIGTERM: open connections get this long, then the app stops anyway
-
-
-def header_timeout_protocol():
-    """uvicorn's httptools protocol, plus a deadline for each request's headers: a connection whose headers have not
-    all arrived HEADER_TIMEOUT_S after it opened (or after its last response) is closed. Without it, slow clients
-    sending a byte now and then held their sockets for ever (0 of 20,000 closed in 90 s) until new clients were
-    refused at the file-descriptor limit."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class HeaderDeadline(HttpToolsProtocol):
-        _deadline = None
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._too_slow)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _too_slow(self) -> None:
-            self._deadline = None
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self._arm()
-
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if self.transport is not None and not self.transport.is_closing():
-                self._arm()  # the next request on this kept-alive connection gets its own deadline
-
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-    return HeaderDeadline
-
-
-def serve(app, host: str, port: int) -> None:
-    """Run `app` with uvicorn as a public host needs it: a deadline for request headers, the process's open-file
-    limit raised to its hard limit (each client is a socket), keep-alive connections closed after 5 idle seconds,
-    and a stop within SHUTDOWN_S of SIGTERM even while clients hold connections open."""
-    import resource
-
-    import uvicorn
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError):  # a container may forbid it: keep the soft limit
-        pass
-    uvicorn.run(app, host=host, port=port, log_level="warning", http=header_timeout_protocol(),
-                timeout_keep_alive=5, timeout_graceful_shutdown=SHUTDOWN_S)
+    # enable_monitoring=False: left at None, gradio answers /gradio_api/monitoring/summary (every event's counts and
+    # timings) to anyone; False closes its monitoring routes (403)
+    return gr.mount_gradio_app(app, demo, path="/", max_file_size=max_upload_bytes, enable_monitoring=False,
+                               **gradio_options)

@@ -168,6 +168,23 @@ def own_queue(demo: gr.Blocks, concurrency_id: str, share: OwnQueue, client_of: 
     q.own[concurrency_id] = share
 
 
+@dataclass(frozen=True)
+class Streams:
+    """Which event streams gradio's queue holds: a session that joined (`pending_messages_per_session`), an event
+    waiting, running or not yet read (`event_ids_to_events`, `pending_event_ids_session`). Read-only; a queue not
+    built yet holds none."""
+    demo: gr.Blocks
+
+    def has_session(self, session_hash: str) -> bool:
+        q = getattr(self.demo, "_queue", None)
+        return q is not None and session_hash in q.pending_messages_per_session
+
+    def has_event(self, event_id: str) -> bool:
+        q = getattr(self.demo, "_queue", None)
+        return q is not None and (event_id in q.event_ids_to_events or
+                                  any(event_id in ids for ids in list(q.pending_event_ids_session.values())))
+
+
 def file_paths(value):
     """Every "path" of a FileData-like dict in a request's inputs, at any depth (gradio's own walk has no limit)."""
     stack = [value]
