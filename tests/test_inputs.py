@@ -2,6 +2,7 @@
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,6 +87,54 @@ def test_float_images_with_nan_and_inf_become_a_clean_grey_ramp(bits):
     Image.fromarray(arr, "F").save(buf, "TIFF")
     grey = np.asarray(load_image(buf.getvalue()))[..., 0]
     assert grey.dtype == np.uint8 and grey[0, 0] == 0 and grey[0, -1] == 255 and grey[1, 3] == 0
+
+
+def _large(kind: str, w: int = 6000, h: int = 4000) -> Image.Image:
+    """A w x h picture of `kind` whose left half differs from its right half."""
+    left = np.arange(w)[None, :] < w // 2
+    if kind == "I;16":
+        return Image.fromarray(np.where(left, 1000, 60000).repeat(h, 0).astype(np.uint16))
+    if kind in ("I", "F"):
+        return Image.fromarray(np.where(left, -5, 2 ** 20).repeat(h, 0).astype(np.int32 if kind == "I" else np.float32),
+                               kind)
+    if kind == "RGBA":  # left transparent (white once flattened), right opaque red
+        return Image.fromarray(np.where(left[..., None], [255, 0, 0, 0], [255, 0, 0, 255]).repeat(h, 0).astype(np.uint8))
+    return Image.fromarray(np.where(left, 0, 1).repeat(h, 0).astype(np.uint8), "L").convert("P")  # palette 0 / 1
+
+
+@pytest.mark.parametrize("kind", ["I;16", "I", "F", "RGBA", "P"])
+def test_large_pictures_are_shrunk_in_their_own_mode_and_keep_their_content(kind):
+    """A picture over WORKING_PIXELS is averaged down before any conversion (a 40 Mpx int32 TIFF converted at full
+    size took 1.3 GB): 24 Mpx -> 1500 x 1000, the left half still unlike the right."""
+    from cmr_demo.serve.inputs import WORKING_PIXELS
+    tiff = {"format": "TIFF", "compression": "tiff_deflate"} if kind in ("I", "F") else {}
+    out = np.asarray(load_image(png_bytes(_large(kind), **tiff)))
+    assert out.shape == (1000, 1500, 3) and out.shape[0] * out.shape[1] <= WORKING_PIXELS
+    left, right = out[:, :700].reshape(-1, 3), out[:, 800:].reshape(-1, 3)
+    assert (left == left[0]).all() and (right == right[0]).all() and (left[0] != right[0]).any(), (left[0], right[0])
+
+
+def test_a_large_picture_still_follows_its_exif_orientation():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image = load_image(png_bytes(Image.new("RGB", (3000, 1500), "blue"), format="JPEG", exif=exif.tobytes()))
+    assert image.size[1] > image.size[0] and image.size[0] >= 448  # portrait, shrunk
+
+
+def test_a_high_bit_depth_picture_at_the_pixel_cap_is_read_in_bounded_memory(tmp_path):
+    """The hostile probe's 6324 x 6324 int32 TIFF (a few hundred kB) once raised RSS by 972 MB: now <= 400 MB."""
+    import subprocess
+    import sys
+    side = 6324
+    ramp = (np.arange(side, dtype=np.int32) // 64 * 7)
+    Image.fromarray(ramp[None, :].repeat(side, 0) + ramp[:, None] * 1000, "I").save(tmp_path / "p.tif",
+                                                                                    compression="tiff_deflate")
+    code = ("import resource, sys; from cmr_demo.serve.inputs import load_image; data = open(sys.argv[1], 'rb').read(); "
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; image = load_image(data); "
+            "print(image.size, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.tif")], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1]).stdout.split(")")
+    assert float(out[1]) <= 400, f"reading the picture raised RSS by {out[1]} MB"
 
 
 def test_transparency_is_flattened_onto_white():

@@ -7,18 +7,25 @@ here touches gradio, so the app turns these into `gr.Error` at its edge and keep
 from __future__ import annotations
 
 import io
+import math
+import threading
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 MAX_QUERY_CHARS = 1000  # the tokenizer keeps ~32-77 tokens anyway; longer input only costs time
 MAX_IMAGE_BYTES = 20 * 2 ** 20  # a generous photo; larger uploads are refused before reading
 MAX_IMAGE_PIXELS = 40_000_000  # ~ a 7000 x 5700 photo; declared sizes above this are refused unread
 MAX_K = 100  # results per query shown or returned
 MAX_ASPECT = 20  # longer side / shorter side kept of an upload; CLIP only looks at the centre square anyway
+# a decoded picture is shrunk to about this many pixels before any conversion (CLIP sees 224-336 px; a 40 Mpx int32
+# TIFF converted at full size took 1.3 GB), its short side kept at MIN_SIDE or more
+WORKING_PIXELS = 2_000_000
+MIN_SIDE = 448
+DECODING = threading.BoundedSemaphore(2)  # full-size decodes at once, process-wide (each up to 160 MB at 40 Mpx)
 
 
 class InputError(ValueError):
@@ -99,8 +106,10 @@ def check_class(name: object, class_names: Sequence[str]) -> int | None:
 def load_image(source: object) -> Image.Image:
     """An RGB PIL image from a path, bytes or PIL image, refusing bombs and broken files with InputError.
 
-    Orientation follows EXIF; the first frame of an animation is used; transparency is flattened
-    onto white; 16-bit and float images are scaled to 8 bits rather than clipped to white; strips
+    Orientation follows EXIF; the first frame of an animation is used; a large picture is shrunk to about
+    WORKING_PIXELS in its own mode first (memory stays bounded whatever its bit depth, and at most two pictures are
+    decoded at full size at once); transparency is flattened onto white; 16-bit and float images are scaled to 8
+    bits rather than clipped to white; strips
     longer than MAX_ASPECT:1 are centre-cropped to that (CLIP scales the short side up to its input
     size, so a 1 x 1,000,000 strip would become gigapixels, and keeps only the centre square anyway).
     """
@@ -118,12 +127,15 @@ def load_image(source: object) -> Image.Image:
     if not data:
         raise InputError("the image file is empty (0 bytes): upload a PNG, JPEG, GIF or WebP picture")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with DECODING, Image.open(io.BytesIO(data)) as im:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise InputError(f"the image declares {w} x {h} pixels, more than the {MAX_IMAGE_PIXELS:,} "
                                  f"allowed: resize it below that and upload again")
             im.seek(0)
+            factor = shrink_factor(w, h)
+            if factor > 1 and im.format == "JPEG":
+                im.draft(im.mode, (w // factor, h // factor))  # decoded at 1/2, 1/4 or 1/8 size: less to hold
             im.load()
             return _to_rgb(im)
     except InputError:
@@ -157,10 +169,48 @@ def _read_bytes(source: object) -> bytes:
     return data
 
 
+def shrink_factor(w: int, h: int) -> int:
+    """The integer factor a w x h picture is shrunk by before conversion: to about WORKING_PIXELS, its short side
+    kept at MIN_SIDE or more (1: left as it is)."""
+    wanted = math.ceil(math.sqrt(w * h / WORKING_PIXELS))
+    return max(1, min(wanted, min(w, h) // MIN_SIDE))
+
+
+# modes PIL cannot average in: each band is converted first (its own size only, never the whole picture)
+AVERAGED_AS = {"1": "L", "P": "RGBA", "PA": "RGBA", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}
+BAND_ROWS = 64  # rows of the shrunk picture made per band
+
+
+def _shrunk(im: Image.Image) -> Image.Image:
+    """`im` averaged down by `shrink_factor`, a band of rows at a time, in its own mode where PIL can average in it
+    (16-bit, int32 and float included) so that no converted copy of the whole picture ever exists: PIL's own
+    `reduce` of a 40 Mpx RGBA picture made a premultiplied copy of it (+160 MB), a float64 one took 320 MB."""
+    factor = shrink_factor(*im.size)
+    if factor <= 1:
+        return im
+    mode = AVERAGED_AS.get(im.mode, im.mode)
+    w, h = im.width // factor, im.height // factor
+    out = Image.new(mode, (w, h))
+    for top in range(0, h, BAND_ROWS):
+        rows = min(BAND_ROWS, h - top)
+        band = im.crop((0, top * factor, w * factor, (top + rows) * factor))
+        out.paste(band.convert(mode).reduce(factor) if band.mode != mode else band.reduce(factor), (0, top))
+    return out
+
+
+def _upright(im: Image.Image, orientation: object) -> Image.Image:
+    """`im` turned as its EXIF orientation (read before shrinking: a shrunk copy has no EXIF) says."""
+    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}.get(orientation)
+    return im if method is None else im.transpose(method)
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
     if im.width < 1 or im.height < 1:
         raise InputError("the image has no pixels: upload a real picture")
-    im = ImageOps.exif_transpose(im) or im
+    orientation = im.getexif().get(0x0112)
+    im = _upright(_shrunk(im), orientation)
     w, h = im.size
     if max(w, h) > MAX_ASPECT * min(w, h):
         cw, ch = min(w, MAX_ASPECT * h), min(h, MAX_ASPECT * w)
