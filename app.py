@@ -22,7 +22,8 @@ os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "cm
 
 from cmr_demo.serve.inputs import MAX_IMAGE_BYTES  # noqa: E402
 from cmr_demo.serve.served import NoBundle, load_services  # noqa: E402
-from cmr_demo.serve.uploads import UploadGate, UploadShares, make_room, sweep  # noqa: E402
+from cmr_demo.serve.upload_budget import UploadBudget  # noqa: E402
+from cmr_demo.serve.uploads import UploadGate, sweep  # noqa: E402
 from cmr_demo.ui.browser import CSS  # noqa: E402
 from cmr_demo.ui.context import Context  # noqa: E402
 from cmr_demo.ui.gradio_adapter import Streams, file_sets, limit_sessions, uploaded_files  # noqa: E402
@@ -92,16 +93,11 @@ def make_app():
     warm_in_background(CTX.services)  # the maps' AP colourings, ready before anyone asks
     # not gradio's delete_cache: it skips files outside its sets (parts of interrupted uploads) and iterates the
     # sets while requests change them
-    every(SWEEP[0], lambda: sweep(GATE.folder, SWEEP[1], kept_files, lambda: file_sets(demo)), "upload-sweeper")
-    # disk quotas for gradio's folder: before an upload is read, the client's own oldest uploads go if it is over
-    # its share, then the oldest files not in use if the folder is over the quota for all
-    shares = UploadShares(keep=kept_files, registries=lambda: file_sets(demo))
-
-    def room(incoming: int, client: str) -> None:
-        shares.before(client, incoming)
-        make_room(GATE.folder, incoming, keep=kept_files, registries=lambda: file_sets(demo))
-    return build_app(demo, lambda: CTX.services, MAX_IMAGE_BYTES, room, shares.received, lambda: Streams(demo),
-                     **launch_options())
+    every(SWEEP[0], lambda: sweep(GATE.folder, SWEEP[1], kept_files, GATE.evicted), "upload-sweeper")
+    # disk quotas for gradio's folder, uploads in flight included: a client's share, its network's, the folder's
+    budget = UploadBudget(GATE.folder, keep=kept_files, forget=GATE.evicted)
+    return build_app(demo, lambda: CTX.services, MAX_IMAGE_BYTES, lambda size, client: budget.admit(client, size),
+                     lambda: Streams(demo), **launch_options())
 
 
 if __name__ == "__main__":

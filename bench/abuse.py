@@ -3,6 +3,7 @@ user searches through the page's queue and the JSON API. The normal user's laten
 tracebacks, memory and upload folder.
 
     python bench/abuse.py [--minutes 5] [--slow 19000]
+    python bench/abuse.py --probes      # round two's probes, each once beside its target (bench/abuse_probes.py)
 
 At once, against `python app.py` on the default bundle (behind one trusted proxy, so X-Forwarded-For names the
 client): 16 clients posting distinct 6300x6300 PNGs to the JSON API; one client queuing lab runs and never listening;
@@ -77,9 +78,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=5)
     p.add_argument("--slow", type=int, default=19000)
+    p.add_argument("--probes", action="store_true", help="run round two's probes once each instead of the soak")
     args = p.parse_args()
+    if args.probes:
+        return probes()
     import httpx
     os.environ["CMR_PROXY_HOPS"] = "1"
+    os.environ["CMR_TRUSTED_PROXIES"] = "127.0.0.1/32"  # the bench is the proxy: X-Forwarded-For names the clients
     temp = Path("/tmp/bench-abuse-gradio")
     proc, url, _ = start_app(ROOT / "assets" / "demo", Path("/tmp/bench-abuse.log"), temp_dir=temp)
     host, port = urlparse(url).hostname, urlparse(url).port
@@ -160,6 +165,19 @@ def main() -> None:
                        headers={"x-forwarded-for": "10.9.0.3"}, timeout=60)
         count(f"upload {r.status_code}")
 
+    def side_doors():  # round two: a direct lab run past the queue, junk /call/ names and streams, a stalled body
+        r = httpx.post(url + "gradio_api/run/lab_train", timeout=30, json={
+            "data": ["pcl", "", 1, 1, 0, "demo"], "fn_index": names["lab_train"], "session_hash": "x"})
+        count(f"direct run {r.status_code}")
+        count(f"junk call {httpx.post(url + 'gradio_api/call/' + 'n' * 60_000, json={'data': []}, timeout=30).status_code}")
+        count(f"junk stream {httpx.get(url + 'gradio_api/queue/data?session_hash=nobody', timeout=30).status_code}")
+        with socket.create_connection((host, port), timeout=60) as s:
+            s.sendall(b"POST /api/v1/search/text HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+            start = time.perf_counter()
+            s.recv(64)
+            counts["stalled body cut after s"] = max(counts.get("stalled body cut after s", 0),
+                                                     time.perf_counter() - start)
+
     fuzz_tallies = []
 
     def fuzzing():
@@ -174,7 +192,7 @@ def main() -> None:
         slow.start()
         threads += [threading.Thread(target=normal_user)]
         threads += [threading.Thread(target=pictures_flood, args=(k,)) for k in range(len(pictures))]
-        threads += [threading.Thread(target=loop, args=(stop, 1.0, f)) for f in (lab_flood, uploads)]
+        threads += [threading.Thread(target=loop, args=(stop, 1.0, f)) for f in (lab_flood, uploads, side_doors)]
         threads += [threading.Thread(target=loop, args=(stop, 2.0, huge_bodies)),
                     threading.Thread(target=loop, args=(stop, 0.0, fuzzing))]
         for t in threads:
@@ -230,6 +248,20 @@ def main() -> None:
             f"What the abusers got: {', '.join(f'{k}: {v:.2f}' if isinstance(v, float) else f'{k}: {v}' for k, v in sorted(counts.items()))}.")
     print(save_result(ROOT / "bench" / "results" / "abuse", {**stamp(["python", "bench/abuse.py", *sys.argv[1:]]),
                                                               "row": row, "targets": TARGETS}, body))
+
+
+def probes() -> None:
+    """Round two's probes (bench/abuse_probes.py), each once beside its target: bench/results/abuse_probes.*"""
+    import shutil
+    from abuse_probes import run_probes, table
+    tmp = Path("/tmp/bench-abuse-probes")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    raw, rows = run_probes(tmp)
+    body = ("Each hostile probe of the public-host issue's second round, once, against `python app.py` on the default "
+            "bundle (`python bench/abuse.py --probes`; the JSON has every figure):\n\n" + table(rows))
+    print(save_result(ROOT / "bench" / "results" / "abuse_probes", {**stamp(["python", "bench/abuse.py", "--probes"]),
+                                                                     "raw": raw, "rows": rows}, body))
 
 
 if __name__ == "__main__":

@@ -190,6 +190,7 @@ lab = _as_written("lab", "The objective lab")
 maps = _as_written("map", "Maps coloured by where two objectives disagree")
 flood = _as_written("flood", "One client floods the JSON API with large pictures")
 abuse = _as_written("abuse", "Every abuse at once, for five minutes")
+abuse_probes = _as_written("abuse_probes", "A public host, round two: each hostile probe once, beside its target")
 ray_study = _as_written("ray_study", "A study one at a time, with --jobs 2 and on Ray")
 
 
@@ -253,7 +254,7 @@ def _speed(name: str) -> Callable[[], str | None]:
 
 BLOCKS: list[Callable[[], str | None]] = [demo_bundle, world, pictures, backbone, wikipedia_bundle, standardize,
                                           wikipedia, studies, *map(_speed, ("train_speed", "extraction", "search", "app",
-                                                                            "soak")), flood, abuse, lab, maps, evaluate, scale,
+                                                                            "soak")), flood, abuse, abuse_probes, lab, maps, evaluate, scale,
                                           ray_study]
 
 

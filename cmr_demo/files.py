@@ -20,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load, save as st_save
 
+
 class CheckpointError(ValueError):
     """A checkpoint is missing, damaged or does not fit what it is loaded for."""
 
@@ -41,7 +42,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, streamed (weights files can be gigabytes)."""
+    """sha256 of a regular file of at most MAX_FILE_BYTES, streamed (weights files can be gigabytes)."""
+    plain_file_size(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -84,11 +86,41 @@ def save_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def read_bytes(path: str | Path) -> bytes:
+# an artefact file read whole, at most (a 50,000-item bundle's largest, its gallery features, is ~400 MB)
+MAX_FILE_BYTES = int(float(os.environ.get("CMR_MAX_FILE_MB", "2048")) * 2 ** 20)
+
+
+def plain_file_size(path: str | Path, limit: int = MAX_FILE_BYTES) -> int:
+    """The size of `path` from the file system, or CheckpointError when it is missing, not a regular file (a device
+    such as /dev/zero, a pipe, a folder: reading one never ends or fails late) or over `limit` (a sparse 3 GB file
+    read whole took 4 GB before failing): checked before a byte is read."""
+    import stat
     try:
-        return Path(path).read_bytes()
+        info = os.stat(path)
     except FileNotFoundError:
         raise CheckpointError(f"missing file {path}") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path} ({err.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"{path} is not a regular file (a device, a pipe or a folder): replace it with the file "
+                              f"the manifest lists, or rebuild")
+    if info.st_size > limit:
+        raise CheckpointError(f"{path} is {info.st_size / 2 ** 30:.2f} GB, more than the {limit / 2 ** 30:.2f} GB an "
+                              f"artefact file may be here (CMR_MAX_FILE_MB): it is not the file that was written")
+    return info.st_size
+
+
+def read_bytes(path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A whole file, once `plain_file_size` has checked it; a file that grows past `limit` while read is refused."""
+    plain_file_size(path, limit)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise CheckpointError(f"missing file {path}") from None
+    if len(data) > limit:
+        raise CheckpointError(f"{path} grew past {limit / 2 ** 30:.2f} GB while it was read")
+    return data
 
 
 def json_from(data: bytes, where: str | Path) -> Any:

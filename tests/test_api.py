@@ -100,7 +100,9 @@ def test_image_item_compare_embed_and_info(api, service, small_bundle):
 @pytest.mark.parametrize("route,body,code,words", [
     ("search/text", {"text": "a star", "objective": "nope"}, 400, "unknown objective 'nope'; choose one of"),
     ("search/text", {"text": "   "}, 400, "the text query is empty"),
-    ("search/text", {"text": "a star", "k": 0}, 400, "k (number of results) must be a whole number"),
+    ("search/text", {"text": "a star", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
+    ("search/text", {"text": "a star", "k": 10 ** 9}, 422, "k: Input should be less than or equal to 100"),  # as documented
+    ("compare", {"text": "a star", "k": 101}, 422, "k: Input should be less than or equal to 100"),
     ("search/text", {"text": "a star", "k": "abc"}, 422, "k: Input should be a valid integer"),
     ("search/text", {"text": "a star", "kk": 3}, 422, "kk: Extra inputs are not permitted"),
     ("search/text", {}, 422, "text: Field required"),
@@ -120,6 +122,13 @@ def test_user_errors_are_4xx_with_the_apps_message(api, app_log, route, body, co
     r = api.post(route, json=body)
     assert r.status_code == code and words in r.json()["error"], (r.status_code, r.text)
     assert "Traceback" not in app_log.read_bytes()[start:].decode(errors="replace")
+
+
+@pytest.mark.parametrize("offset", [2 ** 63, -1, "x"])
+def test_an_items_offset_outside_the_documented_range_is_refused(api, offset):
+    """offset 2^63 was answered with the first page (and echoed), a negative one as given."""
+    r = api.get("items", params={"offset": offset})
+    assert r.status_code == 422 and "offset" in r.json()["error"], r.text
 
 
 def test_the_map_answers_points_whose_ap_is_the_one_compare_gives(api, service):

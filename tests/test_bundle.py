@@ -1,6 +1,7 @@
 """Bundles: build on a very small world, verify, catch damage, and the real-backbone path."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -276,3 +277,75 @@ def test_migrate_writes_an_older_card_again_from_the_manifest(small_bundle, tmp_
     problems = verify(old)
     assert any("migrate" in p for p in problems)
     assert migrate(old) is True and verify(old) == [] and migrate(old) is False
+
+
+def test_bundle_tools_check_sizes_and_kinds_before_reading(small_bundle, tmp_path):
+    """A listed file that is a sparse 3 GB file, a link to /dev/zero or a link out of the bundle is refused from the
+    file system, unread: `verify` once read the sparse file whole (killed at 4 GB) and read /dev/zero until killed;
+    the app took 38 s and 3.4 GB before refusing."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from cmr_demo.bundle.load import load_bundle
+    from cmr_demo.files import CheckpointError
+    folder = tmp_path / "hostile"
+    shutil.copytree(small_bundle, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    big = next(rel for rel in manifest["files"] if rel.endswith("embeddings.safetensors"))
+    os.truncate(folder / big, 3 * 2 ** 30)  # sparse: 3 GB declared, nothing on disk
+    items = next(rel for rel in manifest["files"] if rel.endswith(".jsonl"))
+    (folder / items).unlink()
+    (folder / items).symlink_to("/dev/zero")
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"secret": 1}')
+    config = next(rel for rel in manifest["files"] if rel.endswith("config.json"))
+    (folder / config).unlink()
+    (folder / config).symlink_to(secret)
+    code = ("import sys, time; from cmr_demo.bundle.verify import verify; t = time.time(); p = verify(sys.argv[1]); "
+            "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "  # this process's
+            "print(round(time.time() - t, 1), int(peak) // 1024); print(*p, sep='\\n')")  # (ru_maxrss: the parent's)
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    seconds, rss_mb = out.stdout.splitlines()[0].split()
+    problems = out.stdout.splitlines()[1:]
+    assert time.perf_counter() - start <= 60 and float(seconds) <= 20 and int(rss_mb) <= 600, out.stdout[:300]
+    assert any(big in p and "GB, more than" in p for p in problems), problems
+    assert any(repr(items) in p and "outside the bundle" in p for p in problems), problems
+    assert any(repr(config) in p and "outside the bundle" in p for p in problems), problems
+    assert "secret" not in out.stdout
+    with pytest.raises(CheckpointError):
+        load_bundle(folder, load_backbone=False)
+    (folder / "manifest.json").unlink()
+    (folder / "manifest.json").symlink_to("/dev/zero")
+    assert "is a link" in verify(folder)[0]
+
+
+def test_migrate_refuses_what_it_cannot_migrate_and_changes_nothing(small_bundle, tmp_path):
+    """A list manifest, a format-1 manifest without its build command or with `backbone: null`: the app's message,
+    not an AttributeError, KeyError or TypeError. A format-1 bundle that would not verify is left byte for byte as
+    it was (migrate once rewrote the manifest before it checked)."""
+    from cmr_demo.bundle.layout import FORMERLY
+    from cmr_demo.bundle.migrate import migrate
+    from cmr_demo.files import CheckpointError
+    folder = tmp_path / "old"
+    shutil.copytree(small_bundle, folder)
+    current = json.loads((folder / "manifest.json").read_text())
+    old = {k: v for k, v in current.items() if k != "job"} | {"format": FORMERLY[0]}
+    cases = {"a list": ([1, 2], "not a bundle manifest"),
+             "no command": ({k: v for k, v in old.items() if k not in ("command", "features")}, "lacks what migration"),
+             "no backbone": ({k: v for k, v in old.items() if k != "features"} | {"backbone": None},
+                             "lacks what migration"),
+             "a bad command": (old | {"command": ["python", "-m", "x", "build", "--no-such-flag"]}, "lacks what"),
+             "a damaged file": (old | {"files": {**old["files"], "gallery/items.jsonl": "0" * 64}}, "would not verify")}
+    for what, (manifest, words) in cases.items():
+        text = json.dumps(manifest)
+        (folder / "manifest.json").write_text(text)
+        with pytest.raises(CheckpointError, match=words):
+            migrate(folder)
+        assert (folder / "manifest.json").read_text() == text, f"{what}: the manifest was changed"
+    (folder / "manifest.json").write_text(json.dumps(old))
+    assert migrate(folder) is True and verify(folder) == []

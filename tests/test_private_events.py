@@ -4,7 +4,7 @@ Both tests run an app of their own (on the small bundle): the fuzz starts lab ru
 valid, and the lab test fills the lab on purpose; neither may slow the session's shared app."""
 from __future__ import annotations
 
-import os
+import json
 import statistics
 import threading
 import time
@@ -23,11 +23,9 @@ def own_app(small_bundle, tmp_path_factory):
     """(url, log path) of an app behind one trusted proxy (CMR_PROXY_HOPS=1): X-Forwarded-For names the client."""
     from app_server import start_app, stop_app
     folder = tmp_path_factory.mktemp("private-events")
-    os.environ["CMR_PROXY_HOPS"] = "1"
-    try:
-        proc, url, _ = start_app(small_bundle, folder / "app.log")
-    finally:
-        del os.environ["CMR_PROXY_HOPS"]
+    # the test is the proxy: X-Forwarded-For names clients
+    proc, url, _ = start_app(small_bundle, folder / "app.log",
+                             env={"CMR_PROXY_HOPS": "1", "CMR_TRUSTED_PROXIES": "127.0.0.1/32"})
     yield url, folder / "app.log"
     stop_app(proc)
 
@@ -57,6 +55,68 @@ def lab_body(index: int, bundle: str) -> dict:
     """A lab run of the page's Train button that would train for the lab's whole time cap."""
     return {"data": ["pcl", "", 1, 1, 0, 1e-3, 16, 500, 100, 32, 32, bundle], "fn_index": index,
             "session_hash": uuid.uuid4().hex[:10]}
+
+
+def stream_answer(url: str, session: str, wait_s: float) -> str | None:
+    """The message type that ended `session`'s event stream within `wait_s`, or None."""
+    deadline = time.monotonic() + wait_s
+    with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session}, timeout=wait_s) as s:
+        for line in s.iter_lines():
+            if time.monotonic() > deadline:
+                return None
+            if line.startswith("data:") and json.loads(line[5:]).get("msg") in ("process_completed", "close_stream"):
+                return json.loads(line[5:])["msg"]
+    return None
+
+
+def test_stop_takes_a_waiting_lab_run_out_of_the_queue(own_app):
+    """The Stop button could not remove a run still waiting for its turn: it kept the client's slot until it had
+    trained. Now Stop withdraws it at once (its page stops waiting) and the client may start another."""
+    url, _ = own_app
+    config = httpx.get(url + "config").json()
+    names = {d.get("api_name"): i for i, d in enumerate(config["dependencies"])}
+    stop_id = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "lab-stop-btn")
+    stop = next(i for i, d in enumerate(config["dependencies"]) if [stop_id, "click"] in d["targets"])
+    bundle = httpx.get(url + "api/v1/bundles").json()[0]["name"]
+    client = {"x-forwarded-for": "10.0.50.1"}
+    first, waiting = lab_body(names["lab_page"], bundle), lab_body(names["lab_page"], bundle)
+    for body in (first, waiting):  # the second waits behind the first (one run trains at a time)
+        assert httpx.post(url + "gradio_api/queue/join", json=body, headers=client, timeout=30).status_code == 200
+    third = lab_body(names["lab_page"], bundle)
+    assert httpx.post(url + "gradio_api/queue/join", json=third, headers=client, timeout=30).status_code == 422
+    r = httpx.post(url + "gradio_api/run/predict", headers=client, timeout=30,
+                   json={"data": [], "fn_index": stop, "session_hash": waiting["session_hash"]})
+    assert r.status_code == 200 and "taken out of the lab's queue" in r.text, r.text[:300]
+    assert stream_answer(url, waiting["session_hash"], 10) == "process_completed"
+    # its slot is free again: the same client may start another run
+    assert httpx.post(url + "gradio_api/queue/join", json=third, headers=client, timeout=30).status_code == 200
+    for body in (first, third):  # leave the lab empty for the tests after this one
+        httpx.post(url + "gradio_api/run/predict", headers=client, timeout=30,
+                   json={"data": [], "fn_index": stop, "session_hash": body["session_hash"]})
+
+
+def test_one_network_holds_at_most_four_lab_runs_however_many_addresses_it_uses(own_app):
+    """4 addresses x 2 runs held all 8 lab slots and a fifth visitor was refused: one network (IPv4 /24, IPv6 /64)
+    now holds at most 4, and a visitor from elsewhere still gets a run."""
+    url, _ = own_app
+    names = events_by_name(url)
+    bundle = httpx.get(url + "api/v1/bundles").json()[0]["name"]
+    tally, bodies = Tally(), []
+    with httpx.Client(timeout=30) as client:
+        for n in range(8):
+            bodies.append(lab_body(names["lab_page"], bundle))
+            send(client, url.rstrip("/"), bodies[-1], True, tally, 0, headers={"x-forwarded-for": f"10.0.60.{n // 2}"})
+        elsewhere = lab_body(names["lab_page"], bundle)
+        send(client, url.rstrip("/"), elsewhere, True, tally, 0, headers={"x-forwarded-for": "10.0.61.1"})
+    assert tally.outcomes == {"joined": 5, "refused": 4}, tally
+    assert sum(n for m, n in tally.messages.items() if "your network already has 4 lab runs" in m) == 4, tally
+    stop_id = next(c["id"] for c in httpx.get(url + "config").json()["components"]
+                   if c.get("props", {}).get("elem_id") == "lab-stop-btn")
+    stop = next(i for i, d in enumerate(httpx.get(url + "config").json()["dependencies"])
+                if [stop_id, "click"] in d["targets"])
+    for body in bodies + [elsewhere]:  # leave the lab empty for the tests after this one
+        httpx.post(url + "gradio_api/run/predict", timeout=30,
+                   json={"data": [], "fn_index": stop, "session_hash": body["session_hash"]})
 
 
 def test_one_client_queuing_70_lab_runs_holds_two_and_searches_never_wait(own_app):
@@ -95,9 +155,9 @@ def test_one_client_queuing_70_lab_runs_holds_two_and_searches_never_wait(own_ap
     # other clients still get lab runs, until the lab holds eight in all
     others = Tally()
     with httpx.Client(timeout=30) as client:
-        for n in range(3, 12):
+        for n in range(3, 12):  # each from a network of its own (one network holds at most 4)
             send(client, url.rstrip("/"), lab_body(lab, bundle), True, others, 0,
-                 headers={"x-forwarded-for": f"10.0.0.{n}"})
+                 headers={"x-forwarded-for": f"10.0.{n}.1"})
     refused = [m for m in others.messages if "the lab is busy" in m]
     assert refused and sum(others.messages[m] for m in refused) == others.outcomes["refused"] >= 1, others
     assert others.outcomes["joined"] >= 1 and others.outcomes["joined"] + 2 <= 8

@@ -10,8 +10,23 @@ import hashlib
 import json
 from pathlib import Path
 
-from cmr_demo.bundle.layout import FORMAT, FORMERLY, IMAGES_DIR
+from cmr_demo.bundle.layout import FORMAT, FORMERLY, IMAGES_DIR, outside
 from cmr_demo.files import CheckpointError, json_from, read_bytes, tensors_from
+
+
+MAX_MANIFEST_BYTES = 64 * 2 ** 20  # a 50,000-picture bundle's manifest is ~5 MB
+
+
+def read_manifest(folder: Path) -> dict:
+    """The bundle's manifest: a plain JSON object file inside `folder` (not a link, not a device), at most
+    MAX_MANIFEST_BYTES; CheckpointError otherwise, before anything else is read."""
+    path = folder / "manifest.json"
+    if path.is_symlink():
+        raise CheckpointError(f"{path} is a link: a bundle's manifest must be a plain file in its folder")
+    manifest = json_from(read_bytes(path, MAX_MANIFEST_BYTES), path)
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{path} is not a bundle manifest (a JSON object, not a {type(manifest).__name__})")
+    return manifest
 
 
 class BundleFiles:
@@ -19,14 +34,11 @@ class BundleFiles:
     CheckpointError when read (with `check=True`), or, with `strict=False` (what `verify` reports from), is noted in
     `mismatched` and read anyway, so its contents can be checked too."""
 
-    def __init__(self, folder: str | Path, check: bool = True, strict: bool = True):
+    def __init__(self, folder: str | Path, check: bool = True, strict: bool = True, manifest: dict | None = None):
         self.folder, self.check, self.strict = Path(folder), check, strict
         self.mismatched: set[str] = set()
         self._parsed: dict[str, object] = {}
-        data = read_bytes(self.folder / "manifest.json")
-        self.manifest = json_from(data, self.folder / "manifest.json")
-        if not isinstance(self.manifest, dict):
-            raise CheckpointError(f"{self.folder / 'manifest.json'} is not a bundle manifest (a JSON object)")
+        self.manifest = read_manifest(self.folder) if manifest is None else manifest  # (migrate checks one unwritten)
         self.format = self.manifest.get("format")
         self.listed: dict = self.manifest.get("files") if isinstance(self.manifest.get("files"), dict) else {}
 
@@ -43,6 +55,8 @@ class BundleFiles:
         """A listed file's bytes, checked against its sha256."""
         if rel not in self.listed:
             raise CheckpointError(f"bundle {self.folder}: {rel} is not listed in its manifest")
+        if outside(self.folder, self.folder, [rel]):  # never read through a link (or '..') that leads out of it
+            raise CheckpointError(f"bundle {self.folder}: file path {rel!r} points outside the bundle")
         data = read_bytes(self.folder / rel)
         if self.check and hashlib.sha256(data).hexdigest() != self.listed[rel]:
             self.mismatched.add(rel)

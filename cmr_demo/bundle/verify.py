@@ -67,8 +67,11 @@ def _check_files(files: BundleFiles, images: bool) -> list[str]:
         elif not path.is_file():
             problems.append(f"missing file {rel}")
         elif rel.startswith(IMAGES_DIR):
-            if images and file_sha256(path) != digest:
-                problems.append(f"sha256 mismatch for {rel}: the file was changed or damaged")
+            try:
+                if images and file_sha256(path) != digest:
+                    problems.append(f"sha256 mismatch for {rel}: the file was changed or damaged")
+            except CheckpointError as err:  # a device, a folder or a huge file where a picture belongs
+                problems.append(str(err))
         else:
             try:
                 _read(files, rel)

@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
 log = logging.getLogger(__name__)
 HEADER_TIMEOUT_S = float(os.environ.get("CMR_HEADER_TIMEOUT_S", "10"))  # a request's headers, in full, within this
 # a request's body: this long for its first bytes, then at least BODY_MIN_RATE bytes a second on average
@@ -50,7 +52,7 @@ def trim_memory_every(seconds: float) -> None:
     every(seconds, lambda: trim(0), "malloc-trim")
 
 
-def deadline_protocol():
+class Deadlines(HttpToolsProtocol):
     """uvicorn's httptools protocol, plus two deadlines.
 
     Headers: a connection whose headers have not all arrived HEADER_TIMEOUT_S after it opened (or after its last
@@ -59,73 +61,71 @@ def deadline_protocol():
     body is closed BODY_TIMEOUT_S after it stops keeping pace, while an upload at any usable speed is never cut (a
     declared Content-Length buys nothing until its bytes arrive). When the app itself is not reading (uvicorn paused
     the socket because the app has not consumed what came), the clock waits for the app."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class Deadlines(HttpToolsProtocol):
-        _deadline = None
-        _body_timer = None
-        _body_start = 0.0
-        _received = 0
+    _deadline = None
+    _body_timer = None
+    _body_start = 0.0
+    _received = 0
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._close)
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._close)
 
-        def _disarm(self) -> None:
-            for name in ("_deadline", "_body_timer"):
-                timer = getattr(self, name)
-                if timer is not None:
-                    timer.cancel()
-                    setattr(self, name, None)
+    def _disarm(self) -> None:
+        for name in ("_deadline", "_body_timer"):
+            timer = getattr(self, name)
+            if timer is not None:
+                timer.cancel()
+                setattr(self, name, None)
 
-        def _close(self) -> None:
-            self._deadline = self._body_timer = None
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.close()
+    def _close(self) -> None:
+        self._deadline = self._body_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
-        def _check_body(self) -> None:
+    def _check_body(self) -> None:
+        self._body_timer = None
+        due = self._body_start + BODY_TIMEOUT_S + self._received / BODY_MIN_RATE
+        if self.loop.time() < due:
+            self._body_timer = self.loop.call_at(due, self._check_body)
+        elif self.flow is not None and self.flow.read_paused:  # the app is the slow one: wait for it
+            self._body_timer = self.loop.call_later(1.0, self._check_body)
+        else:
+            self._close()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._body_start, self._received = self.loop.time(), 0
+        self._body_timer = self.loop.call_later(BODY_TIMEOUT_S, self._check_body)
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._received += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
             self._body_timer = None
-            due = self._body_start + BODY_TIMEOUT_S + self._received / BODY_MIN_RATE
-            if self.loop.time() < due:
-                self._body_timer = self.loop.call_at(due, self._check_body)
-            elif self.flow is not None and self.flow.read_paused:  # the app is the slow one: wait for it
-                self._body_timer = self.loop.call_later(1.0, self._check_body)
-            else:
-                self._close()
+        super().on_message_complete()
 
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self._arm()
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.transport is not None and not self.transport.is_closing():
+            self._arm()  # the next request on this kept-alive connection gets its own deadline
 
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            self._body_start, self._received = self.loop.time(), 0
-            self._body_timer = self.loop.call_later(BODY_TIMEOUT_S, self._check_body)
-            super().on_headers_complete()
-
-        def on_body(self, body: bytes) -> None:
-            self._received += len(body)
-            super().on_body(body)
-
-        def on_message_complete(self) -> None:
-            if self._body_timer is not None:
-                self._body_timer.cancel()
-                self._body_timer = None
-            super().on_message_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if self.transport is not None and not self.transport.is_closing():
-                self._arm()  # the next request on this kept-alive connection gets its own deadline
-
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-    return Deadlines
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
 
 def serve(app, host: str, port: int) -> None:
-    """Run `app` with uvicorn as a public host needs it: deadlines for request headers and bodies, the process's
+    """Run `app` with uvicorn as a public host needs it: deadlines for request headers and bodies, client addresses
+    from the socket (see cmr_demo.serve.clients for X-Forwarded-For), the process's
     open-file limit raised to its hard limit (each client is a socket), keep-alive connections closed after 5 idle
     seconds, and a stop within SHUTDOWN_S of SIGTERM even while clients hold connections open."""
     import resource
@@ -136,5 +136,8 @@ def serve(app, host: str, port: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ValueError, OSError):  # a container may forbid it: keep the soft limit
         pass
-    uvicorn.run(app, host=host, port=port, log_level="warning", http=deadline_protocol(),
+    # proxy_headers=False: uvicorn would otherwise replace the peer's address with X-Forwarded-For's last entry for any
+    # connection from 127.0.0.1, so a local client could pose as anyone; cmr_demo.serve.clients reads that header
+    # itself, from configured proxies only
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=Deadlines, proxy_headers=False,
                 timeout_keep_alive=5, timeout_graceful_shutdown=SHUTDOWN_S)

@@ -271,12 +271,13 @@ class SessionRuns:
             self._stops[session or ""] = event = threading.Event()
             return event
 
-    def stop(self, session: str | None) -> None:
-        """Stop this session's run under way, if any (the Stop button)."""
+    def stop(self, session: str | None) -> bool:
+        """Stop this session's run under way, if any (the Stop button): whether there was one."""
         with self._lock:
             event = self._stops.get(session or "")
         if event is not None:
             event.set()
+        return event is not None
 
     def done(self, session: str | None, event: threading.Event) -> None:
         with self._lock:

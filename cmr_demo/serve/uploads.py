@@ -128,7 +128,8 @@ class UploadGate:
     @staticmethod
     def _missing() -> InputError:
         return InputError("the uploaded image is no longer on the server (uploads are deleted once searched with "
-                          "and forgotten after a while, or after 30 minutes unused): upload it again")
+                          "and forgotten after a while, after 30 minutes unused, or to make room after 5 minutes "
+                          "unused): upload it again")
 
     @staticmethod
     def _delete(path: str) -> None:
@@ -143,28 +144,35 @@ class UploadGate:
 
     def _forget(self, path: str) -> None:
         self._delete(path)
-        self._unregister(path)
+        self.evicted({path})
+
+    def evicted(self, paths: Collection[str]) -> None:
+        """`paths` were deleted (read, or to make room: cmr_demo.serve.upload_budget): they leave gradio's sets, and
+        a search that names one later is told to upload it again, not that the path was never uploaded."""
+        for path in paths:
+            self._unregister(path)
         with self._lock:
-            self._gone[path] = None
+            for path in paths:
+                self._gone[path] = None
             while len(self._gone) > 10_000:
                 self._gone.popitem(last=False)
 
 
 def sweep(folder: str | Path, older_than_s: float, keep: Callable[[], Collection[str]] = frozenset,
-          registries: Callable[[], list[set]] = list) -> int:
+          forget: Callable[[set[str]], object] = lambda paths: None) -> int:
     """Delete files under `folder` last changed more than `older_than_s` ago (except `keep`), then empty
-    folders; the deleted paths leave `registries` too. Returns how many files went. Meant for a folder
+    folders; the deleted paths go to `forget` (UploadGate.evicted). Returns how many files went. Meant for a folder
     this app owns (app.py gives gradio a private one): uploads never searched with, gradio's copies of
     result pictures, partial files of interrupted uploads."""
     import time
-    limit, kept, gone = time.time() - older_than_s, set(keep()), []
+    limit, kept, gone = time.time() - older_than_s, set(keep()), set()
     for root, dirs, names in os.walk(folder, topdown=False):
         for name in names:
             path = os.path.join(root, name)
             try:
                 if path not in kept and os.lstat(path).st_ctime < limit:
                     os.unlink(path)
-                    gone.append(path)
+                    gone.add(path)
             except OSError:
                 pass
         for name in dirs:
@@ -172,100 +180,6 @@ def sweep(folder: str | Path, older_than_s: float, keep: Callable[[], Collection
                 os.rmdir(os.path.join(root, name))  # only empty ones go
             except OSError:
                 pass
-    for files in registries():
-        files.difference_update(gone)
+    if gone:
+        forget(gone)
     return len(gone)
-
-
-# gradio's folder (uploads not searched yet, its copies of result pictures), at most
-UPLOAD_QUOTA_BYTES = int(float(os.environ.get("CMR_UPLOAD_QUOTA_MB", "400")) * 2 ** 20)
-# one client's uploads not searched yet, at most: its own oldest go first, before anyone else's
-CLIENT_SHARE_BYTES = int(float(os.environ.get("CMR_UPLOAD_SHARE_MB", "60")) * 2 ** 20)
-
-
-class UploadShares:
-    """Which client uploaded which file still on disk, so a client over its share loses its own oldest uploads,
-    not other visitors' (with one quota for all, 100 uploads from one client pushed everyone else's out).
-
-    `before(client, incoming)` makes room in the client's share before its upload is read; `received(client,
-    paths)` records what the upload route stored. Bounded: at most `clients` clients are remembered (the least
-    recent forgotten; their files stay under the global quota and the sweeper)."""
-
-    def __init__(self, share: int = CLIENT_SHARE_BYTES, keep: Callable[[], Collection[str]] = frozenset,
-                 registries: Callable[[], list[set]] = list, clients: int = 10_000):
-        self.share, self.keep, self.registries, self.clients = share, keep, registries, clients
-        self._files: OrderedDict[str, list[tuple[str, int]]] = OrderedDict()
-        self._lock = Lock()
-
-    def received(self, client: str, paths: list[str]) -> None:
-        with self._lock:
-            held = self._files.setdefault(client, [])
-            self._files.move_to_end(client)
-            for path in paths:
-                try:
-                    held.append((path, os.lstat(path).st_size))
-                except OSError:
-                    continue
-            while len(self._files) > self.clients:
-                self._files.popitem(last=False)
-
-    def held(self, client: str) -> int:
-        """Bytes of `client`'s uploads still on disk."""
-        with self._lock:
-            return sum(size for _, size in self._live(client))
-
-    def _live(self, client: str) -> list[tuple[str, int]]:
-        live = [(p, size) for p, size in self._files.get(client, []) if os.path.lexists(p)]
-        if client in self._files:
-            self._files[client] = live
-        return live
-
-    def before(self, client: str, incoming: int) -> int:
-        """Delete `client`'s oldest uploads (not in use) until its share fits `incoming` more bytes; the bytes freed."""
-        kept = set(self.keep())
-        with self._lock:
-            live = self._live(client)
-            need = sum(size for _, size in live) + incoming - self.share
-            freed, gone = _delete_oldest([(p, size) for p, size in live if p not in kept], need)
-            self._files[client] = [(p, size) for p, size in live if p not in gone]
-        for registry in self.registries():
-            registry.difference_update(gone)
-        return freed
-
-
-def _delete_oldest(files: list[tuple[str, int]], need: int) -> tuple[int, set[str]]:
-    """Delete `files` ((path, size), oldest first) until `need` bytes are freed: (bytes freed, paths deleted)."""
-    freed, gone = 0, set()
-    for path, size in files:
-        if freed >= need:
-            break
-        try:
-            os.unlink(path)
-        except OSError:
-            continue
-        freed += size
-        gone.add(path)
-    return freed, gone
-
-
-def make_room(folder: str | Path, incoming: int, quota: int = UPLOAD_QUOTA_BYTES,
-              keep: Callable[[], Collection[str]] = frozenset, registries: Callable[[], list[set]] = list) -> int:
-    """Before an upload of `incoming` bytes: delete the oldest files under `folder` (except `keep`) until the folder
-    plus the upload fits in `quota`. Returns the bytes freed. A searched upload is deleted once read, so what is
-    left is mostly uploads nobody searched with (100 of 19 MB in 7 s filled 1.9 GB for 30 minutes): the oldest go
-    first; a visitor whose unsearched upload went is asked to upload it again."""
-    kept, files, total = set(keep()), [], 0
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            total += st.st_size
-            if path not in kept:
-                files.append((st.st_ctime, st.st_size, path))
-    freed, gone = _delete_oldest([(path, size) for _, size, path in sorted(files)], total + incoming - quota)
-    for registry in registries():
-        registry.difference_update(gone)
-    return freed

@@ -10,28 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 
 import fastapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.requests import Request
 
+from cmr_demo.serve.clients import client_address
+
 UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around one picture
 BODY_MAX_BYTES = 2 ** 20  # any other request body: a query, an event's inputs, a map selection of 12,000 points
 IMAGE_ROUTES = {"/api/v1/search/image", "/api/v1/embed/image", "/api/v1/query_info/image"}  # multipart pictures
-# proxies in front of the app that append the client's address to X-Forwarded-For (a Hugging Face Space has one)
-PROXY_HOPS = int(os.environ.get("CMR_PROXY_HOPS", "1" if os.environ.get("SPACE_ID") else "0"))
-
-
-def client_address(request) -> str:
-    """The address a per-client limit counts by: the socket's peer, or behind `PROXY_HOPS` trusted proxies the
-    address the outermost of them saw (X-Forwarded-For entries a client wrote itself, further left, are ignored)."""
-    peer = request.client.host if getattr(request, "client", None) else "?"
-    if PROXY_HOPS <= 0:
-        return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
-    return hops[-PROXY_HOPS] if len(hops) >= PROXY_HOPS else peer
 
 
 def too_large_message(max_bytes: int) -> str:
@@ -50,13 +39,14 @@ class UploadLimit:
     to its queue was read and kept in session state), gets 413 with the app's message.
 
     A declared Content-Length over the limit is refused before the body is read (nothing stored), and so is a body
-    without one (411: a chunked body could be any size). gradio's own `max_file_size` stays as a backstop; its 413
-    text is replaced by ours.
+    without one (411: a chunked body could be any size). Before an upload is read, `admit(bytes, client)` reserves
+    room for it (cmr_demo.serve.upload_budget; UploadRefused: the app's refusal, nothing read) and returns what to
+    call with the paths the upload route stored once it has answered (also after a failure: the reservation is
+    released). gradio's own `max_file_size` stays as a backstop; its 413 text is replaced by ours.
     """
 
-    def __init__(self, app, max_bytes: int, before_upload: Callable[[int, str], object] | None = None,
-                 after_upload: Callable[[str, list[str]], object] | None = None):
-        self.app, self.max_bytes, self.before_upload, self.after_upload = app, max_bytes, before_upload, after_upload
+    def __init__(self, app, max_bytes: int, admit: Callable[[int, str], Callable[[list[str]], object]] | None = None):
+        self.app, self.max_bytes, self.admit = app, max_bytes, admit
         self.body = json.dumps({"error": too_large_message(max_bytes)}).encode()
         self.json_body = json.dumps({"error": body_too_large_message()}).encode()
         self.no_length = json.dumps({"error": "the request must say its size (a Content-Length header; chunked bodies "
@@ -73,9 +63,13 @@ class UploadLimit:
             return await self._refuse(send, 411, self.no_length)  # form parser would store it all first
         if int(length) > limit:
             return await self._refuse(send, 413, refusal)
-        client = client_address(Request(scope)) if upload else None
-        if upload and self.before_upload is not None:  # e.g. room made in the upload folder (uploads.make_room)
-            await asyncio.to_thread(self.before_upload, int(length), client)
+        finish = None
+        if upload and self.admit is not None:
+            from cmr_demo.serve.upload_budget import UploadRefused
+            try:
+                finish = await asyncio.to_thread(self.admit, int(length), client_address(Request(scope)))
+            except UploadRefused as refused:
+                return await self._refuse(send, refused.status, json.dumps({"error": refused.message}).encode())
         replaced, stored = False, []
 
         async def guarded(message):
@@ -83,13 +77,15 @@ class UploadLimit:
             if message["type"] == "http.response.start" and message["status"] == 413:
                 replaced = True
                 return await self._refuse(send)
-            if upload and message["type"] == "http.response.body":  # the upload route names the files it stored
+            if finish is not None and message["type"] == "http.response.body":  # the route names the files it stored
                 stored.append(message.get("body", b""))
-                if not message.get("more_body") and self.after_upload is not None:
-                    self.after_upload(client, stored_paths(b"".join(stored)))
             if not replaced:
                 await send(message)
-        return await self.app(scope, receive, guarded)
+        try:
+            return await self.app(scope, receive, guarded)
+        finally:
+            if finish is not None:
+                finish(stored_paths(b"".join(stored)))
 
     async def _refuse(self, send, status: int = 413, body: bytes | None = None):
         await send_json(send, status, self.body if body is None else body)
@@ -257,11 +253,10 @@ def install_docs(app: fastapi.FastAPI) -> None:
 
 
 def build_app(demo, services: Callable[[], dict], max_upload_bytes: int,
-              before_upload: Callable[[int, str], object] | None = None,
-              after_upload: Callable[[str, list[str]], object] | None = None,
+              admit: Callable[[int, str], Callable[[list[str]], object]] | None = None,
               streams: Callable[[], object] | None = None, **gradio_options) -> fastapi.FastAPI:
-    """A FastAPI app: the body limits (`before_upload(bytes, client)` before each upload is read, `after_upload(client,
-    paths)` once stored), event streams checked against `streams()` (has_session, has_event), the media route, the JSON API (cmr_demo.api, docs at /api/docs), then gradio's UI and its
+    """A FastAPI app: the body limits (`admit(bytes, client)` before each upload is read, see UploadLimit), event
+    streams checked against `streams()` (has_session, has_event), the media route, the JSON API (cmr_demo.api, docs at /api/docs), then gradio's UI and its
     API mounted at '/'."""
     import gradio as gr
 
@@ -271,7 +266,7 @@ def build_app(demo, services: Callable[[], dict], max_upload_bytes: int,
                           description="Cross-modal search over a bundle's gallery (see the README's API section).")
     # inside UploadLimit: bodies it reads are capped
     app.add_middleware(EventBodies, events=lambda: demo.fns, streams=streams)
-    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, before_upload=before_upload, after_upload=after_upload)
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, admit=admit)
     app.include_router(media_router(services))
     install_docs(app)
     app.state.api = install(app, services)

@@ -13,8 +13,10 @@ installed gradio (tests/test_gradio_adapter.py fails on an upgrade that moves wh
   browser only, malformed event data, a value outside a dropdown's choices) is answered in the app's words, with
   a short prefix of the input and no traceback; an app failure outside `user_errors` is still logged in full.
 - `FairQueue` (`own_queue`): gradio's queue has one size for every event. Events with a queue of their own (the
-  lab) are left out of it and capped per client and in all, so one client queuing lab runs cannot make the
-  queue refuse other users' searches.
+  lab) are left out of it and capped per client, per network and in all, so one client queuing lab runs cannot
+  make the queue refuse other users' searches; `withdraw` takes a session's waiting events out of it (Stop).
+- `Streams`: which sessions and events gradio's queue holds, so that a stream nobody opened is refused before
+  gradio raises inside a response it already started.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 from gradio import queueing
+from gradio.server_messages import ProcessCompletedMessage
 
+from cmr_demo.serve.clients import network_of
 from cmr_demo.serve.uploads import FILE_SHAPE, NOT_UPLOADED
 
 log = logging.getLogger("cmr_demo.app")
@@ -102,11 +106,14 @@ def raised_in_app(err: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class OwnQueue:
-    """A queue of its own for one concurrency id: at most `per_client` events waiting or running for one client
-    and `in_all` for everyone; `busy_*`: the app's refusals."""
+    """A queue of its own for one concurrency id: at most `per_client` events waiting or running for one client,
+    `per_network` for one network (IPv4 /24, IPv6 /64: one client may hold many addresses) and `in_all` for
+    everyone; `busy_*`: the app's refusals."""
     per_client: int
+    per_network: int
     in_all: int
     busy_client: str
+    busy_network: str
     busy_all: str
 
 
@@ -143,11 +150,29 @@ class FairQueue(queueing.Queue):
         async with self.admit_lock:  # the count and the push as one step: a burst cannot slip past the caps
             held = self.holding(fns[body.fn_index].concurrency_id)
             client = self.client_of(request)
-            if sum(self.client_of(e.request) == client for e in held) >= share.per_client:
+            clients = [self.client_of(e.request) for e in held]
+            if clients.count(client) >= share.per_client:
                 return False, refusal(share.busy_client), "validator_error"
+            if sum(network_of(c) == network_of(client) for c in clients) >= share.per_network:
+                return False, refusal(share.busy_network), "validator_error"
             if len(held) >= share.in_all:
                 return False, refusal(share.busy_all), "validator_error"
             return await super().push(body, request, username)
+
+
+async def withdraw(demo: gr.Blocks, concurrency_id: str, session_hash: str | None) -> int:
+    """Take `session_hash`'s events of `concurrency_id` that are still waiting out of the queue (what gradio's own
+    /cancel route does for one event): each one's stream is told it completed, so the page stops waiting. Returns
+    how many were withdrawn. Running events are not touched (the lab stops those itself, keeping their best epoch)."""
+    q = demo._queue
+    waiting = q.event_queue_per_concurrency_id.get(concurrency_id)
+    events = [e for e in (list(waiting.queue) if waiting else []) if session_hash and e.session_hash == session_hash]
+    for event in events:
+        await q.remove_from_queue(event._id)
+        messages = q.pending_messages_per_session.get(event.session_hash)
+        if messages is not None:
+            messages.put_nowait(ProcessCompletedMessage(output={}, success=True, event_id=event._id))
+    return len(events)
 
 
 def refusal(message: str) -> list[dict]:

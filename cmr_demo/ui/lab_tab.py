@@ -11,16 +11,19 @@ from cmr_demo.train.objectives import option_defaults
 from cmr_demo.ui import lab_runner, plots, views
 from cmr_demo.ui.context import Context
 from cmr_demo.ui.errors import user_errors
-from cmr_demo.ui.gradio_adapter import OwnQueue
+from cmr_demo.ui.gradio_adapter import OwnQueue, withdraw
 from cmr_demo.ui.pager import QUIET
 
 LAB_LIMIT = 1  # lab runs training at once (2 cores): the others wait in the lab's queue, their position shown
 # the lab's own queue (gradio_adapter.own_queue): runs are minutes of CPU, so one client may hold two (one training,
-# one waiting) and everyone eight; searches never wait behind them nor find the shared queue full because of them
+# one waiting), one network four (a client may hold many addresses) and everyone eight; searches never wait behind
+# them nor find the shared queue full because of them
 LAB_QUEUE = OwnQueue(
-    per_client=2, in_all=8,
+    per_client=2, per_network=4, in_all=8,
     busy_client="you already have 2 lab runs waiting or training: wait for one to finish (or press Stop) before "
                 "starting another",
+    busy_network="your network already has 4 lab runs waiting or training: wait for one to finish before starting "
+                 "another",
     busy_all="the lab is busy: 8 runs are waiting or training. Try again in a few minutes (searches are not "
              "affected)")
 INTRO = ("Train one pair of heads **live** on this bundle's own features: any objective (or a hybrid like "
@@ -50,6 +53,7 @@ def _finish(ctx: Context, job):
 class LabTab:
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.demo = None  # the Blocks, once wired: Stop takes waiting runs out of its queue
 
     def _start(self, objective, options, text_fraction, image_fraction, seed, bundle, request, **hyper):
         base = self.ctx.base(bundle)  # a run trains on the bundle, whatever the session holds
@@ -95,9 +99,16 @@ class LabTab:
         answer = views.lab_answer(run, job.base.bundle.manifest["objectives"].get(run.objective))
         yield plots.lab_figure(job.history, answer["name"], reference), views.lab_markdown(answer)
 
-    def lab_stop(self, request: gr.Request = None):
-        """Stop this session's lab run within one batch, keeping its best epoch so far."""
-        self.ctx.lab_runs.stop(getattr(request, "session_hash", None))
+    async def lab_stop(self, request: gr.Request = None):
+        """Stop this session's lab run within one batch, keeping its best epoch so far, and take its runs still
+        waiting for their turn out of the lab's queue."""
+        session = getattr(request, "session_hash", None)
+        withdrawn = await withdraw(self.demo, "lab", session) if self.demo is not None else 0
+        training = self.ctx.lab_runs.stop(session)
+        if withdrawn:
+            return f"⏹ your waiting run{'s were' if withdrawn > 1 else ' was'} taken out of the lab's queue" + \
+                ("; the one training stops within one batch, keeping its best epoch" if training else "")
+        return "⏹ stopping within one batch, keeping the best epoch so far" if training else gr.skip()
 
     def defaults_for(self, objective: str, bundle: str):
         """The boxes follow the objective picked; a name being typed (not an objective yet) changes nothing: Train
@@ -139,13 +150,14 @@ class LabTab:
         self.json = gr.JSON(visible=False)
         self.api_btn = gr.Button(visible=False)
 
-    def wire(self, bundle_pick, refresh, lists_objectives) -> None:
+    def wire(self, bundle_pick, refresh, lists_objectives, demo=None) -> None:
+        self.demo = demo
         inputs = [self.objective, self.options, self.text, self.image, self.seed, self.lr, self.batch, self.epochs,
                   self.patience, self.embed, self.hidden, bundle_pick]
         self.objective.change(self.defaults_for, [self.objective, bundle_pick],
                               [self.lr, self.batch, self.epochs, self.patience, self.embed, self.hidden, self.seed,
                                self.options], **QUIET)
-        self.stop_btn.click(self.lab_stop, None, None, queue=False, **QUIET)
+        self.stop_btn.click(self.lab_stop, None, self.result, queue=False, **QUIET)
         self.api_btn.click(self.lab_train, [self.objective, self.options, self.text, self.image, self.seed, bundle_pick],
                            self.json, api_name="lab_train", preprocess=False, concurrency_id="lab",
                            concurrency_limit=LAB_LIMIT)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from cmr_demo.serve.clients import client_address
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.serve.webserver import client_address
 from cmr_demo.ui import browser, glossary, views
 from cmr_demo.ui.compare_tab import CompareTab
 from cmr_demo.ui.context import Context
@@ -99,7 +99,7 @@ class Page:
             self.bundle_pick.change(self.switch, self.bundle_pick, switched, api_visibility="private",
                                     show_progress="minimal").then(
                 self.maps.embedding_map, self.maps.inputs(self.bundle_pick), self.maps.plot, api_visibility="private")
-            self.lab.wire(self.bundle_pick, self.refresh, lists)
+            self.lab.wire(self.bundle_pick, self.refresh, lists, demo)
 
 
 def build_demo(ctx: Context, study_figures: list[Path] = ()) -> tuple[gr.Blocks, Page]:
