@@ -96,8 +96,9 @@ def make_app():
     every(SWEEP[0], lambda: sweep(GATE.folder, SWEEP[1], kept_files, GATE.evicted), "upload-sweeper")
     # disk quotas for gradio's folder, uploads in flight included: a client's share, its network's, the folder's
     budget = UploadBudget(GATE.folder, keep=kept_files, forget=GATE.evicted)
-    return build_app(demo, lambda: CTX.services, MAX_IMAGE_BYTES, lambda size, client: budget.admit(client, size),
-                     lambda: Streams(demo), **launch_options())
+    return build_app(demo, lambda: CTX.services, MAX_IMAGE_BYTES,
+                     lambda size, client, to_disk: budget.admit(client, size, to_disk), lambda: Streams(demo),
+                     **launch_options())
 
 
 if __name__ == "__main__":

@@ -169,7 +169,8 @@ def main() -> None:
         r = httpx.post(url + "gradio_api/run/lab_train", timeout=30, json={
             "data": ["pcl", "", 1, 1, 0, "demo"], "fn_index": names["lab_train"], "session_hash": "x"})
         count(f"direct run {r.status_code}")
-        count(f"junk call {httpx.post(url + 'gradio_api/call/' + 'n' * 60_000, json={'data': []}, timeout=30).status_code}")
+        junk = httpx.post(url + "gradio_api/call/" + "n" * 60_000, json={"data": []}, timeout=30)
+        count(f"junk call {junk.status_code}")
         count(f"junk stream {httpx.get(url + 'gradio_api/queue/data?session_hash=nobody', timeout=30).status_code}")
         with socket.create_connection((host, port), timeout=60) as s:
             s.sendall(b"POST /api/v1/search/text HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")

@@ -192,7 +192,8 @@ def log_junk(url: str, log: Path) -> dict:
 
 
 def api_limits(url: str) -> dict:
-    k_s, k = timed(lambda: httpx.post(url + "api/v1/search/text", json={"text": "a red star", "k": 10 ** 9}, timeout=60))
+    k_s, k = timed(lambda: httpx.post(url + "api/v1/search/text", json={"text": "a red star", "k": 10 ** 9},
+                                      timeout=60))
     return {"offset 2^63": httpx.get(url + "api/v1/items", params={"offset": 2 ** 63}, timeout=30).status_code,
             "offset -1": httpx.get(url + "api/v1/items", params={"offset": -1}, timeout=30).status_code,
             "k 10^9": k.status_code, "k 10^9 s": k_s,

@@ -101,7 +101,7 @@ def test_image_item_compare_embed_and_info(api, service, small_bundle):
     ("search/text", {"text": "a star", "objective": "nope"}, 400, "unknown objective 'nope'; choose one of"),
     ("search/text", {"text": "   "}, 400, "the text query is empty"),
     ("search/text", {"text": "a star", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
-    ("search/text", {"text": "a star", "k": 10 ** 9}, 422, "k: Input should be less than or equal to 100"),  # as documented
+    ("search/text", {"text": "a star", "k": 10 ** 9}, 422, "k: Input should be less than or equal to 100"),
     ("compare", {"text": "a star", "k": 101}, 422, "k: Input should be less than or equal to 100"),
     ("search/text", {"text": "a star", "k": "abc"}, 422, "k: Input should be a valid integer"),
     ("search/text", {"text": "a star", "kk": 3}, 422, "kk: Extra inputs are not permitted"),

@@ -150,6 +150,21 @@ def test_uploads_still_arriving_count_against_the_share_even_when_sent_at_once(t
     assert b.held("10.0.0.1") == 0 and callable(try_one(0))
 
 
+def test_a_picture_read_into_memory_counts_against_the_share_not_the_folders_quota(tmp_path):
+    """The JSON API's image routes read a picture into memory: a full upload folder does not refuse them, but a
+    client's pictures still arriving count against its share."""
+    from cmr_demo.serve.upload_budget import UploadRefused
+    b, _ = budget(tmp_path, share=2500, network_share=10 ** 9, quota=100)
+    stored(tmp_path, "fresh.png")  # the folder is over its quota with a fresh upload nobody may delete
+    with pytest.raises(UploadRefused, match="full right now"):
+        b.admit("10.0.0.1", 1000)
+    finish = b.admit("10.0.0.1", 2000, to_disk=False)
+    with pytest.raises(UploadRefused, match="you already have"):
+        b.admit("10.0.0.1", 1000, to_disk=False)
+    finish([])
+    b.admit("10.0.0.1", 1000, to_disk=False)
+
+
 def test_one_network_shares_an_allowance_however_many_addresses_it_uses(tmp_path):
     from cmr_demo.serve.upload_budget import UploadRefused
     b, _ = budget(tmp_path, share=1500, network_share=2500, quota=10 ** 9)

@@ -58,13 +58,17 @@ class UploadBudget:
         self._next = 0
         self._lock = Lock()
 
-    def admit(self, client: str, incoming: int) -> Callable[[list[str]], None]:
+    def admit(self, client: str, incoming: int, to_disk: bool = True) -> Callable[[list[str]], None]:
+        """Reserve `incoming` bytes for `client`'s upload, or UploadRefused. `to_disk=False`: a picture read into
+        memory (the JSON API's image routes) counts against the client's and its network's share while it arrives,
+        not against the folder's quota."""
         gone: set[str] = set()
         try:
             with self._lock:
                 gone |= self._fit_share(client, incoming)
                 self._fit_network(client, incoming)
-                gone |= self._fit_quota(incoming)
+                if to_disk:
+                    gone |= self._fit_quota(incoming)
                 self._next += 1
                 ticket = self._next
                 self._arriving[ticket] = (client, incoming)

@@ -39,13 +39,15 @@ class UploadLimit:
     to its queue was read and kept in session state), gets 413 with the app's message.
 
     A declared Content-Length over the limit is refused before the body is read (nothing stored), and so is a body
-    without one (411: a chunked body could be any size). Before an upload is read, `admit(bytes, client)` reserves
-    room for it (cmr_demo.serve.upload_budget; UploadRefused: the app's refusal, nothing read) and returns what to
-    call with the paths the upload route stored once it has answered (also after a failure: the reservation is
-    released). gradio's own `max_file_size` stays as a backstop; its 413 text is replaced by ours.
+    without one (411: a chunked body could be any size). Before an upload is read, `admit(bytes, client, to_disk)`
+    reserves room for it (cmr_demo.serve.upload_budget; UploadRefused: the app's refusal, nothing read; `to_disk`:
+    gradio's upload route, which stores it) and returns what to call with the paths the upload route stored once it
+    has answered (also after a failure: the reservation is released). gradio's own `max_file_size` stays as a
+    backstop; its 413 text is replaced by ours.
     """
 
-    def __init__(self, app, max_bytes: int, admit: Callable[[int, str], Callable[[list[str]], object]] | None = None):
+    def __init__(self, app, max_bytes: int,
+                 admit: Callable[[int, str, bool], Callable[[list[str]], object]] | None = None):
         self.app, self.max_bytes, self.admit = app, max_bytes, admit
         self.body = json.dumps({"error": too_large_message(max_bytes)}).encode()
         self.json_body = json.dumps({"error": body_too_large_message()}).encode()
@@ -67,7 +69,8 @@ class UploadLimit:
         if upload and self.admit is not None:
             from cmr_demo.serve.upload_budget import UploadRefused
             try:
-                finish = await asyncio.to_thread(self.admit, int(length), client_address(Request(scope)))
+                finish = await asyncio.to_thread(self.admit, int(length), client_address(Request(scope)),
+                                                 path.endswith("/upload"))  # gradio's route stores on disk
             except UploadRefused as refused:
                 return await self._refuse(send, refused.status, json.dumps({"error": refused.message}).encode())
         replaced, stored = False, []
@@ -253,11 +256,11 @@ def install_docs(app: fastapi.FastAPI) -> None:
 
 
 def build_app(demo, services: Callable[[], dict], max_upload_bytes: int,
-              admit: Callable[[int, str], Callable[[list[str]], object]] | None = None,
+              admit: Callable[[int, str, bool], Callable[[list[str]], object]] | None = None,
               streams: Callable[[], object] | None = None, **gradio_options) -> fastapi.FastAPI:
-    """A FastAPI app: the body limits (`admit(bytes, client)` before each upload is read, see UploadLimit), event
-    streams checked against `streams()` (has_session, has_event), the media route, the JSON API (cmr_demo.api, docs at /api/docs), then gradio's UI and its
-    API mounted at '/'."""
+    """A FastAPI app: the body limits (`admit(bytes, client, to_disk)` before each upload is read, see UploadLimit),
+    event streams checked against `streams()` (has_session, has_event), the media route, the JSON API (cmr_demo.api,
+    docs at /api/docs), then gradio's UI and its API mounted at '/'."""
     import gradio as gr
 
     from cmr_demo.serve.api import install
