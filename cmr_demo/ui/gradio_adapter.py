@@ -162,7 +162,8 @@ class FairQueue(queueing.Queue):
 
 async def withdraw(demo: gr.Blocks, concurrency_id: str, session_hash: str | None) -> int:
     """Take `session_hash`'s events of `concurrency_id` that are still waiting out of the queue (what gradio's own
-    /cancel route does for one event): each one's stream is told it completed, so the page stops waiting. Returns
+    /cancel route does for one event): each one's stream is told it completed, leaving its outputs as they are, so
+    the page stops waiting. Returns
     how many were withdrawn. Running events are not touched (the lab stops those itself, keeping their best epoch)."""
     q = demo._queue
     waiting = q.event_queue_per_concurrency_id.get(concurrency_id)
@@ -170,8 +171,9 @@ async def withdraw(demo: gr.Blocks, concurrency_id: str, session_hash: str | Non
     for event in events:
         await q.remove_from_queue(event._id)
         messages = q.pending_messages_per_session.get(event.session_hash)
-        if messages is not None:
-            messages.put_nowait(ProcessCompletedMessage(output={}, success=True, event_id=event._id))
+        if messages is not None:  # every output left as it is (gradio's own cancel sends {}: the page shows "Error")
+            unchanged = {"data": [{"__type__": "update"}] * len(event.fn.outputs), "is_generating": False}
+            messages.put_nowait(ProcessCompletedMessage(output=unchanged, success=True, event_id=event._id))
     return len(events)
 
 

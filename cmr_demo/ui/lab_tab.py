@@ -106,9 +106,9 @@ class LabTab:
         withdrawn = await withdraw(self.demo, "lab", session) if self.demo is not None else 0
         training = self.ctx.lab_runs.stop(session)
         if withdrawn:
-            return f"⏹ your waiting run{'s were' if withdrawn > 1 else ' was'} taken out of the lab's queue" + \
+            return f"**Stopped**: your waiting run{'s were' if withdrawn > 1 else ' was'} taken out of the lab's queue" + \
                 ("; the one training stops within one batch, keeping its best epoch" if training else "")
-        return "⏹ stopping within one batch, keeping the best epoch so far" if training else gr.skip()
+        return "**Stopping** within one batch, keeping the best epoch so far…" if training else gr.skip()
 
     def defaults_for(self, objective: str, bundle: str):
         """The boxes follow the objective picked; a name being typed (not an objective yet) changes nothing: Train
