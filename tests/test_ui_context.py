@@ -60,3 +60,27 @@ def test_the_adapter_matches_the_installed_gradio():
     assert "state_session_capacity" in inspect.signature(gr.Blocks.launch).parameters  # the launch option it stands for
     paths = list(gradio_adapter.file_paths([{"path": "/a"}, {"x": [{"path": 3}]}, "path"]))
     assert sorted(map(str, paths)) == ["/a", "3"]
+
+
+def test_the_queue_internals_the_adapter_reads_are_where_it_reads_them():
+    """Streams and withdraw read gradio's queue (its sessions, events and their waiting lists) and the app closes
+    gradio's monitoring routes through mount_gradio_app: a gradio upgrade that moves any of them fails here."""
+    from gradio import queueing
+    from gradio.routes import mount_gradio_app
+    with gr.Blocks() as blocks:
+        gr.Button().click(lambda: None, None, None, concurrency_id="lab")
+    blocks.queue(api_open=False)
+    q = blocks._queue
+    assert all(isinstance(getattr(q, name), dict) for name in
+               ("pending_messages_per_session", "event_ids_to_events", "pending_event_ids_session",
+                "event_queue_per_concurrency_id"))
+    assert inspect.iscoroutinefunction(q.remove_from_queue) and callable(q.push)
+    assert list(inspect.signature(queueing.Event).parameters)[:3] == ["session_hash", "fn", "request"]
+    event = queueing.Event("s1", blocks.fns[0], None, None)
+    assert event.fn is blocks.fns[0] and event.session_hash == "s1" and isinstance(event._id, str)
+    streams = gradio_adapter.Streams(blocks)
+    assert not streams.has_session("s1") and not streams.has_event(event._id)
+    q.pending_messages_per_session["s1"] = object()
+    q.event_ids_to_events[event._id] = event
+    assert streams.has_session("s1") and streams.has_event(event._id)
+    assert "enable_monitoring" in inspect.signature(mount_gradio_app).parameters
