@@ -1,5 +1,5 @@
 """The one place the app reaches into gradio's internals, for what no public hook does; tested against the
-installed gradio (tests/test_gradio_adapter.py fails on an upgrade that moves what is used here).
+installed gradio (tests/test_ui_context.py fails on an upgrade that moves what is used here).
 
 - `ServedBlocks.preprocess_data`: gradio copies a client's FileData into its cache *before* any app code runs
   (and skips its own "was this uploaded?" check when mounted), and answers malformed arguments with its generic
