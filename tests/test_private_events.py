@@ -30,6 +30,18 @@ def own_app(small_bundle, tmp_path_factory):
     stop_app(proc)
 
 
+@pytest.fixture(scope="module")
+def lab_app(small_bundle, tmp_path_factory):
+    """An app of its own whose lab nothing else has used (the fuzz may leave runs training in `own_app`'s): the lab
+    tests below count its slots exactly."""
+    from app_server import start_app, stop_app
+    folder = tmp_path_factory.mktemp("lab-caps")
+    proc, url, _ = start_app(small_bundle, folder / "app.log",
+                             env={"CMR_PROXY_HOPS": "1", "CMR_TRUSTED_PROXIES": "127.0.0.1/32"})
+    yield url
+    stop_app(proc)
+
+
 def events_by_name(url: str) -> dict:
     return {e.get("api_name"): i for i, e in enumerate(httpx.get(url + "config").json()["dependencies"])}
 
@@ -52,8 +64,9 @@ def test_fuzzing_every_private_event_gets_the_apps_words_and_no_traceback(own_ap
 
 
 def lab_body(index: int, bundle: str) -> dict:
-    """A lab run of the page's Train button that would train for the lab's whole time cap."""
-    return {"data": ["pcl", "", 1, 1, 0, 1e-3, 16, 500, 100, 32, 32, bundle], "fn_index": index,
+    """A lab run of the page's Train button that trains for seconds at least (1,000 epochs, early stopping after
+    the most patience the lab allows)."""
+    return {"data": ["pcl", "", 1, 1, 0, 1e-3, 16, 1000, 100, 32, 32, bundle], "fn_index": index,
             "session_hash": uuid.uuid4().hex[:10]}
 
 
@@ -69,14 +82,19 @@ def stream_answer(url: str, session: str, wait_s: float) -> str | None:
     return None
 
 
-def test_stop_takes_a_waiting_lab_run_out_of_the_queue(own_app):
+def stop_event(url: str) -> int:
+    """The index of the lab's Stop button's event."""
+    config = httpx.get(url + "config").json()
+    stop_id = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "lab-stop-btn")
+    return next(i for i, d in enumerate(config["dependencies"]) if [stop_id, "click"] in d["targets"])
+
+
+def test_stop_takes_a_waiting_lab_run_out_of_the_queue(lab_app):
     """The Stop button could not remove a run still waiting for its turn: it kept the client's slot until it had
     trained. Now Stop withdraws it at once (its page stops waiting) and the client may start another."""
-    url, _ = own_app
+    url = lab_app
     config = httpx.get(url + "config").json()
-    names = {d.get("api_name"): i for i, d in enumerate(config["dependencies"])}
-    stop_id = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "lab-stop-btn")
-    stop = next(i for i, d in enumerate(config["dependencies"]) if [stop_id, "click"] in d["targets"])
+    names, stop = {d.get("api_name"): i for i, d in enumerate(config["dependencies"])}, stop_event(url)
     bundle = httpx.get(url + "api/v1/bundles").json()[0]["name"]
     client = {"x-forwarded-for": "10.0.50.1"}
     first, waiting = lab_body(names["lab_page"], bundle), lab_body(names["lab_page"], bundle)
@@ -95,10 +113,10 @@ def test_stop_takes_a_waiting_lab_run_out_of_the_queue(own_app):
                    json={"data": [], "fn_index": stop, "session_hash": body["session_hash"]})
 
 
-def test_one_network_holds_at_most_four_lab_runs_however_many_addresses_it_uses(own_app):
+def test_one_network_holds_at_most_four_lab_runs_however_many_addresses_it_uses(lab_app):
     """4 addresses x 2 runs held all 8 lab slots and a fifth visitor was refused: one network (IPv4 /24, IPv6 /64)
     now holds at most 4, and a visitor from elsewhere still gets a run."""
-    url, _ = own_app
+    url = lab_app
     names = events_by_name(url)
     bundle = httpx.get(url + "api/v1/bundles").json()[0]["name"]
     tally, bodies = Tally(), []
@@ -110,10 +128,7 @@ def test_one_network_holds_at_most_four_lab_runs_however_many_addresses_it_uses(
         send(client, url.rstrip("/"), elsewhere, True, tally, 0, headers={"x-forwarded-for": "10.0.61.1"})
     assert tally.outcomes == {"joined": 5, "refused": 4}, tally
     assert sum(n for m, n in tally.messages.items() if "your network already has 4 lab runs" in m) == 4, tally
-    stop_id = next(c["id"] for c in httpx.get(url + "config").json()["components"]
-                   if c.get("props", {}).get("elem_id") == "lab-stop-btn")
-    stop = next(i for i, d in enumerate(httpx.get(url + "config").json()["dependencies"])
-                if [stop_id, "click"] in d["targets"])
+    stop = stop_event(url)
     for body in bodies + [elsewhere]:  # leave the lab empty for the tests after this one
         httpx.post(url + "gradio_api/run/predict", timeout=30,
                    json={"data": [], "fn_index": stop, "session_hash": body["session_hash"]})
