@@ -58,7 +58,7 @@ def job_values(command: list[str]) -> dict:
     import contextlib
     import io
 
-    from cmr_demo.bundle.command import build_parser
+    from cmr_demo.bundle.build_args import build_parser
     from cmr_demo.train.stage import job_from_args
     if not isinstance(command, list) or not all(isinstance(word, str) for word in command):
         raise TypeError("'command' is not a list of words")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from cmr_demo.data.shapes import CLASS_NAMES, COLOURS, POLYGONS, SIZE
+from cmr_demo.data.shape_geometry import CLASS_NAMES, COLOURS, POLYGONS, SIZE
 
 # colours people draw with: the world's, plus pencil and pen
 INKS = {**COLOURS, "grey": (110, 110, 110), "dark blue": (20, 40, 140)}

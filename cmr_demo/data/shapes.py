@@ -13,15 +13,15 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cmr_demo.data import drawings
+from cmr_demo.data.shape_geometry import CLASS_NAMES, COLOURS, POLYGONS, SIZE
 from cmr_demo.data.types import Dataset, DataError, IngestReport, Split
 
 DEFAULT_ITEMS = 3000  # ~300 per class: enough for stable mAP, renders in a few seconds
-SIZE = 64  # output pixels; small because the tiny CLIP runs on CPU
 SUPERSAMPLE = 2  # drawn at 2x and box-reduced: anti-aliased edges at the cost of a 128px canvas
 SEED = 20240601  # the data is fixed; training seeds vary separately
 TRAIN_FRACTION, VAL_FRACTION = 0.7, 0.1  # the rest is test
 INDIRECT_RATE = 0.15  # share of captions that name the class only by description
-CLASS_NAMES = ["star", "heart", "circle", "square", "triangle", "cross", "crescent", "hexagon", "ring", "arrow"]
 NUM_CLASSES = len(CLASS_NAMES)
 MIN_ITEMS = 10 * NUM_CLASSES  # the val split must hold at least one whole block of 10 classes
 
@@ -50,9 +50,6 @@ INDIRECT = {  # descriptions that never use a class name or synonym
     "ring": [("hollow round outline", "hollow round outlines")],
     "arrow": [("shape pointing one way", "shapes pointing one way")],
 }
-COLOURS = {"red": (220, 40, 40), "orange": (245, 140, 20), "yellow": (240, 215, 30), "green": (40, 160, 60),
-           "blue": (40, 90, 220), "purple": (140, 60, 190), "pink": (245, 120, 185), "brown": (125, 75, 35),
-           "black": (20, 20, 20), "white": (250, 250, 250)}
 BACKGROUNDS = {"white": (240, 240, 240), "grey": (150, 150, 150), "cream": (238, 228, 196),
                "pale blue": (185, 210, 240), "pale green": (195, 230, 195), "dark grey": (70, 70, 70),
                "navy": (25, 35, 85), "black": (10, 10, 10)}
@@ -70,44 +67,6 @@ EXAMPLES = [("a red star on a striped background", "star"), ("two hearts", "hear
             ("a shape with three corners", "triangle"), ("a big blue hexagon in the top left corner", "hexagon"),
             ("hollow round outline on a dark background", "ring"), ("a yellow crescent moon", "crescent")]
 MIN_CONTRAST = 150  # RGB distance between an object and its background: below this shapes vanish
-
-
-def _regular(n: int, r_inner: float = 1.0, phase: float = -math.pi / 2) -> np.ndarray:
-    """n vertices (2n when r_inner < 1: a star) on the unit circle, first vertex pointing up."""
-    k = n if r_inner == 1.0 else 2 * n
-    a = phase + np.arange(k) * 2 * math.pi / k
-    r = np.where(np.arange(k) % 2 == 0, 1.0, r_inner) if r_inner != 1.0 else np.ones(k)
-    return np.stack([r * np.cos(a), r * np.sin(a)], 1)
-
-
-def _heart() -> np.ndarray:
-    t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
-    x, y = 16 * np.sin(t) ** 3, -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
-    pts = np.stack([x, y], 1)
-    pts -= (pts.max(0) + pts.min(0)) / 2
-    return pts / np.abs(pts).max()
-
-
-def _crescent() -> np.ndarray:
-    # outer unit circle minus a circle of radius 0.8 centred at (0.45, 0): they meet at x = 0.625
-    y0 = math.sqrt(1 - 0.625 ** 2)
-    a0, b0 = math.atan2(y0, 0.625), math.atan2(y0, 0.625 - 0.45)
-    outer = np.linspace(a0, 2 * math.pi - a0, 28)
-    inner = np.linspace(2 * math.pi - b0, b0, 20)
-    pts = np.concatenate([np.stack([np.cos(outer), np.sin(outer)], 1),
-                          np.stack([0.45 + 0.8 * np.cos(inner), 0.8 * np.sin(inner)], 1)])
-    pts = pts + [0.2, 0]  # centre the visible mass
-    return pts / np.linalg.norm(pts, axis=1).max()
-
-
-_PLUS = np.array([(-.3, -1), (.3, -1), (.3, -.3), (1, -.3), (1, .3), (.3, .3), (.3, 1), (-.3, 1),
-                  (-.3, .3), (-1, .3), (-1, -.3), (-.3, -.3)])
-_ARROW = np.array([(-1, -.22), (.15, -.22), (.15, -.6), (1, 0), (.15, .6), (.15, .22), (-1, .22)])
-# unit polygons fitting the unit circle; None = drawn as an ellipse. Max rotation keeps hearts upright-ish.
-POLYGONS = {"star": (_regular(5, 0.42), 2 * math.pi), "heart": (_heart(), 0.6), "circle": (None, 0),
-            "square": (_regular(4), math.pi / 2), "triangle": (_regular(3), 2 * math.pi),
-            "cross": (_PLUS / 1.04, math.pi / 2), "crescent": (_crescent(), 2 * math.pi),
-            "hexagon": (_regular(6), math.pi / 3), "ring": (None, 0), "arrow": (_ARROW, 2 * math.pi)}
 
 
 def draw_shape(draw: ImageDraw.ImageDraw, cls: str, cx: float, cy: float, r: float, colour, rng) -> None:
@@ -283,7 +242,6 @@ def make_shapes(n: int = DEFAULT_ITEMS, seed: int = SEED) -> Split:
 def drawn_shapes(n: int, seed: int) -> tuple[list, np.ndarray]:
     """n drawings of the world's shapes as visitors make them (every style), pictures of this world too, with
     their class (the shape drawn)."""
-    from cmr_demo.data import drawings  # it draws with this module's shapes: imported when asked
     drawn = drawings.sample(n, seed)
     return [d[0] for d in drawn], np.array([CLASS_NAMES.index(d[1]) for d in drawn])
 

@@ -14,7 +14,7 @@ Ray is an optional extra (`pip install '.[ray]'`): nothing here imports it until
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cmr_demo.ray_cluster import connect, first_line
@@ -27,31 +27,27 @@ class RunFailed:
     error: str
 
 
-def _train_remote(job, carved, threads: int) -> dict:
-    """One study run on a Ray worker: the same function the local runner calls, on the carve shipped once."""
+def _train_remote(work: Callable[[object, tuple], dict], job, carved, threads: int) -> dict:
+    """One study run on a Ray worker: `work`, the function the local runner calls, on the carve shipped once."""
     import torch
-
-    from cmr_demo.experiments.runners import train_on
     torch.set_num_threads(threads)  # as many as the CPUs the task holds (a local --jobs worker does the same)
-    return train_on(job, carved)
+    return work(job, carved)
 
 
-def _warm() -> None:
-    """Import what a run needs (torch, the trainer): a worker's first task would otherwise pay for it."""
-    import cmr_demo.experiments.runners  # noqa: F401
-
-
-def warm_up(address: str | None) -> None:
-    """Connect, and have as many workers as there are CPUs import the trainer while the driver reads the data."""
+def warm_up(address: str | None, touch: Callable[[], None]) -> None:
+    """Connect, and have as many workers as there are CPUs run `touch` (a function of the trainer's module: running
+    it imports the trainer there) while the driver reads the data."""
     ray = connect(address)
-    task = ray.remote(_warm).options(num_cpus=1)
+    task = ray.remote(touch).options(num_cpus=1)
     for _ in range(int(ray.cluster_resources().get("CPU", 1))):
         task.remote()
 
 
-def run_tasks(tasks: dict, carve_of, address: str | None, cpus_per_run: float = 1.0) -> Iterator[tuple[str, object]]:
+def run_tasks(tasks: dict, carve_of, work: Callable[[object, tuple], dict], address: str | None,
+              cpus_per_run: float = 1.0) -> Iterator[tuple[str, object]]:
     """Yield (key, metrics) or (key, RunFailed) as runs finish. `tasks`: key -> TrainJob; `carve_of(job)`: its
-    (dataset, features), computed on the driver and put in the object store once per distinct carve."""
+    (dataset, features), computed on the driver and put in the object store once per distinct carve; `work(job,
+    carve)`: one run's metrics (the runners' `train_on`, shipped by reference: this module never imports them)."""
     ray = connect(address)
     refs, carves = {}, {}
     for key, job in tasks.items():
@@ -61,7 +57,7 @@ def run_tasks(tasks: dict, carve_of, address: str | None, cpus_per_run: float = 
         gpus = 1 if str(job.train.device).startswith("cuda") else 0
         remote = ray.remote(_train_remote).options(  # retried once, on an exception or a lost worker
             num_cpus=cpus_per_run, num_gpus=gpus, max_retries=1, retry_exceptions=True, name=f"study run {key}")
-        refs[remote.remote(job, carves[carve_key], max(1, int(cpus_per_run)))] = key
+        refs[remote.remote(work, job, carves[carve_key], max(1, int(cpus_per_run)))] = key
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)

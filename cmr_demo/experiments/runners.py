@@ -56,6 +56,10 @@ def train_on(job: TrainJob, carved: tuple) -> dict:
     return {k: metrics[k] for k in METRICS}
 
 
+def loaded() -> None:
+    """Nothing: a Ray worker that runs it has imported this module, hence torch and the trainer (ray_runner.warm_up)."""
+
+
 def _init_worker(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
@@ -71,7 +75,7 @@ def study_data(base: TrainJob, ray: str | None) -> StudyData:
     from cmr_demo.experiments.ray_runner import warm_up
     with ThreadPoolExecutor(1) as pool:  # Ray starts in the main thread: started from another, it lost its GCS
         reading = pool.submit(StudyData, base)
-        warm_up(ray or None)
+        warm_up(ray or None, loaded)
         return reading.result()
 
 
@@ -86,7 +90,7 @@ def run_all(tasks: dict[str, TrainJob], jobs: int, data: StudyData | None, ray: 
     """
     if ray is not None:
         from cmr_demo.experiments.ray_runner import run_tasks
-        yield from run_tasks(tasks, data.for_job, ray or None, cpus_per_run=1.0)  # one core a run, as --jobs N
+        yield from run_tasks(tasks, data.for_job, train_on, ray or None, cpus_per_run=1.0)  # one core a run
         return
     if jobs <= 1:
         for key, job in tasks.items():
