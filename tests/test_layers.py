@@ -144,3 +144,13 @@ def test_no_import_circle_even_through_imports_inside_functions():
     need each other are one concern split in two, or one that belongs in a third module both import."""
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the check finds one
     assert not circles(import_graph()), circles(import_graph())
+
+
+def test_loggers_are_named_after_their_module():
+    """`logging.getLogger(__name__)` everywhere: a log line then says which module wrote it, and a handler can be
+    set per stage ("cmr_demo.serve") without a list of names to keep in step."""
+    named = [f"{path.relative_to(ROOT)}:{node.lineno}" for path, _ in modules()
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "getLogger"
+             and not (node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "__name__")]
+    assert not named, named

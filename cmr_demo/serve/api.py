@@ -36,7 +36,7 @@ from cmr_demo.serve.service import RetrievalService
 MAX_BATCH = 64  # texts per backbone call
 MAX_OFFSET = 2 ** 31 - 1  # /items: an offset past any gallery is refused, not answered as the first page
 PICTURES_AT_ONCE = 2  # uploaded pictures read and decoded at a time (one encoding, the next one ready)
-log = logging.getLogger("cmr_demo.api")
+log = logging.getLogger(__name__)
 
 
 class TextBatcher:

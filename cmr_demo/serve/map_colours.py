@@ -181,7 +181,7 @@ def warm_in_background(services: dict) -> threading.Thread:
                 for objective in [row["objective"] for row in service.leaderboard()]:
                     point_aps(service, objective)
                     time.sleep(0.05)
-        logging.getLogger("cmr_demo.serve").info("per-point APs ready for the maps")
+        logging.getLogger(__name__).info("per-point APs ready for the maps")
     thread = threading.Thread(target=run, name="item-ap-warm", daemon=True)
     thread.start()
     return thread

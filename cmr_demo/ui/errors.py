@@ -11,7 +11,7 @@ import gradio as gr
 
 from cmr_demo.serve.inputs import InputError
 
-log = logging.getLogger("cmr_demo.app")
+log = logging.getLogger(__name__)
 
 
 # an error stays on screen until the next search closes it (browser.FRESH_JS): on a timer it vanished while the page

@@ -33,7 +33,7 @@ from gradio.server_messages import ProcessCompletedMessage
 from cmr_demo.serve.clients import network_of
 from cmr_demo.serve.uploads import FILE_SHAPE, NOT_UPLOADED
 
-log = logging.getLogger("cmr_demo.app")
+log = logging.getLogger(__name__)
 QUOTED = 120  # characters of a client's input an error message may quote
 
 

@@ -14,7 +14,7 @@ from cmr_demo.serve import lab
 from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
 
-log = logging.getLogger("cmr_demo.app")
+log = logging.getLogger(__name__)
 
 
 class LabFailure(RuntimeError):

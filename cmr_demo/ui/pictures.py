@@ -7,7 +7,7 @@ import logging
 
 from cmr_demo.serve.service import RetrievalService
 
-log = logging.getLogger("cmr_demo.ui")
+log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=1)
