@@ -217,6 +217,7 @@ def test_gradio_file_route_serves_no_server_file(app_url, small_bundle):
     assert httpx.get(f"{app_url}gradio_api/file={picture}", timeout=10).status_code == 200  # what the UI shows
 
 
+@pytest.mark.slow  # starts an app of its own
 def test_slow_clients_are_cut_off_and_sigterm_stops_the_app_promptly(small_bundle, tmp_path, monkeypatch):
     """A client that never finishes its request headers, or whose body stalls or trickles, loses its connection
     after the deadline (slow clients held 20,000 sockets open until new ones were refused), a normal client is served

@@ -29,6 +29,7 @@ def changed_share(a: dict, b: dict) -> float:
     return sum(x != y for x, y in zip(pa, pb)) / len(pa)
 
 
+@pytest.mark.slow  # trains every objective for real through the CLI
 def test_every_objective_far_above_chance(tmp_path):
     rows = run(tmp_path, "--objective", "all,pcl+0.5*tl", "--epochs", "25")
     assert len(rows) == 10
@@ -153,6 +154,7 @@ def _interrupt_after(args, state_file: Path, epochs_done: int, timeout: float = 
         proc.wait()
 
 
+@pytest.mark.slow  # kill -9 of a real training process
 def test_kill_9_then_resume_gives_identical_metrics(tmp_path):
     args = [*SMALL, "--epochs", "40", "--patience", "1000", "--objective", "pcl"]
     whole = main([*args, "--out", str(tmp_path / "whole")])["pcl"]
@@ -202,6 +204,7 @@ main(sys.argv[3:])
 """
 
 
+@pytest.mark.slow  # kill -9 of a real training process
 @pytest.mark.parametrize("target", ["fsync", "replace"])
 def test_kill_9_inside_a_checkpoint_write_then_resume(tmp_path, target):
     """No half-written file is ever taken as the latest state: resuming ends with the uninterrupted metrics."""

@@ -196,6 +196,7 @@ def test_the_folders_quota_deletes_only_files_past_their_grace(tmp_path):
     assert refused.value.status == 503 and all(os.path.exists(p) for p in fresh)
 
 
+@pytest.mark.slow  # starts an app of its own
 def test_uploads_never_searched_stay_within_the_quota_and_the_clients_share(small_bundle, tmp_path, monkeypatch):
     """Distinct uploads nobody searches with: the app's upload folder never grows past its quota (here 16 MB), one
     client's uploads past its share (here 7 MB) push out its own, not another visitor's, and 30 sent at once are not
