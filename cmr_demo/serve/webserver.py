@@ -259,7 +259,7 @@ def build_app(demo, services: Callable[[], dict], max_upload_bytes: int,
               admit: Callable[[int, str, bool], Callable[[list[str]], object]] | None = None,
               streams: Callable[[], object] | None = None, **gradio_options) -> fastapi.FastAPI:
     """A FastAPI app: the body limits (`admit(bytes, client, to_disk)` before each upload is read, see UploadLimit),
-    event streams checked against `streams()` (has_session, has_event), the media route, the JSON API (cmr_demo.api,
+    event streams checked against `streams()` (has_session, has_event), the media route, the JSON API (cmr_demo.serve.api,
     docs at /api/docs), then gradio's UI and its API mounted at '/'."""
     import gradio as gr
 
