@@ -1,7 +1,8 @@
 """The page's private events are as hardened as the named endpoints, and the lab has a queue of its own.
 
-Both tests run an app of their own (on the small bundle): the fuzz starts lab runs with whatever junk happens to be
-valid, and the lab test fills the lab on purpose; neither may slow the session's shared app."""
+The tests run apps of their own (on the small bundle, behind the test as a trusted proxy): the fuzz starts lab runs
+with whatever junk happens to be valid, and the lab tests fill the lab on purpose; none may slow the session's shared
+app."""
 from __future__ import annotations
 
 import json
@@ -18,14 +19,20 @@ from event_fuzz import BARE, Tally, fuzz, send
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def own_app(small_bundle, tmp_path_factory):
-    """(url, log path) of an app behind one trusted proxy (CMR_PROXY_HOPS=1): X-Forwarded-For names the client."""
-    from app_server import start_app, stop_app
-    folder = tmp_path_factory.mktemp("private-events")
-    # the test is the proxy: X-Forwarded-For names clients
+def proxied_app(small_bundle, folder):
+    """(process, url) of an app behind one trusted proxy, the test: X-Forwarded-For names the client."""
+    from app_server import start_app
     proc, url, _ = start_app(small_bundle, folder / "app.log",
                              env={"CMR_PROXY_HOPS": "1", "CMR_TRUSTED_PROXIES": "127.0.0.1/32"})
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def own_app(small_bundle, tmp_path_factory):
+    """(url, log path) of an app of its own for the fuzz and the flood."""
+    from app_server import stop_app
+    folder = tmp_path_factory.mktemp("private-events")
+    proc, url = proxied_app(small_bundle, folder)
     yield url, folder / "app.log"
     stop_app(proc)
 
@@ -34,10 +41,8 @@ def own_app(small_bundle, tmp_path_factory):
 def lab_app(small_bundle, tmp_path_factory):
     """An app of its own whose lab nothing else has used (the fuzz may leave runs training in `own_app`'s): the lab
     tests below count its slots exactly."""
-    from app_server import start_app, stop_app
-    folder = tmp_path_factory.mktemp("lab-caps")
-    proc, url, _ = start_app(small_bundle, folder / "app.log",
-                             env={"CMR_PROXY_HOPS": "1", "CMR_TRUSTED_PROXIES": "127.0.0.1/32"})
+    from app_server import stop_app
+    proc, url = proxied_app(small_bundle, tmp_path_factory.mktemp("lab-caps"))
     yield url
     stop_app(proc)
 
@@ -82,9 +87,8 @@ def stream_answer(url: str, session: str, wait_s: float) -> str | None:
     return None
 
 
-def stop_event(url: str) -> int:
-    """The index of the lab's Stop button's event."""
-    config = httpx.get(url + "config").json()
+def stop_event(config: dict) -> int:
+    """The index of the lab's Stop button's event in the app's `config`."""
     stop_id = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "lab-stop-btn")
     return next(i for i, d in enumerate(config["dependencies"]) if [stop_id, "click"] in d["targets"])
 
@@ -94,7 +98,7 @@ def test_stop_takes_a_waiting_lab_run_out_of_the_queue(lab_app):
     trained. Now Stop withdraws it at once (its page stops waiting) and the client may start another."""
     url = lab_app
     config = httpx.get(url + "config").json()
-    names, stop = {d.get("api_name"): i for i, d in enumerate(config["dependencies"])}, stop_event(url)
+    names, stop = {d.get("api_name"): i for i, d in enumerate(config["dependencies"])}, stop_event(config)
     bundle = httpx.get(url + "api/v1/bundles").json()[0]["name"]
     client = {"x-forwarded-for": "10.0.50.1"}
     first, waiting = lab_body(names["lab_page"], bundle), lab_body(names["lab_page"], bundle)
@@ -117,7 +121,8 @@ def test_one_network_holds_at_most_four_lab_runs_however_many_addresses_it_uses(
     """4 addresses x 2 runs held all 8 lab slots and a fifth visitor was refused: one network (IPv4 /24, IPv6 /64)
     now holds at most 4, and a visitor from elsewhere still gets a run."""
     url = lab_app
-    names = events_by_name(url)
+    config = httpx.get(url + "config").json()
+    names, stop = {d.get("api_name"): i for i, d in enumerate(config["dependencies"])}, stop_event(config)
     bundle = httpx.get(url + "api/v1/bundles").json()[0]["name"]
     tally, bodies = Tally(), []
     with httpx.Client(timeout=30) as client:
@@ -128,7 +133,6 @@ def test_one_network_holds_at_most_four_lab_runs_however_many_addresses_it_uses(
         send(client, url.rstrip("/"), elsewhere, True, tally, 0, headers={"x-forwarded-for": "10.0.61.1"})
     assert tally.outcomes == {"joined": 5, "refused": 4}, tally
     assert sum(n for m, n in tally.messages.items() if "your network already has 4 lab runs" in m) == 4, tally
-    stop = stop_event(url)
     for body in bodies + [elsewhere]:  # leave the lab empty for the tests after this one
         httpx.post(url + "gradio_api/run/predict", timeout=30,
                    json={"data": [], "fn_index": stop, "session_hash": body["session_hash"]})

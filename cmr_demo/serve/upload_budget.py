@@ -65,10 +65,10 @@ class UploadBudget:
         gone: set[str] = set()
         try:
             with self._lock:
-                gone |= self._fit_share(client, incoming)
+                self._fit_share(client, incoming, gone)
                 self._fit_network(client, incoming)
                 if to_disk:
-                    gone |= self._fit_quota(incoming)
+                    self._fit_quota(incoming, gone)
                 self._next += 1
                 ticket = self._next
                 self._arriving[ticket] = (client, incoming)
@@ -103,22 +103,29 @@ class UploadBudget:
             self._files[client] = live
         return live
 
-    def _holding(self, client: str) -> int:
-        return sum(size for _, size in self._live(client)) + \
-            sum(size for who, size in self._arriving.values() if who == client)
+    def _arriving_for(self, client: str) -> int:
+        return sum(size for who, size in self._arriving.values() if who == client)
 
-    def _fit_share(self, client: str, incoming: int) -> set[str]:
-        """The client's own oldest uploads go until its share fits `incoming` more; refused if that is not enough."""
-        kept = set(self.keep())
-        need = self._holding(client) + incoming - self.share
-        live = self._live(client)
-        _, gone = delete_oldest([(p, size) for p, size in live if p not in kept], need)
-        self._files[client] = [(p, size) for p, size in live if p not in gone]
-        if self._holding(client) + incoming > self.share:
-            raise UploadRefused(429, f"you already have {self._holding(client) / MB:.0f} MB of pictures arriving or "
+    def _holding(self, client: str) -> int:
+        return sum(size for _, size in self._live(client)) + self._arriving_for(client)
+
+    def _fit_share(self, client: str, incoming: int, gone: set[str]) -> None:
+        """The client's own oldest uploads go (into `gone`) until its share fits `incoming` more; refused, deleting
+        nothing, when its uploads still arriving leave no room (those cannot be deleted)."""
+        live, arriving = self._live(client), self._arriving_for(client)
+        on_disk = sum(size for _, size in live)
+        refused = UploadRefused(429, f"you already have {(on_disk + arriving) / MB:.0f} MB of pictures arriving or "
                                      f"not yet searched with (at most {self.share / MB:.0f} MB at once): search with "
                                      f"them or wait for them to finish uploading, then upload again")
-        return gone
+        if arriving + incoming > self.share:
+            raise refused
+        kept = set(self.keep())
+        freed, deleted = delete_oldest([(p, size) for p, size in live if p not in kept],
+                                       on_disk + arriving + incoming - self.share)
+        gone |= deleted
+        self._files[client] = [(p, size) for p, size in live if p not in deleted]
+        if on_disk - freed + arriving + incoming > self.share:  # what is left is in use (or would not go)
+            raise refused
 
     def _fit_network(self, client: str, incoming: int) -> None:
         network = network_of(client)
@@ -129,9 +136,10 @@ class UploadBudget:
                                      f"{self.network_share / MB:.0f} MB not yet searched with: search with them or "
                                      f"try again in a few minutes")
 
-    def _fit_quota(self, incoming: int) -> set[str]:
-        """Files older than the grace period go, oldest first, until the folder plus every upload arriving fits the
-        quota; refused if that is not enough (younger files are someone's fresh upload or a page's results)."""
+    def _fit_quota(self, incoming: int, gone: set[str]) -> None:
+        """Files older than the grace period go (into `gone`), oldest first, until the folder plus every upload
+        arriving fits the quota; refused if that is not enough (younger files are someone's fresh upload or a page's
+        results)."""
         kept, files, total = set(self.keep()), [], 0
         limit = time.time() - self.grace_s
         for root, _, names in os.walk(self.folder):
@@ -146,11 +154,11 @@ class UploadBudget:
                     files.append((st.st_ctime, st.st_size, path))
         arriving = sum(size for _, size in self._arriving.values())
         need = total + arriving + incoming - self.quota
-        freed, gone = delete_oldest([(path, size) for _, size, path in sorted(files)], need)
+        freed, deleted = delete_oldest([(path, size) for _, size, path in sorted(files)], need)
+        gone |= deleted
         if freed < need:
             raise UploadRefused(503, "the app's space for uploads is full right now (other visitors' pictures are "
                                      "waiting to be searched): try again in a few minutes")
-        return gone
 
 
 def delete_oldest(files: list[tuple[str, int]], need: int) -> tuple[int, set[str]]:

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.requests import Request
 
 from cmr_demo.serve.clients import client_address
+from cmr_demo.serve.upload_budget import UploadRefused
 
 UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around one picture
 BODY_MAX_BYTES = 2 ** 20  # any other request body: a query, an event's inputs, a map selection of 12,000 points
@@ -67,7 +68,6 @@ class UploadLimit:
             return await self._refuse(send, 413, refusal)
         finish = None
         if upload and self.admit is not None:
-            from cmr_demo.serve.upload_budget import UploadRefused
             try:
                 finish = await asyncio.to_thread(self.admit, int(length), client_address(Request(scope)),
                                                  path.endswith("/upload"))  # gradio's route stores on disk
@@ -259,8 +259,8 @@ def build_app(demo, services: Callable[[], dict], max_upload_bytes: int,
               admit: Callable[[int, str, bool], Callable[[list[str]], object]] | None = None,
               streams: Callable[[], object] | None = None, **gradio_options) -> fastapi.FastAPI:
     """A FastAPI app: the body limits (`admit(bytes, client, to_disk)` before each upload is read, see UploadLimit),
-    event streams checked against `streams()` (has_session, has_event), the media route, the JSON API (cmr_demo.serve.api,
-    docs at /api/docs), then gradio's UI and its API mounted at '/'."""
+    event streams checked against `streams()` (has_session, has_event), the media route, the JSON API
+    (cmr_demo.serve.api, docs at /api/docs), then gradio's UI and its API mounted at '/'."""
     import gradio as gr
 
     from cmr_demo.serve.api import install

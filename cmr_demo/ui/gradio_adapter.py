@@ -153,7 +153,8 @@ class FairQueue(queueing.Queue):
             clients = [self.client_of(e.request) for e in held]
             if clients.count(client) >= share.per_client:
                 return False, refusal(share.busy_client), "validator_error"
-            if sum(network_of(c) == network_of(client) for c in clients) >= share.per_network:
+            network = network_of(client)
+            if sum(network_of(c) == network for c in clients) >= share.per_network:
                 return False, refusal(share.busy_network), "validator_error"
             if len(held) >= share.in_all:
                 return False, refusal(share.busy_all), "validator_error"
@@ -163,8 +164,8 @@ class FairQueue(queueing.Queue):
 async def withdraw(demo: gr.Blocks, concurrency_id: str, session_hash: str | None) -> int:
     """Take `session_hash`'s events of `concurrency_id` that are still waiting out of the queue (what gradio's own
     /cancel route does for one event): each one's stream is told it completed, leaving its outputs as they are, so
-    the page stops waiting. Returns
-    how many were withdrawn. Running events are not touched (the lab stops those itself, keeping their best epoch)."""
+    the page stops waiting. Returns how many were withdrawn. Running events are not touched (the lab stops those
+    itself, keeping their best epoch)."""
     q = demo._queue
     waiting = q.event_queue_per_concurrency_id.get(concurrency_id)
     events = [e for e in (list(waiting.queue) if waiting else []) if session_hash and e.session_hash == session_hash]

@@ -14,6 +14,7 @@ from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.gradio_adapter import OwnQueue, withdraw
 from cmr_demo.ui.pager import QUIET
 
+LAB_ID = "lab"  # the lab's concurrency id: its runs' queue of its own
 LAB_LIMIT = 1  # lab runs training at once (2 cores): the others wait in the lab's queue, their position shown
 # the lab's own queue (gradio_adapter.own_queue): runs are minutes of CPU, so one client may hold two (one training,
 # one waiting), one network four (a client may hold many addresses) and everyone eight; searches never wait behind
@@ -53,7 +54,7 @@ def _finish(ctx: Context, job):
 class LabTab:
     def __init__(self, ctx: Context):
         self.ctx = ctx
-        self.demo = None  # the Blocks, once wired: Stop takes waiting runs out of its queue
+        self.demo: gr.Blocks | None = None  # the Blocks, set by `wire`: Stop takes waiting runs out of its queue
 
     def _start(self, objective, options, text_fraction, image_fraction, seed, bundle, request, **hyper):
         base = self.ctx.base(bundle)  # a run trains on the bundle, whatever the session holds
@@ -103,10 +104,11 @@ class LabTab:
         """Stop this session's lab run within one batch, keeping its best epoch so far, and take its runs still
         waiting for their turn out of the lab's queue."""
         session = getattr(request, "session_hash", None)
-        withdrawn = await withdraw(self.demo, "lab", session) if self.demo is not None else 0
+        withdrawn = await withdraw(self.demo, LAB_ID, session)
         training = self.ctx.lab_runs.stop(session)
         if withdrawn:
-            return f"**Stopped**: your waiting run{'s were' if withdrawn > 1 else ' was'} taken out of the lab's queue" + \
+            runs = "runs were" if withdrawn > 1 else "run was"
+            return f"**Stopped**: your waiting {runs} taken out of the lab's queue" + \
                 ("; the one training stops within one batch, keeping its best epoch" if training else "")
         return "**Stopping** within one batch, keeping the best epoch so far…" if training else gr.skip()
 
@@ -150,7 +152,7 @@ class LabTab:
         self.json = gr.JSON(visible=False)
         self.api_btn = gr.Button(visible=False)
 
-    def wire(self, bundle_pick, refresh, lists_objectives, demo=None) -> None:
+    def wire(self, bundle_pick, refresh, lists_objectives, demo: gr.Blocks) -> None:
         self.demo = demo
         inputs = [self.objective, self.options, self.text, self.image, self.seed, self.lr, self.batch, self.epochs,
                   self.patience, self.embed, self.hidden, bundle_pick]
@@ -159,11 +161,11 @@ class LabTab:
                                self.options], **QUIET)
         self.stop_btn.click(self.lab_stop, None, self.result, queue=False, **QUIET)
         self.api_btn.click(self.lab_train, [self.objective, self.options, self.text, self.image, self.seed, bundle_pick],
-                           self.json, api_name="lab_train", preprocess=False, concurrency_id="lab",
+                           self.json, api_name="lab_train", preprocess=False, concurrency_id=LAB_ID,
                            concurrency_limit=LAB_LIMIT)
         self.btn.click(lambda: (None, ""), None, [self.plot, self.result], queue=False, **QUIET).then(
             self.lab_page, inputs, [self.plot, self.result], api_visibility="private", preprocess=False,
-            concurrency_id="lab", concurrency_limit=LAB_LIMIT).success(
+            concurrency_id=LAB_ID, concurrency_limit=LAB_LIMIT).success(
             refresh, bundle_pick, lists_objectives, **QUIET)
 
     def reset(self, s: RetrievalService) -> dict:

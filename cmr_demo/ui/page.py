@@ -15,7 +15,7 @@ from cmr_demo.ui.compare_tab import CompareTab
 from cmr_demo.ui.context import Context
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.gradio_adapter import ServedBlocks, own_queue
-from cmr_demo.ui.lab_tab import LAB_QUEUE, LabTab
+from cmr_demo.ui.lab_tab import LAB_ID, LAB_QUEUE, LabTab
 from cmr_demo.ui.map_tab import MapTab
 from cmr_demo.ui.pager import QUIET
 from cmr_demo.ui.search_tab import SearchTab
@@ -113,7 +113,7 @@ def build_demo(ctx: Context, study_figures: list[Path] = ()) -> tuple[gr.Blocks,
     # api_open=False: a queued event (a search, a lab run) is not run by a direct POST to /run/<name> outside the
     # queue and its caps (gradio leaves that side door open unless SYSTEM=spaces); events outside the queue still are
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE, api_open=False)
-    own_queue(demo, "lab", LAB_QUEUE, client_address)
+    own_queue(demo, LAB_ID, LAB_QUEUE, client_address)
     return demo, page
 
 
