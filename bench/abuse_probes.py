@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from flood import rss_mb  # bench/ is on sys.path (bench/abuse.py imports this module)
+
 ROOT = Path(__file__).resolve().parents[1]
 MB = 2 ** 20
 PROXY = {"CMR_PROXY_HOPS": "1", "CMR_TRUSTED_PROXIES": "127.0.0.1/32"}  # the probe is the proxy: XFF names clients
@@ -34,21 +36,15 @@ class Peak:
     def __init__(self, pid: int):
         self.pid, self.mb, self._stop = pid, 0.0, threading.Event()
 
-    def _rss(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
     def __enter__(self):
-        self.start = self._rss()
+        self.start = rss_mb(self.pid)
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
         return self
 
     def _watch(self):
         while not self._stop.is_set():
-            self.mb = max(self.mb, self._rss() - self.start)
+            self.mb = max(self.mb, rss_mb(self.pid) - self.start)
             time.sleep(0.05)
 
     def __exit__(self, *exc):
@@ -60,6 +56,13 @@ def timed(fn) -> tuple[float, object]:
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out
+
+
+def page_search(url: str, path: str, headers: dict | None = None) -> str:
+    """The page's picture search with an uploaded file (`path`, from /gradio_api/upload): its event stream's text."""
+    event = httpx.post(url + "gradio_api/call/search_image", timeout=60, headers=headers,
+                       json={"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "pcl", 3]}).json()
+    return httpx.get(url + f"gradio_api/call/search_image/{event['event_id']}", timeout=300).text
 
 
 def search(url: str, client: str = "10.7.0.1") -> float:
@@ -125,9 +128,7 @@ def upload_burst(url: str, folder: Path, n: int = 30) -> dict:
     with ThreadPoolExecutor(n) as pool:
         codes = list(pool.map(one, range(n)))
     growth = (sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) - before) / MB
-    event = httpx.post(url + "gradio_api/call/search_image", timeout=30, headers={"x-forwarded-for": "10.8.1.1"},
-                       json={"data": [{"path": other, "meta": {"_type": "gradio.FileData"}}, "pcl", 3]}).json()
-    answer = httpx.get(url + f"gradio_api/call/search_image/{event['event_id']}", timeout=120).text
+    answer = page_search(url, other, {"x-forwarded-for": "10.8.1.1"})
     return {"growth_mb": growth, "codes": {c: codes.count(c) for c in sorted(set(codes))},
             "other_searches": "event: complete" in answer}
 
@@ -160,9 +161,7 @@ def picture_memory(url: str, pid: int) -> dict:
     def page(data: bytes) -> str:
         path = httpx.post(url + "gradio_api/upload", files={"files": (f"{uuid.uuid4().hex}.png", data, "image/png")},
                           timeout=60).json()[0]
-        event = httpx.post(url + "gradio_api/call/search_image", timeout=60,
-                           json={"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "pcl", 3]}).json()
-        return httpx.get(url + f"gradio_api/call/search_image/{event['event_id']}", timeout=300).text[:30]
+        return page_search(url, path)[:30]
     for name, data in pictures.items():
         with Peak(pid) as peak:
             seconds, code = timed(lambda: api(data))
