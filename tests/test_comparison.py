@@ -81,6 +81,17 @@ def test_summary_is_the_sample_std_with_a_t_interval():
     assert one["std"] == 0.0 and one["ci_low"] == one["ci_high"] == 0.5
 
 
+def test_students_t_matches_scipy_over_the_degrees_of_freedom_the_app_meets():
+    """stats computes Student's t itself (the app's start-up must not import scipy.stats): the same tails and
+    quantiles as scipy's, for whole and Satterthwaite (fractional) degrees of freedom, far tails included."""
+    from scipy.stats import t
+    for df in (1, 1.5, 2, 3, 4.7, 9, 30, 199.3, 1599, 1e5):
+        for x in (0.0, 0.01, 0.5, 1.0, 2.0, 3.5, 6.0, 12.0, -2.0):
+            assert stats.t_sf(x, df) == pytest.approx(t.sf(x, df), rel=1e-8, abs=1e-300)
+        for p in (0.01, 0.5, 0.6, 0.9, 0.975, 0.995, 0.9999):
+            assert stats._t_quantile(p, df) == pytest.approx(t.ppf(p, df), rel=1e-9, abs=1e-12)
+
+
 def test_paired_test_against_naive_formulas():
     rng = np.random.default_rng(0)
     a = rng.uniform(size=(3, 200))

@@ -49,6 +49,8 @@ class RetrievalService:
         self.indexes = BundleIndexes({(o, m): self._gallery(o, m) for o in self.objectives for m in MODALITIES})
         for view in bundle.objectives.values():
             view.heads.eval()
+        # tables that depend on the bundle alone, made once (the page asks for them at every start and bundle switch)
+        self.tables = Lazy(self._table)
         # the default objective wherever none is named: the best trained one (the backbone alone is the baseline)
         board = self.leaderboard()
         self.best = next((r["objective"] for r in board if r["kind"] != "zero-shot"), board[0]["objective"])
@@ -68,6 +70,7 @@ class RetrievalService:
         other.indexes = self.indexes.with_objective(view.name, {"image": view.image_emb, "text": view.text_emb})
         other.scorers = Lazy(other._scorer, self.scorers)
         other.item_aps = Lazy(other._item_ap, self.item_aps)
+        other.tables = Lazy(other._table)
         view.heads.eval()
         return other
 
@@ -194,13 +197,18 @@ class RetrievalService:
         """One row per objective, best mean over seeds first, with its interval and paired test against the best
         (`comparison.leaderboard`); with `with_paper`, also each objective at the paper's setting where tuning
         changed it (what the page and /api/v1/leaderboard show)."""
-        return comparison.leaderboard(self.bundle, with_paper)
+        return copy.deepcopy(self.tables["leaderboard", bool(with_paper)])
 
-    def class_ap(self, direction: str = "avg") -> tuple[list[str], list[str], np.ndarray]:
-        """(class names, objectives, [C, O] AP per class, the mean over training seeds) (`comparison.class_ap`, which
-        also gives each cell's interval)."""
+    def class_ap(self, direction: str = "avg", intervals: bool = False) -> tuple:
+        """(class names, objectives, [C, O] AP per class, the mean over training seeds) (`comparison.class_ap`), with
+        `intervals` also the [C, O] half-width of each cell's 95 % interval over seeds."""
         direction = check_choice(direction, [*analytics.DIRECTIONS, "avg"], "direction")
-        return comparison.class_ap(self.bundle, direction)[:3]
+        return self.tables["class_ap", direction][:4 if intervals else 3]
+
+    def _table(self, key: tuple):
+        """("leaderboard", with_paper) or ("class_ap", direction), from the bundle (see `tables`)."""
+        which, option = key
+        return {"leaderboard": comparison.leaderboard, "class_ap": comparison.class_ap}[which](self.bundle, option)
 
     def disagreements(self, a: object, b: object, direction: str = "t2i", n: int = 20) -> list[dict]:
         """Gallery queries whose AP differs most between objectives a and b (`analytics.disagreements`), with the
