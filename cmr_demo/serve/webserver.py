@@ -48,8 +48,9 @@ class UploadLimit:
     """
 
     def __init__(self, app, max_bytes: int,
-                 admit: Callable[[int, str, bool], Callable[[list[str]], object]] | None = None):
-        self.app, self.max_bytes, self.admit = app, max_bytes, admit
+                 admit: Callable[[int, str, bool], Callable[[list[str]], object]] | None = None,
+                 is_upload: Callable[[str], bool] = lambda path: path.endswith("/upload")):
+        self.app, self.max_bytes, self.admit, self.is_upload = app, max_bytes, admit, is_upload
         self.body = json.dumps({"error": too_large_message(max_bytes)}).encode()
         self.json_body = json.dumps({"error": body_too_large_message()}).encode()
         self.no_length = json.dumps({"error": "the request must say its size (a Content-Length header; chunked bodies "
@@ -59,7 +60,8 @@ class UploadLimit:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         path = scope.get("path", "").rstrip("/")
-        upload = path.endswith("/upload") or path in IMAGE_ROUTES
+        stored = self.is_upload(path)  # gradio's upload route: it stores the file on disk
+        upload = stored or path in IMAGE_ROUTES
         limit, refusal = (self.max_bytes + UPLOAD_SLACK, self.body) if upload else (BODY_MAX_BYTES, self.json_body)
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if not length.isdigit():  # a chunked body could be any size: gradio's per-file limit and Starlette's
@@ -69,11 +71,10 @@ class UploadLimit:
         finish = None
         if upload and self.admit is not None:
             try:
-                finish = await asyncio.to_thread(self.admit, int(length), client_address(Request(scope)),
-                                                 path.endswith("/upload"))  # gradio's route stores on disk
+                finish = await asyncio.to_thread(self.admit, int(length), client_address(Request(scope)), stored)
             except UploadRefused as refused:
                 return await self._refuse(send, refused.status, json.dumps({"error": refused.message}).encode())
-        replaced, stored = False, []
+        replaced, answer = False, []
 
         async def guarded(message):
             nonlocal replaced
@@ -81,14 +82,14 @@ class UploadLimit:
                 replaced = True
                 return await self._refuse(send)
             if finish is not None and message["type"] == "http.response.body":  # the route names the files it stored
-                stored.append(message.get("body", b""))
+                answer.append(message.get("body", b""))
             if not replaced:
                 await send(message)
         try:
             return await self.app(scope, receive, guarded)
         finally:
             if finish is not None:
-                finish(stored_paths(b"".join(stored)))
+                finish(stored_paths(b"".join(answer)))
 
     async def _refuse(self, send, status: int = 413, body: bytes | None = None):
         await send_json(send, status, self.body if body is None else body)
@@ -111,86 +112,23 @@ async def send_json(send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-EVENT_ROUTES = ("/gradio_api/queue/join", "/gradio_api/run/", "/gradio_api/api/", "/gradio_api/call/")
-STREAM_ROUTES = ("/gradio_api/queue/data", "/gradio_api/call/")  # GET: an event's answers, as a stream
-EVENT_KEYS = {"data": list, "fn_index": int, "session_hash": str, "event_id": str, "trigger_id": int}
-MAX_ID = 128  # characters of a session hash or an event id (gradio's are 10-32)
-
-
-def event_problem(path: str, raw: bytes, events: dict) -> str | None:
-    """What is wrong with an event request (`path`, its body) for gradio's event routes, in the app's words, or None.
-    `events`: gradio's events by index. gradio takes `fn_index` (or the api name in `path`) as given (-1, 9999, an
-    unknown name: a KeyError and a 500 with a traceback) and pydantic's refusals quote the whole input back."""
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError:
-        return "the request body is not JSON: send the endpoint's parameters as listed under 'Use via API'"
-    if not isinstance(body, dict):
-        return "the request body must be a JSON object with the event's 'data' list"
-    v2 = path.startswith("/gradio_api/call/v2/")  # named parameters: any key, any type
-    for key, kind in EVENT_KEYS.items():
-        value = body.get(key)
-        if not v2 and value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            return f"'{key}' must be {'a list' if kind is list else 'an integer' if kind is int else 'text'}"
-    if isinstance(body.get("session_hash"), str) and len(body["session_hash"]) > MAX_ID:
-        return f"'session_hash' is longer than {MAX_ID} characters"
-    if isinstance(body.get("trigger_id"), int) and abs(body["trigger_id"]) > 2 ** 53:
-        return "'trigger_id' is out of range"
-    if (body.get("fn_index") is not None or path.startswith(EVENT_ROUTES[0])) and body.get("fn_index") not in events:
-        return f"no event has the index {str(body.get('fn_index'))[:20]}: use the endpoints listed under 'Use via API'"
-    if body.get("fn_index") is None and not path.startswith(EVENT_ROUTES[0]):
-        return name_problem(path.rstrip("/").rsplit("/", 1)[-1], events)
-    return None
-
-
-def name_problem(name: str, events: dict) -> str | None:
-    """None when `name` is an endpoint's api name, else the app's refusal (quoting at most 40 characters)."""
-    if any(fn.api_name == name for fn in events.values()):
-        return None
-    return f"no endpoint is named '{name[:40]}': use the endpoints listed under 'Use via API'"
-
-
-def stream_problem(path: str, query: str, events: dict, streams) -> str | None:
-    """What is wrong with a request for an event's answers (GET `/queue/data?session_hash=`, GET `/call/NAME/ID`), or
-    None. gradio answers a stream nobody opened by raising inside the stream it already started: a traceback in the
-    log per request ("response already started"), quoting the id however long. `streams`: the gradio adapter's
-    `Streams` (which sessions and events the queue holds)."""
-    from urllib.parse import parse_qs
-    if path.startswith(STREAM_ROUTES[0]):
-        hashes = parse_qs(query, max_num_fields=8).get("session_hash", [""])
-        session = hashes[0]
-        if len(session) > MAX_ID or not streams.has_session(session):
-            return "no event stream is open for this session: join the queue first (POST /gradio_api/queue/join)"
-        return None
-    parts = path[len(STREAM_ROUTES[1]):].strip("/").split("/")
-    if parts[0] == "v2":
-        parts = parts[1:]
-    if len(parts) != 2:
-        return "read an event's answer at /gradio_api/call/NAME/EVENT_ID, with the id POST /gradio_api/call/NAME gave"
-    problem = name_problem(parts[0], events)
-    if problem is None and (len(parts[1]) > MAX_ID or not streams.has_event(parts[1])):
-        problem = f"no event has the id '{parts[1][:40]}' (or its answer was read already): POST /gradio_api/call/" \
-                  f"{parts[0][:40]} first, then read the id it gives"
-    return problem
-
-
 class EventBodies:
-    """ASGI middleware: gradio's event routes get bodies it can read, and its stream routes ids it holds. A body is
-    read whole (UploadLimit, outside this one, has capped it at BODY_MAX_BYTES), checked with `event_problem`, then
-    handed on unchanged; a bad one gets 400 with the app's message, quoting no more than 40 characters of it. A
-    stream for an unknown session or event gets 404 (`stream_problem`)."""
+    """ASGI middleware: gradio's event routes get bodies it can read, and its stream routes ids it holds. `routes`
+    (cmr_demo.ui.gradio_adapter.routes.GradioRoutes) knows which routes those are and what gradio can read. An
+    event's body is read whole (UploadLimit, outside this one, has capped it at BODY_MAX_BYTES), checked, then handed
+    on unchanged; a bad one gets 400 with the app's message, quoting no more than 40 characters of it. A stream for
+    an unknown session or event gets 404."""
 
-    def __init__(self, app, events: Callable[[], object], streams: Callable[[], object] | None = None):
-        self.app, self.events, self.streams = app, events, streams
+    def __init__(self, app, routes):
+        self.app, self.routes = app, routes
 
     async def __call__(self, scope, receive, send):
         path, method = scope.get("path", ""), scope.get("method")
-        if scope["type"] == "http" and method == "GET" and path.startswith(STREAM_ROUTES) and self.streams:
-            query = scope.get("query_string", b"").decode("latin-1")
-            problem = stream_problem(path, query, self.events(), self.streams())
+        if scope["type"] == "http" and method == "GET" and self.routes.is_stream(path):
+            problem = self.routes.stream_problem(path, scope.get("query_string", b"").decode("latin-1"))
             if problem is not None:
                 return await send_json(send, 404, json.dumps({"detail": problem, "error": problem}).encode())
-        if scope["type"] != "http" or method != "POST" or not path.startswith(EVENT_ROUTES):
+        if scope["type"] != "http" or method != "POST" or not self.routes.is_event(path):
             return await self.app(scope, receive, send)
         chunks, more = [], True
         while more:
@@ -200,7 +138,7 @@ class EventBodies:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         raw = b"".join(chunks)
-        problem = event_problem(path, raw, self.events())
+        problem = self.routes.event_problem(path, raw)
         if problem is not None:
             return await send_json(send, 400, json.dumps({"detail": problem, "error": problem}).encode())
         sent = False
@@ -255,21 +193,21 @@ def install_docs(app: fastapi.FastAPI) -> None:
                                    swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
 
 
-def build_app(demo, services: Callable[[], dict], max_upload_bytes: int,
+def build_app(demo, services: Callable[[], dict], max_upload_bytes: int, routes,
               admit: Callable[[int, str, bool], Callable[[list[str]], object]] | None = None,
-              streams: Callable[[], object] | None = None, **gradio_options) -> fastapi.FastAPI:
+              lifespan=None, **gradio_options) -> fastapi.FastAPI:
     """A FastAPI app: the body limits (`admit(bytes, client, to_disk)` before each upload is read, see UploadLimit),
-    event streams checked against `streams()` (has_session, has_event), the media route, the JSON API
-    (cmr_demo.serve.api, docs at /api/docs), then gradio's UI and its API mounted at '/'."""
+    gradio's event bodies and streams checked by `routes` (EventBodies), the media route, the JSON API
+    (cmr_demo.serve.api, docs at /api/docs), then gradio's UI and its API mounted at '/'. `lifespan`: what runs
+    while the app serves (the factory's background jobs)."""
     import gradio as gr
 
     from cmr_demo.serve.api import install
     app = fastapi.FastAPI(title="CLIP4CMR demo API", docs_url=None, redoc_url=None,
-                          openapi_url="/api/openapi.json",
+                          openapi_url="/api/openapi.json", lifespan=lifespan,
                           description="Cross-modal search over a bundle's gallery (see the README's API section).")
-    # inside UploadLimit: bodies it reads are capped
-    app.add_middleware(EventBodies, events=lambda: demo.fns, streams=streams)
-    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, admit=admit)
+    app.add_middleware(EventBodies, routes=routes)  # inside UploadLimit: bodies it reads are capped
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, admit=admit, is_upload=routes.is_upload)
     app.include_router(media_router(services))
     install_docs(app)
     app.state.api = install(app, services)

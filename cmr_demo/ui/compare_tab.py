@@ -3,10 +3,11 @@ the leaderboard, the class x objective heatmap, and the queries on which two obj
 are the named endpoints `/compare` and `/disagreements`."""
 from __future__ import annotations
 
+import weakref
+
 import gradio as gr
 import pandas as pd
 
-from cmr_demo.serve import comparison
 from cmr_demo.serve.inputs import InputError, check_choice
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui import browser, glossary, plots, views
@@ -21,10 +22,28 @@ DISAGREEMENT_COLUMNS = ["id", "class", "AP A", "AP B", "A − B", "over seeds", 
 SPREAD_WORDS = {True: "within the spread", False: "every seed agrees", None: "one seed"}
 
 
+# figures that depend on a service alone, made once per service (plotly takes ~0.1 s a figure; the page asks for them
+# at start-up and on every bundle switch); weak keys: a lab session's service leaves with its session
+FIGURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def figure_of(s: RetrievalService, key: tuple, make):
+    """`make()` for service `s`, kept under `key` for as long as `s` lives."""
+    kept = FIGURES.setdefault(s, {})
+    if key not in kept:
+        kept[key] = make()
+    return kept[key]
+
+
 def heatmap(s: RetrievalService, direction: str = "avg"):
     direction = check_choice(direction, ["avg", "i2t", "t2i"], "direction")
-    return plots.heatmap_figure(*comparison.class_ap(s.bundle, direction), title=f"AP per class ({direction}), mean over seeds; "
-                                f"± marks a cell whose 95 % interval is wider than ±0.1")
+    return figure_of(s, ("heatmap", direction), lambda: plots.heatmap_figure(
+        *s.class_ap(direction, intervals=True),
+        title=f"AP per class ({direction}), mean over seeds; ± marks a cell whose 95 % interval is wider than ±0.1"))
+
+
+def leaderboard_plot(s: RetrievalService):
+    return figure_of(s, ("leaderboard",), lambda: plots.leaderboard_figure(s.leaderboard(with_paper=True)))
 
 
 class CompareTab:
@@ -136,7 +155,7 @@ class CompareTab:
                                   interactive=False, wrap=True, elem_id="leaderboard",
                                   # in pixels: on a phone the table scrolls sideways instead of breaking words
                                   column_widths=["190px", "330px", "190px", "130px", "170px"])
-        self.board_plot = gr.Plot(plots.leaderboard_figure(first.leaderboard(with_paper=True)))
+        self.board_plot = gr.Plot(leaderboard_plot(first))
         self.heat_dir = gr.Radio(["avg", "i2t", "t2i"], value="avg", label="direction")
         self.heatmap = gr.Plot(heatmap(first))
         gr.Markdown("## Where two objectives disagree most\nThe gallery items whose AP as a query differs most between "
@@ -183,7 +202,7 @@ class CompareTab:
     def objective_lists(self, s: RetrievalService) -> dict:
         d = self.ctx.defaults[s.name]
         return {self.objectives: gr.CheckboxGroup(s.objectives, value=s.objectives),
-                self.board: leaderboard_rows(s), self.board_plot: plots.leaderboard_figure(s.leaderboard(with_paper=True)),
+                self.board: leaderboard_rows(s), self.board_plot: leaderboard_plot(s),
                 self.heat_dir: "avg", self.heatmap: heatmap(s),
                 self.dis_a: gr.Dropdown(glossary.objective_choices(s), value=d.a),
                 self.dis_b: gr.Dropdown(glossary.objective_choices(s), value=d.b), self.glossary: glossary.glossary_markdown(s)}

@@ -16,6 +16,7 @@ from cmr_demo.serve import lab
 from cmr_demo.serve.analytics import showcase, showcase_reason, spread
 from cmr_demo.serve.inputs import InputError, check_choice, shown
 from cmr_demo.serve.service import RetrievalService
+from cmr_demo.serve.upload_store import UploadStore
 from cmr_demo.ui.views import text_examples
 
 PAGE = 60  # gallery items per page when browsing
@@ -63,7 +64,8 @@ class Context:
     """The served bundles ({name: service}, the first is the default), their defaults, and each session's lab runs."""
     services: dict[str, RetrievalService]
     lab_runs: lab.SessionRuns = field(default_factory=lab.SessionRuns)
-    gate: object | None = None  # cmr_demo.serve.uploads.UploadGate, set once the page (and gradio's cache) exists
+    # gradio's upload folder (cmr_demo.serve.upload_store; the app factory makes it first): None, no pictures taken
+    uploads: UploadStore | None = None
 
     def __post_init__(self) -> None:
         self.names = list(self.services)

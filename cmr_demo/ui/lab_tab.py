@@ -11,12 +11,12 @@ from cmr_demo.train.objectives import option_defaults
 from cmr_demo.ui import lab_runner, plots, views
 from cmr_demo.ui.context import Context
 from cmr_demo.ui.errors import user_errors
-from cmr_demo.ui.gradio_adapter import OwnQueue, withdraw
+from cmr_demo.ui.gradio_adapter import OwnQueue
 from cmr_demo.ui.pager import QUIET
 
 LAB_ID = "lab"  # the lab's concurrency id: its runs' queue of its own
 LAB_LIMIT = 1  # lab runs training at once (2 cores): the others wait in the lab's queue, their position shown
-# the lab's own queue (gradio_adapter.own_queue): runs are minutes of CPU, so one client may hold two (one training,
+# the lab's own queue (gradio_adapter.FairQueue): runs are minutes of CPU, so one client may hold two (one training,
 # one waiting), one network four (a client may hold many addresses) and everyone eight; searches never wait behind
 # them nor find the shared queue full because of them
 LAB_QUEUE = OwnQueue(
@@ -104,7 +104,7 @@ class LabTab:
         """Stop this session's lab run within one batch, keeping its best epoch so far, and take its runs still
         waiting for their turn out of the lab's queue."""
         session = getattr(request, "session_hash", None)
-        withdrawn = await withdraw(self.demo, LAB_ID, session)
+        withdrawn = await self.demo.withdraw(LAB_ID, session)
         training = self.ctx.lab_runs.stop(session)
         if withdrawn:
             runs = "runs were" if withdrawn > 1 else "run was"

@@ -14,7 +14,7 @@ from cmr_demo.ui import browser, glossary, views
 from cmr_demo.ui.compare_tab import CompareTab
 from cmr_demo.ui.context import Context
 from cmr_demo.ui.errors import user_errors
-from cmr_demo.ui.gradio_adapter import ServedBlocks, own_queue
+from cmr_demo.ui.gradio_adapter import GradioFiles, ServedBlocks
 from cmr_demo.ui.lab_tab import LAB_ID, LAB_QUEUE, LabTab
 from cmr_demo.ui.map_tab import MapTab
 from cmr_demo.ui.pager import QUIET
@@ -22,6 +22,11 @@ from cmr_demo.ui.search_tab import SearchTab
 
 CONCURRENCY = 4  # encoding is CPU-bound: more parallel requests than cores only add latency
 QUEUE_SIZE = 64  # beyond this, clients are told the app is busy instead of waiting minutes
+# gradio keeps every session's component values (a map's figure is ~400 kB, a compare's JSON ...) until this many
+# newer sessions exist, and each raw API call is a session of its own: with gradio's default (10,000) the soak's RSS
+# grew by 1.9 GB in 5 minutes (bench/soak.py). A page evicted this way answers "run the search again" on its next
+# result click; programs should use gradio_client (one session) or the JSON API.
+SESSIONS = 256
 
 
 class Page:
@@ -102,18 +107,23 @@ class Page:
             self.lab.wire(self.bundle_pick, self.refresh, lists, demo)
 
 
-def build_demo(ctx: Context, study_figures: list[Path] = ()) -> tuple[gr.Blocks, Page]:
-    """The Blocks serving `ctx`'s bundles, queued, and the Page (its components, for the upload gate and tests)."""
+def build_demo(ctx: Context, study_figures: list[Path] = (), files: GradioFiles | None = None,
+               sessions: int = SESSIONS) -> tuple[gr.Blocks, Page]:
+    """The Blocks serving `ctx`'s bundles, queued, and the Page (its components, for the upload store and tests).
+    `files`: the registry through which the upload store reads gradio's sets of files; `sessions`: how many
+    sessions' component values gradio keeps."""
     page = Page(ctx, list(study_figures))
-    with ServedBlocks(title="CLIP4CMR demo") as demo:
+    opens = ctx.uploads.opens if ctx.uploads is not None else (lambda path: False)
+    with ServedBlocks(title="CLIP4CMR demo", opens=opens, sessions=sessions, files=files) as demo:
         page.build(demo)
         gr.api(ctx_api(ctx, "query_info"), api_name="query_info")  # after the tabs: between them it split the tab row
         gr.api(ctx_api(ctx, "bundles"), api_name="bundles")
     page.wire_across(demo)
     # api_open=False: a queued event (a search, a lab run) is not run by a direct POST to /run/<name> outside the
-    # queue and its caps (gradio leaves that side door open unless SYSTEM=spaces); events outside the queue still are
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE, api_open=False)
-    own_queue(demo, LAB_ID, LAB_QUEUE, client_address)
+    # queue and its caps (gradio leaves that side door open unless SYSTEM=spaces); events outside the queue still are.
+    # The lab's runs have a queue of their own beside the shared one (gradio_adapter.FairQueue)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE, api_open=False, own={LAB_ID: LAB_QUEUE},
+               client_of=client_address)
     return demo, page
 
 

@@ -12,6 +12,7 @@ from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui import browser, glossary, pictures, views
 from cmr_demo.ui.context import class_for, Context, item_id as item_id_of, stated_for
 from cmr_demo.ui.errors import user_errors
+from cmr_demo.ui.gradio_adapter import example_click, example_pictures
 from cmr_demo.ui.pager import QUIET, Pager, class_choices
 
 IMAGE_EXAMPLES = range(0, 60, 6)  # gallery rows offered as image examples
@@ -63,7 +64,7 @@ class SearchTab:
         """Uploaded image file -> ranked texts (or images with same_modality)."""
         s = self.ctx.service(bundle, getattr(request, "session_hash", None))
         s.encoder.require()  # a features-only bundle refuses first, before the upload is read
-        q = s.image_query(self.ctx.gate.read(image), query_class, self.ctx.gate.source(image))
+        q = s.image_query(self.ctx.uploads.read(image), query_class, self.ctx.uploads.source(image))
         return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
 
     @user_errors
@@ -111,7 +112,7 @@ class SearchTab:
         s = self.ctx.service(bundle)
         s.encoder.require()
         objective = self.ctx.resolve(s, "objective", objective)
-        return s.query_info(s.image_query(self.ctx.gate.read(image)), objective or None).to_dict()
+        return s.query_info(s.image_query(self.ctx.uploads.read(image)), objective or None).to_dict()
 
     @user_errors
     def show_target(self, state: dict):
@@ -209,7 +210,7 @@ class SearchTab:
                                        visible_columns=[0])  # pictures as a gallery; the class comes along
             self.example_boxes.setdefault(name, []).append(box)
             if kind == "text":
-                self.text_example_events.append(examples.load_input_event)
+                self.text_example_events.append(example_click(examples))
             elif kind == "picture":
                 self.image_examples.append(examples)
                 self.example_rows.append((s, picked))
@@ -218,9 +219,9 @@ class SearchTab:
         """{cached path of an example picture: what it is, in words}, for the upload gate and the summaries."""
         out = {}
         for examples, (s, rows) in zip(self.image_examples, self.example_rows):
-            for sample, row in zip(examples.dataset.samples, rows):
-                if isinstance(sample[0], dict):
-                    out[sample[0]["path"]] = f"example picture (gallery item {s.bundle.items[row]['id']})"
+            for path, row in zip(example_pictures(examples), rows):
+                if path is not None:
+                    out[path] = f"example picture (gallery item {s.bundle.items[row]['id']})"
         return out
 
     def _outputs(self) -> list:

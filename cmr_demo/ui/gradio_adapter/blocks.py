@@ -1,37 +1,29 @@
-"""The one place the app reaches into gradio's internals, for what no public hook does; tested against the
-installed gradio (tests/test_ui_context.py fails on an upgrade that moves what is used here).
+"""gr.Blocks as the app serves it: requests gradio cannot read answered in the app's words, client files opened
+only when the app says so, the fair queue built in place of gradio's, and a cap on the sessions it keeps.
 
-- `ServedBlocks.preprocess_data`: gradio copies a client's FileData into its cache *before* any app code runs
-  (and skips its own "was this uploaded?" check when mounted), and answers malformed arguments with its generic
-  text and a traceback in the log. Event validators run after that copy, so they cannot help: files are checked
-  here first, and a failure is the user's, told in the app's words.
-- `limit_sessions`: how many sessions' component values gradio keeps is a `launch` option; the mounted app
-  reads the attribute.
-- `file_sets`: gradio's sets of the files it handed out (uploads, result copies); the upload gate reads and
-  prunes them.
-- `ServedBlocks.process_api`: whatever gradio itself fails on while reading a request (an event that runs in the
-  browser only, malformed event data, a value outside a dropdown's choices) is answered in the app's words, with
-  a short prefix of the input and no traceback; an app failure outside `user_errors` is still logged in full.
-- `FairQueue` (`own_queue`): gradio's queue has one size for every event. Events with a queue of their own (the
-  lab) are left out of it and capped per client, per network and in all, so one client queuing lab runs cannot
-  make the queue refuse other users' searches; `withdraw` takes a session's waiting events out of it (Stop).
-- `Streams`: which sessions and events gradio's queue holds, so that a stream nobody opened is refused before
-  gradio raises inside a response it already started.
+- `preprocess_data`: gradio copies a client's FileData into its cache *before* any app code runs (and skips its
+  own "was this uploaded?" check when mounted), and answers malformed arguments with its generic text and a
+  traceback in the log. Event validators run after that copy, so they cannot help: files are checked here first
+  (`opens(path)`), and a failure is the user's, told in the app's words.
+- `process_api`: whatever gradio itself fails on while reading a request (an event that runs in the browser only,
+  malformed event data, a value outside a dropdown's choices) is answered in the app's words, with a short prefix
+  of the input and no traceback; an app failure outside `user_errors` is still logged in full.
+- `queue`: gradio's `Blocks.queue` with `queue.FairQueue` built in place of its queue.
+- `sessions`: how many sessions' component values gradio keeps is a `launch` option; the mounted app reads the
+  attribute `state_session_capacity`.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import gradio as gr
 from gradio import queueing
-from gradio.server_messages import ProcessCompletedMessage
 
-from cmr_demo.serve.clients import network_of
 from cmr_demo.serve.uploads import FILE_SHAPE, NOT_UPLOADED
+from cmr_demo.ui.gradio_adapter.files import GradioFiles
+from cmr_demo.ui.gradio_adapter.queue import FairQueue, OwnQueue
 
 log = logging.getLogger(__name__)
 QUOTED = 120  # characters of a client's input an error message may quote
@@ -39,16 +31,42 @@ QUOTED = 120  # characters of a client's input an error message may quote
 
 class ServedBlocks(gr.Blocks):
     """Blocks whose input-reading failures are the user's, told in the app's words (see the module docstring).
-    `made_here(path)`: whether a file path is one this app received or wrote (set by the app once its upload gate
-    exists)."""
+    `opens(path)`: whether a file a client names is one this app received or wrote (the upload store's answer);
+    `sessions`: how many sessions' component values are kept; `files`: the registry (files.GradioFiles) that reads
+    this Blocks' sets of files for the upload store."""
 
-    made_here = staticmethod(lambda path: False)
+    def __init__(self, *args, opens: Callable[[str], bool] = lambda path: False, sessions: int = 10_000,
+                 files: GradioFiles | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.opens = opens
+        self.state_session_capacity = sessions
+        if files is not None:
+            files.blocks = self
+
+    def queue(self, *args, own: dict[str, OwnQueue] | None = None, client_of: Callable[[object], str] | None = None,
+              **kwargs):
+        """gradio's `queue` (`api_open`, `max_size`, `default_concurrency_limit` ...), its queue rebuilt as a
+        `FairQueue` from the same settings: `max_size` counts the shared events only; the concurrency ids in `own`
+        get their own caps, per client as `client_of(request)` names one."""
+        super().queue(*args, **kwargs)
+        built: queueing.Queue = self._queue
+        self._queue = FairQueue(live_updates=built.live_updates, concurrency_count=built.max_thread_count,
+                                update_intervals=built.update_intervals, max_size=built.max_size, blocks=self,
+                                default_concurrency_limit=built.default_concurrency_limit, own=own,
+                                client_of=client_of or (lambda request: ""))
+        return self
+
+    async def withdraw(self, concurrency_id: str, session_hash: str | None) -> int:
+        """Take `session_hash`'s waiting events of `concurrency_id` out of the queue (FairQueue.withdraw); 0 before
+        the queue exists."""
+        q = getattr(self, "_queue", None)
+        return await q.withdraw(concurrency_id, session_hash) if isinstance(q, FairQueue) else 0
 
     async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
         for path in file_paths(inputs):
             if not isinstance(path, str):
                 raise gr.Error(FILE_SHAPE, print_exception=False)
-            if not self.made_here(path):
+            if not self.opens(path):
                 raise gr.Error(NOT_UPLOADED, print_exception=False)
         if isinstance(inputs, list) and len(inputs) < len(block_fn.inputs):
             # arguments a raw HTTP caller left out at the end take the values gradio_client would send: the
@@ -104,115 +122,6 @@ def raised_in_app(err: BaseException) -> bool:
     return any("/cmr_demo/" in f.filename.replace("\\", "/") and "gradio_adapter" not in f.filename for f in frames)
 
 
-@dataclass(frozen=True)
-class OwnQueue:
-    """A queue of its own for one concurrency id: at most `per_client` events waiting or running for one client,
-    `per_network` for one network (IPv4 /24, IPv6 /64: one client may hold many addresses) and `in_all` for
-    everyone; `busy_*`: the app's refusals."""
-    per_client: int
-    per_network: int
-    in_all: int
-    busy_client: str
-    busy_network: str
-    busy_all: str
-
-
-class FairQueue(queueing.Queue):
-    """gradio's queue whose size counts only the shared events; events of `own` concurrency ids are capped per
-    client and in all instead (see `own_queue`). gradio's own size check is off (`max_size` None: it counts every
-    event, and its processing loop relies on `len()` counting every event too); `shared_max` replaces it."""
-    own: dict[str, OwnQueue]
-    client_of: Callable[[object], str]
-    admit_lock: asyncio.Lock | None
-    shared_max: int | None
-
-    def shared(self) -> int:
-        """Events waiting in the shared queue."""
-        return sum(len(q.queue) for cid, q in self.event_queue_per_concurrency_id.items() if cid not in self.own)
-
-    def holding(self, concurrency_id: str) -> list:
-        """Every event of `concurrency_id` waiting or running."""
-        waiting = self.event_queue_per_concurrency_id.get(concurrency_id)
-        running = [e for job in self.active_jobs if job for e in job if e.concurrency_id == concurrency_id]
-        return (list(waiting.queue) if waiting else []) + running
-
-    async def push(self, body, request, username):
-        # body.fn_index names an event: webserver.EventBodies refuses a join that does not, before gradio reads it
-        fns = self.blocks.fns
-        share = self.own.get(fns[body.fn_index].concurrency_id)
-        if share is None:
-            if self.shared_max is not None and self.shared() >= self.shared_max:
-                return False, f"the app is busy ({self.shared()} requests are waiting): try again in a minute", \
-                    "queue_full"
-            return await super().push(body, request, username)
-        if self.admit_lock is None:
-            self.admit_lock = asyncio.Lock()
-        async with self.admit_lock:  # the count and the push as one step: a burst cannot slip past the caps
-            held = self.holding(fns[body.fn_index].concurrency_id)
-            client = self.client_of(request)
-            clients = [self.client_of(e.request) for e in held]
-            if clients.count(client) >= share.per_client:
-                return False, refusal(share.busy_client), "validator_error"
-            network = network_of(client)
-            if sum(network_of(c) == network for c in clients) >= share.per_network:
-                return False, refusal(share.busy_network), "validator_error"
-            if len(held) >= share.in_all:
-                return False, refusal(share.busy_all), "validator_error"
-            return await super().push(body, request, username)
-
-
-async def withdraw(demo: gr.Blocks, concurrency_id: str, session_hash: str | None) -> int:
-    """Take `session_hash`'s events of `concurrency_id` that are still waiting out of the queue (what gradio's own
-    /cancel route does for one event): each one's stream is told it completed, leaving its outputs as they are, so
-    the page stops waiting. Returns how many were withdrawn. Running events are not touched (the lab stops those
-    itself, keeping their best epoch)."""
-    q = demo._queue
-    waiting = q.event_queue_per_concurrency_id.get(concurrency_id)
-    events = [e for e in (list(waiting.queue) if waiting else []) if session_hash and e.session_hash == session_hash]
-    for event in events:
-        await q.remove_from_queue(event._id)
-        messages = q.pending_messages_per_session.get(event.session_hash)
-        if messages is not None:  # every output left as it is (gradio's own cancel sends {}: the page shows "Error")
-            unchanged = {"data": [{"__type__": "update"}] * len(event.fn.outputs), "is_generating": False}
-            messages.put_nowait(ProcessCompletedMessage(output=unchanged, success=True, event_id=event._id))
-    return len(events)
-
-
-def refusal(message: str) -> list[dict]:
-    """A refusal at the queue's door that both clients show in the app's words: gradio's validation answer (422).
-    The page puts it under the event's first input; gradio_client raises ValidationError with it. (A 503 shows
-    only gradio's own "queue is full" text in both, a 400 only a status code in gradio_client.)"""
-    return [{"__type__": "validate", "is_valid": False, "message": message}]
-
-
-def own_queue(demo: gr.Blocks, concurrency_id: str, share: OwnQueue, client_of: Callable[[object], str]) -> None:
-    """Give `concurrency_id`'s events a queue of their own (after `demo.queue()`): left out of the queue's size,
-    capped per client (`client_of(request)` names one) and in all."""
-    q = demo._queue
-    if not isinstance(q, FairQueue):
-        q.__class__ = FairQueue
-        q.own, q.admit_lock, q.shared_max, q.max_size = {}, None, q.max_size, None
-    q.client_of = client_of
-    q.own[concurrency_id] = share
-
-
-@dataclass(frozen=True)
-class Streams:
-    """Which event streams gradio's queue holds: a session that joined (`pending_messages_per_session`), an event
-    waiting, running or not yet read (`event_ids_to_events`, `pending_event_ids_session`). Read-only; a queue not
-    built yet holds none."""
-    demo: gr.Blocks
-
-    def has_session(self, session_hash: str) -> bool:
-        q = getattr(self.demo, "_queue", None)
-        return q is not None and session_hash in q.pending_messages_per_session
-
-    def has_event(self, event_id: str) -> bool:
-        q = getattr(self.demo, "_queue", None)
-        return q is not None and (event_id in q.event_ids_to_events or
-                                  any(event_id in ids for ids in list(q.pending_event_ids_session.values())))
-
-
 def file_paths(value):
     """Every "path" of a FileData-like dict in a request's inputs, at any depth (gradio's own walk has no limit)."""
     stack = [value]
@@ -224,18 +133,3 @@ def file_paths(value):
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
-
-
-def limit_sessions(demo: gr.Blocks, sessions: int) -> None:
-    """Keep at most `sessions` sessions' component values (a `launch` option the mounted app reads)."""
-    demo.state_session_capacity = sessions
-
-
-def uploaded_files(demo: gr.Blocks) -> set:
-    """The paths gradio received through its upload route."""
-    return demo.upload_file_set
-
-
-def file_sets(demo: gr.Blocks) -> list[set]:
-    """gradio's sets of files it handed out (per component), which a deleted upload must leave."""
-    return demo.temp_file_sets
