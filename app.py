@@ -20,8 +20,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # gradio's upload and cache folder, private to this app (the upload store's sweep deletes old files in it)
 os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "cmr-demo-gradio"))
 
-from cmr_demo.serve.served import NoBundle  # noqa: E402 (gradio reads GRADIO_TEMP_DIR when imported)
-from cmr_demo.ui.factory import create  # noqa: E402
+# imported after the environment is set: gradio reads GRADIO_TEMP_DIR when it is imported
+from cmr_demo.serve.served import NoBundle
+from cmr_demo.ui.factory import create
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_BUNDLES = HERE / "assets"  # every bundle in it: the default world and the Wikipedia benchmark
@@ -31,8 +32,10 @@ STUDY_FIGURES = sorted((HERE / "bench" / "results" / "study").glob("*/*.png"))
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="CLIP4CMR demo app")
     p.add_argument("--bundle", action="append", default=None, metavar="FOLDER|hf:ORG/NAME[@REV]",
-                   help="a bundle folder (python -m cmr_demo.bundle build ...), a folder of bundles, or a bundle on the "
-                        "Hugging Face Hub; repeatable, the first is the default. Default: $CMR_BUNDLES (specs separated "
+                   help="a bundle folder (python -m cmr_demo.bundle build ...), a folder of bundles, or a bundle on "
+                        "the "
+                        "Hugging Face Hub; repeatable, the first is the default. Default: $CMR_BUNDLES (specs "
+                        "separated "
                         "by ','; a Space sets it in its settings), else $CMR_BUNDLE (folders separated by ':'), else "
                         "every bundle in assets/")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))

@@ -61,7 +61,7 @@ def session(url: str, calls: dict, n: int, seed: int) -> dict:
             try:
                 call(client, seed * 1000 + i)
                 out[name].append(time.perf_counter() - start)
-            except Exception:  # counted: the benchmark reports errors instead of stopping
+            except Exception:  # noqa: BLE001 (counted: the benchmark reports errors instead of stopping)
                 errors[name] += 1
     return {"times": out, "errors": errors}
 
@@ -168,10 +168,12 @@ def markdown(result: dict) -> str:
              "| clients | endpoint | requests | errors | p50 ms | p95 ms |", "|---|---|---|---|---|---|"]
     for clients, row in result["levels"].items():
         for name, r in row.items():
-            lines.append(f"| {clients} | {name} | {r['requests']} | {r['errors']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} |")
+            lines.append(f"| {clients} | {name} | {r['requests']} | {r['errors']} | {r['p50_ms']:.0f} | "
+                         f"{r['p95_ms']:.0f} |")
     at8 = result["levels"].get("8", {}).get("search_text")
     if at8:
-        lines += ["", f"search_text at 8 clients: p50 {at8['p50_ms']:.0f} ms (goal <= {GOALS['search_text_p50_ms_at_8']:.0f}),"
+        lines += ["", f"search_text at 8 clients: p50 {at8['p50_ms']:.0f} ms (goal <= "
+                      f"{GOALS['search_text_p50_ms_at_8']:.0f}),"
                       f" p95 {at8['p95_ms']:.0f} ms (goal <= {GOALS['search_text_p95_ms_at_8']:.0f})"]
     for clients, rest in result.get("rest_search_text", {}).items():
         lines += ["", f"Peer, same run: search_text through gradio's REST route (httpx, {clients} client(s)): p50 "
@@ -183,7 +185,8 @@ def markdown(result: dict) -> str:
         lines += [f"| {c} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['errors']} |"
                   for c, r in result["api_search_text"].items()]
         lines += ["", f"Floor, same run, in-process: {floor['ms_per_search']:.2f} ms per new-text search one at a time "
-                      f"({1000 / floor['ms_per_search']:.0f}/s on one thread), {floor['ms_per_search_batched_8']:.2f} ms "
+                      f"({1000 / floor['ms_per_search']:.0f}/s on one thread), {floor['ms_per_search_batched_8']:.2f} "
+                      f"ms "
                       f"with 8 texts per backbone call"]
     return "\n".join(lines + ["", f"command: `{result['command']}`"])
 
@@ -209,9 +212,18 @@ def main() -> None:
         rss = peak_rss_mb(proc.pid)
     finally:
         stop_app(proc)
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "command": " ".join(["python", "bench/app.py", *sys.argv[1:]]),
-              "ready_s": ready, "peak_rss_mb": rss, "levels": levels, "rest_search_text": rest,
-              "api_search_text": api, "service_floor": floor, "goals": GOALS}
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "command": " ".join(["python", "bench/app.py", *sys.argv[1:]]),
+        "ready_s": ready,
+        "peak_rss_mb": rss,
+        "levels": levels,
+        "rest_search_text": rest,
+        "api_search_text": api,
+        "service_floor": floor,
+        "goals": GOALS,
+    }
     Path(args.out + ".json").write_text(json.dumps(result, indent=2))
     Path(args.out + ".md").write_text(markdown(result) + "\n")
     print(markdown(result))

@@ -82,7 +82,9 @@ def supervised(cfg: PretrainConfig, steps: int, test, eval_every: int = 500) -> 
         return float((pred.numpy() == test.labels).mean())
 
     curve, start = [], time.perf_counter()
-    loader = torch.utils.data.DataLoader(LabelledStream(stream, steps), batch_size=None, num_workers=1, prefetch_factor=4)
+    loader = torch.utils.data.DataLoader(
+        LabelledStream(stream, steps), batch_size=None, num_workers=1, prefetch_factor=4
+    )
     for step, (pixels, labels) in enumerate(loader):
         x = convert(pixels)
         for group in opt.param_groups:
@@ -104,8 +106,10 @@ def main() -> None:
     p.add_argument("--pretrain", default="runs/pretrain", help="folder written by python -m cmr_demo.backbone.pretrain")
     p.add_argument("--supervised-steps", type=int, default=3000, help="steps of the supervised ceiling")
     p.add_argument("--reuse-ceiling", default=None, metavar="JSON",
-                   help="take the supervised ceiling from an earlier result of this script instead of training it again "
-                        "(it trains from scratch on the world's scenes, so it does not depend on the backbone measured)")
+                   help="take the supervised ceiling from an earlier result of this script instead of training it "
+                        "again "
+                        "(it trains from scratch on the world's scenes, so it does not depend on the backbone "
+                        "measured)")
     p.add_argument("--out", default=str(RESULTS / "backbone"))
     args = p.parse_args()
     summary = json.loads((Path(args.pretrain) / "pretrain.json").read_text())

@@ -69,7 +69,8 @@ def bundle_markdown(b: dict) -> str:
         extra.append(f"`{b['best']}` − `proxy-anchor` = {b['best_minus_proxy_anchor']:+.3f} (target ≤ 0.08)")
     s = b.get("spread")
     if s:
-        extra.append(f"the paper's six: best `{s['best']}` {s['best_map']:.3f}, worst `{s['worst']}` {s['worst_map']:.3f} "
+        extra.append(f"the paper's six: best `{s['best']}` {s['best_map']:.3f}, worst `{s['worst']}` "
+                     f"{s['worst_map']:.3f} "
                      f"(spread {s['spread']:.3f}, target ≥ 0.08); {s['disagreeing_share']:.0%} of test queries differ "
                      f"by ≥ 0.2 between two of them (target ≥ 15 %)")
     return "\n".join(lines + (["", "; ".join(extra) + "."] if extra else []))

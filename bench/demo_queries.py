@@ -42,7 +42,9 @@ def measure(service: RetrievalService) -> dict:
     images = {}
     for row in IMAGE_EXAMPLES:
         hits = service.search(service.image_query(str(service.bundle.image_path(row))), best, 5).hits
-        images[service.bundle.items[row]["id"]] = service.class_names[service.bundle.labels[row]] in [h.class_name for h in hits]
+        images[service.bundle.items[row]["id"]] = service.class_names[service.bundle.labels[row]] in [
+            h.class_name for h in hits
+        ]
     return {"objective": best, "plain_queries": len(plain), "out_of_world_queries": len(world_queries.OUT_OF_WORLD),
             "mean_p_at_5": float(np.mean(p5)), "predicted_class_accuracy": float(np.mean(right)),
             "worst_p_at_5": sorted([(float(p), q) for p, (q, _, _) in zip(p5, plain)])[:5],

@@ -4,7 +4,8 @@
 
 For each size N: N image and N text embeddings (class-structured, unit-norm, seeded), one direction (image
 queries over all texts) evaluated by the rank counting `metrics.evaluate` uses past
-SORT_ALL_MAX_ITEMS test items (integer sorts + binary search), and by the reference it replaced there (a stable torch sort of the whole gallery per query with its indices, then the
+SORT_ALL_MAX_ITEMS test items (integer sorts + binary search), and by the reference it replaced there (a stable torch
+sort of the whole gallery per query with its indices, then the
 cumulative-precision AP), timed in the same run. Both give every query's AP: the largest difference is
 printed beside the times. Writes bench/results/evaluate.json and .md.
 """
@@ -52,15 +53,19 @@ def main() -> None:
         ours = metrics._direction_by_rank_counts(img, labels, txt, labels, names, list(metrics.DEFAULT_KS))
         ours_s = time.perf_counter() - start
         start = time.perf_counter()
-        ref = reference_ap(torch.from_numpy(img), torch.from_numpy(labels), torch.from_numpy(txt), torch.from_numpy(labels))
+        ref = reference_ap(
+            torch.from_numpy(img), torch.from_numpy(labels), torch.from_numpy(txt), torch.from_numpy(labels)
+        )
         ref_s = time.perf_counter() - start
         rows.append({"items": n, "ours_s": round(ours_s, 2), "reference_s": round(ref_s, 2),
                      "speedup": round(ref_s / ours_s, 1), "map": ours["map"],
                      "max_abs_ap_difference": float(np.abs(ours["ap"] - ref).max())})
         print(rows[-1], flush=True)
-    body = ["| test items (one direction) | rank counting (integer sorts + binary search) | full stable sort (reference) "
+    body = ["| test items (one direction) | rank counting (integer sorts + binary search) | full stable sort "
+            "(reference) "
             "| speed-up | mAP | largest AP difference |", "|---|---|---|---|---|---|"]
-    body += [f"| {r['items']:,} | {r['ours_s']:.1f} s | {r['reference_s']:.1f} s | {r['speedup']:.1f}x | {r['map']:.4f} | "
+    body += [f"| {r['items']:,} | {r['ours_s']:.1f} s | {r['reference_s']:.1f} s | {r['speedup']:.1f}x | "
+             f"{r['map']:.4f} | "
              f"{r['max_abs_ap_difference']:.1e} |" for r in rows]
     result = {**stamp(["python", "bench/evaluate.py", *sys.argv[1:]]), "rows": rows}
     print(save_result(ROOT / "bench" / "results" / "evaluate", result, "\n".join(body)))

@@ -93,19 +93,25 @@ def search_during_lab(folders: list[Path], n: int, log: Path) -> dict:
 
 
 def table(result: dict) -> str:
-    lines = ["| bundle | objective | lab run | epochs | test avg mAP | the bundle's stored | equal |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| bundle | objective | lab run | epochs | test avg mAP | the bundle's stored | equal |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in result["runs"]:
-        lines.append(f"| {r['bundle']} | `{r['objective']}` | {r['seconds']:.1f} s | {r['epochs']} | {r['avg_map']:.4f} | "
+        lines.append(f"| {r['bundle']} | `{r['objective']}` | {r['seconds']:.1f} s | {r['epochs']} | "
+                     f"{r['avg_map']:.4f} | "
                      f"{r['stored_avg_map']:.4f} | {'yes' if r['avg_map'] == r['stored_avg_map'] else 'no'} |")
     demo = [r["seconds"] for r in result["runs"] if r["bundle"] == "demo"]
     s = result["search"]
     runs = s["lab_runs"]
-    lines += ["", f"Default lab run on the demo bundle: {max(demo):.1f} s at most (goal <= {GOALS['default_run_s_demo']:.0f} s: "
+    lines += ["", f"Default lab run on the demo bundle: {max(demo):.1f} s at most (goal <= "
+                  f"{GOALS['default_run_s_demo']:.0f} s: "
               f"{'met' if max(demo) <= GOALS['default_run_s_demo'] else '**missed**'})." if demo else "", "",
               "| JSON API text search (1 client, a new text each time) | searches | p50 | p95 |", "|---|---|---|---|",
               f"| idle | {s['searches_idle']} | {s['idle_p50_ms']:.1f} ms | {s['idle_p95_ms']:.1f} ms |",
               f"| while lab runs train (`tl-semihard` on wikipedia, back to back: {len(runs)} runs of "
-              f"{np.mean([r['seconds'] for r in runs]):.1f} s) | {s['searches_during']} | {s['during_p50_ms']:.1f} ms | "
+              f"{np.mean([r['seconds'] for r in runs]):.1f} s) | {s['searches_during']} | {s['during_p50_ms']:.1f} ms "
+              f"| "
               f"{s['during_p95_ms']:.1f} ms |"]
     return "\n".join(lines)
 

@@ -102,7 +102,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         target = TARGETS[min(TARGETS, key=lambda n: abs(n - r["items"]))]
         met = "met" if max(r["first_s"], r["p50_s"]) <= target else "**missed**"
-        lines.append(f"| {r['items']:,} | {r['at_ready_s']:.2f} s | {r['settled_after_s']:.1f} s | {r['first_s']:.2f} s "
+        lines.append(f"| {r['items']:,} | {r['at_ready_s']:.2f} s | {r['settled_after_s']:.1f} s | {r['first_s']:.2f} "
+                     f"s "
                      f"| {r['p50_s']:.2f} s | {r['class_p50_s']:.2f} s | {r['json_mb']:.2f} MB | "
                      f"{cold(r['cold_compute_s'])} | <= {target:.0f} s: {met} |")
     return "\n".join(lines)

@@ -90,24 +90,42 @@ def summarise(service, draws: list[dict], outs: list[dict]) -> dict:
     pictures = [service.bundle.image_path(n) for n in range(service.size)]
     flagged_gallery = [service.query_info(service.image_query(str(p)), None).in_domain is False for p in pictures]
     return {
-        "objective": service.best, "drawings": len(draws), "outside": len(outs),
-        "shape_read": {"all": float(shape_ok.mean()),
-                       **{f"{s} ({st})": _share(draws, "shape_right", lambda r, s=s, st=st: r["set"] == s and r["style"] == st)
-                          for s, st in dict.fromkeys((r["set"], r["style"]) for r in draws)}},
+        "objective": service.best,
+        "drawings": len(draws),
+        "outside": len(outs),
+        "shape_read": {
+            "all": float(shape_ok.mean()),
+            **{
+                f"{s} ({st})": _share(draws, "shape_right", lambda r, s=s, st=st: r["set"] == s and r["style"] == st)
+                for s, st in dict.fromkeys((r["set"], r["style"]) for r in draws)
+            },
+        },
         "drawings_flagged": float(np.mean([r["in_domain"] is False for r in draws])),
-        "outside_flagged": {"all": _share(outs, "flagged"),
-                            **{f"{k} ({s})": _share(outs, "flagged", lambda r, k=k, s=s: r["kind"] == k and r["set"] == s)
-                               for s, k in dict.fromkeys((r["set"], r["kind"]) for r in outs)}},
-        "gallery_flagged": float(np.mean(flagged_gallery)), "gallery_items": len(pictures),
+        "outside_flagged": {
+            "all": _share(outs, "flagged"),
+            **{
+                f"{k} ({s})": _share(outs, "flagged", lambda r, k=k, s=s: r["kind"] == k and r["set"] == s)
+                for s, k in dict.fromkeys((r["set"], r["kind"]) for r in outs)
+            },
+        },
+        "gallery_flagged": float(np.mean(flagged_gallery)),
+        "gallery_items": len(pictures),
         "calibration": {
-            "shape_ece": ece(shape_conf, shape_ok), "class_ece": ece(class_conf, class_ok) if len(in_colour) else None,
+            "shape_ece": ece(shape_conf, shape_ok),
+            "class_ece": ece(class_conf, class_ok) if len(in_colour) else None,
             "shape_right_when_shown_90": _share([{"ok": o} for c, o in zip(shape_conf, shape_ok) if c >= 0.9], "ok"),
             "shape_shown_90": int((shape_conf >= 0.9).sum()),
             "class_right_when_shown_90": _share([{"ok": o} for c, o in zip(class_conf, class_ok) if c >= 0.9], "ok"),
-            "class_shown_90": int((class_conf >= 0.9).sum()), "class_drawings": len(in_colour)},
-        "misread": [f"{r['style']}: {r['shape']} read as {r['predicted']} ({r['shape_confidence']:.0%})"
-                    for r in draws if not r["shape_right"]][:20],
-        "missed_outside": [f"{r['kind']} ({r['set']}): {r['reason']}" for r in outs if not r["flagged"]][:20]}
+            "class_shown_90": int((class_conf >= 0.9).sum()),
+            "class_drawings": len(in_colour),
+        },
+        "misread": [
+            f"{r['style']}: {r['shape']} read as {r['predicted']} ({r['shape_confidence']:.0%})"
+            for r in draws
+            if not r["shape_right"]
+        ][:20],
+        "missed_outside": [f"{r['kind']} ({r['set']}): {r['reason']}" for r in outs if not r["flagged"]][:20],
+    }
 
 
 def markdown(result: dict) -> str:
@@ -118,9 +136,11 @@ def markdown(result: dict) -> str:
              *[f"| {k} | {v:.1%} |" for k, v in result["shape_read"].items()], "",
              "| pictures from outside, by kind | flagged |", "|---|---|",
              *[f"| {k} | {v:.0%} |" for k, v in result["outside_flagged"].items()], "",
-             f"Gallery pictures wrongly flagged: {result['gallery_flagged']:.1%} of {result['gallery_items']}; drawings "
+             f"Gallery pictures wrongly flagged: {result['gallery_flagged']:.1%} of {result['gallery_items']}; "
+             f"drawings "
              f"flagged: {result['drawings_flagged']:.1%}. Calibration: ECE of the shape read {c['shape_ece']:.3f}, of "
-             f"the class read {c['class_ece']:.3f} ({c['class_drawings']} drawings in a class colour); a shape shown at "
+             f"the class read {c['class_ece']:.3f} ({c['class_drawings']} drawings in a class colour); a shape shown "
+             f"at "
              f">= 90 % is right {c['shape_right_when_shown_90']:.1%} of {c['shape_shown_90']} times, a class "
              f"{c['class_right_when_shown_90']:.1%} of {c['class_shown_90']}."]
     return "\n".join(lines)

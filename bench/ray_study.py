@@ -45,11 +45,15 @@ def main() -> None:
                     rows[name] = [{k: r[k] for k in SAME} for r in csv.DictReader(f)]
     results = {name: min(times) for name, times in every.items()}
     base = rows["one at a time"]
-    gap = {name: max(abs(float(a["avg_map"]) - float(b["avg_map"])) for a, b in zip(base, r)) for name, r in rows.items()}
+    gap = {
+        name: max(abs(float(a["avg_map"]) - float(b["avg_map"])) for a, b in zip(base, r)) for name, r in rows.items()
+    }
     same = {name: [tuple(x.values()) for x in r] == [tuple(x.values()) for x in base] for name, r in rows.items()}
     # --jobs 2 and --ray both train with one torch thread a run, one at a time with two: the last float bits of a
     # summation can differ between thread counts, never between runners with the same count
-    ray_as_jobs = [tuple(x.values()) for x in rows["--ray (local, 2 CPUs)"]] == [tuple(x.values()) for x in rows["--jobs 2"]]
+    ray_as_jobs = [tuple(x.values()) for x in rows["--ray (local, 2 CPUs)"]] == [
+        tuple(x.values()) for x in rows["--jobs 2"]
+    ]
     jobs, ray = results["--jobs 2"], results["--ray (local, 2 CPUs)"]
     body = (f"imbalance study on `{args.data.split(':')[0]}` (pcl, ce; both modalities; fractions 1/0.5/0.3/0.1; "
             f"{len(base)} rows, 14 runs), each way a fresh process, {args.repeat} interleaved runs of each in the "

@@ -51,7 +51,8 @@ def demo_bundle() -> str | None:
     pre = _load(RESULTS / "pretrain.json")
     zero = (f" The backbone alone, zero-shot with \"{pre['zero_shot_test']['template']}\" prompts: accuracy "
             f"{pre['zero_shot_test']['accuracy']:.3f} on {pre['zero_shot_test']['n']:,} test images of the shapes "
-            f"world's 10 shapes (chance {pre['zero_shot_test']['chance']:.2f}; `bench/results/pretrain.json`).") if pre else ""
+            f"world's 10 shapes (chance {pre['zero_shot_test']['chance']:.2f}; "
+            f"`bench/results/pretrain.json`).") if pre else ""
     q = _load(RESULTS / "demo_queries.json")
     queries = [] if q is None else ["", (
         f"As a newcomer queries it ({_provenance(q['date'], q['machine'], q['command'])}), under `{q['objective']}`: "
@@ -106,9 +107,11 @@ def backbone() -> str | None:
         f"| tiny CLIP, zero-shot (\"{zs['template']}\") | **{zs['accuracy']:.3f}** | {r['pretrain']['pairs_seen']:,} "
         f"captioned pairs, no labels ({r['pretrain']['steps']:,} steps, {r['pretrain']['train_s'] / 60:.0f} min"
         + (f", continued from {r['pretrain']['init']}" if r['pretrain'].get('init') else "") + ") |",
-        f"| linear probe on its frozen image features | **{lp['accuracy']:.3f}** | {lp['n_train']:,} labelled features |",
+        f"| linear probe on its frozen image features | **{lp['accuracy']:.3f}** | {lp['n_train']:,} labelled features "
+        f"|",
         f"| supervised ceiling: the same image tower + a linear classifier, from scratch | **{sup['accuracy']:.3f}** | "
-        f"{sup['steps'] * sup['batch_size']:,} labelled pictures ({sup['steps']:,} steps, {sup['seconds'] / 60:.0f} min) |",
+        f"{sup['steps'] * sup['batch_size']:,} labelled pictures ({sup['steps']:,} steps, {sup['seconds'] / 60:.0f} "
+        f"min) |",
         "", f"Zero-shot goal >= 0.85: {_verdict(zs['accuracy'] >= 0.85)}. Linear probe within 0.05 of the ceiling: "
             f"{gap:+.3f}, {_verdict(gap >= -0.05)}. The ceiling was trained for {sup['steps']:,} of the pre-training's "
             f"{r['pretrain']['steps']:,} steps; its test accuracy by step: "
@@ -151,7 +154,9 @@ def wikipedia_bundle() -> str | None:
     m, r = _load(ROOT / "assets" / "wikipedia" / "manifest.json"), _load(RESULTS / "wikipedia.json")
     if m is None:
         return None
-    published = [f"| {n} (published) | {i:.3f} | {t:.3f} | {(i + t) / 2:.3f} |" for n, i, t in (r or {}).get("published", [])]
+    published = [
+        f"| {n} (published) | {i:.3f} | {t:.3f} | {(i + t) / 2:.3f} |" for n, i, t in (r or {}).get("published", [])
+    ]
     return "\n".join([
         "### The Wikipedia bundle (`assets/wikipedia`, features only)", "",
         _provenance(m["created"][:16].replace("T", " "), m.get("machine"), " ".join(m["command"])), "",
@@ -240,8 +245,12 @@ def study(data: str, name: str) -> str | None:
 
 
 def studies() -> str | None:
-    blocks = [b for data in ("webshapes", "wikipedia") for name in ("imbalance", "sensitivity") if (b := study(data, name))]
-    return "\n\n".join(["### The paper's studies (`python -m cmr_demo.experiments.study`)", *blocks]) if blocks else None
+    blocks = [
+        b for data in ("webshapes", "wikipedia") for name in ("imbalance", "sensitivity") if (b := study(data, name))
+    ]
+    return (
+        "\n\n".join(["### The paper's studies (`python -m cmr_demo.experiments.study`)", *blocks]) if blocks else None
+    )
 
 
 def _speed(name: str) -> Callable[[], str | None]:
@@ -252,10 +261,25 @@ def _speed(name: str) -> Callable[[], str | None]:
     return block
 
 
-BLOCKS: list[Callable[[], str | None]] = [demo_bundle, world, pictures, backbone, wikipedia_bundle, standardize,
-                                          wikipedia, studies, *map(_speed, ("train_speed", "extraction", "search", "app",
-                                                                            "soak")), flood, abuse, abuse_probes, lab, maps, evaluate, scale,
-                                          ray_study]
+BLOCKS: list[Callable[[], str | None]] = [
+    demo_bundle,
+    world,
+    pictures,
+    backbone,
+    wikipedia_bundle,
+    standardize,
+    wikipedia,
+    studies,
+    *map(_speed, ("train_speed", "extraction", "search", "app", "soak")),
+    flood,
+    abuse,
+    abuse_probes,
+    lab,
+    maps,
+    evaluate,
+    scale,
+    ray_study,
+]
 
 
 def render() -> str:

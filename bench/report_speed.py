@@ -28,7 +28,10 @@ def _ms(x: float) -> str:
 
 def train_speed(results: Path) -> str | None:
     out = []
-    for label, r in (("2 CPU cores", _load(results / "train_speed.json")), ("GPU", _load(results / "train_speed_gpu.json"))):
+    for label, r in (
+        ("2 CPU cores", _load(results / "train_speed.json")),
+        ("GPU", _load(results / "train_speed_gpu.json")),
+    ):
         if r is None:
             continue
         target = 5.0
@@ -37,7 +40,8 @@ def train_speed(results: Path) -> str | None:
                  "|---|---|---|---|---|---|---|---|"]
         for name, o in r["ours"].items():
             lines.append(f"| `{name}` | {o['wall_s']:.1f} | {o['train_s']:.1f} | {o['epochs']} | "
-                         f"{o['train_s'] / o['epochs'] * 1000:.0f} | {r['n_train'] * o['epochs'] / o['train_s']:,.0f} | "
+                         f"{o['train_s'] / o['epochs'] * 1000:.0f} | {r['n_train'] * o['epochs'] / o['train_s']:,.0f} "
+                         f"| "
                          f"{o['avg_map']:.3f} | {_verdict(o['wall_s'] <= target)} |")
         n = r["naive"]
         lines += ["", f"Peer in the same run: a naive loop (Python batching, per-query numpy mAP on the test split "
@@ -45,7 +49,8 @@ def train_speed(results: Path) -> str | None:
                       f"{n['train_s']:.1f} s ({n['train_s'] / n['epochs'] * 1000:.0f} ms/epoch)."]
         if r.get("process"):
             p = r["process"]
-            lines += ["", f"A fresh `python -m cmr_demo.train` process for `{p['objective']}`: {p['wall_s']:.1f} s wall, "
+            lines += ["", f"A fresh `python -m cmr_demo.train` process for `{p['objective']}`: {p['wall_s']:.1f} s "
+                          f"wall, "
                           f"of which importing torch {p['import_torch_s']:.1f} s and torch.optim's first use "
                           f"(it imports torch._dynamo) {p['import_dynamo_s']:.1f} s."]
         if r.get("profile"):
@@ -54,7 +59,11 @@ def train_speed(results: Path) -> str | None:
             lines += ["", f"Where the time of one `{r['profile_objective']}` run goes (pyinstrument, seconds, top of "
                           "the call tree):", "", "```", *[x for x in tree if x.strip()][:26], "```"]
         out.append("\n".join(lines))
-    return "\n\n".join(["### Training speed (Wikipedia, one seed, to early stop; `bench/train_speed.py`)", *out]) if out else None
+    return (
+        "\n\n".join(["### Training speed (Wikipedia, one seed, to early stop; `bench/train_speed.py`)", *out])
+        if out
+        else None
+    )
 
 
 def extraction(results: Path) -> str | None:
@@ -66,8 +75,12 @@ def extraction(results: Path) -> str | None:
         lines = [_provenance(r["date"], r["machine"], r["command"]), ""]
         if gpu:
             lines += [f"bf16 matrix-product rate measured in the same run: {r['bf16_matmul_tflops']:.0f} TFLOP/s.", ""]
-        lines += ["| backbone | precision | source | workers | images/s | model only | " + ("FLOP floor | " if gpu else "")
-                  + "texts/s |", "|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|"]
+        lines += [
+            "| backbone | precision | source | workers | images/s | model only | "
+            + ("FLOP floor | " if gpu else "")
+            + "texts/s |",
+            "|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|",
+        ]
         for x in r["rows"]:
             lines.append(f"| `{x['backbone'].split(':')[0]}` | {x['precision']} | {x['source']} | {x['num_workers']} | "
                          f"{x['images_per_s']:,.0f} | {x['model_only_images_per_s']:,.0f} | "
@@ -112,12 +125,21 @@ def search(results: Path) -> str | None:
         verdicts.append(f"Exact flat scan within {t['exact_over_floor']:g}x of its memory-bandwidth floor at 1M x 256: "
                         f"{ratio:.2f}x, {_verdict(ratio <= t['exact_over_floor'])}.")
     m = r["machine"]
-    return "\n".join(["### Gallery search (`bench/search.py`)", "",
-                      _provenance(r["started"], f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB", r["command"]), "",
-                      f"Memory bandwidth measured in the same run: {bw / 1e9:.1f} GB/s on one thread; the floor of an "
-                      "exact scan is N x d x 4 bytes over the bandwidth at the row's thread count. The largest N per d "
-                      "below; every size, build times, batch throughput and memory in `bench/results/search.md`.", "",
-                      *lines, "", " ".join(verdicts)])
+    return "\n".join(
+        [
+            "### Gallery search (`bench/search.py`)",
+            "",
+            _provenance(r["started"], f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB", r["command"]),
+            "",
+            f"Memory bandwidth measured in the same run: {bw / 1e9:.1f} GB/s on one thread; the floor of an "
+            "exact scan is N x d x 4 bytes over the bandwidth at the row's thread count. The largest N per d "
+            "below; every size, build times, batch throughput and memory in `bench/results/search.md`.",
+            "",
+            *lines,
+            "",
+            " ".join(verdicts),
+        ]
+    )
 
 
 def app(results: Path) -> str | None:
@@ -133,9 +155,12 @@ def app(results: Path) -> str | None:
     errors = sum(e["errors"] for c in lv.values() for e in c.values())
     requests = sum(e["requests"] for c in lv.values() for e in c.values())
     at8 = lv.get("8", {}).get("search_text")
-    goals = [f"ready {r['ready_s']:.1f} s (goal <= {g['ready_s']:g} s: {_verdict(r['ready_s'] <= g['ready_s'])})",
-             f"peak RSS {r['peak_rss_mb']:,.0f} MB (goal <= {g['rss_mb']:,.0f} MB: {_verdict(r['peak_rss_mb'] <= g['rss_mb'])})",
-             f"{errors} errors in {requests:,} requests"]
+    goals = [
+        f"ready {r['ready_s']:.1f} s (goal <= {g['ready_s']:g} s: {_verdict(r['ready_s'] <= g['ready_s'])})",
+        f"peak RSS {r['peak_rss_mb']:,.0f} MB (goal <= {g['rss_mb']:,.0f} MB: "
+        f"{_verdict(r['peak_rss_mb'] <= g['rss_mb'])})",
+        f"{errors} errors in {requests:,} requests",
+    ]
     if at8:
         ok = at8["p50_ms"] <= g["search_text_p50_ms_at_8"] and at8["p95_ms"] <= g["search_text_p95_ms_at_8"]
         goals.append(f"search_text at 8 clients p50 / p95 {at8['p50_ms']:.0f} / {at8['p95_ms']:.0f} ms (goal "
@@ -163,7 +188,8 @@ def app(results: Path) -> str | None:
             verdicts.append(f"32 clients p95 {a32['p95_ms']:.0f} ms (goal <= {g['api_p95_ms_at_32']:g} ms: "
                             f"{_verdict(a32['p95_ms'] <= g['api_p95_ms_at_32'] and a32['errors'] == 0)})")
         verdicts.append(f"floor: the service alone takes {floor['ms_per_search']:.2f} ms per new-text search "
-                        f"({1000 / floor['ms_per_search']:,.0f}/s on one thread), {floor['ms_per_search_batched_8']:.2f} ms "
+                        f"({1000 / floor['ms_per_search']:,.0f}/s on one thread), "
+                        f"{floor['ms_per_search_batched_8']:.2f} ms "
                         f"when 8 texts share a backbone call")
         api_lines += ["", "; ".join(verdicts) + "."]
     return "\n".join(["### The app (`bench/app.py`)", "", _provenance(r["date"], r["machine"], r["command"]), "",

@@ -4,7 +4,8 @@
 
 For each bundle: the build's seconds per stage (recorded in its manifest by `bundle build`), then against
 `python app.py --bundle BUNDLE`: seconds until it answers, JSON API text-search p50 / p95 (a new text each
-time, one client, once the search indexes are final: HNSW graphs past 15,000 items are built after start-up), the first page of "Browse the gallery" in headless Chromium (click to thumbnails shown),
+time, one client, once the search indexes are final: HNSW graphs past 15,000 items are built after start-up), the first
+page of "Browse the gallery" in headless Chromium (click to thumbnails shown),
 one map with a query and a selected item through gradio_client (seconds and JSON size), and the server's
 RSS (peak and after). Writes bench/results/scale.json and .md with the targets beside the figures.
 """
@@ -78,7 +79,10 @@ def measure(folder: Path, log: Path) -> dict:
                 r = http.post("search/text" if encodes else "search/item", json=body)
                 lat.append((time.perf_counter() - start) * 1000)
                 assert r.status_code == 200, r.text
-        row["search_p50_ms"], row["search_p95_ms"] = float(np.percentile(lat[10:], 50)), float(np.percentile(lat[10:], 95))
+        row["search_p50_ms"], row["search_p95_ms"] = (
+            float(np.percentile(lat[10:], 50)),
+            float(np.percentile(lat[10:], 95)),
+        )
         row["first_page_s"] = first_page_s(url)
         client = Client(url, verbose=False)
         objective = next(iter(manifest["objectives"]))
@@ -104,7 +108,8 @@ def table(rows: list[dict]) -> str:
                  + ", ".join(f"{k} {v / 60:.1f}" for k, v in stages.items()) + ")") if stages else "-"
         lines.append(f"| {r['items']:,} (`{r['data']}`) | {build} | {r['ready_s']:.1f} s | {'+'.join(r['index'])} "
                      f"({r['index_ready_s']:.1f} s) | {r['search_p50_ms']:.1f} / "
-                     f"{r['search_p95_ms']:.1f} ms | {r['first_page_s']:.2f} s | {r['map_s']:.2f} s, {r['map_mb']:.2f} MB | "
+                     f"{r['search_p95_ms']:.1f} ms | {r['first_page_s']:.2f} s | {r['map_s']:.2f} s, {r['map_mb']:.2f} "
+                     f"MB | "
                      f"{r['vmhwm_mb']:,.0f} MB |")
     big = max(rows, key=lambda r: r["items"])
     stages = big.get("build_seconds") or {}

@@ -8,7 +8,8 @@ mixture. Per method: build time, single-query latency p50/p99 (one query per cal
 count that is fastest, which is recorded), batch throughput (1000 queries per call, all cores), recall@10
 against the exact top 10, and index bytes. Approximate indexes are also scored on "shifted" queries (the same
 queries moved by one fixed offset and renormalised), a stand-in for cross-modal queries, which sit apart from
-the gallery's modality (CLIP's modality gap) and are harder for a graph walk than queries drawn like the gallery. The machine's memory bandwidth is measured in the same run,
+the gallery's modality (CLIP's modality gap) and are harder for a graph walk than queries drawn like the gallery. The
+machine's memory bandwidth is measured in the same run,
 and each exact scan's p50 is printed beside its floor (bytes scanned per query / bandwidth).
 Writes bench/results/search.json and .md with the targets beside the figures.
 """
@@ -238,7 +239,9 @@ def run_method(name: str, x: np.ndarray, queries: np.ndarray, tune: np.ndarray, 
             variants.append((f"hnsw ef={ef}", {**notes, "efSearch": ef}, search))
     elif name == "ivf":
         with threads(args.threads):  # tune nprobe on held-out queries: smallest with recall >= target
-            for nprobe in [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if p <= notes["nlist"]] + [notes["nlist"]]:
+            for nprobe in [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if p <= notes["nlist"]] + [
+                notes["nlist"]
+            ]:
                 built.nprobe = nprobe
                 r = recall(built.search(tune, K)[1], tune_truth)
                 if r >= TARGETS["recall_at_10"]:
@@ -253,9 +256,20 @@ def run_method(name: str, x: np.ndarray, queries: np.ndarray, tune: np.ndarray, 
             shifted_recall = None if name in EXACT else recall(search(shifted, K), shifted_truth)
         single = single_query(search, queries[:n_lat], K, args.thread_options, args.probe_queries)
         qps = throughput(search, queries, K, args.threads, args.min_batch_seconds)
-        row = {"n": n, "d": d, "method": label, "finished": time.strftime("%H:%M:%S UTC", time.gmtime()),
-               "loadavg_1m": round(os.getloadavg()[0], 2), "build_s": build_s, **single, "batch_qps": qps,
-               "recall_at_10": recall(ids, truth), "recall_at_10_shifted": shifted_recall, "index_bytes": int(nbytes), "notes": note}
+        row = {
+            "n": n,
+            "d": d,
+            "method": label,
+            "finished": time.strftime("%H:%M:%S UTC", time.gmtime()),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+            "build_s": build_s,
+            **single,
+            "batch_qps": qps,
+            "recall_at_10": recall(ids, truth),
+            "recall_at_10_shifted": shifted_recall,
+            "index_bytes": int(nbytes),
+            "notes": note,
+        }
         if name in EXACT:
             floor_ms = n * d * 4 / bw[single["threads"]] * 1e3
             row.update(floor_ms=floor_ms, over_floor=single["p50_ms"] / floor_ms)
@@ -321,7 +335,8 @@ def main() -> None:
     p.add_argument("--ivf-niter", type=int, default=10, help="k-means iterations for the IVF coarse quantizer")
     p.add_argument("--bandwidth-gib", type=float, default=1.5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="tiny sizes (2k, 20k x 64/256): checks the script, not the machine")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (2k, 20k x 64/256): checks the script, not the "
+                                                        "machine")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "search"))
     args = p.parse_args()
     if args.quick:
@@ -355,7 +370,8 @@ def main() -> None:
     print(f"load before: {load_before['loadavg']}; other processes: {load_before['other_processes'] or 'none'}")
     print(HEADER, flush=True)
     rows: list[dict] = []
-    contention: list[dict] = []  # who else ran, checked at the start of every size: figures taken beside them are noisier
+    # who else ran, checked at the start of every size: figures taken beside them are noisier
+    contention: list[dict] = []
     for n, d in pairs:
         contention.append({"n": n, "d": d, "at": time.strftime("%H:%M:%S UTC", time.gmtime()), **busy()})
         if contention[-1]["other_processes"]:
@@ -390,7 +406,8 @@ def main() -> None:
               + "; floor = N*d*4 bytes / bandwidth at the row's thread count\n"
               f"- HNSW M={gallery_index.HNSW_M}, efConstruction={gallery_index.HNSW_EF_CONSTRUCTION}; IVF-Flat "
               f"nlist=4*sqrt(N), nprobe = smallest power of two with recall@10 >= {TARGETS['recall_at_10']} on "
-              f"{args.latency_queries} held-out queries; `shifted`: recall@10 of the same queries moved by a fixed offset "
+              f"{args.latency_queries} held-out queries; `shifted`: recall@10 of the same queries moved by a fixed "
+              f"offset "
               f"of norm {args.shift} (cross-modal stand-in)\n"
               f"- targets: {TARGETS}\n"
               f"- load average before {load_before['loadavg']}, after {load_after['loadavg']}; other processes "

@@ -36,7 +36,8 @@ from cmr_demo.provenance import machine  # noqa: E402
 TARGETS = {"errors": 0, "rss_growth_after_warmup": 0.10}
 QUERIES = ["a red star", "two blue hearts on a striped background", "a shape with three corners", "a small ring",
            "an arrow pointing left", "a big hexagon in the centre", "a crescent moon on navy", "three crosses"]
-BUSY = ("queue is full", "too many requests", "the app is busy", "the lab is busy")  # refusals when QUEUE_SIZE requests wait
+# refusals when QUEUE_SIZE requests wait
+BUSY = ("queue is full", "too many requests", "the app is busy", "the lab is busy")
 
 
 def bmp(side: int, seed: int) -> bytes:
@@ -131,7 +132,9 @@ async def soak(url: str, pid: int, cache: Path, clients: int, seconds: float, bu
                 try:
                     if action == "media":
                         r = await client.get(f"{url}media/{bundle.name}/{rng.choice(ids)}") if ids else None
-                        kind, message = ("ok", "") if r is None or r.status_code == 200 else ("error", str(r.status_code))
+                        kind, message = (
+                            ("ok", "") if r is None or r.status_code == 200 else ("error", str(r.status_code))
+                        )
                     elif action in ("search_image", "query_info_image"):
                         image = await caller.upload(bmp(1155 if i % 18 == 1 else 224, n * 100_000 + i))
                         args = [image, obj, 10, "", False] if action == "search_image" else [image, obj]
@@ -166,16 +169,29 @@ async def soak(url: str, pid: int, cache: Path, clients: int, seconds: float, bu
     after = [s[1] for s in samples if warmup <= s[0] < warmup + window] or [samples[0][1]]
     last = [s[1] for s in samples if s[0] >= samples[-1][0] - window] or [samples[-1][1]]
     base, end = float(np.median(after)), float(np.median(last))
-    return {"clients": clients, "seconds": seconds,
-            "requests": {a: {**c, "p50_ms": round(1000 * statistics.median(latency[a]), 1),
-                             "p95_ms": round(1000 * float(np.percentile(latency[a], 95)), 1)} for a, c in counts.items()},
-            "errors": sum(c["error"] for c in counts.values()), "busy": sum(c["busy"] for c in counts.values()),
-            "total": sum(sum(v for k, v in c.items()) for c in counts.values()),
-            "rss_mb_after_warmup": round(base, 1), "rss_mb_end": round(end, 1),
-            "rss_mb_max": round(max(s[1] for s in samples), 1), "rss_growth_after_warmup": round(end / base - 1, 4),
-            "rss_window_s": window,
-            "cache_mb_max": round(max(s[2] for s in samples), 1), "cache_mb_end": round(samples[-1][2], 1),
-            "samples": [[round(t, 1), round(r, 1), round(d, 2)] for t, r, d in samples]}
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "requests": {
+            a: {
+                **c,
+                "p50_ms": round(1000 * statistics.median(latency[a]), 1),
+                "p95_ms": round(1000 * float(np.percentile(latency[a], 95)), 1),
+            }
+            for a, c in counts.items()
+        },
+        "errors": sum(c["error"] for c in counts.values()),
+        "busy": sum(c["busy"] for c in counts.values()),
+        "total": sum(sum(v for k, v in c.items()) for c in counts.values()),
+        "rss_mb_after_warmup": round(base, 1),
+        "rss_mb_end": round(end, 1),
+        "rss_mb_max": round(max(s[1] for s in samples), 1),
+        "rss_growth_after_warmup": round(end / base - 1, 4),
+        "rss_window_s": window,
+        "cache_mb_max": round(max(s[2] for s in samples), 1),
+        "cache_mb_end": round(samples[-1][2], 1),
+        "samples": [[round(t, 1), round(r, 1), round(d, 2)] for t, r, d in samples],
+    }
 
 
 def markdown(result: dict) -> str:
@@ -190,7 +206,8 @@ def markdown(result: dict) -> str:
              f"| server RSS growth after warm-up (median of the minute after the first vs of the last minute) | "
              f"<= 10 % | {100 * s['rss_growth_after_warmup']:.1f} % ({s['rss_mb_after_warmup']:.0f} -> "
              f"{s['rss_mb_end']:.0f} MB; highest 5-s sample {s['rss_mb_max']:.0f} MB) |",
-             f"| gradio cache folder during the soak | bounded | max {s['cache_mb_max']} MB, end {s['cache_mb_end']} MB |",
+             f"| gradio cache folder during the soak | bounded | max {s['cache_mb_max']} MB, end {s['cache_mb_end']} "
+             f"MB |",
              "", "| endpoint | ok | busy | errors | p50 ms | p95 ms |", "|---|---|---|---|---|---|"]
     lines += [f"| {a} | {c['ok']} | {c['busy']} | {c['error']} | {c['p50_ms']} | {c['p95_ms']} |"
               for a, c in sorted(s["requests"].items())]
@@ -221,8 +238,11 @@ def main() -> None:
               "command": "python bench/soak.py " + " ".join(sys.argv[1:]), "ready_s": round(ready, 1),
               "gallery_mb": round(folder_bytes(bundle / "gallery" / "images") / 2 ** 20, 1),
               "tracebacks_in_log": log.count("Traceback"), "uploads": uploads, "soak": result}
-    result["met"] = {"cache": uploads["cache_growth_mb"] <= result["gallery_mb"], "errors": result["soak"]["errors"] == 0,
-                     "rss": result["soak"]["rss_growth_after_warmup"] <= TARGETS["rss_growth_after_warmup"]}
+    result["met"] = {
+        "cache": uploads["cache_growth_mb"] <= result["gallery_mb"],
+        "errors": result["soak"]["errors"] == 0,
+        "rss": result["soak"]["rss_growth_after_warmup"] <= TARGETS["rss_growth_after_warmup"],
+    }
     Path(args.out + ".json").write_text(json.dumps(result, indent=1))
     Path(args.out + ".md").write_text(markdown(result))
     print(markdown(result))

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cmr_demo.provenance import save_result, stamp  # noqa: E402
-from cmr_demo.train.stage import parse_job, train  # noqa: E402
+from cmr_demo.provenance import save_result, stamp
+from cmr_demo.train.stage import parse_job, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,10 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def worlds(wikipedia: str) -> dict[str, list[str]]:
     """World name -> the training arguments that read it (the demo bundle's own data and backbone)."""
     demo = json.loads((ROOT / "assets" / "demo" / "manifest.json").read_text())
-    return {"demo (shapes, tiny CLIP features)": ["--data", demo["data"]["spec"], "--backbone",
-                                                  f"shapes-rn:{ROOT / 'assets' / 'demo' / 'backbone' / 'backbone.safetensors'}",
-                                                  "--embed-dim", "256"],
-            "wikipedia (SIFT BoW / LDA features)": ["--data", f"wikipedia:{wikipedia}"]}
+    return {
+        "demo (shapes, tiny CLIP features)": [
+            "--data",
+            demo["data"]["spec"],
+            "--backbone",
+            f"shapes-rn:{ROOT / 'assets' / 'demo' / 'backbone' / 'backbone.safetensors'}",
+            "--embed-dim",
+            "256",
+        ],
+        "wikipedia (SIFT BoW / LDA features)": ["--data", f"wikipedia:{wikipedia}"],
+    }
 
 
 def main() -> None:

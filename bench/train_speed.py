@@ -38,8 +38,15 @@ TARGET_S = 5.0  # the issue's target for one Wikipedia run to early stop on 2 co
 
 def run_ours(data: str, objective: str, device: str = "cpu", precision: str = "fp32") -> dict:
     start = time.perf_counter()
-    m = train(TrainJob(DataConfig(f"wikipedia:{data}"), ObjectiveSpec.parse(objective),
-                       TrainConfig(device=device, precision=precision), HeadConfig(standardize=True), quiet=True))[objective]
+    m = train(
+        TrainJob(
+            DataConfig(f"wikipedia:{data}"),
+            ObjectiveSpec.parse(objective),
+            TrainConfig(device=device, precision=precision),
+            HeadConfig(standardize=True),
+            quiet=True,
+        )
+    )[objective]
     wall = time.perf_counter() - start
     return {"wall_s": wall, "train_s": m["train_seconds"], "epochs": m["epochs_run"], "avg_map": m["avg_map"]}
 
@@ -121,8 +128,10 @@ def markdown(r: dict) -> str:
              f"load average after {[round(x, 1) for x in r['load_avg_after']]}", "",
              f"Target: one run to early stop <= {TARGET_S:.0f} s wall. Naive loop (same heads, pcl, "
              f"{r['naive']['epochs']} epochs, Python batching + per-query numpy mAP on the test split each epoch): "
-             f"**{r['naive']['train_s']:.1f} s**, {r['naive']['train_s'] / r['naive']['epochs'] * 1000:.0f} ms/epoch.", "",
-             "| objective | wall s (run in a warm process, data load incl.) | train s | epochs | ms/epoch | pairs/s | avg mAP | target |",
+             f"**{r['naive']['train_s']:.1f} s**, {r['naive']['train_s'] / r['naive']['epochs'] * 1000:.0f} "
+             f"ms/epoch.", "",
+             "| objective | wall s (run in a warm process, data load incl.) | train s | epochs | ms/epoch | pairs/s | "
+             "avg mAP | target |",
              "|---|---|---|---|---|---|---|---|"]
     for name, o in r["ours"].items():
         pairs = r["n_train"] * o["epochs"] / o["train_s"]
@@ -131,7 +140,8 @@ def markdown(r: dict) -> str:
                      f"{'met' if o['wall_s'] <= TARGET_S else 'missed'} |")
     if r.get("process"):
         pr = r["process"]
-        lines += ["", f"A fresh `python -m cmr_demo.train` process ({pr['objective']}): {pr['wall_s']:.1f} s from start to "
+        lines += ["", f"A fresh `python -m cmr_demo.train` process ({pr['objective']}): {pr['wall_s']:.1f} s from "
+                      f"start to "
                       f"exit, of which importing torch {pr['import_torch_s']:.1f} s and torch.optim's first optimizer "
                       f"(it imports torch._dynamo) {pr['import_dynamo_s']:.1f} s."]
     if r.get("profile"):

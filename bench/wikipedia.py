@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cmr_demo.train.objectives import expand_objectives  # noqa: E402
-from cmr_demo.provenance import stamp  # noqa: E402
-from cmr_demo.train.stage import parse_job, train  # noqa: E402
+from cmr_demo.train.objectives import expand_objectives
+from cmr_demo.provenance import stamp
+from cmr_demo.train.stage import parse_job, train
 
 PUBLISHED = [("random", 0.118, 0.118), ("CM (CCA)", 0.249, 0.196), ("SM", 0.225, 0.223), ("SCM", 0.277, 0.226)]
 PROTOCOLS = {"val": "epoch selected on a validation split carved from train",
@@ -43,7 +43,10 @@ def summarise(runs: list[dict]) -> dict:
 
 def table(results: dict, seeds: int) -> str:
     lines = ["| method | protocol | I->T | T->I | avg | s/run |", "|---|---|---|---|---|---|"]
-    lines += [f"| {name} (published) | - | {i2t:.3f} | {t2i:.3f} | {(i2t + t2i) / 2:.3f} | - |" for name, i2t, t2i in PUBLISHED]
+    lines += [
+        f"| {name} (published) | - | {i2t:.3f} | {t2i:.3f} | {(i2t + t2i) / 2:.3f} | - |"
+        for name, i2t, t2i in PUBLISHED
+    ]
     fmt = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
     for protocol, per_obj in results.items():
         for name, s in per_obj.items():

@@ -62,8 +62,12 @@ def run_levers(backbone: str, n: int) -> dict:
         feats, source = load_features(job, data)
         clean = np.array([webshapes.render_item(i, "train", levers=levers)[3] for i in range(len(data.train))])
         test_labels = data.test.labels
-        zero = evaluate(*(f / np.linalg.norm(f, axis=1, keepdims=True) for f in feats["test"]), test_labels, test_labels,
-                        data.class_names)
+        zero = evaluate(
+            *(f / np.linalg.norm(f, axis=1, keepdims=True) for f in feats["test"]),
+            test_labels,
+            test_labels,
+            data.class_names,
+        )
         runs = train(job, data, (feats, source))
         rows[name] = {"objectives": {o: runs[o]["avg_map"] for o in SIX}, "zero_shot": zero["avg_map"],
                       "probe_image": probe((feats["train"][0], clean), (feats["test"][0], test_labels)),
@@ -75,7 +79,8 @@ def run_levers(backbone: str, n: int) -> dict:
 def levers_markdown(rows: dict, n: int) -> str:
     lines = [f"Each lever of the default world alone, then all together ({n} items: 70 % train, 10 % val, 20 % test; "
              f"avg mAP@all on test, one seed; linear probes on the frozen features with the clean labels):", "",
-             "| world | " + " | ".join(f"`{o}`" for o in SIX) + " | best − worst | zero-shot | probe image | probe text |",
+             "| world | " + " | ".join(f"`{o}`" for o in SIX) + " | best − worst | zero-shot | probe image | probe "
+                                                                "text |",
              "|---" * (len(SIX) + 5) + "|"]
     for name, r in rows.items():
         v = r["objectives"]
@@ -121,22 +126,34 @@ def figures_markdown(f: dict) -> str:
     rows = [f"| `{o}` | {v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v["std"] is not None else "") +
             f" | {v['served']:.3f} |" for o, v in sorted(f["objectives"].items(), key=lambda kv: -kv[1]["mean"])]
     p = f["plain_queries"]
-    return "\n".join([
-        f"| objective | avg mAP@all, mean ± std over {f['seeds']} seeds | the served seed |", "|---|---|---|", *rows, "",
-        "| figure (the paper's six objectives) | measured | target |", "|---|---|---|",
-        f"| best objective's mean avg mAP (`{f['best']}`) | {f['best_mean']:.3f} | {lo}–{hi}: {ok(lo <= f['best_mean'] <= hi)} |",
-        f"| best − worst | {f['spread']:.3f} | >= {TARGETS['spread']}: {ok(f['spread'] >= TARGETS['spread'])} |",
-        f"| test queries whose AP differs by >= 0.2 between two of them | {f['disagreeing_share']:.1%} | >= 15 %: "
-        f"{ok(f['disagreeing_share'] >= TARGETS['disagree'])} |",
-        f"| class x objective heatmap cells below 0.8 | {f['heatmap_cells_below_0.8']} of {f['heatmap_cells']} | some: "
-        f"{ok(f['heatmap_cells_below_0.8'] > 0)} |",
-        f"| plain written queries' mean P@5 under `{p['objective']}` ({p['plain_queries']} queries, "
-        f"tests/data/world_queries.py) | {p['mean_p_at_5']:.3f} | >= 0.9: {ok(p['mean_p_at_5'] >= 0.9)} |",
-        f"| the app's examples with their class in the top 5 | {sum(f['examples_top5'].values())} of "
-        f"{len(f['examples_top5'])} | all: {ok(all(f['examples_top5'].values()))} |", "",
-        f"The frozen backbone alone (`zero-shot`) scores {f['zero_shot_map']:.3f}. On \"a red star\" its top 10 are "
-        f"{', '.join(f['red_star_zero_shot_top10'])}; `{f['best']}`'s are {', '.join(f['red_star_best_top10'])}."
-        if f["zero_shot_map"] is not None else ""])
+    return "\n".join(
+        [
+            f"| objective | avg mAP@all, mean ± std over {f['seeds']} seeds | the served seed |",
+            "|---|---|---|",
+            *rows,
+            "",
+            "| figure (the paper's six objectives) | measured | target |",
+            "|---|---|---|",
+            f"| best objective's mean avg mAP (`{f['best']}`) | {f['best_mean']:.3f} | {lo}–{hi}: "
+            f"{ok(lo <= f['best_mean'] <= hi)} |",
+            f"| best − worst | {f['spread']:.3f} | >= {TARGETS['spread']}: {ok(f['spread'] >= TARGETS['spread'])} |",
+            f"| test queries whose AP differs by >= 0.2 between two of them | {f['disagreeing_share']:.1%} | >= 15 %: "
+            f"{ok(f['disagreeing_share'] >= TARGETS['disagree'])} |",
+            f"| class x objective heatmap cells below 0.8 | {f['heatmap_cells_below_0.8']} of {f['heatmap_cells']} "
+            f"| some: "
+            f"{ok(f['heatmap_cells_below_0.8'] > 0)} |",
+            f"| plain written queries' mean P@5 under `{p['objective']}` ({p['plain_queries']} queries, "
+            f"tests/data/world_queries.py) | {p['mean_p_at_5']:.3f} | >= 0.9: {ok(p['mean_p_at_5'] >= 0.9)} |",
+            f"| the app's examples with their class in the top 5 | {sum(f['examples_top5'].values())} of "
+            f"{len(f['examples_top5'])} | all: {ok(all(f['examples_top5'].values()))} |",
+            "",
+            f"The frozen backbone alone (`zero-shot`) scores {f['zero_shot_map']:.3f}. On \"a red star\" its top 10 "
+            f"are "
+            f"{', '.join(f['red_star_zero_shot_top10'])}; `{f['best']}`'s are {', '.join(f['red_star_best_top10'])}."
+            if f["zero_shot_map"] is not None
+            else "",
+        ]
+    )
 
 
 def main() -> None:

@@ -162,14 +162,18 @@ def _direction_by_rank_counts(query, ql, gallery, gl, class_names, ks) -> dict:
     Why: with class relevance a query's AP only needs the overall rank of each relevant item, which is its
     rank among the relevant items plus the number of irrelevant items scored above it: two integer sorts
     (numpy's SIMD sort, far faster than torch's CPU sort with indices) and a binary search. A 50,000-item
-    test split is 2.5e9 scores per direction: minutes with a full sort per query. Rows where a relevant and an irrelevant
+    test split is 2.5e9 scores per direction: minutes with a full sort per query. Rows where a relevant and an
+    irrelevant
     item tie exactly are scored by the reference's expectation over tied orders."""
     top = min(max(ks), len(gallery))
     q = F.normalize(_as_tensor(query).float(), dim=1)
     g = F.normalize(_as_tensor(gallery).float().to(q.device), dim=1)
     qln, gln = _as_numpy(ql).astype(np.int64), _as_numpy(gl).astype(np.int64)
     by_class = np.argsort(gln, kind="stable")  # gallery columns grouped by class: each class is one slice
-    g_grouped, bounds = g[torch.from_numpy(by_class).to(g.device)], np.searchsorted(gln[by_class], np.arange(gln.max() + 2))
+    g_grouped, bounds = (
+        g[torch.from_numpy(by_class).to(g.device)],
+        np.searchsorted(gln[by_class], np.arange(gln.max() + 2)),
+    )
     ap = np.zeros(len(qln), np.float64)
     hits = {k: np.zeros(len(qln), np.float64) for k in ks}
     for start in range(0, len(qln), _CHUNK):

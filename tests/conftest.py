@@ -6,8 +6,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -107,7 +107,9 @@ def app_process(small_bundle, features_bundle, tmp_path_factory):
     folder = tmp_path_factory.mktemp("app")
     log_path, temp_dir = folder / "app.log", folder / "gradio-cache"
     # CMR_APP_BUNDLE serves other bundles (e.g. assets for the README's screenshots)
-    bundles = [Path(os.environ["CMR_APP_BUNDLE"])] if os.environ.get("CMR_APP_BUNDLE") else [small_bundle, features_bundle]
+    bundles = (
+        [Path(os.environ["CMR_APP_BUNDLE"])] if os.environ.get("CMR_APP_BUNDLE") else [small_bundle, features_bundle]
+    )
     proc, url, _ = start_app(bundles, log_path, temp_dir=temp_dir)
     yield url, log_path, temp_dir
     stop_app(proc)

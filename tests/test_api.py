@@ -75,7 +75,9 @@ def test_text_search_matches_the_service(api, service):
 
 def test_image_item_compare_embed_and_info(api, service, small_bundle):
     picture = small_bundle / "gallery" / "images" / "00004.png"
-    r = api.post("search/image", files={"file": ("q.png", png(picture), "image/png")}, data={"objective": "pcl", "k": "5"})
+    r = api.post(
+        "search/image", files={"file": ("q.png", png(picture), "image/png")}, data={"objective": "pcl", "k": "5"}
+    )
     assert r.status_code == 200, r.text
     expected = service.search(service.image_query(str(picture)), "pcl", 5)
     assert [h["id"] for h in r.json()["hits"]] == [h.id for h in expected.hits]

@@ -61,7 +61,8 @@ def test_compare_gives_one_result_per_objective(client):
 def test_embedding_map_returns_a_plotly_figure(client):
     plot = client.predict("pcl", "a star", ["ce"], [], True, 5, "", api_name="/embedding_map")
     assert plot["type"] == "plotly" and '"query"' in plot["plot"] and '"top 5"' in plot["plot"]
-    coloured = client.predict("pcl", "a star", colour_by="ap_diff", other="ce", api_name="/embedding_map")  # as docs/api.md
+    # as docs/api.md
+    coloured = client.predict("pcl", "a star", colour_by="ap_diff", other="ce", api_name="/embedding_map")
     assert '"coloraxis"' in coloured["plot"] and "AP pcl" in coloured["plot"]  # one colour bar saying what it is
 
 

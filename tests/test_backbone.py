@@ -43,7 +43,9 @@ def test_bad_specs_say_what_is_valid(spec, message):
         load_backbone(spec)
 
 
-@pytest.mark.parametrize("spec", ["ViT-B-32:laion2b_s34b_b79k", "RN50:openai", "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"])
+@pytest.mark.parametrize(
+    "spec", ["ViT-B-32:laion2b_s34b_b79k", "RN50:openai", "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"]
+)
 def test_offline_without_local_weights_fails_fast_naming_the_fixes(spec):
     start = time.perf_counter()
     with pytest.raises(BackboneError) as err:
@@ -86,7 +88,9 @@ def test_local_dir_with_a_package_config(tmp_path):
         {"model_cfg": json.loads((CONFIG_DIR / "nano-clip.json").read_text()), "preprocess_cfg": {}}))
     save_file({k: v.contiguous() for k, v in ref.model.state_dict().items()}, tmp_path / "open_clip_model.safetensors")
     loaded = load_backbone(f"local-dir:{tmp_path}")
-    np.testing.assert_allclose(loaded.encode_texts(TEXTS, progress=False), ref.encode_texts(TEXTS, progress=False), atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.encode_texts(TEXTS, progress=False), ref.encode_texts(TEXTS, progress=False), atol=1e-5
+    )
     with pytest.raises(BackboneError, match="open_clip_config.json"):
         load_backbone(f"local-dir:{tmp_path / 'nowhere'}")
 

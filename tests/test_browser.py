@@ -51,7 +51,9 @@ def test_header_says_what_the_gallery_is(page):
     assert "runs/" not in header  # the backbone is named as the bundle holds it, not by a build-machine path
     page.locator("#class-examples img").first.wait_for(state="visible")
     names = page.get_by_role("tablist").first.get_by_role("tab").all_inner_texts()  # one row of tabs, all five
-    assert [n.strip() for n in names] == ["Search", "Compare objectives", "Embedding map", "Objective lab", "About"], names
+    assert [n.strip() for n in names] == ["Search", "Compare objectives", "Embedding map", "Objective lab", "About"], (
+        names
+    )
     assert page.locator("#class-examples img").count() >= 2
 
 
@@ -214,7 +216,8 @@ def test_the_map_colours_by_ap_difference_and_lists_a_selected_region(page, shot
     assert "Mean AP" in region.inner_text()
     # the redrawn maps outline the region on each panel (x: the first map, x2: the one beside it)
     page.wait_for_function("() => { const p = document.querySelector('#map-plot .js-plotly-plot'); return p && "
-                           "new Set(p.data.filter(t => t.name === 'selected region').map(t => t.xaxis || 'x')).size >= 2 }")
+                           "new Set(p.data.filter(t => t.name === 'selected region').map(t => t.xaxis || 'x')).size >= "
+                           "2 }")
     table = page.locator("#region-table")
     table.get_by_text("query with its").first.wait_for()
     page.wait_for_timeout(800)

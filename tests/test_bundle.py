@@ -71,7 +71,9 @@ def test_a_features_only_bundle_is_complete_and_checked(features_bundle, tmp_pat
     from cmr_demo.data import load_data
     manifest = json.loads((features_bundle / "manifest.json").read_text())
     assert manifest["backbone"] is None and "--backbone" not in manifest["command"]
-    assert manifest["features"]["source"] == "precomputed" and manifest["features"]["from"].startswith("precomputed:clip4cmr:")
+    assert manifest["features"]["source"] == "precomputed" and manifest["features"]["from"].startswith(
+        "precomputed:clip4cmr:"
+    )
     assert (manifest["features"]["image_dim"], manifest["features"]["text_dim"]) == (64, 48)
     assert not (features_bundle / "gallery" / "images").exists() and not (features_bundle / "backbone").exists()
     assert verify(features_bundle, require_card=True) == []
@@ -176,7 +178,10 @@ def test_links_out_of_the_bundle_are_refused_and_links_within_it_are_not(small_b
     shutil.rmtree(bundle / "gallery" / "images")
     (bundle / "gallery" / "images").symlink_to(elsewhere)  # the whole folder elsewhere
     assert outside(bundle, bundle, rels) == rels
-    assert outside(bundle, bundle, ["/etc/passwd", "gallery/../../x", "README.md"]) == ["/etc/passwd", "gallery/../../x"]
+    assert outside(bundle, bundle, ["/etc/passwd", "gallery/../../x", "README.md"]) == [
+        "/etc/passwd",
+        "gallery/../../x",
+    ]
 
 
 def test_the_bundle_describes_itself_and_its_card_agrees(small_bundle, tmp_path):
@@ -187,10 +192,13 @@ def test_the_bundle_describes_itself_and_its_card_agrees(small_bundle, tmp_path)
     # the zero-shot score, recomputed: the frozen backbone's prompts against the gallery features it was built on
     from cmr_demo.backbone.prompts import TEMPLATE
     lab_tensors, _ = load_tensors(small_bundle / "lab" / "features.safetensors")
-    prompts = load_backbone("nano-clip:random").encode_texts([TEMPLATE.format(c) for c in manifest["data"]["class_names"]],
-                                                              progress=False)
+    prompts = load_backbone("nano-clip:random").encode_texts(
+        [TEMPLATE.format(c) for c in manifest["data"]["class_names"]], progress=False
+    )
     image = lab_tensors["test_image"].numpy()
-    hits = ((image / np.linalg.norm(image, axis=1, keepdims=True)) @ prompts.T).argmax(1) == lab_tensors["test_labels"].numpy()
+    hits = ((image / np.linalg.norm(image, axis=1, keepdims=True)) @ prompts.T).argmax(1) == lab_tensors[
+        "test_labels"
+    ].numpy()
     assert about["zero_shot"]["n"] == 40 and about["zero_shot"]["accuracy"] == pytest.approx(hits.mean())
     card = (small_bundle / "README.md").read_text()
     assert card == render_card(manifest) and card.startswith("---\nlicense: mit\n")
@@ -248,7 +256,8 @@ def test_a_large_map_is_fitted_on_a_sample_and_places_the_rest():
 
 def test_a_manifest_of_the_wrong_shape_is_refused_in_the_apps_words(features_bundle, tmp_path):
     """Each top-level manifest field (and each field one level down) replaced with a value of another type: the
-    loader refuses with CheckpointError (the app's one-line refusal) and verify lists a problem; never a raw TypeError, KeyError
+    loader refuses with CheckpointError (the app's one-line refusal) and verify lists a problem; never a raw TypeError,
+    KeyError
     or AttributeError (a list for "objectives" or "about" gave AttributeError)."""
     from cmr_demo.bundle.load import load_bundle
     from cmr_demo.files import CheckpointError

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_run_turns_results_and_user_errors_into_exit_statuses():
-    assert cli.run(lambda argv: {"metrics": 1}) == 0 and cli.run(lambda argv: 3) == 3 and cli.run(lambda argv: None) == 0
+    assert (
+        cli.run(lambda argv: {"metrics": 1}) == 0 and cli.run(lambda argv: 3) == 3 and cli.run(lambda argv: None) == 0
+    )
 
     def bad(argv):
         raise ValueError("unknown data spec 'x'")

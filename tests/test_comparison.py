@@ -138,7 +138,10 @@ def test_search_is_coordinate_wise_and_ties_keep_the_papers_setting():
         return [scores[(p["alpha"], p["delta"])] for _, p in points]
     search_all([search], score_many)
     result = search.result()
-    assert result["settings"] == {"alpha": 4.0, "delta": 0.1} and result["paper_settings"] == {"alpha": 32.0, "delta": 0.1}
+    assert result["settings"] == {"alpha": 4.0, "delta": 0.1} and result["paper_settings"] == {
+        "alpha": 32.0,
+        "delta": 0.1,
+    }
     assert result["selected_on"] == "validation" and len(result["trials"]) == 6 and asked == [4, 2]
     assert result["trials"][0] == {"settings": {"alpha": 32.0, "delta": 0.1}, "val_avg_map": 0.5}
 

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from cmr_demo.data import READERS, DataError, load_data
-from test_data_readers import make_clip4cmr, make_manifest_jsonl, make_npz, make_wikipedia_features, make_wikipedia_media
+from test_data_readers import (
+    make_clip4cmr,
+    make_manifest_jsonl,
+    make_npz,
+    make_wikipedia_features,
+    make_wikipedia_media,
+)
 
 
 SPEC_BUILDERS = {  # one fixture per registered reader: a new reader is tested by being registered

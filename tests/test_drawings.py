@@ -65,7 +65,9 @@ def test_the_stream_mixes_world_scenes_drawings_and_other_things_without_labels_
     assert pictures.shape == (40, 64, 64, 3) and len(captions) == 40
     assert (labels[-6:] == -1).all() and (labels[:-6] >= 0).all()  # 6 pictures of other things, last
     drawn = captions[24:34]
-    assert all(any(w in c.lower() for w in ("drawing", "outline", "sketch", "doodle", "hand-drawn")) for c in drawn), drawn
+    assert all(any(w in c.lower() for w in ("drawing", "outline", "sketch", "doodle", "hand-drawn")) for c in drawn), (
+        drawn
+    )
     again = render_batch(2, cfg)
     assert np.array_equal(pictures, again[0]) and captions == again[1]
 

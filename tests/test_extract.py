@@ -1,4 +1,3 @@
-import pytest
 """Sharded extraction: torchrun with 2 CPU processes on gloo fills the same cache a single process would."""
 import os
 import socket
@@ -7,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cmr_demo.data import load_data
 from cmr_demo.backbone.features import cache_path, dataset_features
@@ -35,6 +35,12 @@ def test_torchrun_two_gloo_processes_fill_the_cache_like_one(tmp_path):
     for name in fresh:
         for a, b in zip(from_cache[name], fresh[name]):
             np.testing.assert_allclose(a, b, atol=1e-5)  # same rows, same order as one process
-    again = subprocess.run([sys.executable, "-m", "cmr_demo.backbone.extract", *ARGS, "--cache-dir", str(sharded)], env=env,
-                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+    again = subprocess.run(
+        [sys.executable, "-m", "cmr_demo.backbone.extract", *ARGS, "--cache-dir", str(sharded)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert "train: cached" in again.stdout

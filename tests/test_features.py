@@ -42,7 +42,9 @@ def test_live_encoding_matches_cached_features(tmp_path):
     live = backbone_mod.load_backbone("nano-clip:random")
     with Image.open(data.test.images[0]) as im:
         np.testing.assert_allclose(live.encode_images([im.copy()], progress=False)[0], feats["test"][0][0], atol=1e-5)
-    np.testing.assert_allclose(live.encode_texts([data.test.texts[1]], progress=False)[0], feats["test"][1][1], atol=1e-5)
+    np.testing.assert_allclose(
+        live.encode_texts([data.test.texts[1]], progress=False)[0], feats["test"][1][1], atol=1e-5
+    )
 
 
 def test_precomputed_features_skip_the_backbone():

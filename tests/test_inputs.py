@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cmr_demo.serve.inputs import MAX_QUERY_CHARS, InputError, check_choice, check_class, check_k, clean_text, load_image
+from cmr_demo.serve.inputs import (
+    MAX_QUERY_CHARS,
+    InputError,
+    check_choice,
+    check_class,
+    check_k,
+    clean_text,
+    load_image,
+)
 
 
 def png_bytes(image: Image.Image, **kw) -> bytes:
@@ -98,7 +106,9 @@ def _large(kind: str, w: int = 6000, h: int = 4000) -> Image.Image:
         return Image.fromarray(np.where(left, -5, 2 ** 20).repeat(h, 0).astype(np.int32 if kind == "I" else np.float32),
                                kind)
     if kind == "RGBA":  # left transparent (white once flattened), right opaque red
-        return Image.fromarray(np.where(left[..., None], [255, 0, 0, 0], [255, 0, 0, 255]).repeat(h, 0).astype(np.uint8))
+        return Image.fromarray(
+            np.where(left[..., None], [255, 0, 0, 0], [255, 0, 0, 255]).repeat(h, 0).astype(np.uint8)
+        )
     return Image.fromarray(np.where(left, 0, 1).repeat(h, 0).astype(np.uint8), "L").convert("P")  # palette 0 / 1
 
 

@@ -60,7 +60,9 @@ def test_aligned_labels_score_lower_than_shuffled(name):
     with torch.no_grad():
         a, b = F.normalize(img, dim=1), F.normalize(txt, dim=1)
         aligned = objective(a, b, labels)["loss"]
-        shuffled = objective(a, b, labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))])["loss"]
+        shuffled = objective(a, b, labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))])[
+            "loss"
+        ]
     assert aligned < shuffled
 
 

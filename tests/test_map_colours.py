@@ -33,7 +33,12 @@ def test_ap_colours_are_the_ap_compare_shows_for_each_point(service):
 def test_ap_difference_is_centred_on_zero_and_names_both_objectives(service):
     view = service.map_view("pcl", colour_by="ap_diff", other="ce")
     colour = view["colour"]
-    assert colour["scale"] == "diverging" and colour["other"] == "ce" and "pcl" in colour["title"] and "ce" in colour["title"]
+    assert (
+        colour["scale"] == "diverging"
+        and colour["other"] == "ce"
+        and "pcl" in colour["title"]
+        and "ce" in colour["title"]
+    )
     for modality in ("image", "text"):
         expected = service.map_view("pcl", colour_by="ap")["colour"]["values"][modality] - \
             service.map_view("ce", colour_by="ap")["colour"]["values"][modality]
@@ -99,7 +104,9 @@ def test_a_selection_lists_its_points_with_ap_per_objective(service):
     for name in ("pcl", "ce"):
         aps = map_colours.point_aps(service, name)
         assert means[name] == pytest.approx(np.mean([aps[m][r] for r, m in selection]))
-    assert "6 points selected" in region.region_markdown(rows, means) and "Mean AP" in region.region_markdown(rows, means)
+    assert "6 points selected" in region.region_markdown(rows, means) and "Mean AP" in region.region_markdown(
+        rows, means
+    )
     thumbs, headers, table = region.region_listing(service, rows, ["pcl", "ce"])
     assert len(thumbs) == len(table) == 6 and headers[3:5] == ["AP pcl", "AP ce"]
 

@@ -133,7 +133,10 @@ def test_selection_on_a_large_split_samples_queries_and_stays_faithful_to_map_at
     heads.fit_standardization(torch.from_numpy(image), torch.from_numpy(text))
     i2t, t2i = selection_map(heads, Tensors.of(image, text, labels, "cpu"))
     with torch.no_grad():
-        img, txt = (heads.encode_image(torch.from_numpy(image)).numpy(), heads.encode_text(torch.from_numpy(text)).numpy())
+        img, txt = (
+            heads.encode_image(torch.from_numpy(image)).numpy(),
+            heads.encode_text(torch.from_numpy(text)).numpy(),
+        )
     exact = average_precision(img, labels, txt, labels).mean(), average_precision(txt, labels, img, labels).mean()
     assert abs(i2t - exact[0]) < 0.01 and abs(t2i - exact[1]) < 0.01, (i2t, t2i, exact)
     assert exact[0] > 0.15  # above chance (0.1): the estimate is tested on a ranking with structure

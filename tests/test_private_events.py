@@ -168,7 +168,11 @@ def test_one_client_queuing_70_lab_runs_holds_two_and_searches_never_wait(own_ap
     for t in threads:
         t.join(300)
     busy_one = [m for m in flood.messages if "you already have 2 lab runs" in m]
-    assert flood.outcomes["joined"] == 2 and flood.outcomes["refused"] == 68 and sum(flood.messages[m] for m in busy_one) == 68, flood
+    assert (
+        flood.outcomes["joined"] == 2
+        and flood.outcomes["refused"] == 68
+        and sum(flood.messages[m] for m in busy_one) == 68
+    ), flood
     assert searches.outcomes == {"ok": 20}, (searches.outcomes, searches.messages)
     assert statistics.median(times) <= 2.0, times
     # other clients still get lab runs, until the lab holds eight in all

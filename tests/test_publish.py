@@ -42,7 +42,8 @@ def test_a_clean_tree_passes(tree):
     (lambda r: (r / "requirements.txt").write_text("gradio==6.31.0\ntorch>=2\n"), "requirements", "'torch>=2'"),
     (lambda r: (r / "README.md").write_text("# no front matter\n"), "space", "no YAML front matter"),
     (lambda r: (r / "README.md").write_text("---\nsdk: gradio\nsdk_version: 5.0.0\npython_version: '3.11'\n"
-                                            "app_file: app.py\n---\n"), "space", "differs from the pinned gradio==6.31.0"),
+                                            "app_file: app.py\n---\n"), "space", "differs from the pinned "
+                                                                                 "gradio==6.31.0"),
     (lambda r: (r / "app.py").unlink(), "space", "app_file 'app.py' does not name a file"),
     (lambda r: (r / "LICENSE").unlink(), "license", "LICENSE is missing"),
 ])

@@ -105,7 +105,8 @@ def test_a_run_that_fails_twice_is_named_and_the_finished_rows_are_kept_then_res
 def test_ray_is_imported_only_when_asked_and_its_absence_is_one_clear_line(tmp_path, monkeypatch):
     """Importing the studies, the bundle builder, the page and the API never imports Ray; --ray without it installed
     is one line saying how to install it."""
-    code = ("import sys\nimport cmr_demo.experiments.study, cmr_demo.bundle.build, cmr_demo.ui.page, cmr_demo.serve.api\n"
+    code = ("import sys\nimport cmr_demo.experiments.study, cmr_demo.bundle.build, cmr_demo.ui.page, "
+            "cmr_demo.serve.api\n"
             "assert 'ray' not in sys.modules, 'ray imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1],
                    env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -98,7 +98,9 @@ def test_uploads_over_the_limit_are_refused_before_they_are_stored(app_url, app_
     assert sum(files_in(app_cache).values()) <= sum(before.values()) + 2 ** 20  # nothing big kept
 
 
-@pytest.mark.parametrize("route", ["gradio_api/queue/join", "api/v1/search/text", "api/v1/compare", "gradio_api/run/predict"])
+@pytest.mark.parametrize(
+    "route", ["gradio_api/queue/join", "api/v1/search/text", "api/v1/compare", "gradio_api/run/predict"]
+)
 def test_a_huge_body_to_any_route_is_refused_before_it_is_read(app_url, app_log, route):
     """Not only uploads: a 200 MB JSON body (or 3 million list items) to gradio's event routes or the JSON API is
     refused from its Content-Length, in the app's words, and the error quotes none of it."""
@@ -129,8 +131,11 @@ def test_a_server_file_nested_deep_in_any_argument_is_never_read(app_url, app_ca
     for _ in range(40):  # deeper than any fixed walk would go
         nested = [nested]
     before = files_in(app_cache)
-    for api, args in (("search_text", [nested, "pcl", 5, "", False]), ("compare", ["a star", nested, 3, "", "", "image"]),
-                      ("disagreements", ["pcl", "ce", {"x": nested}])):
+    for api, args in (
+        ("search_text", [nested, "pcl", 5, "", False]),
+        ("compare", ["a star", nested, 3, "", "", "image"]),
+        ("disagreements", ["pcl", "ce", {"x": nested}]),
+    ):
         kind, message = call(app_url, api, args)
         assert kind == "error" and NOT_UPLOADED in message, (api, message)
     assert files_in(app_cache) == before
@@ -212,7 +217,10 @@ def test_gradio_file_route_serves_no_server_file(app_url, small_bundle):
     for path in ("/etc/passwd", str(root / "app.py"), str(small_bundle / "manifest.json"), str(root / "README.md"),
                  str(small_bundle / "gallery" / "images" / ".." / ".." / "manifest.json")):
         r = httpx.get(f"{app_url}gradio_api/file={path}", timeout=10)
-        assert r.status_code in (403, 404) and "root:x:0" not in r.text and "import" not in r.text, (path, r.status_code)
+        assert r.status_code in (403, 404) and "root:x:0" not in r.text and "import" not in r.text, (
+            path,
+            r.status_code,
+        )
     picture = small_bundle / "gallery" / "images" / "00001.png"
     assert httpx.get(f"{app_url}gradio_api/file={picture}", timeout=10).status_code == 200  # what the UI shows
 

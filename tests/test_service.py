@@ -98,7 +98,9 @@ def test_leaderboard_class_ap_and_disagreements_come_from_the_bundle(service):
         assert row["avg_map"] == pytest.approx(service.bundle.manifest["objectives"][row["objective"]]["avg_map"])
     classes, objectives, grid = service.class_ap("i2t")
     assert grid.shape == (len(classes), len(objectives))
-    assert grid[0, 0] == pytest.approx(service.bundle.objectives[objectives[0]].metrics["per_class_ap"]["i2t"][classes[0]])
+    assert grid[0, 0] == pytest.approx(
+        service.bundle.objectives[objectives[0]].metrics["per_class_ap"]["i2t"][classes[0]]
+    )
     rows = service.disagreements("pcl", "ce", "t2i", n=10)
     diffs = [abs(r["difference"]) for r in rows]
     assert diffs == sorted(diffs, reverse=True) and len(rows) == 10
@@ -177,8 +179,13 @@ def test_a_features_only_bundle_answers_item_queries_and_refuses_new_ones(featur
     """Gallery items are queries (AP against a naive ranking of the stored embeddings); a new text or picture is
     refused naming the bundle and what to do instead; the views draw items as a list, not pictures."""
     s = features_service
-    assert s.catalog.capabilities(s.encodes) == {"text_queries": False, "image_queries": False, "pictures": False, "texts": False,
-                                "item_queries": True}
+    assert s.catalog.capabilities(s.encodes) == {
+        "text_queries": False,
+        "image_queries": False,
+        "pictures": False,
+        "texts": False,
+        "item_queries": True,
+    }
     for ask in (lambda: s.text_query("a star"), lambda: s.image_query(b"\x89PNG")):
         with pytest.raises(InputError, match="ships features only .* query it with a gallery item"):
             ask()

@@ -147,6 +147,11 @@ def test_a_study_reads_its_data_once_and_runs_from_python(tmp_path, monkeypatch)
     rows = study_module.run_study(study_module.Imbalance([1.0, 0.5], "text"), base, seeds=2, out=tmp_path)
     assert len(reads) == 1 and len(rows) == 8
     row = next(r for r in rows if r["objective"] == "ce" and r["fraction"] == 0.5 and r["seed"] == 1)
-    job = TrainJob(DataConfig("synthetic:300"), ObjectiveSpec.parse("ce"), TrainConfig(epochs=3, seed=1, text_fraction=0.5),
-                   HeadConfig(hidden_dim=16, embed_dim=16), quiet=True)
+    job = TrainJob(
+        DataConfig("synthetic:300"),
+        ObjectiveSpec.parse("ce"),
+        TrainConfig(epochs=3, seed=1, text_fraction=0.5),
+        HeadConfig(hidden_dim=16, embed_dim=16),
+        quiet=True,
+    )
     assert train_job(job)["ce"]["avg_map"] == row["avg_map"]

@@ -19,7 +19,9 @@ def ctx(small_bundle, features_bundle):
 
 
 def test_the_first_bundle_is_the_default_and_unknown_names_are_refused(ctx):
-    assert ctx.service(None).name == "small" and ctx.service("").name == "small" and ctx.service("feats").name == "feats"
+    assert (
+        ctx.service(None).name == "small" and ctx.service("").name == "small" and ctx.service("feats").name == "feats"
+    )
     from cmr_demo.serve.inputs import InputError
     with pytest.raises(InputError, match="unknown bundle 'nope'; choose one of: small, feats"):
         ctx.service("nope")
@@ -43,7 +45,17 @@ def test_a_class_belongs_to_the_text_it_was_stated_for():
 
 
 def test_page_numbers_are_whole_and_from_one():
-    assert [page_number(p) for p in (3, 2.7, 0, -4, None, "2", float("nan"), 2 ** 70, True)] == [3, 2, 1, 1, 1, 1, 1, 1, 1]
+    assert [page_number(p) for p in (3, 2.7, 0, -4, None, "2", float("nan"), 2**70, True)] == [
+        3,
+        2,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+    ]
     assert step_page(1, -1) == 1 and step_page(4, 1) == 5 and given(" ") is False and given(0) is True
 
 
@@ -117,9 +129,16 @@ def test_the_routes_the_middleware_checks_are_gradios():
         route = stack.pop()
         paths.add(getattr(route, "path", ""))
         stack.extend(getattr(getattr(route, "original_router", None), "routes", []))
-    for path in ("/gradio_api/queue/join", "/gradio_api/queue/data", "/gradio_api/upload", "/gradio_api/call/{api_name}",
-                 "/gradio_api/call/v2/{api_name}", "/gradio_api/call/{api_name}/{event_id}",
-                 "/gradio_api/run/{api_name}", "/gradio_api/api/{api_name}"):
+    for path in (
+        "/gradio_api/queue/join",
+        "/gradio_api/queue/data",
+        "/gradio_api/upload",
+        "/gradio_api/call/{api_name}",
+        "/gradio_api/call/v2/{api_name}",
+        "/gradio_api/call/{api_name}/{event_id}",
+        "/gradio_api/run/{api_name}",
+        "/gradio_api/api/{api_name}",
+    ):
         assert path in paths, (GRADIO, path, sorted(paths))
     routes = gradio_adapter.GradioRoutes(blocks)
     assert routes.is_upload("/gradio_api/upload") and routes.is_event("/gradio_api/queue/join")

@@ -70,7 +70,8 @@ def test_captions_describe_all_or_part_of_the_picture_at_the_designed_rates():
         _, text, _, label, mode = webshapes.render_item(i, "test")
         modes[mode] = modes.get(mode, 0) + 1
         colour, shape = webshapes.CLASS_NAMES[label].split(" ")
-        lower = re.sub(r"pale (blue|green|yellow)", "pale", text.lower())  # backgrounds and papers, not the class colour
+        # backgrounds and papers, not the class colour
+        lower = re.sub(r"pale (blue|green|yellow)", "pale", text.lower())
         names_shape = any(re.search(rf"\b{re.escape(w)}\b", lower) for w in _shape_words(shape))
         if mode == "full":
             assert names_shape and colour in lower, text
@@ -90,7 +91,8 @@ def test_no_levers_gives_balanced_clean_full_captions():
     assert {webshapes.render_item(i, "test", levers=webshapes.NO_LEVERS)[4] for i in range(100)} == {"full"}
 
 
-@pytest.mark.parametrize("arg, message", [("abc", "item count"), ("100", ">= 200"), ("400,colour=red", "optionally a seed")])
+@pytest.mark.parametrize("arg, message", [("abc", "item count"), ("100", ">= 200"), ("400,colour=red", "optionally a "
+                                                                                                       "seed")])
 def test_bad_specs_say_what_the_reader_takes(arg, message):
     with pytest.raises(DataError, match=re.escape(message)):
         webshapes.read(arg, IngestReport())

@@ -16,8 +16,15 @@ def test_the_wikipedia_bundle_verifies_and_states_its_source_and_license():
     from cmr_demo.bundle.verify import verify
     assert verify(WIKI, require_card=True) == []
     manifest = json.loads((WIKI / "manifest.json").read_text())
-    assert manifest["backbone"] is None and manifest["features"]["image_dim"] == 128 and manifest["features"]["text_dim"] == 10
-    assert manifest["data"]["class_names"][:3] == ["art", "biology", "geography"] and manifest["data"]["gallery_items"] == 693
+    assert (
+        manifest["backbone"] is None
+        and manifest["features"]["image_dim"] == 128
+        and manifest["features"]["text_dim"] == 10
+    )
+    assert (
+        manifest["data"]["class_names"][:3] == ["art", "biology", "geography"]
+        and manifest["data"]["gallery_items"] == 693
+    )
     card = (WIKI / "README.md").read_text()
     assert "Rasiwasia" in card and "terms are theirs" in card and "license: other" in card
     assert not (WIKI / "gallery" / "images").exists()  # derived values only: no pictures or texts of the dataset

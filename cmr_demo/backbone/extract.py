@@ -2,7 +2,8 @@
 
     python -m cmr_demo.backbone.extract --data SPEC --backbone SPEC [--device cuda --precision bf16]
     torchrun --nproc_per_node 8 -m cmr_demo.backbone.extract --data SPEC --backbone SPEC --device cuda --precision bf16
-    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_endpoint HOST:29500 -m cmr_demo.backbone.extract ...   (several machines)
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_endpoint HOST:29500 -m cmr_demo.backbone.extract ...   (several
+    machines)
 
 Why: extraction is the only stage that grows with the data; heads train in seconds. Every rank encodes
 a strided shard (rank, rank + world, ...) of each split, the shards are gathered on rank 0, and rank 0
@@ -76,16 +77,22 @@ def extract(data: str, backbone: str, device: str = "cpu", precision: str = "fp3
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, str]:
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.backbone.extract", description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m cmr_demo.backbone.extract", description=__doc__, formatter_class=HelpFormatter
+    )
     p.add_argument("--data", required=True, help=data_spec_help())
-    p.add_argument("--backbone", required=True, help="backbone spec: ARCH:TAG, ARCH:FILE, ARCH:random, hf-hub:ORG/REPO, "
+    p.add_argument("--backbone", required=True, help="backbone spec: ARCH:TAG, ARCH:FILE, ARCH:random, "
+                                                     "hf-hub:ORG/REPO, "
                    "local-dir:DIR (see cmr_demo.backbone.clip)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda (cuda:RANK under torchrun)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda (cuda:RANK "
+                                                                                            "under torchrun)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast for the backbone")
     p.add_argument("--batch-size", type=int, default=64, help="images per backbone batch")
     p.add_argument("--num-workers", type=int, default=0, help="image decoding worker processes")
-    p.add_argument("--cache-dir", default=None, help="feature cache (default $CMR_CACHE_DIR or ~/.cache/cmr_demo/features)")
-    p.add_argument("--backend", default=None, help="process group backend (default gloo, on CPU and GPU: only finished shards travel)")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default $CMR_CACHE_DIR or "
+                                                     "~/.cache/cmr_demo/features)")
+    p.add_argument("--backend", default=None, help="process group backend (default gloo, on CPU and GPU: only finished "
+                                                   "shards travel)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     rank, world, local = _world()

@@ -52,7 +52,8 @@ class PretrainConfig:
     steps: int = field(default=9000, metadata={"help": "optimisation steps: the cosine schedule ends here"})
     batch_size: int = field(default=128, metadata={"help": "pairs per step; all others in the batch are negatives"})
     group: int = field(default=16, metadata={"help": "stream only: pictures sharing every non-shape style; 1 = none"})
-    hard_fraction: float = field(default=0.75, metadata={"help": "stream only: share of the world's scenes in style groups"})
+    hard_fraction: float = field(default=0.75, metadata={"help": "stream only: share of the world's scenes in style "
+                                                                 "groups"})
     drawing_fraction: float = field(default=0.0, metadata={"help": (
         "stream only: share of a batch that is drawings of the shapes as visitors make them (outline, filled, "
         "wobbly, photographed paper)")})
@@ -162,10 +163,21 @@ def _pixels_to_model(preprocess):
     return convert
 
 
-def stream_batches(cfg: PretrainConfig, start: int, preprocess, tokenizer) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def stream_batches(
+    cfg: PretrainConfig, start: int, preprocess, tokenizer
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches `start`, `start + 1`, ... of the endless stream as (model input, tokens)."""
-    stream = ShapesStream(StreamConfig(cfg.batch_size, cfg.group, cfg.hard_fraction, drawing_fraction=cfg.drawing_fraction,
-                                       drawing_group=cfg.drawing_group, outside_fraction=cfg.outside_fraction), start)
+    stream = ShapesStream(
+        StreamConfig(
+            cfg.batch_size,
+            cfg.group,
+            cfg.hard_fraction,
+            drawing_fraction=cfg.drawing_fraction,
+            drawing_group=cfg.drawing_group,
+            outside_fraction=cfg.outside_fraction,
+        ),
+        start,
+    )
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.workers,
                                          prefetch_factor=4 if cfg.workers else None)
     convert = _pixels_to_model(preprocess)
@@ -272,7 +284,9 @@ def save_backbone(model: torch.nn.Module, cfg: PretrainConfig, out: Path) -> Pat
     return path
 
 
-def check_reload(model: torch.nn.Module, spec: str, images: torch.Tensor, tokens: torch.Tensor) -> tuple[Backbone, float]:
+def check_reload(
+    model: torch.nn.Module, spec: str, images: torch.Tensor, tokens: torch.Tensor
+) -> tuple[Backbone, float]:
     """Load `spec` through load_backbone and return it with the largest feature difference to `model`."""
     backbone = load_backbone(spec)
     model.eval()
@@ -346,8 +360,11 @@ def _reload_probe(split: Split, preprocess, tokenizer) -> tuple[torch.Tensor, to
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[PretrainConfig, str, Sitting]:
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.backbone.pretrain", description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--out", required=True, help="folder for backbone.safetensors, pretrain.json and the resumable state")
+    p = argparse.ArgumentParser(
+        prog="python -m cmr_demo.backbone.pretrain", description=__doc__, formatter_class=HelpFormatter
+    )
+    p.add_argument("--out", required=True, help="folder for backbone.safetensors, pretrain.json and the resumable "
+                                                "state")
     add_dataclass_args(p, PretrainConfig)
     p.add_argument("--resume", action="store_true", help=f"continue from OUT/{STATE_FILE} (same options)")
     p.add_argument("--sitting-steps", type=int, default=0, help="end this sitting after N steps (0: no limit); "
@@ -355,7 +372,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[PretrainConfig, str, 
     p.add_argument("--sitting-minutes", type=float, default=0.0, help="end this sitting after M minutes (0: no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    return dataclass_from_args(PretrainConfig, a), a.out, Sitting(a.resume, a.sitting_steps, a.sitting_minutes, not a.quiet)
+    return (
+        dataclass_from_args(PretrainConfig, a),
+        a.out,
+        Sitting(a.resume, a.sitting_steps, a.sitting_minutes, not a.quiet),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -367,7 +388,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     zs = s["zero_shot_test"]
     print(f"zero-shot test accuracy {zs['accuracy']:.3f} (chance {zs['chance']:.2f}) | final loss "
           f"{s['final_loss']:.3f} | {s['steps']} steps, stopped by {s['stopped_by']} | train {s['train_s']:.0f} s, "
-          f"wall {s['wall_s']:.0f} s | {s['weights_bytes'] / 1e6:.1f} MB | extract {s['extract_images_per_s']:.0f} img/s")
+          f"wall {s['wall_s']:.0f} s | {s['weights_bytes'] / 1e6:.1f} MB | extract {s['extract_images_per_s']:.0f} "
+          f"img/s")
     print(f"load it with --backbone {s['backbone_spec']}")
     return s
 

@@ -19,8 +19,17 @@ from cmr_demo.bundle.card import CARD_FILE, render_card
 from cmr_demo.train.heads import load_heads
 from cmr_demo.provenance import machine
 
-from cmr_demo.bundle.layout import (CALIBRATION, FORMAT, GALLERY_FEATURES, ITEMS_FILE, LAB_FEATURES, RELEVANCE, SEED_APS,
-                                    THUMB_PX, backbone_spec)
+from cmr_demo.bundle.layout import (
+    CALIBRATION,
+    FORMAT,
+    GALLERY_FEATURES,
+    ITEMS_FILE,
+    LAB_FEATURES,
+    RELEVANCE,
+    SEED_APS,
+    THUMB_PX,
+    backbone_spec,
+)
 
 
 def _write_gallery(out: Path, split) -> list[dict]:
@@ -67,7 +76,8 @@ def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats
     written before the others (their map is the reference the others are aligned to)."""
     from tqdm.auto import tqdm
 
-    from cmr_demo.bundle.maps import align_to, fit_map  # scipy/umap: build time only, kept out of the serving import path
+    # scipy/umap: build time only, kept out of the serving import path
+    from cmr_demo.bundle.maps import align_to, fit_map
     todo = {name: ("fixed", run) for name, run in run_dirs.items() if name in (fixed or {})}
     todo.update({name: ("heads", run) for name, run in run_dirs.items() if name not in todo})
     reference = None
@@ -85,8 +95,11 @@ def _embed_and_map(out: Path, run_dirs: dict[str, Path], image_feats, text_feats
         n = len(img)
         save_tensors(run / "embeddings.safetensors", {"image": torch.from_numpy(img).half(),
                                                       "text": torch.from_numpy(txt).half()}, {"objective": name})
-        save_tensors(run / "map.safetensors", {"image": torch.from_numpy(coords[:n]), "text": torch.from_numpy(coords[n:])},
-                     {"objective": name, "method": "umap-cosine+procrustes", "seed": str(seed)})
+        save_tensors(
+            run / "map.safetensors",
+            {"image": torch.from_numpy(coords[:n]), "text": torch.from_numpy(coords[n:])},
+            {"objective": name, "method": "umap-cosine+procrustes", "seed": str(seed)},
+        )
 
 
 def seed_summary(values: dict[int, float]) -> dict:
@@ -127,7 +140,8 @@ def build(job, out: str | Path, overwrite: bool = False, seeds: list[int] | None
     `tune`: each objective's defining settings are chosen on the validation split first (`cmr_demo.train.tuning`;
     options the job sets are kept as given). `seeds`: more training seeds per objective, at the chosen setting and at
     the paper's where tuning changed it, metrics only; the leaderboard shows their mean, sample standard deviation,
-    interval and a paired test against the best (the served heads are `job.train.seed`'s). With a backbone, the backbone alone joins the objectives
+    interval and a paired test against the best (the served heads are `job.train.seed`'s). With a backbone, the
+    backbone alone joins the objectives
     as `zero-shot` (`cmr_demo.bundle.zero_shot`). Without one (`job.features.backbone` None) the data's own
     features are used and the bundle has no backbone (features-only).
 
@@ -343,7 +357,9 @@ def add_lab(folder: str | Path) -> Path:
     feats, _ = dataset_features(dataset, backbone_spec(folder), progress=False)
     stored, _ = load_tensors(folder / GALLERY_FEATURES)
     ids = [json.loads(line)["id"] for line in (folder / ITEMS_FILE).read_text().splitlines() if line]
-    if dataset.test.ids != ids or not np.allclose(stored["image"].float().numpy(), feats["test"][0], atol=1e-2, rtol=1e-2):
+    if dataset.test.ids != ids or not np.allclose(
+        stored["image"].float().numpy(), feats["test"][0], atol=1e-2, rtol=1e-2
+    ):
         raise DataError(f"the data '{manifest['data']['spec']}' no longer gives the gallery {folder} was built from")
     write_lab_features(folder, feats, dataset)
     manifest["files"][LAB_FEATURES] = file_sha256(folder / LAB_FEATURES)

@@ -12,7 +12,8 @@ import json
 CARD_FILE = "README.md"
 CODE_LICENSE = "The code that built this bundle is MIT-licensed (the CLIP4CMR demo's LICENSE)."
 CITATION = """@inproceedings{zeng2022clip4cmr,
-  title     = {A Comprehensive Empirical Study of Vision-Language Pre-trained Model for Supervised Cross-Modal Retrieval},
+  title     = {A Comprehensive Empirical Study of Vision-Language Pre-trained Model for Supervised Cross-Modal
+  Retrieval},
   author    = {Zeng, Zhixiong and Mao, Wenji},
   booktitle = {Proceedings of the 2022 International Conference on Multimedia Retrieval (ICMR '22)},
   year      = {2022},
@@ -59,10 +60,16 @@ def front_matter(manifest: dict) -> list[str]:
     lines += ["model-index:", f"- name: {_yaml(name)}", "  results:"]
     dataset = f"    dataset: {{type: {_yaml(data['spec'])}, name: {_yaml(data['spec'])}, split: test}}"
     for objective, m in manifest["objectives"].items():
-        lines += [f"  - task: {{type: cross-modal-retrieval, name: {_yaml(f'cross-modal retrieval, objective {objective}')}}}",
-                  dataset, "    metrics:"]
+        lines += [
+            "  - task: {type: cross-modal-retrieval, name: "
+            f"{_yaml(f'cross-modal retrieval, objective {objective}')}}}",
+            dataset,
+            "    metrics:",
+        ]
         for direction, key in (("image->text", "i2t_map"), ("text->image", "t2i_map"), ("average", "avg_map")):
-            lines.append(f"    - {{type: map, name: {_yaml(f'mAP@all {direction} ({objective})')}, value: {m[key]:.4f}}}")
+            lines.append(
+                f"    - {{type: map, name: {_yaml(f'mAP@all {direction} ({objective})')}, value: {m[key]:.4f}}}"
+            )
     return lines + ["---"]
 
 
@@ -110,8 +117,12 @@ def render_card(manifest: dict) -> str:
     data, about, name = manifest["data"], manifest.get("about", {}), manifest.get("name", "bundle")
     seeded = [m["seeds"] for m in manifest["objectives"].values() if m.get("seeds")]
     order = lambda kv: -(kv[1].get("seeds") or {}).get("mean", kv[1]["avg_map"])  # noqa: E731 (the mean over seeds)
-    rows = [f"| `{o}` | {m['i2t_map']:.3f} | {m['t2i_map']:.3f} | {m['avg_map']:.3f} |" + (_seed_cell(m) if seeded else "")
-            + _setting_cell(m) for o, m in sorted(manifest["objectives"].items(), key=order)]
+    rows = [
+        f"| `{o}` | {m['i2t_map']:.3f} | {m['t2i_map']:.3f} | {m['avg_map']:.3f} |"
+        + (_seed_cell(m) if seeded else "")
+        + _setting_cell(m)
+        for o, m in sorted(manifest["objectives"].items(), key=order)
+    ]
     header = "| objective | image->text mAP | text->image mAP | average |" + (
         f" average over {seeded[0]['n']} training seeds (mean ± sample std [95 % interval]) |" if seeded else "") + \
         " setting |"
@@ -130,7 +141,8 @@ def render_card(manifest: dict) -> str:
         header, "|---|---|---|---|" + ("---|" if seeded else "") + "---|", *rows, "", *_served_line(manifest, seeded),
         f"Built {manifest['created']} on {manifest.get('machine', 'an unrecorded machine')} with:", "",
         "```", " ".join(manifest["command"]), "```", "",
-        "Serve it: `python app.py --bundle <this folder>`; check it: `python -m cmr_demo.bundle verify <this folder>`.", "",
+        "Serve it: `python app.py --bundle <this folder>`; check it: `python -m cmr_demo.bundle verify <this "
+        "folder>`.", "",
         "## License", "", CODE_LICENSE + " " + (about.get("license") or "The data's own terms apply to the gallery, "
                                                                       "features and embeddings derived from it."), "",
         "## Citation", "", "```bibtex", CITATION, "```", ""]

@@ -13,7 +13,10 @@ from cmr_demo.bundle.verify import verify
 def main(argv: list[str] | None = None) -> int:
     from cmr_demo.cliargs import HelpFormatter
     from cmr_demo.train.stage import job_from_args
-    parser = argparse.ArgumentParser(prog="python -m cmr_demo.bundle", description=__doc__, formatter_class=HelpFormatter)
+
+    parser = argparse.ArgumentParser(
+        prog="python -m cmr_demo.bundle", description=__doc__, formatter_class=HelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     add_build_args(sub.add_parser(
         "build", help="train every objective and assemble a bundle the app serves", formatter_class=HelpFormatter,

@@ -192,8 +192,13 @@ def push(folder: str | Path, repo: str, private: bool = False, revision: str | N
         raise HubError(f"{folder} does not verify, so it is not pushed: " + "; ".join(problems[:3]))
     files = push_files(folder)
     operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in files]
-    plan = {"repo": repo, "revision": revision or "main", "files": [(rel, (folder / rel).stat().st_size) for rel in files],
-            "card": (folder / CARD_FILE).read_text(), "operations": operations}
+    plan = {
+        "repo": repo,
+        "revision": revision or "main",
+        "files": [(rel, (folder / rel).stat().st_size) for rel in files],
+        "card": (folder / CARD_FILE).read_text(),
+        "operations": operations,
+    }
     if dry_run:
         return plan
     if api is None:

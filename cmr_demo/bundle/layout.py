@@ -1,5 +1,7 @@
-"""The bundle folder contract, read by the builder, `verify` and the loader alike: a self-contained folder with a gallery, a backbone, one checkpoint per objective,
-gallery embeddings and aligned 2-D maps; built by `cmr_demo.bundle.build`, checked by `cmr_demo.bundle.verify`, loaded by
+"""The bundle folder contract, read by the builder, `verify` and the loader alike: a self-contained folder with a
+gallery, a backbone, one checkpoint per objective,
+gallery embeddings and aligned 2-D maps; built by `cmr_demo.bundle.build`, checked by `cmr_demo.bundle.verify`, loaded
+by
 `cmr_demo.bundle.load`.
 
 `python -m cmr_demo.bundle build --backbone SPEC --data SPEC --objectives all --out DIR [train options]`

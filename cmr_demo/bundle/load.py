@@ -176,7 +176,10 @@ def _view(files: BundleFiles, name: str, entry: dict, num_classes: int) -> Objec
     run = entry["dir"]
     emb, xy = files.tensors(f"{run}/embeddings.safetensors")[0], files.tensors(f"{run}/map.safetensors")[0]
     if entry.get("kind") == zero_shot.KIND:  # the backbone alone: no heads, classes from prompts
-        heads, objective = zero_shot.FrozenHeads(), zero_shot.module_from(files.tensors(f"{run}/prompts.safetensors")[0])
+        heads, objective = (
+            zero_shot.FrozenHeads(),
+            zero_shot.module_from(files.tensors(f"{run}/prompts.safetensors")[0]),
+        )
     else:
         image_dim, text_dim = feature_dims(files.manifest)
         heads = heads_from(*files.tensors(f"{run}/heads.safetensors"), files.folder / run / "heads.safetensors",

@@ -72,7 +72,8 @@ class RayRunner(LocalRunner):
                     try:
                         metrics, files = self.ray.get(ref)
                     except Exception as err:  # noqa: BLE001 (after its one retry)
-                        raise ValueError(f"training {trial.objective} (seed {trial.seed}, {dict(trial.options)}) failed "
+                        raise ValueError(f"training {trial.objective} (seed {trial.seed}, {dict(trial.options)}) "
+                                         f"failed "
                                          f"on Ray after a retry: {first_line(err)}") from None
                     for rel, data in files.items():
                         (Path(trial.folder) / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -106,9 +106,12 @@ def train_runs(job, runner, work: Path, others: list[int], tune: bool = True) ->
         if s.best != s.paper:
             runs.paper[s.objective] = {served: found[(s.objective, tuple(sorted(s.paper.items())))][0]}
     shutil.rmtree(trials_dir, ignore_errors=True)
-    later = [(table, Trial(s.objective, tuple(sorted(point.items())), seed))
-             for seed in others for s in searches
-             for table, point in ((runs.chosen, s.best), *([(runs.paper, s.paper)] if s.objective in runs.paper else []))]
+    later = [
+        (table, Trial(s.objective, tuple(sorted(point.items())), seed))
+        for seed in others
+        for s in searches
+        for table, point in ((runs.chosen, s.best), *([(runs.paper, s.paper)] if s.objective in runs.paper else []))
+    ]
     for (table, trial), metrics in zip(later, runner.run([t for _, t in later], "other seeds")):
         table[trial.objective][trial.seed] = metrics
     return runs

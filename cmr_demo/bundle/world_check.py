@@ -91,8 +91,16 @@ class PictureCheck:
     def save(self, path: Path) -> None:
         tensors = {name: torch.from_numpy(np.ascontiguousarray(getattr(self, name))) for name in
                    ("hidden_weights", "hidden_bias", "weights", "bias")}
-        save_tensors(path, tensors, {"format": FORMAT, "kinds": json.dumps(self.kinds),
-                                     "min_probability": repr(self.min_probability), "measured": json.dumps(self.measured)})
+        save_tensors(
+            path,
+            tensors,
+            {
+                "format": FORMAT,
+                "kinds": json.dumps(self.kinds),
+                "min_probability": repr(self.min_probability),
+                "measured": json.dumps(self.measured),
+            },
+        )
 
     @classmethod
     def load(cls, path: Path) -> PictureCheck:

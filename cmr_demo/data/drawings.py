@@ -163,14 +163,19 @@ def random_look(rng: np.random.Generator, style: str | None = None, colour: str 
     papers = [p for p in PAPERS if not _too_close(ink, p) and not (fill and _too_close(fill, p))]
     if not papers:  # nothing shows on any paper: a black pen on white always does
         ink, fill, papers = "black", ("black" if filled else None), ["white"]
-    paper = "grey" if style == "small" and "grey" in papers and rng.random() < 0.6 else papers[rng.integers(len(papers))]
+    paper = (
+        "grey" if style == "small" and "grey" in papers and rng.random() < 0.6 else papers[rng.integers(len(papers))]
+    )
     scale = {"small": rng.uniform(0.07, 0.16), "large": rng.uniform(0.38, 0.49)}.get(style, rng.uniform(0.18, 0.45))
     count = 1 if style in ("large",) or rng.random() < 0.8 else int(rng.integers(2, 4))
     if count > 1:
         scale = min(scale, 0.22)
     stroke = rng.uniform(0.004, 0.05) if rng.random() < 0.8 else rng.uniform(0.05, 0.09)
-    wobble = rng.uniform(0.03, 0.09) if style == "hand-drawn" else (rng.uniform(0, 0.05) if style == "photo" else
-                                                                     (rng.uniform(0, 0.02) if rng.random() < 0.3 else 0.0))
+    wobble = (
+        rng.uniform(0.03, 0.09)
+        if style == "hand-drawn"
+        else (rng.uniform(0, 0.05) if style == "photo" else (rng.uniform(0, 0.02) if rng.random() < 0.3 else 0.0))
+    )
     canvas = int(rng.choice([96, 128, 200, 256, 300, 400, 512]))
     if colour is not None:  # decided after every draw above, so looks without a colour are the stream's own
         ink, fill = (ink if ink != fill else colour, colour) if filled else (colour, None)

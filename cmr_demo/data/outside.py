@@ -57,7 +57,8 @@ def flat(rng, c):
     name, rgb = _colour(rng)
     px = np.full((c, c, 3), rgb, np.float32) + rng.normal(0, rng.uniform(0, 4), (c, c, 3))
     return Image.fromarray(np.clip(px, 0, 255).astype(np.uint8)), \
-        [f"a plain {name} picture", f"a blank {name} image", f"just the colour {name}", f"an empty {name} square"][rng.integers(4)]
+        [f"a plain {name} picture", f"a blank {name} image", f"just the colour {name}", f"an empty {name} "
+                                                                                        f"square"][rng.integers(4)]
 
 
 def gradient(rng, c):
@@ -146,8 +147,14 @@ def stick_figure(rng, c):
     pen.line([neck, hip], fill=ink, width=w)
     for side in (-1, 1):
         a = rng.uniform(0.1, 1.2)
-        pen.line([(x0, y0 + 0.3 * s), (x0 + side * 0.3 * s * math.cos(a), y0 + 0.3 * s + side * 0.3 * s * math.sin(a) * rng.choice([-1, 1]))],
-                 fill=ink, width=w)
+        pen.line(
+            [
+                (x0, y0 + 0.3 * s),
+                (x0 + side * 0.3 * s * math.cos(a), y0 + 0.3 * s + side * 0.3 * s * math.sin(a) * rng.choice([-1, 1])),
+            ],
+            fill=ink,
+            width=w,
+        )
         pen.line([hip, (x0 + side * rng.uniform(0.1, 0.25) * s, y0 + s)], fill=ink, width=w)
     return image, ["a stick figure", "a drawing of a stick man", "a stick person"][rng.integers(3)]
 
@@ -159,7 +166,9 @@ def _house(pen, x, y, s, ink, w, fill):
 
 
 def _tree(pen, x, y, s, ink, w, fill):
-    pen.rectangle([x + 0.42 * s, y + 0.6 * s, x + 0.58 * s, y + s], outline=ink, width=w, fill=(125, 75, 35) if fill else None)
+    pen.rectangle(
+        [x + 0.42 * s, y + 0.6 * s, x + 0.58 * s, y + s], outline=ink, width=w, fill=(125, 75, 35) if fill else None
+    )
     pen.ellipse([x + 0.1 * s, y, x + 0.9 * s, y + 0.7 * s], outline=ink, width=w, fill=(40, 160, 60) if fill else None)
 
 
@@ -168,8 +177,14 @@ def _sun(pen, x, y, s, ink, w, fill):
     pen.ellipse([cx - r, cy - r, cx + r, cy + r], outline=ink, width=w, fill=(240, 215, 30) if fill else None)
     for k in range(8):
         a = k * math.pi / 4
-        pen.line([(cx + 1.3 * r * math.cos(a), cy + 1.3 * r * math.sin(a)), (cx + 2 * r * math.cos(a), cy + 2 * r * math.sin(a))],
-                 fill=ink, width=w)
+        pen.line(
+            [
+                (cx + 1.3 * r * math.cos(a), cy + 1.3 * r * math.sin(a)),
+                (cx + 2 * r * math.cos(a), cy + 2 * r * math.sin(a)),
+            ],
+            fill=ink,
+            width=w,
+        )
 
 
 def _smiley(pen, x, y, s, ink, w, fill):
@@ -194,7 +209,9 @@ def _car(pen, x, y, s, ink, w, fill):
     pen.polygon([(x + 0.2 * s, y + 0.45 * s), (x + 0.35 * s, y + 0.25 * s), (x + 0.7 * s, y + 0.25 * s),
                  (x + 0.8 * s, y + 0.45 * s)], outline=ink, width=w)
     for wx in (0.22, 0.78):
-        pen.ellipse([x + (wx - 0.1) * s, y + 0.65 * s, x + (wx + 0.1) * s, y + 0.85 * s], outline=ink, width=w, fill=ink)
+        pen.ellipse(
+            [x + (wx - 0.1) * s, y + 0.65 * s, x + (wx + 0.1) * s, y + 0.85 * s], outline=ink, width=w, fill=ink
+        )
 
 
 def _cloud(pen, x, y, s, ink, w, fill):
@@ -207,27 +224,41 @@ def _boat(pen, x, y, s, ink, w, fill):
     pen.polygon([(x, y + 0.65 * s), (x + s, y + 0.65 * s), (x + 0.8 * s, y + 0.9 * s), (x + 0.2 * s, y + 0.9 * s)],
                 outline=ink, width=w, fill=(125, 75, 35) if fill else None)
     pen.line([(x + 0.5 * s, y + 0.65 * s), (x + 0.5 * s, y + 0.05 * s)], fill=ink, width=w)
-    pen.polygon([(x + 0.5 * s, y + 0.1 * s), (x + 0.85 * s, y + 0.55 * s), (x + 0.5 * s, y + 0.55 * s)], outline=ink, width=w)
+    pen.polygon(
+        [(x + 0.5 * s, y + 0.1 * s), (x + 0.85 * s, y + 0.55 * s), (x + 0.5 * s, y + 0.55 * s)], outline=ink, width=w
+    )
 
 
 def _fish(pen, x, y, s, ink, w, fill):
-    pen.ellipse([x, y + 0.3 * s, x + 0.75 * s, y + 0.7 * s], outline=ink, width=w, fill=(245, 140, 20) if fill else None)
+    pen.ellipse(
+        [x, y + 0.3 * s, x + 0.75 * s, y + 0.7 * s], outline=ink, width=w, fill=(245, 140, 20) if fill else None
+    )
     pen.polygon([(x + 0.7 * s, y + 0.5 * s), (x + s, y + 0.3 * s), (x + s, y + 0.7 * s)], outline=ink, width=w)
     pen.ellipse([x + 0.15 * s, y + 0.43 * s, x + 0.22 * s, y + 0.5 * s], fill=ink)
 
 
 def _cat(pen, x, y, s, ink, w, fill):
-    pen.ellipse([x + 0.1 * s, y + 0.25 * s, x + 0.9 * s, y + s], outline=ink, width=w, fill=(150, 150, 150) if fill else None)
-    pen.polygon([(x + 0.15 * s, y + 0.45 * s), (x + 0.2 * s, y + 0.05 * s), (x + 0.42 * s, y + 0.3 * s)], outline=ink, width=w)
-    pen.polygon([(x + 0.85 * s, y + 0.45 * s), (x + 0.8 * s, y + 0.05 * s), (x + 0.58 * s, y + 0.3 * s)], outline=ink, width=w)
+    pen.ellipse(
+        [x + 0.1 * s, y + 0.25 * s, x + 0.9 * s, y + s], outline=ink, width=w, fill=(150, 150, 150) if fill else None
+    )
+    pen.polygon(
+        [(x + 0.15 * s, y + 0.45 * s), (x + 0.2 * s, y + 0.05 * s), (x + 0.42 * s, y + 0.3 * s)], outline=ink, width=w
+    )
+    pen.polygon(
+        [(x + 0.85 * s, y + 0.45 * s), (x + 0.8 * s, y + 0.05 * s), (x + 0.58 * s, y + 0.3 * s)], outline=ink, width=w
+    )
     for ex in (0.35, 0.65):
         pen.ellipse([x + (ex - 0.04) * s, y + 0.5 * s, x + (ex + 0.04) * s, y + 0.6 * s], fill=ink)
     for side in (-1, 1):
-        pen.line([(x + 0.5 * s, y + 0.72 * s), (x + 0.5 * s + side * 0.45 * s, y + 0.65 * s)], fill=ink, width=max(1, w // 2))
+        pen.line(
+            [(x + 0.5 * s, y + 0.72 * s), (x + 0.5 * s + side * 0.45 * s, y + 0.65 * s)], fill=ink, width=max(1, w // 2)
+        )
 
 
 def _umbrella(pen, x, y, s, ink, w, fill):
-    pen.pieslice([x, y + 0.1 * s, x + s, y + 0.9 * s], 180, 360, outline=ink, width=w, fill=(40, 90, 220) if fill else None)
+    pen.pieslice(
+        [x, y + 0.1 * s, x + s, y + 0.9 * s], 180, 360, outline=ink, width=w, fill=(40, 90, 220) if fill else None
+    )
     pen.line([(x + 0.5 * s, y + 0.5 * s), (x + 0.5 * s, y + 0.95 * s)], fill=ink, width=w)
     pen.arc([x + 0.5 * s, y + 0.85 * s, x + 0.7 * s, y + s], 0, 180, fill=ink, width=w)
 
@@ -245,7 +276,10 @@ def _object_painter(objects: dict) -> Painter:
         x, y = rng.uniform(0.05 * c, max(0.05 * c, c - 1.05 * s)), rng.uniform(0.05 * c, max(0.05 * c, c - 1.05 * s))
         objects[name](pen, x, y, s, ink, w, rng.random() < 0.5)
         article = "an" if name[0] in "aeiou" else "a"
-        return image, [f"a drawing of {article} {name}", f"a sketch of {article} {name}", f"{article} {name}"][rng.integers(3)]
+        return image, [f"a drawing of {article} {name}", f"a sketch of {article} {name}", f"{article} {name}"][
+            rng.integers(3)
+        ]
+
     return paint
 
 
@@ -257,7 +291,9 @@ def scene(rng, c):
         sky = np.array([rng.uniform(80, 180), rng.uniform(140, 210), rng.uniform(200, 255)], np.float32)
         ground = np.array([rng.uniform(40, 120), rng.uniform(90, 170), rng.uniform(20, 80)], np.float32)
         horizon = 0.5 + 0.15 * np.sin(xx * rng.uniform(3, 9) + rng.uniform(0, 6)) * rng.uniform(0.3, 1)
-        px = np.where((yy > horizon)[..., None], ground * (0.7 + 0.5 * yy[..., None]), sky * (1.1 - 0.4 * yy[..., None]))
+        px = np.where(
+            (yy > horizon)[..., None], ground * (0.7 + 0.5 * yy[..., None]), sky * (1.1 - 0.4 * yy[..., None])
+        )
         text = ["a photo of a landscape", "a photo of hills under a blue sky", "a field and the sky"][rng.integers(3)]
     elif kind == 1:
         px = np.zeros((c, c, 3), np.float32) + rng.uniform(0, 255, 3)
@@ -305,16 +341,24 @@ def scribble(rng, c):
 
 # the kinds in the tiny CLIP's pre-training stream (fixed: the stream is reproduced from it), the kinds the picture
 # check is fitted on (those and more line drawings), and kinds nothing is fitted on
-STREAM: dict[str, Painter] = {"noise": noise, "flat colour": flat, "gradient": gradient, "pattern": pattern,
-                              "writing": writing, "stick figure": stick_figure, "object drawing": _object_painter(OBJECTS),
-                              "photo-like scene": scene}
+STREAM: dict[str, Painter] = {
+    "noise": noise,
+    "flat colour": flat,
+    "gradient": gradient,
+    "pattern": pattern,
+    "writing": writing,
+    "stick figure": stick_figure,
+    "object drawing": _object_painter(OBJECTS),
+    "photo-like scene": scene,
+}
 FITTED: dict[str, Painter] = {**STREAM, "scribble": scribble}
 HELD_OUT: dict[str, Painter] = {"unseen object drawing": _object_painter(HELD_OUT_OBJECTS)}
 KINDS = {**FITTED, **HELD_OUT}
 
 
 def draw(kind: str, index: int, seed: int) -> tuple[Image.Image, str]:
-    """Picture `index` of `kind` at its own canvas size (96-512 px) and its caption; a pure function of the arguments."""
+    """Picture `index` of `kind` at its own canvas size (96-512 px) and its caption; a pure function of the
+    arguments."""
     rng = np.random.default_rng([seed, index, 53, list(KINDS).index(kind)])
     canvas = int(rng.choice([96, 128, 200, 256, 300, 400, 512]))
     return KINDS[kind](rng, canvas)

@@ -5,7 +5,8 @@ Why a stream: the world is procedural, so a pre-training run never needs to see 
 of random scenes the colour, background and position words already tell every pair apart, so a
 contrastive model can reach a low loss without ever looking at the shape. A group shares its
 background, texture, colour, count and size, so inside it only the shape, the position and the
-distractors differ (a single object also shares its place) and the caption's shape words become the cue worth learning. No class label is
+distractors differ (a single object also shares its place) and the caption's shape words become the cue worth learning.
+No class label is
 used: a group is formed from caption attributes that are not the class, and each member's shape is
 an independent uniform draw, exactly as the world draws it.
 

@@ -33,7 +33,9 @@ class Split:
         self.ids = [str(i) for i in self.ids]
         raw = np.asarray(self.labels).reshape(-1)
         if raw.size and not np.all(np.mod(raw.astype(np.float64), 1) == 0):
-            raise DataError(f"labels must be whole class ids; got e.g. {raw[np.mod(raw.astype(np.float64), 1) != 0][:3]}")
+            raise DataError(
+                f"labels must be whole class ids; got e.g. {raw[np.mod(raw.astype(np.float64), 1) != 0][:3]}"
+            )
         self.labels = raw.astype(np.int64)
         if len(set(self.ids)) != len(self.ids):
             seen, dups = set(), []

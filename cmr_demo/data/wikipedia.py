@@ -137,7 +137,8 @@ FEATURE_NOTE = (" Features as the authors distribute them: 128-d SIFT bag of vis
                 "proportions for texts (no pictures or texts are shipped).")
 LICENSE = ("The Wikipedia dataset is distributed by its authors (Rasiwasia et al., 2010, "
            "http://www.svcl.ucsd.edu/projects/crossmodal/) for research; its terms are theirs, not this project's. "
-           "This bundle holds only what was derived from it: heads, embeddings, 2-D maps, metrics and the category names.")
+           "This bundle holds only what was derived from it: heads, embeddings, 2-D maps, metrics and the category "
+           "names.")
 
 
 def read(arg: str, report: IngestReport) -> Dataset:

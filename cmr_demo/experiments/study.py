@@ -1,7 +1,9 @@
 """`python -m cmr_demo.experiments.study`: the paper's studies as sweeps of `cmr_demo.train` runs.
 
-    python -m cmr_demo.experiments.study imbalance   --data SPEC [--objectives pcl,ce] [--fractions 1,0.5,0.1] [--modality both]
-    python -m cmr_demo.experiments.study sensitivity --data SPEC [--objectives pcl,ce] --param embed_dim=64,256 --param margin=0.1,0.3
+    python -m cmr_demo.experiments.study imbalance   --data SPEC [--objectives pcl,ce] [--fractions 1,0.5,0.1]
+    [--modality both]
+    python -m cmr_demo.experiments.study sensitivity --data SPEC [--objectives pcl,ce] --param embed_dim=64,256 --param
+    margin=0.1,0.3
 
 Any other option (e.g. --standardize, --epochs 50) goes to every training run unchanged. Each finished
 run is appended to DIR/<study>.csv at once (written atomically, so a long study can be read midway);
@@ -248,7 +250,9 @@ def save_figure(fig: go.Figure, base: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cmr_demo.experiments.study", description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m cmr_demo.experiments.study", description=__doc__, formatter_class=HelpFormatter
+    )
     sub = p.add_subparsers(dest="study", required=True)
     for name, cls in STUDIES.items():
         s = sub.add_parser(name, help=(cls.__doc__ or "").split("\n")[0],
@@ -257,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_job_args(s, objectives="pcl,ce")
         s.add_argument("--seeds", type=int, default=1, help="seeds S..S+N-1 per setting, from --seed S")
         s.add_argument("--out", default="runs/study", help="folder for <study>.csv/.html/.png")
-        s.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (many cores or a GPU)")
+        s.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process (many cores or a "
+                                                           "GPU)")
         s.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                        help="run each training run as a Ray task: on a new local Ray instance, or on the cluster at "
                             "ADDRESS (host:port, or 'auto'); needs pip install '.[ray]'")

@@ -1,6 +1,7 @@
 """What a bundle's stored metrics say across objectives: the queries on which two objectives disagree most, how far
 apart the paper's objectives land, the opening query, and objectives that trained as one model (the leaderboard
-and per-class AP with their seed statistics: `comparison`). Plain functions over a loaded bundle: no index, no backbone, nothing
+and per-class AP with their seed statistics: `comparison`). Plain functions over a loaded bundle: no index, no
+backbone, nothing
 encoded, so they answer for features-only bundles and lab runs alike."""
 from __future__ import annotations
 

@@ -72,7 +72,9 @@ class TextBatcher:
                     rows = {}
                     for text in texts:
                         try:
-                            rows[text] = await loop.run_in_executor(self.worker, self.service.encoder.text_features, [text])
+                            rows[text] = await loop.run_in_executor(
+                                self.worker, self.service.encoder.text_features, [text]
+                            )
                         except Exception as err:  # noqa: BLE001 (handed to the requests that sent this text)
                             rows[text] = err
                 self.batches, self.texts = self.batches + 1, self.texts + len(texts)
@@ -230,7 +232,8 @@ class Api:
                     "items": [{"id": s.bundle.items[r]["id"], "class": s.class_names[int(s.bundle.labels[r])],
                                "text": s.bundle.items[r]["text"], "image_url": s.catalog.media_url(r)} for r in rows]}
 
-        @r.get("/leaderboard", summary="Every objective ranked by its mean over training seeds: per-seed values, sample "
+        @r.get("/leaderboard", summary="Every objective ranked by its mean over training seeds: per-seed values, "
+                                       "sample "
                                        "std, 95 % interval, a paired test against the best, and how its setting was "
                                        "chosen; the paper's setting as a row of its own where tuning changed it")
         async def leaderboard(bundle: str | None = None) -> dict:

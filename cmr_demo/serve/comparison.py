@@ -63,7 +63,9 @@ def leaderboard(bundle: Bundle, with_paper: bool = True) -> list[dict]:
     for n, (row, ap) in enumerate(zip(rows, aps)):
         if n == 0:
             row.update(difference_to_best=0.0, p_value=None, tied_with_best=True)
-        elif ap is None or best is None or ap.shape[1] != best.shape[1] or _one_seed(row, ap) or _one_seed(rows[0], best):
+        elif (
+            ap is None or best is None or ap.shape[1] != best.shape[1] or _one_seed(row, ap) or _one_seed(rows[0], best)
+        ):
             row.update(difference_to_best=rows[0]["mean"] - row["mean"], p_value=None, tied_with_best=None)
         else:
             test = paired_test(best, ap)

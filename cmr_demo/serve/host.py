@@ -30,7 +30,7 @@ def every(seconds: float, task: Callable[[], object], name: str) -> None:
             time.sleep(seconds)
             try:
                 task()
-            except Exception:  # noqa: BLE001 (housekeeping must not die)
+            except Exception:  # housekeeping must not die: logged, and the next round runs
                 log.exception("%s failed", name)
     threading.Thread(target=loop, name=name, daemon=True).start()
 

@@ -62,7 +62,8 @@ def clean_text(text: object, notes: list[str] | None = None) -> str:
 def check_k(k: object, gallery_size: int, notes: list[str] | None = None) -> int:
     """A whole number of results in 1..min(MAX_K, gallery size)."""
     number = isinstance(k, (int, float, np.integer, np.floating)) and not isinstance(k, bool)
-    finite = number and not (isinstance(k, (float, np.floating)) and not np.isfinite(k))  # isfinite fails on ints > 2**64
+    # isfinite fails on ints > 2**64
+    finite = number and not (isinstance(k, (float, np.floating)) and not np.isfinite(k))
     if not finite or k != int(k) or k < 1:
         raise InputError(f"k (number of results) must be a whole number from 1 to {MAX_K}; got {shown(k)}")
     limit = min(MAX_K, gallery_size)
@@ -218,7 +219,8 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         im = im.crop((left, top, left + cw, top + ch))
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth: rescale, do not saturate
         with np.errstate(invalid="ignore"):  # float TIFFs may hold signalling NaNs: widening them raises
-            arr = np.asarray(im, dtype=np.float64)  # 'invalid' (the fuzz test's once-flaky 3x15 image); NaN is handled below
+            # 'invalid' (the fuzz test's once-flaky 3x15 image); NaN is handled below
+            arr = np.asarray(im, dtype=np.float64)
         finite = np.isfinite(arr)  # float images may hold NaN and inf: scale the finite range, the rest is black
         arr = np.where(finite, arr, np.min(arr, where=finite, initial=np.inf) if finite.any() else 0.0)
         lo, hi = float(arr.min()), float(arr.max())

@@ -74,7 +74,8 @@ def check_objective(spec: object) -> str:
         raise InputError(f"unknown objective {spec.strip()[:40]!r}: choose one of {', '.join(OBJECTIVES)}, or a hybrid "
                          f"like 'pcl+0.5*tl' (weights times objectives, joined by +)") from None
     if len(parts) > MAX_PARTS:
-        raise InputError(f"a hybrid objective has at most {MAX_PARTS} parts here; '{spec.strip()[:40]}' has {len(parts)}")
+        raise InputError(f"a hybrid objective has at most {MAX_PARTS} parts here; '{spec.strip()[:40]}' has "
+                         f"{len(parts)}")
     return spec.strip()
 
 
@@ -96,7 +97,9 @@ def base_settings(bundle: Bundle, objective: str) -> tuple[TrainConfig, HeadConf
     return replace(train, device="cpu", precision="fp32"), HeadConfig(**config["heads"])
 
 
-def settings_for(bundle: Bundle, objective: object, options: object = "", **overrides) -> tuple[TrainConfig, HeadConfig]:
+def settings_for(
+    bundle: Bundle, objective: object, options: object = "", **overrides
+) -> tuple[TrainConfig, HeadConfig]:
     """The run's settings: the bundle's own for the objective, then the user's options and overrides, checked."""
     objective = check_objective(objective)
     train, heads = base_settings(bundle, objective)

@@ -96,7 +96,8 @@ def check_space(root: Path) -> list[str]:
 
 
 def check_requirements(root: Path) -> list[str]:
-    problems = [] if (root / "requirements.txt").is_file() else ["requirements.txt is missing: a Space installs from it"]
+    problems = [] if (root / "requirements.txt").is_file() else ["requirements.txt is missing: a Space installs from "
+                                                                 "it"]
     for name in ("requirements.txt", "requirements-dev.txt"):
         path = root / name
         if not path.is_file():

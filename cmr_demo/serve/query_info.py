@@ -189,7 +189,9 @@ class WorldCheck:
         self.gallery = None
         self._calibrated = threading.Event()
         if image_features is not None and len(image_features) > 1:
-            g = (image_features / np.maximum(np.linalg.norm(image_features, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            g = (image_features / np.maximum(np.linalg.norm(image_features, axis=1, keepdims=True), 1e-12)).astype(
+                np.float32
+            )
             self.gallery = g
             # the threshold takes seconds on a large gallery (5,000 rows against all): computed in the background,
             # so start-up does not wait; the first picture query waits for it if it comes first

@@ -180,7 +180,9 @@ class RetrievalService:
             in_domain, reason = self.world.text(query.text)
         else:
             in_domain, reason = self.world.image(features)
-        return QueryInfo(self.class_names[best], float(probs[best]), in_domain, objective, scorer.source, reason, groups)
+        return QueryInfo(
+            self.class_names[best], float(probs[best]), in_domain, objective, scorer.source, reason, groups
+        )
 
     # ---- bundle-level views ----------------------------------------------------------------------
     def describe(self) -> dict:

@@ -39,12 +39,16 @@ class TrainConfig:
     lr: float = field(default=1e-4, metadata={"help": "the paper's Adam learning rate"})
     beta1: float = field(default=0.5, metadata={"help": "the paper's Adam betas are (0.5, 0.999)"})
     beta2: float = field(default=0.999, metadata={"help": "Adam's second beta"})
-    patience: int = field(default=10, metadata={"help": "epochs without a better selection mAP before stopping (the paper's)"})
+    patience: int = field(default=10, metadata={"help": "epochs without a better selection mAP before stopping (the "
+                                                        "paper's)"})
     seed: int = field(default=0, metadata={"help": "initialisation, batch order and dropout masks"})
-    select_on: str = field(default="val", metadata={"help": (
-        "split that selects the epoch: val, or test = the official code's protocol (optimistic)"), "choices": SELECT_ON})
-    text_fraction: float = field(default=1.0, metadata={"help": "share of training pairs that keep their text (modality imbalance)"})
-    image_fraction: float = field(default=1.0, metadata={"help": "share of training pairs that keep their image (the mirror case)"})
+    select_on: str = field(default="val", metadata={
+        "help": "split that selects the epoch: val, or test = the official code's protocol (optimistic)",
+        "choices": SELECT_ON})
+    text_fraction: float = field(default=1.0, metadata={"help": "share of training pairs that keep their text "
+                                                                "(modality imbalance)"})
+    image_fraction: float = field(default=1.0, metadata={"help": "share of training pairs that keep their image (the "
+                                                                 "mirror case)"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
     precision: str = field(default="fp32", metadata={"help": "autocast for the heads: bf16, or fp16 on CUDA only",
                                                       "choices": ("fp32", "bf16", "fp16")})
@@ -125,7 +129,7 @@ def selection_map(heads: Heads, data: Tensors) -> tuple[float, float]:
     heads.eval()
     img, txt = heads.encode_image(data.image), heads.encode_text(data.text)
     q = selection_queries(len(data.labels))
-    pick = (lambda x: x) if q is None else (lambda x: x[q.to(x.device)])  # noqa: E731
+    pick = (lambda x: x) if q is None else (lambda x: x[q.to(x.device)])
     i2t = float(average_precision(pick(img), pick(data.labels), txt, data.labels).mean())
     t2i = float(average_precision(pick(txt), pick(data.labels), img, data.labels).mean())
     return i2t, t2i
@@ -185,12 +189,12 @@ def fit(cfg: TrainConfig, head_cfg: HeadConfig, num_classes: int, train: Tensors
     best = {k: v.clone() for k, v in _module_state(heads, objective).items()}
     if state_path is not None and state_path.is_file():
         run_state, best = _restore(state_path, heads, objective, optimizer, cfg_json)
-        log(f"resuming {cfg.objective} after epoch {run_state['epoch'] + 1} (best so far: epoch {run_state['best_epoch'] + 1}, "
-            f"selection mAP {run_state['best_score']:.4f})")
-    start = time.perf_counter() - run_state["seconds"]
-    last_write = time.perf_counter()
+        log(f"resuming {cfg.objective} after epoch {run_state['epoch'] + 1} (best so far: epoch "
+            f"{run_state['best_epoch'] + 1}, selection mAP {run_state['best_score']:.4f})")
+    start, last_write = time.perf_counter() - run_state["seconds"], time.perf_counter()
     from tqdm.auto import trange
-    bar = trange(run_state["epoch"] + 1, cfg.epochs, desc=cfg.objective, unit="epoch", disable=not progress, leave=False)
+    bar = trange(run_state["epoch"] + 1, cfg.epochs, desc=cfg.objective, unit="epoch", disable=not progress,
+                 leave=False)
     for epoch in bar:
         if run_state["bad_epochs"] >= cfg.patience:
             break
@@ -270,11 +274,12 @@ def _train_epoch(cfg, epoch, heads, objective, optimizer, scaler, amp_dtype, tra
         if interrupt is not None and interrupt():
             return None
         with torch.autocast(train.image.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            out = objective(heads.encode_image(train.image[idx]), heads.encode_text(train.text[idx]), train.labels[idx],
-                            None if image_mask is None else image_mask[idx], None if text_mask is None else text_mask[idx])
+            out = objective(heads.encode_image(train.image[idx]), heads.encode_text(train.text[idx]),
+                            train.labels[idx], None if image_mask is None else image_mask[idx],
+                            None if text_mask is None else text_mask[idx])
         if not torch.isfinite(out["loss"]):
-            raise Diverged(f"{cfg.objective} diverged in epoch {epoch + 1} (loss {float(out['loss'])}): its weights would "
-                           f"be NaN. Lower the learning rate ({cfg.lr:g}) or the objective's options "
+            raise Diverged(f"{cfg.objective} diverged in epoch {epoch + 1} (loss {float(out['loss'])}): its weights "
+                           f"would be NaN. Lower the learning rate ({cfg.lr:g}) or the objective's options "
                            f"({cfg.objective_options or 'defaults'}), e.g. a smaller scale or weight")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out["loss"]).backward()

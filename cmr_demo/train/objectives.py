@@ -128,12 +128,14 @@ class Triplet(Objective):
         d2, same = sq_dist(anchor, other), ya[:, None] == yo[None, :]  # [A, O]
         neg_sorted = torch.sort(d2.masked_fill(same, torch.inf), dim=1).values  # negatives first, ascending
         finite = torch.isfinite(neg_sorted)
-        prefix = F.pad(torch.where(finite, neg_sorted, 0).cumsum(dim=1), (1, 0))  # [A, O+1], prefix[k] = sum of k smallest
+        # [A, O+1], prefix[k] = sum of k smallest
+        prefix = F.pad(torch.where(finite, neg_sorted, 0).cumsum(dim=1), (1, 0))
         key = torch.where(finite, neg_sorted, torch.finfo(d2.dtype).max).detach().contiguous()
         hi = torch.searchsorted(key, (d2 + margin).detach().contiguous())  # negatives with d_an < d_ap + margin
         lo = torch.searchsorted(key, d2.detach().contiguous(), right=True) if self.semi_hard else torch.zeros_like(hi)
         count = (hi - lo).to(d2.dtype)  # semi-hard: only d_ap < d_an < d_ap + margin
-        hinge_sum = count * (margin + d2) - (prefix.gather(1, hi) - prefix.gather(1, lo))  # [A, O], summed over negatives
+        # [A, O], summed over negatives
+        hinge_sum = count * (margin + d2) - (prefix.gather(1, hi) - prefix.gather(1, lo))
         if self.semi_hard:
             triplets = (count * same).sum()
         else:

@@ -54,7 +54,11 @@ class ObjectiveSpec:
         return {**option_defaults(name), **self.options_for(name)}
 
     def argv(self) -> list[str]:
-        return ["--objective", ",".join(self.names), *(a for k, v in self.options for a in ("--objective-opt", f"{k}={v!r}"))]
+        return [
+            "--objective",
+            ",".join(self.names),
+            *(a for k, v in self.options for a in ("--objective-opt", f"{k}={v!r}")),
+        ]
 
 
 def _option_pair(text: str) -> tuple[str, str]:

@@ -148,7 +148,8 @@ def write_run(out: Path, result, cfg: TrainConfig, head_cfg: HeadConfig, source:
         "data": {"spec": dataset.spec, "class_names": dataset.class_names, "val_source": dataset.val_source,
                  "sizes": {k: len(v) for k, v in dataset.splits().items()}, "ingest": dataset.report.to_dict()},
         "versions": package_versions(), "command": command})
-    save_json(out / "metrics.json", {**metrics, "ingest": dataset.report.to_dict()})  # what was skipped, with the result
+    # what was skipped, with the result
+    save_json(out / "metrics.json", {**metrics, "ingest": dataset.report.to_dict()})
     save_csv(out / "history.csv", result.history)
     (out / STATE_FILE).unlink(missing_ok=True)
 
@@ -201,7 +202,9 @@ def _say(job: TrainJob, line: str) -> None:
 
 
 def print_table(rows: dict[str, dict], select_on: str) -> None:
-    header = f"{'objective':<14} {'I->T':>7} {'T->I':>7} {'avg':>7} {'chance':>7} {'best ep':>8} {'epochs':>7} {'sec':>7}"
+    header = (
+        f"{'objective':<14} {'I->T':>7} {'T->I':>7} {'avg':>7} {'chance':>7} {'best ep':>8} {'epochs':>7} {'sec':>7}"
+    )
     print(f"\ntest mAP@all (epoch selected on {select_on})\n{header}\n{'-' * len(header)}")
     for name, m in rows.items():
         print(f"{name:<14} {m['i2t_map']:7.4f} {m['t2i_map']:7.4f} {m['avg_map']:7.4f} {m['chance_map']:7.4f} "
@@ -223,7 +226,8 @@ def train(job: TrainJob, dataset=None, features: tuple | None = None) -> dict[st
     t0 = time.perf_counter()
     feats, source = features if features is not None else load_features(job, dataset)
     if source.kind == "precomputed" and job.features.backbone:
-        _say(job, f"note: '{job.data.spec}' ships pre-computed features; --backbone {job.features.backbone} is not used")
+        _say(job, f"note: '{job.data.spec}' ships pre-computed features; --backbone {job.features.backbone} is not "
+                  f"used")
     dims = (feats["train"][0].shape[1], feats["train"][1].shape[1])
     _say(job, f"features from {source.text}: image {dims[0]}-d, text {dims[1]}-d ({time.perf_counter() - t0:.1f}s)")
     head_cfg = replace(job.heads, image_dim=dims[0], text_dim=dims[1])
@@ -250,18 +254,24 @@ def add_job_args(p: argparse.ArgumentParser, objectives: str = "pcl") -> None:
     add_dataclass_args(p, HeadConfig, skip=HEAD_WIDTHS)
     add_dataclass_args(p, DataConfig)
     add_dataclass_args(p, FeatureConfig, skip=("backbone", "cache_dir"))
-    p.add_argument("--cache-dir", default=None, help="feature cache (default $CMR_CACHE_DIR or ~/.cache/cmr_demo/features)")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default $CMR_CACHE_DIR or "
+                                                     "~/.cache/cmr_demo/features)")
 
 
 def job_from_args(args: argparse.Namespace, out: str | None) -> TrainJob:
     return TrainJob(
         data=DataConfig(args.data, **{f.name: getattr(args, f.name) for f in fields(DataConfig) if f.name != "spec"}),
         objectives=ObjectiveSpec.parse(args.objective, args.objective_opt),
-        train=TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in TRAIN_SET_PER_RUN}),
+        train=TrainConfig(
+            **{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in TRAIN_SET_PER_RUN}
+        ),
         heads=dataclass_from_args(HeadConfig, args),
         features=FeatureConfig(args.backbone, args.cache_dir, args.extract_batch_size, args.num_workers),
-        out=out, resume=getattr(args, "resume", False), state_every=getattr(args, "state_every", STATE_EVERY_S),
-        quiet=getattr(args, "quiet", False))
+        out=out,
+        resume=getattr(args, "resume", False),
+        state_every=getattr(args, "state_every", STATE_EVERY_S),
+        quiet=getattr(args, "quiet", False),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

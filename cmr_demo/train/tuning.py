@@ -38,7 +38,9 @@ class Search:
         defaults, clash = option_defaults(objective), _clashing(objective)
         self.objective = objective
         self.fixed_all = bool(option_grid(objective)) and set(option_grid(objective)) <= set(fixed)
-        self.grid = {k: v for k, v in option_grid(objective).items() if k not in fixed and k not in clash} if tune else {}
+        self.grid = (
+            {k: v for k, v in option_grid(objective).items() if k not in fixed and k not in clash} if tune else {}
+        )
         self.paper = {**{k: defaults[k] for k in option_grid(objective) if k not in clash}, **fixed}
         self.best = dict(self.paper)
         self.scores: dict[tuple, float] = {}
@@ -50,7 +52,10 @@ class Search:
         params = list(self.grid)
         while self._step < len(params):
             param = params[self._step]
-            points = [self.best, *(dict(self.best, **{param: v}) for v in self.grid[param] if v != self.best.get(param))]
+            points = [
+                self.best,
+                *(dict(self.best, **{param: v}) for v in self.grid[param] if v != self.best.get(param)),
+            ]
             todo = [p for p in points if _key(p) not in self.scores]
             if todo:
                 return todo

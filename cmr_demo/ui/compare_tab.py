@@ -148,7 +148,8 @@ class CompareTab:
         with gr.Accordion("What the objectives and the numbers mean", open=True, elem_id="glossary"):
             self.glossary = gr.Markdown(glossary.glossary_markdown(first))
         gr.Markdown("## Leaderboard (test split of the bundle)\nOrdered by the mean over training seeds. *Against the "
-                    "best*: a paired test over the same test queries and seeds; *tied* where the evidence does not rank "
+                    "best*: a paired test over the same test queries and seeds; *tied* where the evidence does not "
+                    "rank "
                     "the two (p ≥ 0.05). Rows marked *paper's setting* show an objective at the official code's "
                     "setting where validation chose another (the glossary above says more).")
         self.board = gr.Dataframe(leaderboard_rows(first), headers=LEADERBOARD_COLUMNS,
@@ -201,11 +202,16 @@ class CompareTab:
 
     def objective_lists(self, s: RetrievalService) -> dict:
         d = self.ctx.defaults[s.name]
-        return {self.objectives: gr.CheckboxGroup(s.objectives, value=s.objectives),
-                self.board: leaderboard_rows(s), self.board_plot: leaderboard_plot(s),
-                self.heat_dir: "avg", self.heatmap: heatmap(s),
-                self.dis_a: gr.Dropdown(glossary.objective_choices(s), value=d.a),
-                self.dis_b: gr.Dropdown(glossary.objective_choices(s), value=d.b), self.glossary: glossary.glossary_markdown(s)}
+        return {
+            self.objectives: gr.CheckboxGroup(s.objectives, value=s.objectives),
+            self.board: leaderboard_rows(s),
+            self.board_plot: leaderboard_plot(s),
+            self.heat_dir: "avg",
+            self.heatmap: heatmap(s),
+            self.dis_a: gr.Dropdown(glossary.objective_choices(s), value=d.a),
+            self.dis_b: gr.Dropdown(glossary.objective_choices(s), value=d.b),
+            self.glossary: glossary.glossary_markdown(s),
+        }
 
     def reset(self, s: RetrievalService) -> dict:
         d = self.ctx.defaults[s.name]

@@ -114,7 +114,9 @@ def _setting(service, name: str) -> str:
     if not tuning.get("settings"):
         return "nothing to tune" if tuning.get("untuned") and tuning.get("untuned") != "tuning was turned off" else "–"
     if tuning["settings"] == tuning.get("paper_settings") or not tuning.get("selected_on"):
-        return f"{words(tuning['settings'])} (the paper's" + (", kept on validation)" if tuning.get("selected_on") else ")")
+        return f"{words(tuning['settings'])} (the paper's" + (
+            ", kept on validation)" if tuning.get("selected_on") else ")"
+        )
     return f"{words(tuning['settings'])} (chosen on validation; the paper's: {words(tuning['paper_settings'])})"
 
 
@@ -126,8 +128,10 @@ def glossary_markdown(service) -> str:
                          if family in {_served(service, n)[0] for n in service.objectives})
     rows = "\n".join(f"| `{name}` | {family} | {line} | {_setting(service, name)} |" for name in service.objectives
                      for family, line in [_served(service, name)])
-    return (f"**The numbers**\n{metrics}\n\n**The leaderboard**\n{board}\n\n**The objectives** (each trains its own pair of heads, one per modality, "
-            f"into its own common space)\n{families}\n\n| objective | family | what it does | setting |\n|---|---|---|---|\n{rows}"
+    return (f"**The numbers**\n{metrics}\n\n**The leaderboard**\n{board}\n\n**The objectives** (each trains its own "
+            f"pair of heads, one per modality, "
+            f"into its own common space)\n{families}\n\n| objective | family | what it does | setting "
+            f"|\n|---|---|---|---|\n{rows}"
             f"{twins_note(service)}")
 
 

@@ -160,9 +160,15 @@ class LabTab:
                               [self.lr, self.batch, self.epochs, self.patience, self.embed, self.hidden, self.seed,
                                self.options], **QUIET)
         self.stop_btn.click(self.lab_stop, None, self.result, queue=False, **QUIET)
-        self.api_btn.click(self.lab_train, [self.objective, self.options, self.text, self.image, self.seed, bundle_pick],
-                           self.json, api_name="lab_train", preprocess=False, concurrency_id=LAB_ID,
-                           concurrency_limit=LAB_LIMIT)
+        self.api_btn.click(
+            self.lab_train,
+            [self.objective, self.options, self.text, self.image, self.seed, bundle_pick],
+            self.json,
+            api_name="lab_train",
+            preprocess=False,
+            concurrency_id=LAB_ID,
+            concurrency_limit=LAB_LIMIT,
+        )
         self.btn.click(lambda: (None, ""), None, [self.plot, self.result], queue=False, **QUIET).then(
             self.lab_page, inputs, [self.plot, self.result], api_visibility="private", preprocess=False,
             concurrency_id=LAB_ID, concurrency_limit=LAB_LIMIT).success(

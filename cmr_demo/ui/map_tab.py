@@ -146,17 +146,21 @@ class MapTab:
         self.objective.change(self.side_choices, [self.objective, self.others, bundle_pick], self.others, queue=False,
                               **QUIET)
         self.btn.click(self.embedding_map, inputs, self.plot, api_name="embedding_map", preprocess=False)
-        self.colour_by.change(lambda by: gr.Dropdown(visible=by == "ap_diff"), self.colour_by, self.other,
-                              queue=False, **QUIET).then(self.embedding_map, inputs, self.plot, api_visibility="private")
+        self.colour_by.change(
+            lambda by: gr.Dropdown(visible=by == "ap_diff"), self.colour_by, self.other, queue=False, **QUIET
+        ).then(self.embedding_map, inputs, self.plot, api_visibility="private")
         self.other.input(self.embedding_map, inputs, self.plot, api_visibility="private")
         for listing in (self.pick.gallery, self.pick.table):
             listing.select(self.picked_id, self.pick.rows, self.selected, api_visibility="private").then(
                 self.embedding_map, inputs, self.plot, api_visibility="private")
         region_out = [self.region_note, self.region_gallery, self.region_table, self.region_listed]
-        self.selection.change(self.list_region, [self.selection, self.objective, self.others, self.colour_by, self.other,
-                                            bundle_pick], region_out,
-                              api_visibility="private", show_progress="minimal").then(
-            self.embedding_map, inputs, self.plot, api_visibility="private")
+        self.selection.change(
+            self.list_region,
+            [self.selection, self.objective, self.others, self.colour_by, self.other, bundle_pick],
+            region_out,
+            api_visibility="private",
+            show_progress="minimal",
+        ).then(self.embedding_map, inputs, self.plot, api_visibility="private")
         self.clear_region.click(lambda: "", None, self.selection, queue=False, **QUIET)
         search_text_btn.click(lambda q: q, search_text_in, self.query, api_visibility="private")  # the map follows
         self.pick.wire(bundle_pick)
@@ -179,10 +183,16 @@ class MapTab:
 
     def reset(self, s: RetrievalService) -> dict:
         d = self.ctx.defaults[s.name]
-        return {self.query: gr.Textbox(value=d.query if s.encodes else "", visible=s.encodes),
-                self.classes: gr.Dropdown(s.class_names, value=[], multiselect=True),
-                self.selected: gr.Textbox(value="", placeholder=f"e.g. {s.bundle.items[0]['id']}, or pick one below"),
-                self.colour_by: "class", self.other: gr.Dropdown(visible=False), self.selection: "",
-                self.region_note: region.region_markdown(None, {}), self.region_gallery: gr.Gallery(value=[], visible=False),
-                self.region_table: gr.Dataframe(value=[], visible=False), self.region_listed: {},
-                **self.pick.reset(s)}
+        return {
+            self.query: gr.Textbox(value=d.query if s.encodes else "", visible=s.encodes),
+            self.classes: gr.Dropdown(s.class_names, value=[], multiselect=True),
+            self.selected: gr.Textbox(value="", placeholder=f"e.g. {s.bundle.items[0]['id']}, or pick one below"),
+            self.colour_by: "class",
+            self.other: gr.Dropdown(visible=False),
+            self.selection: "",
+            self.region_note: region.region_markdown(None, {}),
+            self.region_gallery: gr.Gallery(value=[], visible=False),
+            self.region_table: gr.Dataframe(value=[], visible=False),
+            self.region_listed: {},
+            **self.pick.reset(s),
+        }

@@ -61,7 +61,8 @@ class Page:
                 self.lab.build()
             with gr.Tab("About", id="about"):
                 self.about = gr.Markdown(views.about_markdown(first))
-                if self.study_figures:  # cheap to show: a few PNGs the studies already wrote (absent outside a checkout)
+                # cheap to show: a few PNGs the studies already wrote (absent outside a checkout)
+                if self.study_figures:
                     with gr.Accordion("The paper's studies, as measured (bench/results/study)", open=False):
                         for path in self.study_figures:  # titled in markdown: an image's label chip covers its title
                             gr.Markdown(f"**{path.stem.replace('_', ' ')}** on `{path.parent.name}`")

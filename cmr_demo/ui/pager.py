@@ -41,9 +41,13 @@ def browse_page(ctx: Context, class_name: str, contains: str, page: int, bundle:
              for r in rows]
     shown_range = f"items {(page - 1) * PAGE + 1}–{(page - 1) * PAGE + len(rows)} of {total}" if rows else \
         "no item matches: clear the filters"
-    return (gr.Gallery(thumbs, visible=s.bundle.has_pictures),
-            gr.Dataframe(table, headers=["id", "class", *(["text"] if texts else [])], visible=not s.bundle.has_pictures),
-            f"{shown_range} · page {page} of {last}", page, {"bundle": s.name, "rows": rows})
+    return (
+        gr.Gallery(thumbs, visible=s.bundle.has_pictures),
+        gr.Dataframe(table, headers=["id", "class", *(["text"] if texts else [])], visible=not s.bundle.has_pictures),
+        f"{shown_range} · page {page} of {last}",
+        page,
+        {"bundle": s.name, "rows": rows},
+    )
 
 
 class Pager:

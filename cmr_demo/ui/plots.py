@@ -138,11 +138,11 @@ def map_figure(views: Sequence[dict], items: Sequence[dict], classes: Sequence[i
     if colour.get("values") is not None:
         fig.update_layout(coloraxis=_colour_axis(colour, len(labels)))
     by_class = colour["by"] == "class"
-    modality_marks = ({"images": {"color": "grey", "symbol": "circle"}, "texts": {"color": "grey", "symbol": "circle-open"}}
-                      if style.grouped and by_class else
-                      {f"{m}s": {"color": MODALITY_COLOURS[m] if colour["by"] == "modality" else "grey", "symbol": s}
-                       for m, s in SYMBOLS.items()})
-    for name, marker in [*(style.legend if by_class else []), *modality_marks.items()]:  # legend entries for colours and markers
+    grey = {"images": {"color": "grey", "symbol": "circle"}, "texts": {"color": "grey", "symbol": "circle-open"}}
+    modality_marks = grey if style.grouped and by_class else {
+        f"{m}s": {"color": MODALITY_COLOURS[m] if colour["by"] == "modality" else "grey", "symbol": s}
+        for m, s in SYMBOLS.items()}
+    for name, marker in [*(style.legend if by_class else []), *modality_marks.items()]:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, marker={**marker, "size": 9}),
                       row=1, col=1)
     fig.update_xaxes(showticklabels=False, zeroline=False)
@@ -231,7 +231,8 @@ def _placement_note(query: dict) -> str:
     info = query.get("info") or {}
     verdict = ""
     if info:
-        verdict = (f"<b>query</b>: <b>outside this gallery's world</b>, closest class {_escape(info['predicted_class'])}"
+        verdict = (f"<b>query</b>: <b>outside this gallery's world</b>, closest class "
+                   f"{_escape(info['predicted_class'])}"
                    if info.get("in_domain") is False else
                    f"<b>query</b>: looks like {_escape(info['predicted_class'])} ({info['confidence']:.0%})") + "<br>"
     return (verdict + f"★ query: placed at the similarity-weighted mean of its {PLACE_K} nearest gallery points of "
@@ -309,7 +310,7 @@ def leaderboard_figure(rows: Sequence[dict]) -> go.Figure:
                           "%{customdata[2]:.3f}–%{customdata[3]:.3f}<extra></extra>"))
     chance = rows[0].get("chance_map") if rows else None
     fig.update_layout(height=150 + 26 * len(rows), template="plotly_white", margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      xaxis_title="mAP@all on the test split" + (f" (chance {chance:.3f})" if chance is not None else ""),
+                      xaxis_title="mAP@all on the test split" + (f" (chance {chance:.3f})" if chance else ""),
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
     return fig
 

@@ -25,7 +25,9 @@ def region_markdown(rows: list[dict] | None, means: dict) -> str:
             "with it (Search and Compare follow).")
 
 
-def region_listing(service: RetrievalService, rows: list[dict], objectives: list[str]) -> tuple[list | None, list, list]:
+def region_listing(
+    service: RetrievalService, rows: list[dict], objectives: list[str]
+) -> tuple[list | None, list, list]:
     """The selected items (the first REGION_SHOWN) as the page lists them: (picture thumbnails captioned with the AP
     under each objective, or None for a bundle without pictures; table headers; table rows: id, modality, class,
     AP per objective, text)."""

@@ -247,16 +247,23 @@ class SearchTab:
         item_inputs = self._item_inputs(bundle_pick)
         click_inputs = [self.hits, self.picked, self.objective, self.k, self.same, bundle_pick]
         browse_inputs = [self.browse.rows, self.picked, self.objective, self.k, self.same, bundle_pick]
-        events = [(self.text_btn.click, self.search_text, text_inputs, out, "search_text"),
-                  (self.text_in.submit, self.search_text, text_inputs, out, None),
-                  (self.image_btn.click, self.search_image,
-                   [self.image_in, self.objective, self.k, self.image_class, self.same, bundle_pick], out, "search_image"),
-                  (self.item_btn.click, self.search_item, item_inputs, out, "search_item"),
-                  (self.item_in.submit, self.search_item, item_inputs, out, None),
-                  (self.gallery.select, self.search_hit, click_inputs, [*out, self.image_in], None),
-                  (self.table.select, self.search_hit, click_inputs, [*out, self.image_in], None),
-                  (self.browse.gallery.select, self.search_browsed, browse_inputs, [*out, self.image_in], None),
-                  (self.browse.table.select, self.search_browsed, browse_inputs, [*out, self.image_in], None)]
+        events = [
+            (self.text_btn.click, self.search_text, text_inputs, out, "search_text"),
+            (self.text_in.submit, self.search_text, text_inputs, out, None),
+            (
+                self.image_btn.click,
+                self.search_image,
+                [self.image_in, self.objective, self.k, self.image_class, self.same, bundle_pick],
+                out,
+                "search_image",
+            ),
+            (self.item_btn.click, self.search_item, item_inputs, out, "search_item"),
+            (self.item_in.submit, self.search_item, item_inputs, out, None),
+            (self.gallery.select, self.search_hit, click_inputs, [*out, self.image_in], None),
+            (self.table.select, self.search_hit, click_inputs, [*out, self.image_in], None),
+            (self.browse.gallery.select, self.search_browsed, browse_inputs, [*out, self.image_in], None),
+            (self.browse.table.select, self.search_browsed, browse_inputs, [*out, self.image_in], None),
+        ]
         for trigger, fn, inputs, outputs, api_name in events:
             # public endpoints take raw values: the app checks each itself (gradio's checks answer in its own words,
             # and its Image preprocessing would open a path named by the client); queued: outside the queue gradio

@@ -52,7 +52,9 @@ def info_line(info: dict | None) -> str:
     if info["in_domain"] is False:
         return (f"⚠️ **outside this gallery's world**: {info['reason']}. The ranking below is what the model "
                 f"returns anyway; its scores do not mean a match. Closest class: {info['predicted_class']}.")
-    groups = "".join(f" · {kind}: **{g['name']}** ({g['confidence']:.0%})" for kind, g in (info.get("groups") or {}).items())
+    groups = "".join(
+        f" · {kind}: **{g['name']}** ({g['confidence']:.0%})" for kind, g in (info.get("groups") or {}).items()
+    )
     return (f"looks like **{info['predicted_class']}** ({info['confidence']:.0%}, from {info['objective']}'s "
             f"{info['class_source']}){groups}")
 
@@ -153,15 +155,19 @@ def text_list(result: SearchResult, pictures: bool = True) -> str:
     bundle without pictures (by id when they have no text)."""
     if result.target == "image" and pictures:
         return ""
-    return "\n".join(f"{h.rank}. {MARK[h.relevant]} *{h.class_name}* {h.score:.3f} — {h.text or h.modality + ' ' + h.id}"
-                     for h in result.hits)
+    return "\n".join(
+        f"{h.rank}. {MARK[h.relevant]} *{h.class_name}* {h.score:.3f} — {h.text or h.modality + ' ' + h.id}"
+        for h in result.hits
+    )
 
 
 def hero_markdown(service: RetrievalService) -> str:
     """The first thing a visitor reads: what this is, over which gallery, and what to try first."""
     from cmr_demo.data import title
     m = service.bundle.manifest
-    world = f"**{len(service.bundle.items):,} items of {title(m['data']['spec'])}** ({len(service.class_names)} classes)"
+    world = (
+        f"**{len(service.bundle.items):,} items of {title(m['data']['spec'])}** ({len(service.class_names)} classes)"
+    )
     if service.encodes:
         examples = [t for t, _ in text_examples(service)[:2] if t]
         tries = " or ".join(f"*{t}*" for t in examples) or "a few words"
@@ -187,6 +193,13 @@ def _own_backbone(manifest: dict) -> bool:
     configs = Path(__file__).resolve().parents[1] / "backbone" / "model_configs"  # clip.CONFIG_DIR, without torch
     spec = (manifest.get("backbone") or {}).get("spec", "")
     return bool(spec) and (configs / f"{spec.split(':', 1)[0]}.json").exists()
+
+
+def served_from(manifest: dict) -> str:
+    """About's "Backbone** ..." / "Features** ..." line start (the bold is opened by the caller)."""
+    if manifest.get("backbone"):
+        return "Backbone** (frozen): " + backbone_words(manifest)
+    return "Features** (no backbone): as the data ships them"
 
 
 def backbone_words(manifest: dict) -> str:
@@ -317,7 +330,7 @@ def about_markdown(service: RetrievalService) -> str:
 ## What is being served
 - **Bundle**: `{service.name}` ({m['data']['gallery_items']} gallery items, {len(service.objectives)} objectives,
   built {m['created']})
-- **{"Backbone** (frozen): " + backbone_words(m) if m.get('backbone') else "Features** (no backbone): as the data ships them"} → {_dims(m)}
+- **{served_from(m)} → {_dims(m)}
 - **Data**: {title(m['data']['spec'])}, classes: {', '.join(service.class_names)}
 - **Method**: CLIP4CMR (Zeng & Mao, ICMR 2022): one projection head per modality into a common space,
   trained with class labels under each learning objective; relevance = same class; mAP over the whole gallery.
@@ -371,5 +384,6 @@ def lab_markdown(answer: dict) -> str:
     options = ", ".join(f"{k}={v:g}" for k, v in answer["options"].items()) or "defaults"
     return (f"**{answer['name']}** · test mAP@all I→T **{answer['i2t_map']:.3f}** · T→I **{answer['t2i_map']:.3f}** · "
             f"avg **{answer['avg_map']:.3f}**{beside} · best epoch {answer['best_epoch']} of {answer['epochs']} · "
-            f"{answer['seconds']:.1f} s{ended}\n\n{settings}; options: {options}.\n\nIt is now in Compare, the leaderboard "
+            f"{answer['seconds']:.1f} s{ended}\n\n{settings}; options: {options}.\n\nIt is now in Compare, the "
+            f"leaderboard "
             f"and the maps, for you only (this page's session; the bundle is not changed).")

@@ -6,11 +6,14 @@ and the out-of-world notice; the issue's own, different sets are checked separat
 PLAIN = [
     ("a red star", "red star"), ("three yellow stars", "yellow star"), ("a big green star in the centre", "green star"),
     ("a small blue five-pointed star", "blue star"), ("two red stars on a striped background", "red star"),
-    ("a red heart", "red heart"), ("two yellow hearts", "yellow heart"), ("a green love heart at the bottom", "green heart"),
+    ("a red heart", "red heart"), ("two yellow hearts", "yellow heart"), ("a green love heart at the bottom", "green "
+                                                                                                              "heart"),
     ("a large blue heart symbol", "blue heart"), ("blue hearts scattered around the picture", "blue heart"),
-    ("a red circle", "red circle"), ("two yellow discs", "yellow circle"), ("a green round dot on the left", "green circle"),
+    ("a red circle", "red circle"), ("two yellow discs", "yellow circle"), ("a green round dot on the left", "green "
+                                                                                                             "circle"),
     ("a big blue circle on a white background", "blue circle"),
-    ("a red square", "red square"), ("three yellow boxes", "yellow square"), ("a small green block in the top right corner",
+    ("a red square", "red square"), ("three yellow boxes", "yellow square"), ("a small green block in the top right "
+                                                                              "corner",
                                                                                  "green square"),
     ("a large blue square", "blue square"),
     ("a red triangle", "red triangle"), ("two yellow triangles", "yellow triangle"), ("a green three-sided shape",
@@ -21,7 +24,8 @@ PLAIN = [
     ("a red crescent", "red crescent"), ("a yellow crescent moon", "yellow crescent"), ("two green moon shapes",
                                                                                          "green crescent"),
     ("a small blue crescent at the bottom", "blue crescent"),
-    ("a red hexagon", "red hexagon"), ("a yellow hex shape", "yellow hexagon"), ("three green hexagons", "green hexagon"),
+    ("a red hexagon", "red hexagon"), ("a yellow hex shape", "yellow hexagon"), ("three green hexagons", "green "
+                                                                                                         "hexagon"),
     ("a large blue hexagon in the centre", "blue hexagon"),
     ("a red ring", "red ring"), ("a yellow hoop", "yellow ring"), ("two green donut shapes", "green ring"),
     ("a big blue ring on a dark background", "blue ring"),

@@ -89,7 +89,7 @@ class ServedBlocks(gr.Blocks):
                 raise
             # gradio's own checks (a dropdown's choices, a number's bounds) quote the whole input and log a traceback
             raise gr.Error(shortened(err.message), print_exception=False, duration=err.duration) from None
-        except Exception as err:  # noqa: BLE001 (gradio reading a request it could not; or an app bug, logged)
+        except Exception as err:  # gradio reading a request it could not; or an app bug, logged
             if raised_in_app(err):
                 log.error("an event failed inside the app", exc_info=err)
                 raise gr.Error("the request failed inside the app; it was logged. Try again.",

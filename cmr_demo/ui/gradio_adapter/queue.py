@@ -90,7 +90,9 @@ class FairQueue(queueing.Queue):
         are, so the page stops waiting. Returns how many were withdrawn. Running events are not touched (the lab
         stops those itself, keeping their best epoch)."""
         waiting = self.event_queue_per_concurrency_id.get(concurrency_id)
-        events = [e for e in (list(waiting.queue) if waiting else []) if session_hash and e.session_hash == session_hash]
+        events = [
+            e for e in (list(waiting.queue) if waiting else []) if session_hash and e.session_hash == session_hash
+        ]
         for event in events:
             await self.remove_from_queue(event._id)
             messages = self.pending_messages_per_session.get(event.session_hash)
