@@ -11,15 +11,15 @@ import json
 
 CARD_FILE = "README.md"
 CODE_LICENSE = "The code that built this bundle is MIT-licensed (the CLIP4CMR demo's LICENSE)."
-CITATION = """@inproceedings{zeng2022clip4cmr,
-  title     = {A Comprehensive Empirical Study of Vision-Language Pre-trained Model for Supervised Cross-Modal
-  Retrieval},
-  author    = {Zeng, Zhixiong and Mao, Wenji},
-  booktitle = {Proceedings of the 2022 International Conference on Multimedia Retrieval (ICMR '22)},
-  year      = {2022},
-  eprint    = {2201.02772},
-  archivePrefix = {arXiv}
-}"""
+TITLE = "A Comprehensive Empirical Study of Vision-Language Pre-trained Model for Supervised Cross-Modal Retrieval"
+CITATION = f"""@inproceedings{{zeng2022clip4cmr,
+  title     = {{{TITLE}}},
+  author    = {{Zeng, Zhixiong and Mao, Wenji}},
+  booktitle = {{Proceedings of the 2022 International Conference on Multimedia Retrieval (ICMR '22)}},
+  year      = {{2022}},
+  eprint    = {{2201.02772}},
+  archivePrefix = {{arXiv}}
+}}"""
 
 
 def _yaml(value) -> str:
