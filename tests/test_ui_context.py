@@ -92,6 +92,13 @@ def test_the_fair_queue_is_built_where_gradio_builds_its_queue():
                  client_of=lambda request: "x")
     q = blocks._queue
     assert type(q) is gradio_adapter.FairQueue and q.blocks is blocks, GRADIO
+    with gr.Blocks() as plain:  # gradio's own queue from the same settings: the FairQueue must match it
+        gr.Button()
+    plain.queue(default_concurrency_limit=4, max_size=9, api_open=False)
+    for setting in ("live_updates", "max_thread_count", "update_intervals", "default_concurrency_limit"):
+        assert getattr(q, setting) == getattr(plain._queue, setting), (GRADIO, setting)
+    assert list(inspect.signature(gr.Blocks.queue).parameters) == \
+        ["self", "status_update_rate", "api_open", "max_size", "default_concurrency_limit"], GRADIO
     assert q.max_size is None and q.shared_max == 9 and q.own == {"lab": share}, GRADIO
     assert q.default_concurrency_limit == 4 and blocks.api_open is False, GRADIO
     assert q._over(share, "lab", "x") is None, GRADIO  # nothing held yet: the first run fits

@@ -5,7 +5,8 @@ from cmr_demo.serve.inputs import InputError
 import os
 import time
 
-from cmr_demo.serve.uploads import NOT_UPLOADED, UploadGate, sweep
+from cmr_demo.serve.messages import NOT_UPLOADED
+from cmr_demo.serve.uploads import UploadGate, sweep
 
 
 @pytest.fixture

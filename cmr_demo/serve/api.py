@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cmr_demo.serve import map_colours
 from cmr_demo.serve.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choice
+from cmr_demo.serve.messages import app_failed
 from cmr_demo.serve.map_colours import MAX_POINTS_ITEMS
 from cmr_demo.serve.placement import MAP_ITEMS
 from cmr_demo.serve.schema import Query, SearchResult
@@ -348,5 +349,5 @@ def install(app: fastapi.FastAPI, services: Callable[[], dict[str, RetrievalServ
     @app.exception_handler(Exception)
     async def failure(request, err: Exception):  # a bug, not the client's mistake: logged once, answered plainly
         log.error("request to %s failed: %s: %s", request.url.path, type(err).__name__, err, exc_info=err)
-        return JSONResponse({"error": "the request failed inside the app; it was logged. Try another query."}, 500)
+        return JSONResponse({"error": app_failed()}, 500)
     return api

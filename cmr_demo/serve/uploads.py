@@ -25,12 +25,9 @@ from pathlib import Path
 from threading import Lock
 
 from cmr_demo.serve.inputs import MAX_IMAGE_BYTES, InputError, shown
+from cmr_demo.serve.messages import FILE_SHAPE, NOT_UPLOADED, UPLOAD_GONE
 
 KEEP_BYTES = 32 * 2 ** 20  # read uploads kept in memory for repeated searches (LRU, by size)
-FILE_SHAPE = ("an image is sent as an uploaded file, {'path': PATH_FROM_THE_UPLOAD_ROUTE, 'meta': {'_type': "
-              "'gradio.FileData'}}: upload the picture first (gradio_client.handle_file does both)")
-NOT_UPLOADED = ("the image must be a file uploaded to this app (the upload route, or gradio_client.handle_file); "
-                "a path on the server is never opened: upload the picture instead")
 
 
 class UploadGate:
@@ -127,9 +124,7 @@ class UploadGate:
 
     @staticmethod
     def _missing() -> InputError:
-        return InputError("the uploaded image is no longer on the server (uploads are deleted once searched with "
-                          "and forgotten after a while, after 30 minutes unused, or to make room after 5 minutes "
-                          "unused): upload it again")
+        return InputError(UPLOAD_GONE)
 
     @staticmethod
     def _delete(path: str) -> None:

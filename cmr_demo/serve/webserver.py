@@ -16,22 +16,13 @@ import fastapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.requests import Request
 
+from cmr_demo.serve import messages
 from cmr_demo.serve.clients import client_address
 from cmr_demo.serve.upload_budget import UploadRefused
 
 UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around one picture
 BODY_MAX_BYTES = 2 ** 20  # any other request body: a query, an event's inputs, a map selection of 12,000 points
 IMAGE_ROUTES = {"/api/v1/search/image", "/api/v1/embed/image", "/api/v1/query_info/image"}  # multipart pictures
-
-
-def too_large_message(max_bytes: int) -> str:
-    return (f"the upload is larger than the {max_bytes / 2 ** 20:.0f} MB this app accepts for an image: "
-            f"resize or re-encode the picture (e.g. as JPEG) and upload it again")
-
-
-def body_too_large_message() -> str:
-    return (f"the request body is larger than the {BODY_MAX_BYTES / 2 ** 20:.0f} MB this app accepts for anything "
-            f"but a picture upload: send a shorter query or fewer items")
 
 
 class UploadLimit:
@@ -51,10 +42,9 @@ class UploadLimit:
                  admit: Callable[[int, str, bool], Callable[[list[str]], object]] | None = None,
                  is_upload: Callable[[str], bool] = lambda path: path.endswith("/upload")):
         self.app, self.max_bytes, self.admit, self.is_upload = app, max_bytes, admit, is_upload
-        self.body = json.dumps({"error": too_large_message(max_bytes)}).encode()
-        self.json_body = json.dumps({"error": body_too_large_message()}).encode()
-        self.no_length = json.dumps({"error": "the request must say its size (a Content-Length header; chunked bodies "
-                                              "are not accepted here): send it as a plain request"}).encode()
+        self.body = json.dumps({"error": messages.picture_too_large(max_bytes)}).encode()
+        self.json_body = json.dumps({"error": messages.body_too_large(BODY_MAX_BYTES)}).encode()
+        self.no_length = json.dumps({"error": messages.NO_LENGTH}).encode()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):

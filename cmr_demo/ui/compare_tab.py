@@ -46,6 +46,17 @@ def leaderboard_plot(s: RetrievalService):
     return figure_of(s, ("leaderboard",), lambda: plots.leaderboard_figure(s.leaderboard(with_paper=True)))
 
 
+def warm_figures(services) -> None:
+    """Make every served bundle's Compare figures in a background thread (the app calls it once it is up), so the
+    first visitor who opens Compare finds them made."""
+    import threading
+
+    def warm():
+        for s in services.values():
+            leaderboard_plot(s), heatmap(s)
+    threading.Thread(target=warm, name="compare-figures", daemon=True).start()
+
+
 class CompareTab:
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -56,7 +67,7 @@ class CompareTab:
                 request: gr.Request = None):
         """One query under several objectives -> {objective: answer} (as the JSON API answers); a gallery item id
         overrides the text."""
-        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        s = self.ctx.for_request(bundle, request)
         query, query_class = self.ctx.resolve(s, "query", query), self.ctx.resolve(s, "query_class", query_class)
         q = s.item_query(item_id_of(item_id), item_modality) if given(item_id) else \
             s.text_query(query, class_for(query_class, query, stated))
@@ -67,7 +78,7 @@ class CompareTab:
     def render_columns(self, results: dict, bundle: str, request: gr.Request = None):
         """The notice about the query (only when it lies outside the world: each column says its own likely class),
         then one column per objective, a user's lab runs last."""
-        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        s = self.ctx.for_request(bundle, request)
         results = results if isinstance(results, dict) else {}
         first = next(iter(results.values()), None)
         info = first.info if first is not None else None
@@ -91,7 +102,7 @@ class CompareTab:
     @user_errors
     def disagreements(self, a: str, b: str, direction: str, bundle: str = "", request: gr.Request = None):
         """The gallery queries on which objectives a and b differ most in AP."""
-        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        s = self.ctx.for_request(bundle, request)
         a, b = self.ctx.resolve(s, "a", a), self.ctx.resolve(s, "b", b)
         rows = s.disagreements(a, b, direction, n=25)
         texts = s.bundle.has_texts
@@ -109,8 +120,14 @@ class CompareTab:
         return rows[row][0], ("image" if direction == "i2t" else "text")
 
     @user_errors
+    def figures(self, direction: str, bundle: str = "", request: gr.Request = None) -> tuple:
+        """The leaderboard's forest plot and the class x objective heatmap for the picked bundle (cached)."""
+        s = self.ctx.for_request(bundle, request)
+        return leaderboard_plot(s), heatmap(s, direction)
+
+    @user_errors
     def heatmap_for(self, direction: str, bundle: str = "", request: gr.Request = None):
-        return heatmap(self.ctx.service(bundle, getattr(request, "session_hash", None)), direction)
+        return heatmap(self.ctx.for_request(bundle, request), direction)
 
     def cleared(self):
         """The notice emptied and every column hidden: a new comparison never shows under the last one's."""
@@ -156,9 +173,11 @@ class CompareTab:
                                   interactive=False, wrap=True, elem_id="leaderboard",
                                   # in pixels: on a phone the table scrolls sideways instead of breaking words
                                   column_widths=["190px", "330px", "190px", "130px", "170px"])
-        self.board_plot = gr.Plot(leaderboard_plot(first))
+        # the figures come when the tab is first opened (`figures`), from a cache the app fills once it is up: made
+        # here they cost a second of every start (plotly's first figure)
+        self.board_plot = gr.Plot(None, elem_id="leaderboard-plot")
         self.heat_dir = gr.Radio(["avg", "i2t", "t2i"], value="avg", label="direction")
-        self.heatmap = gr.Plot(heatmap(first))
+        self.heatmap = gr.Plot(None, elem_id="class-heatmap")
         gr.Markdown("## Where two objectives disagree most\nThe gallery items whose AP as a query differs most between "
                     "objective A and B (the AP Compare shows for that item). *Over seeds*: whether every training seed "
                     "puts A and B in the same order on that query, or the difference is within the seed spread (some "
@@ -200,14 +219,16 @@ class CompareTab:
         d = self.ctx.defaults[self.ctx.names[0]]
         demo.load(lambda: d.query if d.query_class else None, None, self.stated, api_visibility="private", queue=False)
 
-    def objective_lists(self, s: RetrievalService) -> dict:
+    def objective_lists(self, s: RetrievalService, probe: bool = False) -> dict:
+        """The components that list `s`'s objectives, set for it (`probe`: only which components, the figures
+        left unmade)."""
         d = self.ctx.defaults[s.name]
         return {
             self.objectives: gr.CheckboxGroup(s.objectives, value=s.objectives),
             self.board: leaderboard_rows(s),
-            self.board_plot: leaderboard_plot(s),
+            self.board_plot: None if probe else leaderboard_plot(s),
             self.heat_dir: "avg",
-            self.heatmap: heatmap(s),
+            self.heatmap: None if probe else heatmap(s),
             self.dis_a: gr.Dropdown(glossary.objective_choices(s), value=d.a),
             self.dis_b: gr.Dropdown(glossary.objective_choices(s), value=d.b),
             self.glossary: glossary.glossary_markdown(s),

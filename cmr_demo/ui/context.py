@@ -79,6 +79,11 @@ class Context:
         base = self.first if not given(bundle) else self.services[check_choice(bundle, self.names, "bundle")]
         return self.lab_runs.service(session, base)
 
+    def for_request(self, bundle: object, request: object = None) -> RetrievalService:
+        """The request's edge: the service a page event or endpoint call means, the bundle it names (default the
+        first) with its session's lab runs (a call without a session sees the bundle alone)."""
+        return self.service(bundle, session_of(request))
+
     def base(self, bundle: object) -> RetrievalService:
         """The bundle's own service, whatever a session added (what the lab trains on)."""
         return self.service(bundle, None)
@@ -99,6 +104,11 @@ class Context:
         if key == "query_class":  # "" (unknown), never another text's class: the query text may be the one kept
             return ""
         return list(s.objectives) if key == "objectives" else getattr(self.defaults[s.name], key)
+
+
+def session_of(request: object) -> str | None:
+    """The gradio session a request belongs to (None: a call outside any session, e.g. from Python)."""
+    return getattr(request, "session_hash", None)
 
 
 def given(value) -> bool:

@@ -10,6 +10,7 @@ import logging
 import gradio as gr
 
 from cmr_demo.serve.inputs import InputError
+from cmr_demo.serve.messages import app_failed
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def reported(name: str):
         raise
     except Exception:
         log.exception("request failed in %s", name)
-        raise gr.Error("the request failed inside the app; it was logged. Try another query.",
+        raise gr.Error(app_failed(),
                        duration=KEEP_ON_SCREEN) from None
 
 

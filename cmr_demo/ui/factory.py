@@ -22,6 +22,7 @@ from cmr_demo.serve.served import load_services
 from cmr_demo.serve.upload_store import UploadStore
 from cmr_demo.serve.webserver import build_app
 from cmr_demo.ui.browser import CSS
+from cmr_demo.ui.compare_tab import warm_figures
 from cmr_demo.ui.context import Context
 from cmr_demo.ui.gradio_adapter import GradioFiles, GradioRoutes, cache_folder
 from cmr_demo.ui.page import SESSIONS, build_demo
@@ -52,11 +53,12 @@ def launch_options(ctx: Context) -> dict:
 
 def background(ctx: Context, uploads: UploadStore):
     """The ASGI lifespan that starts the app's housekeeping when a server starts it: memory handed back to the OS
-    every 10 s, the maps' AP colourings computed before anyone asks, the upload folder swept."""
+    every 10 s, the maps' AP colourings and Compare's figures made before anyone asks, the upload folder swept."""
     @contextlib.asynccontextmanager
     async def lifespan(app):
         trim_memory_every(10.0)
         warm_in_background(ctx.services)
+        warm_figures(ctx.services)
         uploads.start()
         yield
     return lifespan

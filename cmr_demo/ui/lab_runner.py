@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from cmr_demo.serve import lab
 from cmr_demo.serve.inputs import InputError
+from cmr_demo.serve.messages import app_failed
 from cmr_demo.serve.service import RetrievalService
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def finish(runs: lab.SessionRuns, job: LabJob):
         raise error
     if error is not None:
         log.error("lab run failed", exc_info=error)
-        raise LabFailure("the lab run failed inside the app; it was logged. Try other settings.")
+        raise LabFailure(app_failed("the lab run", "Try other settings."))
     run = job.box["run"]
     runs.add(job.session, job.base, run)
     return run

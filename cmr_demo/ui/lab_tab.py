@@ -9,7 +9,7 @@ from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.train.objectives import option_defaults
 from cmr_demo.ui import lab_runner, plots, views
-from cmr_demo.ui.context import Context
+from cmr_demo.ui.context import Context, session_of
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.gradio_adapter import OwnQueue
 from cmr_demo.ui.pager import QUIET
@@ -59,7 +59,7 @@ class LabTab:
     def _start(self, objective, options, text_fraction, image_fraction, seed, bundle, request, **hyper):
         base = self.ctx.base(bundle)  # a run trains on the bundle, whatever the session holds
         seed = self.ctx.resolve(base, "seed", seed)
-        return lab_runner.start(self.ctx.lab_runs, base, getattr(request, "session_hash", None), objective, options,
+        return lab_runner.start(self.ctx.lab_runs, base, session_of(request), objective, options,
                                 text_fraction, image_fraction, seed, **hyper)
 
     @user_errors
@@ -103,7 +103,7 @@ class LabTab:
     async def lab_stop(self, request: gr.Request = None):
         """Stop this session's lab run within one batch, keeping its best epoch so far, and take its runs still
         waiting for their turn out of the lab's queue."""
-        session = getattr(request, "session_hash", None)
+        session = session_of(request)
         withdrawn = await self.demo.withdraw(LAB_ID, session)
         training = self.ctx.lab_runs.stop(session)
         if withdrawn:

@@ -34,7 +34,7 @@ class MapTab:
         coloured by `colour_by` (class, modality, ap, ap_diff: AP under `objective` minus AP under `other` on every
         map, rank for the query: the text, else the selected item's picture), a selected region (`selection`, as the
         map sends it) outlined on every map."""
-        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        s = self.ctx.for_request(bundle, request)
         objective, others = self.ctx.resolve(s, "objective", objective), self.ctx.resolve(s, "others", others)
         query = self.ctx.resolve(s, "query", query)
         names = check_objectives([objective, *check_choices(others, s.objectives, "objectives")], s.objectives)
@@ -62,7 +62,7 @@ class MapTab:
         (and the one the AP difference is against), with the mean AP per objective over them; the rows, for
         clicks. Listed where the map's objective and the second (the AP difference's, else the next map's) differ
         most first."""
-        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        s = self.ctx.for_request(bundle, request)
         against = [other] if map_colours.check_colour_by(colour_by).needs == "other" and given(other) else []
         names = check_objectives([objective, *against, *check_choices(others, s.objectives, "objectives")],
                                  s.objectives)
@@ -85,7 +85,7 @@ class MapTab:
     @user_errors
     def side_choices(self, main: str, chosen: list[str] | None, bundle: str, request: gr.Request = None):
         """'Side by side with' never offers the main objective itself."""
-        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        s = self.ctx.for_request(bundle, request)
         chosen = chosen if isinstance(chosen, list) else []
         return gr.CheckboxGroup(choices=others_than(main, s),
                                 value=[o for o in chosen if o != main and o in s.objectives])

@@ -53,7 +53,7 @@ class Page:
         with gr.Tabs(elem_id="tabs") as self.tabs:
             with gr.Tab("Search", id="search"):
                 self.search.build()
-            with gr.Tab("Compare objectives", id="compare"):
+            with gr.Tab("Compare objectives", id="compare") as self.compare_tab:
                 self.compare.build()
             with gr.Tab("Embedding map", id="map"):
                 self.maps.build()
@@ -69,38 +69,44 @@ class Page:
                             gr.Image(str(path), show_label=False, interactive=False, buttons=["fullscreen"])
         self.search.wire(self.bundle_pick)
         self.compare.wire(self.bundle_pick, demo)
+        self.compare_tab.select(self.compare.figures, [self.compare.heat_dir, self.bundle_pick],
+                                [self.compare.board_plot, self.compare.heatmap], api_visibility="private",
+                                queue=False, show_progress="hidden")
         self.maps.wire(self.bundle_pick, self.search.text_btn, self.search.text_in)
         self.maps.wire_region_clicks(self.tabs, self.search, self.compare, self.bundle_pick)
         demo.load(None, js=browser.MAP_SELECT_JS, **QUIET)  # reports a region selected on a map (see map_tab)
         demo.load(self.maps.embedding_map, self.maps.inputs(self.bundle_pick), self.maps.plot, api_visibility="private")
 
-    def objective_lists(self, s: RetrievalService) -> dict:
+    def objective_lists(self, s: RetrievalService, probe: bool = False) -> dict:
         """The components that list the bundle's objectives (a user's lab runs included) or show its leaderboard."""
         return {self.search.objective: gr.Dropdown(glossary.objective_choices(s), value=s.best,
                                                    info=glossary.objective_info(s, s.best)),
-                **self.compare.objective_lists(s),
+                **self.compare.objective_lists(s, probe),
                 **self.maps.objective_lists(s)}
 
     @user_errors
     def refresh(self, bundle: str, request: gr.Request = None) -> dict:
         """The objective lists and leaderboard for the bundle picked now (a lab run may have joined them)."""
-        return self.objective_lists(self.ctx.service(bundle, getattr(request, "session_hash", None)))
+        return self.objective_lists(self.ctx.for_request(bundle, request))
 
     @user_errors
     def switch(self, bundle: str, request: gr.Request = None) -> dict:
         """Every component that shows the picked bundle, set for it; results of the previous one cleared."""
-        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        return self.switched(self.ctx.for_request(bundle, request))
+
+    def switched(self, s: RetrievalService, probe: bool = False) -> dict:
+        """`switch`'s answer for service `s` (`probe`: which components it sets, its figures left unmade)."""
         return {self.hero: views.hero_markdown(s), self.header: views.details_markdown(s),
                 self.details_box: gr.Accordion(label=views.details_title(s)),
                 self.class_strip: gr.Gallery(views.class_examples(s), visible=s.bundle.has_pictures),
                 **self.search.reset(s), **self.compare.reset(s), **self.maps.reset(s), **self.lab.reset(s),
-                self.about: views.about_markdown(s), **self.objective_lists(s)}
+                self.about: views.about_markdown(s), **self.objective_lists(s, probe)}
 
     def wire_across(self, demo) -> None:
         """Events whose outputs span the tabs: which components they set is asked outside the Blocks context (inside
         it, every update built by the call would be rendered as a new component); the listeners then join the page."""
-        switched = list(self.switch.__wrapped__(self, self.ctx.names[0]))
-        lists = list(self.objective_lists(self.ctx.first))
+        switched = list(self.switched(self.ctx.first, probe=True))
+        lists = list(self.objective_lists(self.ctx.first, probe=True))
         with demo:
             self.bundle_pick.change(self.switch, self.bundle_pick, switched, api_visibility="private",
                                     show_progress="minimal").then(

@@ -54,7 +54,7 @@ class SearchTab:
     def search_text(self, query: str, objective: str, k: int, query_class: str = "", same_modality: bool = False,
                     stated_for: str | None = None, bundle: str = "", request: gr.Request = None):
         """Text query -> ranked images with captions (or texts with same_modality), in `bundle` (default the first)."""
-        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        s = self.ctx.for_request(bundle, request)
         q = s.text_query(query, class_for(query_class, query, stated_for))
         return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
 
@@ -62,7 +62,7 @@ class SearchTab:
     def search_image(self, image: dict, objective: str, k: int, query_class: str = "", same_modality: bool = False,
                      bundle: str = "", request: gr.Request = None):
         """Uploaded image file -> ranked texts (or images with same_modality)."""
-        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        s = self.ctx.for_request(bundle, request)
         s.encoder.require()  # a features-only bundle refuses first, before the upload is read
         q = s.image_query(self.ctx.uploads.read(image), query_class, self.ctx.uploads.source(image))
         return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
@@ -72,7 +72,7 @@ class SearchTab:
                     same_modality: bool = False, bundle: str = "", request: gr.Request = None):
         """A gallery item (its id; its image or its text) as the query: its class is known, so AP is shown.
         The way to query a features-only bundle."""
-        s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+        s = self.ctx.for_request(bundle, request)
         q = s.item_query(item_id_of(item_id), modality)
         return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
 
@@ -87,7 +87,7 @@ class SearchTab:
                    request: gr.Request = None):
         """A click on a result (its row, as `picked` kept it): search with that gallery item (its class is known, so
         AP is shown)."""
-        row, s = as_row(row), self.ctx.service(bundle, getattr(request, "session_hash", None))
+        row, s = as_row(row), self.ctx.for_request(bundle, request)
         state = state if isinstance(state, dict) else {}
         hits = state.get("hits")
         if not isinstance(hits, list) or row is None or not 0 <= row < len(hits) or not isinstance(hits[row], dict) \
@@ -101,7 +101,7 @@ class SearchTab:
         """A click in the gallery list (its row, as `picked` kept it): search with that item (its picture when shown,
         else its image features)."""
         page = page if isinstance(page, dict) else {}
-        rows, row, s = page.get("rows"), as_row(row), self.ctx.service(bundle, getattr(request, "session_hash", None))
+        rows, row, s = page.get("rows"), as_row(row), self.ctx.for_request(bundle, request)
         if not isinstance(rows, list) or row is None or not 0 <= row < len(rows) or page.get("bundle") != s.name:
             raise InputError("that item is no longer listed: open the gallery list again")
         return self._search_row(s, rows[row], "image", objective, k, same_modality)
@@ -314,7 +314,7 @@ class SearchTab:
     def explain(self, objective: str, bundle: str, request: gr.Request = None):
         """The picked objective's one line under the picker (a lab run of this page's session included)."""
         try:
-            s = self.ctx.service(bundle, getattr(request, "session_hash", None))
+            s = self.ctx.for_request(bundle, request)
         except InputError:
             return gr.skip()
         return gr.Dropdown(info=glossary.objective_info(s, objective))

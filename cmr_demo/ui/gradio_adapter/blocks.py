@@ -8,7 +8,7 @@ only when the app says so, the fair queue built in place of gradio's, and a cap 
 - `process_api`: whatever gradio itself fails on while reading a request (an event that runs in the browser only,
   malformed event data, a value outside a dropdown's choices) is answered in the app's words, with a short prefix
   of the input and no traceback; an app failure outside `user_errors` is still logged in full.
-- `queue`: gradio's `Blocks.queue` with `queue.FairQueue` built in place of its queue.
+- `queue`: gradio's `Blocks.queue` building `queue.FairQueue` in place of its queue (and no throw-away web app).
 - `sessions`: how many sessions' component values gradio keeps is a `launch` option; the mounted app reads the
   attribute `state_session_capacity`.
 """
@@ -19,9 +19,9 @@ import traceback
 from collections.abc import Callable
 
 import gradio as gr
-from gradio import queueing
 
-from cmr_demo.serve.uploads import FILE_SHAPE, NOT_UPLOADED
+from cmr_demo.serve import messages
+from cmr_demo.serve.messages import FILE_SHAPE, NOT_UPLOADED
 from cmr_demo.ui.gradio_adapter.files import GradioFiles
 from cmr_demo.ui.gradio_adapter.queue import FairQueue, OwnQueue
 
@@ -43,17 +43,20 @@ class ServedBlocks(gr.Blocks):
         if files is not None:
             files.blocks = self
 
-    def queue(self, *args, own: dict[str, OwnQueue] | None = None, client_of: Callable[[object], str] | None = None,
-              **kwargs):
-        """gradio's `queue` (`api_open`, `max_size`, `default_concurrency_limit` ...), its queue rebuilt as a
-        `FairQueue` from the same settings: `max_size` counts the shared events only; the concurrency ids in `own`
-        get their own caps, per client as `client_of(request)` names one."""
-        super().queue(*args, **kwargs)
-        built: queueing.Queue = self._queue
-        self._queue = FairQueue(live_updates=built.live_updates, concurrency_count=built.max_thread_count,
-                                update_intervals=built.update_intervals, max_size=built.max_size, blocks=self,
-                                default_concurrency_limit=built.default_concurrency_limit, own=own,
-                                client_of=client_of or (lambda request: ""))
+    def queue(self, status_update_rate: float | str = "auto", api_open: bool | None = None,
+              max_size: int | None = None, *, default_concurrency_limit: int | None | str = "not_set",
+              own: dict[str, OwnQueue] | None = None, client_of: Callable[[object], str] | None = None):
+        """gradio's `Blocks.queue`, building a `FairQueue` where it builds its queue, from the same settings:
+        `max_size` counts the shared events only; the concurrency ids in `own` get their own caps, per client as
+        `client_of(request)` names one. Unlike gradio's, it makes no web app: gradio's `queue` rebuilt one (0.25 s,
+        its 430 routes) on every call, and the app is made where it is served (cmr_demo.serve.webserver). The
+        canary test_the_fair_queue_is_built_where_gradio_builds_its_queue compares both queues' settings."""
+        if api_open is not None:
+            self.api_open = api_open
+        self._queue = FairQueue(live_updates=status_update_rate == "auto", concurrency_count=self.max_threads,
+                                update_intervals=status_update_rate if status_update_rate != "auto" else 1,
+                                max_size=max_size, blocks=self, default_concurrency_limit=default_concurrency_limit,
+                                own=own, client_of=client_of or (lambda request: ""))
         return self
 
     async def withdraw(self, concurrency_id: str, session_hash: str | None) -> int:
@@ -92,7 +95,7 @@ class ServedBlocks(gr.Blocks):
         except Exception as err:  # gradio reading a request it could not; or an app bug, logged
             if raised_in_app(err):
                 log.error("an event failed inside the app", exc_info=err)
-                raise gr.Error("the request failed inside the app; it was logged. Try again.",
+                raise gr.Error(messages.app_failed(retry="Try again."),
                                print_exception=False) from None
             log.warning("a request gradio could not read was refused: %s", shortened(f"{type(err).__name__}: {err}"))
             raise unreadable(err) from None
@@ -110,8 +113,7 @@ def unreadable(err: BaseException) -> gr.Error:
     what = shortened(first, QUOTED) if first else type(err).__name__
     if isinstance(err, IndexError) and "no backend method" in first:
         what = "this event runs in the browser only"
-    return gr.Error(f"the request's arguments could not be read ({what}): send the endpoint's parameters as listed "
-                    f"under 'Use via API' at the bottom of the page", print_exception=False)
+    return gr.Error(messages.unreadable(what), print_exception=False)
 
 
 def raised_in_app(err: BaseException) -> bool:

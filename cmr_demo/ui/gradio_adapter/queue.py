@@ -20,6 +20,7 @@ from gradio import queueing
 from gradio.server_messages import ProcessCompletedMessage
 
 from cmr_demo.serve.clients import network_of
+from cmr_demo.serve.messages import busy
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,7 @@ class FairQueue(queueing.Queue):
         share = self.own.get(concurrency_id)
         if share is None:
             if self.shared_max is not None and self.shared() >= self.shared_max:
-                return False, f"the app is busy ({self.shared()} requests are waiting): try again in a minute", \
-                    "queue_full"
+                return False, busy(self.shared()), "queue_full"
             return await super().push(body, request, username)
         if self.admit_lock is None:
             self.admit_lock = asyncio.Lock()
