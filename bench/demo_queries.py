@@ -34,8 +34,8 @@ def measure(service: RetrievalService) -> dict:
     best = service.best
     plain = [(q, c, service.search(service.text_query(q, c), best, 5)) for q, c in world_queries.PLAIN]
     p5 = [r.p_at_k["5"] for _, _, r in plain]
-    right = [r.info["predicted_class"] == c for _, c, r in plain]
-    false_alarms = [q for q, _, r in plain if r.info["in_domain"] is False]
+    right = [r.info.predicted_class == c for _, c, r in plain]
+    false_alarms = [q for q, _, r in plain if r.info.in_domain is False]
     misses = [q for q in world_queries.OUT_OF_WORLD if service.query_info(service.text_query(q), best).in_domain]
     examples = {t: c in [h.class_name for h in service.search(service.text_query(t), best, 5).hits]
                 for t, c in text_examples(service)}

@@ -31,7 +31,7 @@ from cmr_demo.serve.inputs import MAX_IMAGE_BYTES, MAX_K, InputError, check_choi
 from cmr_demo.serve.messages import app_failed
 from cmr_demo.serve.map_colours import MAX_POINTS_ITEMS
 from cmr_demo.serve.placement import MAP_ITEMS
-from cmr_demo.serve.schema import Query, SearchResult
+from cmr_demo.serve.schema import BundleSummary, Query, SearchResult
 from cmr_demo.serve.service import RetrievalService
 
 MAX_BATCH = 64  # texts per backbone call
@@ -218,9 +218,8 @@ class Api:
     def _gallery_routes(self, r: fastapi.APIRouter) -> None:
 
         @r.get("/bundles", summary="The served bundles: name, size, classes, objectives (best first)")
-        async def bundles() -> list[dict]:
-            return [{"name": name, **s.describe(), "default": n == 0}
-                    for n, (name, s) in enumerate(self.services().items())]
+        async def bundles() -> list[BundleSummary]:
+            return [s.describe(default=n == 0) for n, s in enumerate(self.services().values())]
 
         @r.get("/items", summary="A page of gallery items (of one class, ids containing a string): their ids for "
                                  "item queries")

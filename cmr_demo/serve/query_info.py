@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -40,22 +39,6 @@ STOPWORDS = frozenset(
     "a an the and or of on in at to with without by for from into onto over under near next its it is are was "
     "were be been this that these those there here some any one his her their my your our me you i we they "
     "very just please show find me image images picture pictures photo photos".split())
-
-
-@dataclass
-class QueryInfo:
-    predicted_class: str
-    confidence: float  # calibrated probability of predicted_class under the objective
-    in_domain: bool | None  # None: the bundle cannot tell (no captions or no stored features)
-    objective: str
-    class_source: str  # "classifier", "prototypes", "proxies", "class prompts" or "class centroids"
-    reason: str  # one line for people: why in or out of the world
-    # per grouping of the classes the bundle declares (e.g. "shape"): the most probable group and its probability,
-    # the sum of its classes' ({"shape": {"name": "star", "confidence": 0.97}}); empty when it declares none
-    groups: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ClassGroups:

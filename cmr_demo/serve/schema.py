@@ -1,4 +1,6 @@
-"""The shapes of a request and of its answer, one of each for every way in: the page, the JSON API and Python.
+"""The shapes of a request and of its answers, one of each for every way in: the page, the JSON API and Python.
+Answers: `SearchResult` (with its `Hit`s and the query's `QueryInfo`), `BundleSummary` (/bundles), `LabAnswer` (a
+finished lab run). A map's answer is `cmr_demo.serve.placement`'s plain arrays, drawn by the page and sent by the API.
 
 Why one module: a request is checked once, where it enters (`SearchRequest.check`), into a typed value every
 layer below trusts; an answer is one `SearchResult` from the service to both the page and the JSON API, which
@@ -77,6 +79,23 @@ CONFIG = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
 
 @pydantic_dataclass(config=CONFIG)
+class QueryInfo:
+    """A query's likely class under one objective, and whether it belongs to the gallery's world."""
+    predicted_class: str
+    confidence: float  # calibrated probability of predicted_class under the objective
+    in_domain: bool | None  # None: the bundle cannot tell (no captions or no stored features)
+    objective: str
+    class_source: str  # "classifier", "prototypes", "proxies", "class prompts" or "class centroids"
+    reason: str  # one line for people: why in or out of the world
+    # per grouping of the classes the bundle declares (e.g. "shape"): the most probable group and its probability,
+    # the sum of its classes' ({"shape": {"name": "star", "confidence": 0.97}}); empty when it declares none
+    groups: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@pydantic_dataclass(config=CONFIG)
 class Hit:
     rank: int
     index: Annotated[int, Field(exclude=True)]  # gallery row: the service's, never sent
@@ -103,7 +122,7 @@ class SearchResult:
     first_relevant_rank: int | None
     exact: bool  # the ranking was exact (a flat scan or the whole gallery scored) rather than approximate
     notes: list[str]
-    info: dict[str, Any] | None = None  # QueryInfo.to_dict(): predicted class, confidence, in/out-of-world
+    info: QueryInfo | None = None  # predicted class, confidence, in/out-of-world
     # a gallery item's cross-modal query: (lowest, highest) AP the build measured for it over the objective's training
     # seeds, so a reader tells a difference between objectives from seed noise; None otherwise
     ap_over_seeds: tuple[float, float] | None = None
@@ -120,9 +139,50 @@ class SearchResult:
 RESULT = TypeAdapter(SearchResult)
 
 
-def result_from_dict(data: object) -> SearchResult:
-    """A SearchResult back from `to_dict` (a page's state), or InputError when it is not one."""
-    try:
-        return SearchResult(**{**data, "hits": [Hit(**h) for h in data["hits"]]})  # type: ignore[index]
-    except (TypeError, KeyError, ValueError):
-        raise InputError("the page sent results this app cannot show: run the search again") from None
+@pydantic_dataclass(config=CONFIG)
+class BundleSummary:
+    """One served bundle for a client choosing among several (/bundles on the page and the JSON API alike)."""
+    name: str
+    items: int
+    classes: list[str]
+    backbone: str | None  # the spec the bundle names (not where it was built from); None: features only
+    objectives: list[str]  # best first
+    description: str | None
+    capabilities: dict[str, Any]
+    index: dict[str, Any]
+    default: bool
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@pydantic_dataclass(config=CONFIG)
+class LabAnswer:
+    """A finished lab run (the /lab_train answer): its test metrics, its settings, how long it ran and how it ended,
+    beside the bundle's own run of the same objective (`bundle_run`: its i2t, t2i and average mAP; None without)."""
+    name: str
+    objective: str
+    options: dict[str, Any]
+    i2t_map: float
+    t2i_map: float
+    avg_map: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+    stopped: str | None
+    settings: dict[str, Any]
+    bundle_run: dict[str, float] | None
+
+    @classmethod
+    def of(cls, run, stored: dict | None) -> LabAnswer:
+        """From a lab run (cmr_demo.serve.lab.LabRun) and the bundle's manifest entry of its objective."""
+        m, train = run.metrics, run.settings["train"]
+        return cls(run.name, run.objective, train["objective_options"], m["i2t_map"], m["t2i_map"], m["avg_map"],
+                   m["best_epoch"], m["epochs_run"], run.seconds, run.stopped,
+                   {**{k: train[k] for k in ("lr", "batch_size", "epochs", "patience", "seed", "text_fraction",
+                                             "image_fraction")},
+                    **{k: run.settings["heads"][k] for k in ("embed_dim", "hidden_dim")}},
+                   None if stored is None else {k: stored[k] for k in ("i2t_map", "t2i_map", "avg_map")})
+
+    def to_json(self) -> dict:
+        return asdict(self)

@@ -25,9 +25,10 @@ from cmr_demo.serve.catalog import Catalog
 from cmr_demo.serve.encoder import Encoder
 from cmr_demo.serve.index import BundleIndexes
 from cmr_demo.serve.inputs import InputError, check_choice, check_class, clean_text, load_image
-from cmr_demo.serve.query_info import ClassGroups, ClassScorer, QueryInfo, WorldCheck
+from cmr_demo.serve.query_info import ClassGroups, ClassScorer, WorldCheck
 from cmr_demo.serve.ranking import SERVED_AP_MAX_ITEMS, rank, served_ap
-from cmr_demo.serve.schema import MODALITIES, Hit, Query, SearchRequest, SearchResult, check_objectives
+from cmr_demo.serve.schema import (MODALITIES, BundleSummary, Hit, Query, QueryInfo, SearchRequest, SearchResult,
+                                   check_objectives)
 
 
 class RetrievalService:
@@ -135,7 +136,7 @@ class RetrievalService:
                                      req.objective, req.target, query, emb, req.k)
         hits = [self._hit(n + 1, row, score, req.target, query.label) for n, (row, score) in enumerate(pairs)]
         metrics = metrics or {"ap": None, "p_at_k": None, "first_relevant_rank": None}
-        info = self._info(query, req.objective, emb, features).to_dict()
+        info = self._info(query, req.objective, emb, features)
         spread = None
         if query.item is not None and req.target != query.modality and req.objective in self.bundle.objectives:
             direction = "i2t" if query.modality == "image" else "t2i"
@@ -185,15 +186,15 @@ class RetrievalService:
         )
 
     # ---- bundle-level views ----------------------------------------------------------------------
-    def describe(self) -> dict:
+    def describe(self, default: bool = False) -> BundleSummary:
         """The bundle for a client choosing among several: size, classes, backbone (as the bundle names it, not
         where it was built from), objectives best first, its own description and what it can answer."""
         backbone = self.bundle.manifest.get("backbone")
-        return {"items": self.size, "classes": self.class_names,
-                "backbone": backbone.get("spec") if isinstance(backbone, dict) else None,
-                "objectives": [row["objective"] for row in self.leaderboard()],
-                "description": (self.bundle.manifest.get("about") or {}).get("description"),
-                "capabilities": self.catalog.capabilities(self.encodes), "index": self.indexes.describe()}
+        return BundleSummary(self.name, self.size, self.class_names,
+                             backbone.get("spec") if isinstance(backbone, dict) else None,
+                             [row["objective"] for row in self.leaderboard()],
+                             (self.bundle.manifest.get("about") or {}).get("description"),
+                             self.catalog.capabilities(self.encodes), self.indexes.describe(), default)
 
     def leaderboard(self, with_paper: bool = False) -> list[dict]:
         """One row per objective, best mean over seeds first, with its interval and paired test against the best
@@ -268,7 +269,7 @@ class RetrievalService:
                 hits = np.argsort(ranks[result.target], kind="stable")[:len(hits)].tolist()  # exact, as coloured
             out["query"] = {"xy": placement.place_query(view, emb), "modality": query.modality, "label": query.label,
                             "description": result.query, "target": result.target, "hits": hits, "ap": result.ap,
-                            "info": result.info}
+                            "info": result.info.to_dict() if result.info else None}
         out["colour"] = {"by": colour.name, "scale": colour.scale, "base": base, "other": other,
                          "title": colour.title(base or objective, other),
                          "values": map_colours.values(self, colour, objective, base, other, ranks)}

@@ -82,7 +82,7 @@ class CompareTab:
         results = results if isinstance(results, dict) else {}
         first = next(iter(results.values()), None)
         info = first.info if first is not None else None
-        out = [views.info_line(info) if info and info.get("in_domain") is False else ""]
+        out = [views.info_line(info) if info and info.in_domain is False else ""]
         if first is not None:
             out[0] = "\n\n".join(filter(None, [out[0], views.seed_note(first, s)]))
         per_bundle = self.ctx.lab_runs.per_bundle

@@ -2,13 +2,16 @@
 run joins this session's Compare, leaderboard and maps. Its handler is `/lab_train`."""
 from __future__ import annotations
 
+from concurrent.futures import wait
+from dataclasses import replace
+
 import gradio as gr
 
 from cmr_demo.serve import lab
 from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.train.objectives import option_defaults
-from cmr_demo.ui import lab_runner, plots, views
+from cmr_demo.ui import plots, views
+from cmr_demo.serve.schema import LabAnswer
 from cmr_demo.ui.context import Context, session_of
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.gradio_adapter import OwnQueue
@@ -35,19 +38,10 @@ INTRO = ("Train one pair of heads **live** on this bundle's own features: any ob
          f"{lab.MAX_SECONDS:.0f} s, and you may have {LAB_QUEUE.per_client} waiting or training.")
 
 
-def settings(ctx: Context, objective: str, bundle: str) -> tuple:
-    """The bundle's own settings for `objective` (a hybrid, or one it did not train: its best run's), as the lab's
-    boxes show them: lr, batch size, epochs, patience, embed dim, hidden dim, seed, the options' defaults."""
-    train, heads = lab.base_settings(ctx.base(bundle).bundle, lab.check_objective(objective))
-    options = ",".join(f"{k}={v:g}" for k, v in option_defaults(train.objective).items())
-    return (train.lr, train.batch_size, train.epochs, train.patience, heads.embed_dim, heads.hidden_dim, train.seed,
-            f"defaults: {options or 'none'}")
-
-
-def _finish(ctx: Context, job):
+def _finish(ctx: Context, job: lab.LabJob):
     try:
-        return lab_runner.finish(ctx.lab_runs, job)
-    except lab_runner.LabFailure as err:
+        return lab.finish(ctx.lab_runs, job)
+    except lab.LabFailure as err:
         raise gr.Error(str(err)) from None
 
 
@@ -56,11 +50,10 @@ class LabTab:
         self.ctx = ctx
         self.demo: gr.Blocks | None = None  # the Blocks, set by `wire`: Stop takes waiting runs out of its queue
 
-    def _start(self, objective, options, text_fraction, image_fraction, seed, bundle, request, **hyper):
+    def _start(self, asked: lab.LabSettings, bundle, request) -> lab.LabJob:
         base = self.ctx.base(bundle)  # a run trains on the bundle, whatever the session holds
-        seed = self.ctx.resolve(base, "seed", seed)
-        return lab_runner.start(self.ctx.lab_runs, base, session_of(request), objective, options,
-                                text_fraction, image_fraction, seed, **hyper)
+        asked = replace(asked, seed=self.ctx.resolve(base, "seed", asked.seed))
+        return lab.start(self.ctx.lab_runs, base, session_of(request), asked)
 
     @user_errors
     def lab_train(self, objective: str, options: str = "", text_fraction: float = 1.0, image_fraction: float = 1.0,
@@ -69,23 +62,21 @@ class LabTab:
         'pcl+0.5*tl'), `options` like 'margin=0.3,temperature=0.5' ("" = defaults), the modality-imbalance fractions
         in (0, 1], a seed; everything else as the bundle's run. Returns the run's test metrics (i2t_map, t2i_map,
         avg_map, epochs, seconds, ...); it joins this session's compare/leaderboard/maps."""
-        job = self._start(objective, options, text_fraction, image_fraction, seed, bundle, request)
-        job.thread.join()  # a sync call gradio cannot interrupt; the lab's time cap bounds it
-        run = _finish(self.ctx, job)
-        return views.lab_answer(run, job.base.bundle.manifest["objectives"].get(run.objective))
+        job = self._start(lab.LabSettings(objective, options, text_fraction, image_fraction, seed), bundle, request)
+        run = _finish(self.ctx, job)  # waits: a sync call gradio cannot interrupt; the lab's time cap bounds it
+        return LabAnswer.of(run, job.base.bundle.manifest["objectives"].get(run.objective)).to_json()
 
     @user_errors
     def lab_page(self, objective, options, text_fraction, image_fraction, seed, lr, batch_size, epochs, patience,
                  embed_dim, hidden_dim, bundle, request: gr.Request = None, progress=gr.Progress()):
         """The tab's run: the curve and progress live, then the result."""
-        job = self._start(objective, options, text_fraction, image_fraction, seed, bundle, request, lr=lr,
-                          batch_size=batch_size, epochs=epochs, patience=patience, embed_dim=embed_dim,
-                          hidden_dim=hidden_dim)
+        job = self._start(lab.LabSettings(objective, options, text_fraction, image_fraction, seed, lr, batch_size,
+                                          epochs, patience, embed_dim, hidden_dim), bundle, request)
         stored = job.base.bundle.objectives.get(lab.check_objective(objective))
         reference = (stored.metrics.get("val") or {}).get("avg_map") if stored is not None else None  # same split
         try:
-            while job.thread.is_alive():
-                job.thread.join(0.5)
+            while job.running():
+                wait([job.future], timeout=0.5)
                 if not job.history:
                     progress(None, desc="waiting for the lab (one run trains at a time)")
                     continue
@@ -94,10 +85,10 @@ class LabTab:
                 yield plots.lab_figure(job.history, "training…", reference), \
                     f"training · epoch {len(job.history)} · loss {job.history[-1]['loss']:.4f}"
         finally:  # the page went away or the event was cancelled: stop the run instead of training for no one
-            if job.thread.is_alive():
+            if job.running():
                 job.stop.set()
         run = _finish(self.ctx, job)
-        answer = views.lab_answer(run, job.base.bundle.manifest["objectives"].get(run.objective))
+        answer = LabAnswer.of(run, job.base.bundle.manifest["objectives"].get(run.objective)).to_json()
         yield plots.lab_figure(job.history, answer["name"], reference), views.lab_markdown(answer)
 
     async def lab_stop(self, request: gr.Request = None):
@@ -116,34 +107,34 @@ class LabTab:
         """The boxes follow the objective picked; a name being typed (not an objective yet) changes nothing: Train
         says what is wrong with it."""
         try:
-            *values, placeholder = settings(self.ctx, objective, bundle)
+            boxes = lab.Boxes.of(self.ctx.base(bundle).bundle, objective)
         except InputError:
             return (gr.skip(),) * 8
-        return *values, gr.Textbox(placeholder=placeholder)
+        return *boxes.values()[:-1], gr.Textbox(placeholder=boxes.options_hint)
 
     def build(self) -> None:
-        first, name = self.ctx.first, self.ctx.names[0]
+        first = self.ctx.first
         gr.Markdown(INTRO, elem_id="lab-intro")
-        start = settings(self.ctx, first.best, name) if lab.has_lab(first.bundle) and \
+        start = lab.Boxes.of(first.bundle, first.best) if lab.has_lab(first.bundle) and \
             first.bundle.objectives[first.best].trained else None
         with gr.Row():
             self.objective = gr.Dropdown(list(lab.OBJECTIVES) + ["pcl+0.5*tl"], value=start and first.best,
                                          allow_custom_value=True, label="Objective (or a hybrid like pcl+0.5*tl)",
                                          elem_id="lab-objective")
             self.options = gr.Textbox("", label="Options (KEY=VALUE, comma-separated; empty = defaults)",
-                                      placeholder=start[7] if start else "", elem_id="lab-options")
-            self.seed = gr.Number(start[6] if start else 0, precision=0, label="seed", minimum=0)
+                                      placeholder=start.options_hint if start else "", elem_id="lab-options")
+            self.seed = gr.Number(start.seed if start else 0, precision=0, label="seed", minimum=0)
         with gr.Row():
             self.text = gr.Slider(0.05, 1, value=1, step=0.05, label="share of training pairs that keep their text")
             self.image = gr.Slider(0.05, 1, value=1, step=0.05, label="share of training pairs that keep their image")
         with gr.Accordion("Hyper-parameters (the bundle's own settings for this objective)", open=False):
             with gr.Row():
-                self.lr = gr.Number(start[0] if start else 1e-4, label="learning rate")
-                self.batch = gr.Number(start[1] if start else 300, precision=0, label="batch size")
-                self.epochs = gr.Number(start[2] if start else 500, precision=0, label="max epochs")
-                self.patience = gr.Number(start[3] if start else 10, precision=0, label="patience (epochs)")
-                self.embed = gr.Number(start[4] if start else 256, precision=0, label="embedding dim")
-                self.hidden = gr.Number(start[5] if start else 256, precision=0, label="hidden dim")
+                self.lr = gr.Number(start.lr if start else 1e-4, label="learning rate")
+                self.batch = gr.Number(start.batch_size if start else 300, precision=0, label="batch size")
+                self.epochs = gr.Number(start.epochs if start else 500, precision=0, label="max epochs")
+                self.patience = gr.Number(start.patience if start else 10, precision=0, label="patience (epochs)")
+                self.embed = gr.Number(start.embed_dim if start else 256, precision=0, label="embedding dim")
+                self.hidden = gr.Number(start.hidden_dim if start else 256, precision=0, label="hidden dim")
         with gr.Row():
             self.btn = gr.Button("Train", variant="primary", elem_id="lab-train-btn")
             self.stop_btn = gr.Button("Stop (keep the best epoch so far)", elem_id="lab-stop-btn")

@@ -147,7 +147,7 @@ def ctx_api(ctx: Context, which: str):
     def bundles() -> list[dict]:
         """The served bundles, the default first: name, items, classes, backbone, objectives (best first),
         description and what each can answer (features-only bundles take gallery items as queries)."""
-        return [{"name": name, **s.describe(), "default": name == ctx.names[0]} for name, s in ctx.services.items()]
+        return [s.describe(default=name == ctx.names[0]).to_json() for name, s in ctx.services.items()]
     fn = {"query_info": query_info, "bundles": bundles}[which]
     fn.__annotations__ = typing.get_type_hints(fn)  # gr.api reads the types; postponed annotations are strings
     return fn

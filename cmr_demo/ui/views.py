@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cmr_demo.serve.schema import Hit, SearchResult
+from cmr_demo.serve.schema import Hit, QueryInfo, SearchResult
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui.pictures import picture
 from cmr_demo.ui.leaderboard import leaderboard_rows
@@ -43,20 +43,18 @@ def gallery_value(result: SearchResult, service: RetrievalService) -> list[tuple
             if shows_pictures(result, service) else [])
 
 
-def info_line(info: dict | None) -> str:
+def info_line(info: QueryInfo | None) -> str:
     """How the objective reads the query: its class with a calibrated confidence (and the group a bundle declares,
     e.g. its shape); outside the bundle's world, a warning with the reason and only the closest class, no
     percentage (a confident class next to "outside this world" would contradict it)."""
     if not info:
         return ""
-    if info["in_domain"] is False:
-        return (f"⚠️ **outside this gallery's world**: {info['reason']}. The ranking below is what the model "
-                f"returns anyway; its scores do not mean a match. Closest class: {info['predicted_class']}.")
-    groups = "".join(
-        f" · {kind}: **{g['name']}** ({g['confidence']:.0%})" for kind, g in (info.get("groups") or {}).items()
-    )
-    return (f"looks like **{info['predicted_class']}** ({info['confidence']:.0%}, from {info['objective']}'s "
-            f"{info['class_source']}){groups}")
+    if info.in_domain is False:
+        return (f"⚠️ **outside this gallery's world**: {info.reason}. The ranking below is what the model "
+                f"returns anyway; its scores do not mean a match. Closest class: {info.predicted_class}.")
+    groups = "".join(f" · {kind}: **{g['name']}** ({g['confidence']:.0%})" for kind, g in info.groups.items())
+    return (f"looks like **{info.predicted_class}** ({info.confidence:.0%}, from {info.objective}'s "
+            f"{info.class_source}){groups}")
 
 
 def text_rows(result: SearchResult, pictures: bool = True, texts: bool = True) -> list[list]:
@@ -118,10 +116,10 @@ def summary(result: SearchResult, class_names: Sequence[str]) -> str:
 
 def column_header(result: SearchResult, about: str = "") -> str:
     """A Compare column's head: the objective (and what it is, `about`), its AP and P@5 for this query."""
-    info = result.info or {}
-    guess = "" if not info else (f"outside this world; closest class {info['predicted_class']}"
-                                 if info.get("in_domain") is False else
-                                 f"looks like {info['predicted_class']} ({info['confidence']:.0%})")
+    info = result.info
+    guess = "" if not info else (f"outside this world; closest class {info.predicted_class}"
+                                 if info.in_domain is False else
+                                 f"looks like {info.predicted_class} ({info.confidence:.0%})")
     about = f"\n\n<small>{about}</small>" if about else ""
     if result.query_label is None:
         return f"### {result.objective}\n{guess or 'class of the query unknown'}{about}"
@@ -360,18 +358,6 @@ python app.py --bundle my_bundle --bundle my_features
 A JSON API runs beside this page: [`/api/docs`](/api/docs) (search by text, image or gallery item, compare,
 embed, query info); the gradio endpoints are under "Use via API" at the bottom of the page.
 """
-
-
-def lab_answer(run, stored: dict | None) -> dict:
-    """A lab run as plain data (the /lab_train answer): its test metrics, how long it ran and how it ended."""
-    m = run.metrics
-    return {"name": run.name, "objective": run.objective, "options": run.settings["train"]["objective_options"],
-            "i2t_map": m["i2t_map"], "t2i_map": m["t2i_map"], "avg_map": m["avg_map"], "best_epoch": m["best_epoch"],
-            "epochs": m["epochs_run"], "seconds": run.seconds, "stopped": run.stopped,
-            "settings": {**{k: run.settings["train"][k] for k in ("lr", "batch_size", "epochs", "patience", "seed",
-                                                                   "text_fraction", "image_fraction")},
-                         **{k: run.settings["heads"][k] for k in ("embed_dim", "hidden_dim")}},
-            "bundle_run": None if stored is None else {k: stored[k] for k in ("i2t_map", "t2i_map", "avg_map")}}
 
 
 def lab_markdown(answer: dict) -> str:
