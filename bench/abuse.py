@@ -28,10 +28,9 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
-from app_server import start_app, stop_app  # noqa: E402
-from event_fuzz import fuzz  # noqa: E402
+from harness.app_server import start_app, stop_app  # noqa: E402
+from harness.event_fuzz import fuzz  # noqa: E402
 from flood import picture, rss_mb  # noqa: E402
 
 from cmr_demo.provenance import save_result, stamp  # noqa: E402

@@ -243,8 +243,7 @@ def bundle_tools(tmp: Path) -> dict:
 
 def run_probes(tmp: Path) -> tuple[dict, list[tuple[str, str, str, bool]]]:
     """Every probe: (raw figures, rows of (figure, measured, target, met))."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from app_server import start_app, stop_app
+    from harness.app_server import start_app, stop_app
     raw, rows = {}, []
     log = tmp / "probes.log"
     proc, url, _ = start_app(ROOT / "assets" / "demo", log, temp_dir=tmp / "gradio", env=PROXY)

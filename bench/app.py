@@ -21,8 +21,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-from app_server import start_app, stop_app  # noqa: E402
+from harness.app_server import start_app, stop_app  # noqa: E402
 from cmr_demo.provenance import machine  # noqa: E402
 
 GOALS = {"ready_s": 8.0, "search_text_p50_ms_at_8": 100.0, "search_text_p95_ms_at_8": 250.0, "rss_mb": 1536.0,

@@ -2,7 +2,7 @@
 
     python bench/demo_queries.py [--bundle assets/demo]
 
-On the hand-written sets in tests/data/world_queries.py (50 plain in-world queries naming their class,
+On the hand-written sets in harness/world_queries.py (50 plain in-world queries naming their class,
 51 texts from outside the world): mean P@5 with the class stated, under the bundle's default (best)
 objective; how often the predicted class is right; false alarms (in-world texts flagged as outside) and
 misses (outside texts taken as in-world) of the out-of-world notice; and whether each of the app's text
@@ -14,43 +14,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "data"))
-import world_queries  # noqa: E402
+from harness.world_queries import measure  # noqa: E402
 
 from cmr_demo.bundle.load import load_bundle  # noqa: E402
 from cmr_demo.files import save_json  # noqa: E402
 from cmr_demo.provenance import stamp  # noqa: E402
 from cmr_demo.serve.service import RetrievalService  # noqa: E402
-from cmr_demo.ui.views import text_examples  # noqa: E402
-
-IMAGE_EXAMPLES = range(0, 60, 6)  # the gallery rows app.py offers as image examples
-
-
-def measure(service: RetrievalService) -> dict:
-    best = service.best
-    plain = [(q, c, service.search(service.text_query(q, c), best, 5)) for q, c in world_queries.PLAIN]
-    p5 = [r.p_at_k["5"] for _, _, r in plain]
-    right = [r.info.predicted_class == c for _, c, r in plain]
-    false_alarms = [q for q, _, r in plain if r.info.in_domain is False]
-    misses = [q for q in world_queries.OUT_OF_WORLD if service.query_info(service.text_query(q), best).in_domain]
-    examples = {t: c in [h.class_name for h in service.search(service.text_query(t), best, 5).hits]
-                for t, c in text_examples(service)}
-    images = {}
-    for row in IMAGE_EXAMPLES:
-        hits = service.search(service.image_query(str(service.bundle.image_path(row))), best, 5).hits
-        images[service.bundle.items[row]["id"]] = service.class_names[service.bundle.labels[row]] in [
-            h.class_name for h in hits
-        ]
-    return {"objective": best, "plain_queries": len(plain), "out_of_world_queries": len(world_queries.OUT_OF_WORLD),
-            "mean_p_at_5": float(np.mean(p5)), "predicted_class_accuracy": float(np.mean(right)),
-            "worst_p_at_5": sorted([(float(p), q) for p, (q, _, _) in zip(p5, plain)])[:5],
-            "false_alarms": false_alarms, "misses": misses, "text_examples_top5": examples,
-            "image_examples_top5": images}
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

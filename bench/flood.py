@@ -19,8 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-from app_server import start_app, stop_app  # noqa: E402
+from harness.app_server import start_app, stop_app  # noqa: E402
 from cmr_demo.provenance import save_result, stamp  # noqa: E402
 
 TARGETS = {"rss_growth_mb": 500.0, "search_p50_s": 1.0}

@@ -22,8 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-from app_server import start_app, stop_app  # noqa: E402
+from harness.app_server import start_app, stop_app  # noqa: E402
 from cmr_demo.serve import lab  # noqa: E402
 from cmr_demo.bundle.load import load_bundle  # noqa: E402
 from cmr_demo.provenance import save_result, stamp  # noqa: E402

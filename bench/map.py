@@ -21,8 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-from app_server import start_app, stop_app  # noqa: E402
+from harness.app_server import start_app, stop_app  # noqa: E402
 from cmr_demo.provenance import save_result, stamp  # noqa: E402
 
 TARGETS = {800: 1.0, 50_000: 2.0}  # seconds for an ap_diff answer (issue: <= 1 s at 600 items, <= 2 s at 50,000)

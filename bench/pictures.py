@@ -5,7 +5,7 @@
 Through the service's own query_info (what `/api/v1/query_info/image` answers), under the bundle's best
 objective, on three sets the check was never fitted on:
 - drawings of the world's shapes from `cmr_demo.data.drawings` in every style, with a seed of their own;
-- the visitor set of tests/data/visitor_pictures.py: drawings made by code that shares nothing with the
+- the visitor set of harness/visitor_pictures.py: drawings made by code that shares nothing with the
   pre-training's generators, in the four styles people draw (filled on white, outline only, small and
   off-centre on grey, wobbly hand-drawn), and pictures from outside the world no generator made (photographs,
   handwritten digits, a spiral) beside the usual ones (noise, a plain colour, letters, a stick figure);
@@ -24,8 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "data"))
-import visitor_pictures  # noqa: E402
+from harness import visitor_pictures  # noqa: E402
 
 from cmr_demo.data import drawings, outside  # noqa: E402
 from cmr_demo.provenance import save_result, stamp  # noqa: E402

@@ -56,7 +56,7 @@ def demo_bundle() -> str | None:
     q = _load(RESULTS / "demo_queries.json")
     queries = [] if q is None else ["", (
         f"As a newcomer queries it ({_provenance(q['date'], q['machine'], q['command'])}), under `{q['objective']}`: "
-        f"{q['plain_queries']} plain queries naming their class (`tests/data/world_queries.py`), class stated, mean "
+        f"{q['plain_queries']} plain queries naming their class (`harness/world_queries.py`), class stated, mean "
         f"P@5 **{q['mean_p_at_5']:.3f}** (goal 0.9: {_verdict(q['mean_p_at_5'] >= 0.9)}); predicted class right for "
         f"{q['predicted_class_accuracy']:.0%}; out-of-world notice: {len(q['false_alarms'])} false alarm(s) in "
         f"{q['plain_queries']} in-world texts, {len(q['misses'])} miss(es) in {q['out_of_world_queries']} texts from "

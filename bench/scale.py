@@ -21,8 +21,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-from app_server import start_app, stop_app  # noqa: E402
+from harness.app_server import start_app, stop_app  # noqa: E402
 from cmr_demo.provenance import save_result, stamp  # noqa: E402
 
 TARGETS = {"ready_s": 10.0, "first_page_s": 1.0, "map_s": 1.0, "map_mb": 5.0, "rss_mb": 2048.0, "build_min": 20.0}

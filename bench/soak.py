@@ -29,8 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-from app_server import start_app, stop_app  # noqa: E402
+from harness.app_server import start_app, stop_app  # noqa: E402
 from cmr_demo.provenance import machine  # noqa: E402
 
 TARGETS = {"errors": 0, "rss_growth_after_warmup": 0.10}

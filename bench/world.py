@@ -23,7 +23,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "data"))
 
 from cmr_demo.provenance import save_result, stamp  # noqa: E402
 
@@ -143,7 +142,7 @@ def figures_markdown(f: dict) -> str:
             f"| some: "
             f"{ok(f['heatmap_cells_below_0.8'] > 0)} |",
             f"| plain written queries' mean P@5 under `{p['objective']}` ({p['plain_queries']} queries, "
-            f"tests/data/world_queries.py) | {p['mean_p_at_5']:.3f} | >= 0.9: {ok(p['mean_p_at_5'] >= 0.9)} |",
+            f"harness/world_queries.py) | {p['mean_p_at_5']:.3f} | >= 0.9: {ok(p['mean_p_at_5'] >= 0.9)} |",
             f"| the app's examples with their class in the top 5 | {sum(f['examples_top5'].values())} of "
             f"{len(f['examples_top5'])} | all: {ok(all(f['examples_top5'].values()))} |",
             "",

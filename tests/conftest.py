@@ -103,7 +103,7 @@ def features_bundle(tmp_path_factory):
 def app_process(small_bundle, features_bundle, tmp_path_factory):
     """`python app.py --bundle <small bundle> --bundle <features-only bundle>` running in a subprocess for the
     whole session: (url, log path, gradio folder). The small bundle is the default."""
-    from app_server import start_app, stop_app
+    from harness.app_server import start_app, stop_app
     folder = tmp_path_factory.mktemp("app")
     log_path, temp_dir = folder / "app.log", folder / "gradio-cache"
     # CMR_APP_BUNDLE serves other bundles (e.g. assets for the README's screenshots)

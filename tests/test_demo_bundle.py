@@ -1,19 +1,17 @@
 """The embedded demo bundle as a newcomer meets it: its examples find what they ask for, plain queries
-retrieve their class, and texts from outside the world are flagged (through the service, no gradio;
-the measurement is bench/demo_queries.py's, on the hand-written sets in tests/data/world_queries.py)."""
-import sys
+retrieve their class, and texts from outside the world are flagged (through the service, no gradio; the measurement
+is harness/world_queries.py's `measure` on its hand-written sets, as bench/demo_queries.py records it)."""
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "assets" / "demo"
-sys.path.insert(0, str(ROOT / "bench"))
 
 
 @pytest.fixture(scope="module")
 def measured():
-    from demo_queries import measure
+    from harness.world_queries import measure
 
     from cmr_demo.bundle.load import load_bundle
     from cmr_demo.serve.service import RetrievalService

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from app_server import ROOT, start_app, stop_app
+from harness.app_server import ROOT, start_app, stop_app
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]

@@ -143,7 +143,7 @@ def test_push_refuses_a_bundle_that_does_not_verify(small_bundle, tmp_path):
 
 @pytest.mark.slow
 def test_the_app_serves_hub_bundles_named_by_cmr_bundles_or_bundle(small_bundle, tmp_path):
-    from app_server import start_app, stop_app
+    from harness.app_server import start_app, stop_app
     import httpx
     home = tmp_path / "hf"
     lay_out_cache(small_bundle, home)

@@ -1,17 +1,15 @@
 """Pictures a visitor sends to the default bundle (through the service, as /api/v1/query_info/image answers): drawings
 are read as their shape, pictures from outside the world are flagged with a reason, confidence means something.
 
-The pictures come from tests/data/visitor_pictures.py, code that shares nothing with the generators the backbone
+The pictures come from harness/visitor_pictures.py, code that shares nothing with the generators the backbone
 and the picture check learned from; bench/pictures.py measures larger sets and writes the README's figures."""
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "data"))
-import visitor_pictures  # noqa: E402
+from harness import visitor_pictures  # noqa: E402
 
 from cmr_demo.serve.service import load  # noqa: E402
 from cmr_demo.ui.views import info_line  # noqa: E402
@@ -52,13 +50,13 @@ def test_a_read_shown_at_90_percent_is_right_90_percent_of_the_time(drawn):
 
 
 def test_pictures_from_outside_the_world_are_flagged_with_a_reason(service):
-    rows = [(kind, service.query_info(service.image_query(p)).to_dict())
+    rows = [(kind, service.query_info(service.image_query(p)))
             for p, kind in visitor_pictures.outside_pictures(per_kind=3)]
-    flagged = [info["in_domain"] is False for _, info in rows]
-    assert np.mean(flagged) >= 0.9, [(k, i["reason"]) for (k, i), f in zip(rows, flagged) if not f]
+    flagged = [info.in_domain is False for _, info in rows]
+    assert np.mean(flagged) >= 0.9, [(k, i.reason) for (k, i), f in zip(rows, flagged) if not f]
     for _, info in rows:
-        if info["in_domain"] is False:
-            assert info["reason"] and ("looks like" in info["reason"] or "no picture of this world" in info["reason"])
+        if info.in_domain is False:
+            assert info.reason and ("looks like" in info.reason or "no picture of this world" in info.reason)
             line = info_line(info)  # the page: the closest class, never a confidence beside the warning
             assert "outside this gallery's world" in line and "%" not in line
 

@@ -14,14 +14,14 @@ import uuid
 import httpx
 import pytest
 
-from event_fuzz import BARE, Tally, fuzz, send
+from harness.event_fuzz import BARE, Tally, fuzz, send
 
 pytestmark = pytest.mark.slow
 
 
 def proxied_app(small_bundle, folder):
     """(process, url) of an app behind one trusted proxy, the test: X-Forwarded-For names the client."""
-    from app_server import start_app
+    from harness.app_server import start_app
     proc, url, _ = start_app(small_bundle, folder / "app.log",
                              env={"CMR_PROXY_HOPS": "1", "CMR_TRUSTED_PROXIES": "127.0.0.1/32"})
     return proc, url
@@ -30,7 +30,7 @@ def proxied_app(small_bundle, folder):
 @pytest.fixture(scope="module")
 def own_app(small_bundle, tmp_path_factory):
     """(url, log path) of an app of its own for the fuzz and the flood."""
-    from app_server import stop_app
+    from harness.app_server import stop_app
     folder = tmp_path_factory.mktemp("private-events")
     proc, url = proxied_app(small_bundle, folder)
     yield url, folder / "app.log"
@@ -41,7 +41,7 @@ def own_app(small_bundle, tmp_path_factory):
 def lab_app(small_bundle, tmp_path_factory):
     """An app of its own whose lab nothing else has used (the fuzz may leave runs training in `own_app`'s): the lab
     tests below count its slots exactly."""
-    from app_server import stop_app
+    from harness.app_server import stop_app
     proc, url = proxied_app(small_bundle, tmp_path_factory.mktemp("lab-caps"))
     yield url
     stop_app(proc)

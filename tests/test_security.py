@@ -235,7 +235,7 @@ def test_slow_clients_are_cut_off_and_sigterm_stops_the_app_promptly(small_bundl
     import socket
     from urllib.parse import urlparse
 
-    from app_server import start_app, stop_app
+    from harness.app_server import start_app, stop_app
     monkeypatch.setenv("CMR_HEADER_TIMEOUT_S", "2")
     monkeypatch.setenv("CMR_BODY_TIMEOUT_S", "2")
     monkeypatch.setenv("CMR_BODY_MIN_RATE_KB", "1")

@@ -209,7 +209,7 @@ def test_uploads_never_searched_stay_within_the_quota_and_the_clients_share(smal
     import httpx
     from PIL import Image
 
-    from app_server import start_app, stop_app
+    from harness.app_server import start_app, stop_app
     monkeypatch.setenv("CMR_UPLOAD_QUOTA_MB", "16")
     monkeypatch.setenv("CMR_UPLOAD_SHARE_MB", "7")
     monkeypatch.setenv("CMR_PROXY_HOPS", "1")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cmr_demo.bundle.trials import LocalRunner, Trial, run_trial
-from cmr_demo.ray_cluster import connect, first_line
+from cmr_demo.ray_cluster import TaskFailed, connect, gpus_for, run_remote
 
 
 def _task(job, trial: Trial, carve_or_raw, head_cfg, threads: int, served: bool) -> tuple[dict, dict[str, bytes]]:
@@ -50,34 +50,27 @@ class RayRunner(LocalRunner):
         self.threads = torch.get_num_threads()
         self.served_ref = self.ray.put((dataset, feats, source))
         self.raw_ref = self.ray.put((raw, raw_feats, source))
-        gpus = 1 if str(job.train.device).startswith("cuda") else 0
-        self.options = {"num_cpus": self.threads, "num_gpus": gpus, "max_retries": 1, "retry_exceptions": True}
+        self.address = address
+        self.options = {"num_cpus": self.threads, "num_gpus": gpus_for(job.train.device)}
 
     def run(self, trials: list[Trial], desc: str) -> list[dict]:
         from tqdm import tqdm
-        remote = self.ray.remote(_task)
-        refs = {}
+        calls = {}
         for n, t in enumerate(trials):
             served = t.seed == self.job.train.seed
-            ref = remote.options(**self.options, name=f"bundle {t.objective} seed {t.seed}").remote(
-                self.job, t, self.served_ref if served else self.raw_ref, self.head_cfg, self.threads, served)
-            refs[ref] = n
+            args = (self.job, t, self.served_ref if served else self.raw_ref, self.head_cfg, self.threads, served)
+            calls[n] = (_task, args, {**self.options, "name": f"bundle {t.objective} seed {t.seed}"})
         results: dict[int, dict] = {}
-        pending = list(refs)
-        with tqdm(total=len(pending), desc=f"{desc} (ray)", unit="task", disable=self.job.quiet) as bar:
-            while pending:
-                done, pending = self.ray.wait(pending, num_returns=1)
-                for ref in done:
-                    trial = trials[refs[ref]]
-                    try:
-                        metrics, files = self.ray.get(ref)
-                    except Exception as err:  # noqa: BLE001 (after its one retry)
-                        raise ValueError(f"training {trial.objective} (seed {trial.seed}, {dict(trial.options)}) "
-                                         f"failed "
-                                         f"on Ray after a retry: {first_line(err)}") from None
-                    for rel, data in files.items():
-                        (Path(trial.folder) / rel).parent.mkdir(parents=True, exist_ok=True)
-                        (Path(trial.folder) / rel).write_bytes(data)
-                    results[refs[ref]] = metrics
-                    bar.update()
+        with tqdm(total=len(calls), desc=f"{desc} (ray)", unit="task", disable=self.job.quiet) as bar:
+            for n, answer in run_remote(self.address, calls):
+                trial = trials[n]
+                if isinstance(answer, TaskFailed):
+                    raise ValueError(f"training {trial.objective} (seed {trial.seed}, {dict(trial.options)}) failed "
+                                     f"on Ray after a retry: {answer.error}")
+                metrics, files = answer
+                for rel, data in files.items():
+                    (Path(trial.folder) / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (Path(trial.folder) / rel).write_bytes(data)
+                results[n] = metrics
+                bar.update()
         return [results[n] for n in range(len(trials))]

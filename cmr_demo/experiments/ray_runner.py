@@ -15,16 +15,10 @@ Ray is an optional extra (`pip install '.[ray]'`): nothing here imports it until
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
-from cmr_demo.ray_cluster import connect, first_line
+from cmr_demo.ray_cluster import TaskFailed, connect, gpus_for, run_remote
 
-
-@dataclass
-class RunFailed:
-    """A run that failed on Ray twice (its first try and its one retry)."""
-    key: str
-    error: str
+RunFailed = TaskFailed  # a run that failed on Ray twice (its first try and its one retry)
 
 
 def _train_remote(work: Callable[[object, tuple], dict], job, carved, threads: int) -> dict:
@@ -49,20 +43,11 @@ def run_tasks(tasks: dict, carve_of, work: Callable[[object, tuple], dict], addr
     (dataset, features), computed on the driver and put in the object store once per distinct carve; `work(job,
     carve)`: one run's metrics (the runners' `train_on`, shipped by reference: this module never imports them)."""
     ray = connect(address)
-    refs, carves = {}, {}
+    calls, carves = {}, {}
     for key, job in tasks.items():
         carve_key = id(carve_of(job))
         if carve_key not in carves:
             carves[carve_key] = ray.put(carve_of(job))
-        gpus = 1 if str(job.train.device).startswith("cuda") else 0
-        remote = ray.remote(_train_remote).options(  # retried once, on an exception or a lost worker
-            num_cpus=cpus_per_run, num_gpus=gpus, max_retries=1, retry_exceptions=True, name=f"study run {key}")
-        refs[remote.remote(work, job, carves[carve_key], max(1, int(cpus_per_run)))] = key
-    pending = list(refs)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        for ref in done:
-            try:
-                yield refs[ref], ray.get(ref)
-            except Exception as err:  # noqa: BLE001 (Ray wraps the task's error, or a lost worker's, after its retry)
-                yield refs[ref], RunFailed(refs[ref], first_line(err))
+        options = {"num_cpus": cpus_per_run, "num_gpus": gpus_for(job.train.device), "name": f"study run {key}"}
+        calls[key] = (_train_remote, (work, job, carves[carve_key], max(1, int(cpus_per_run))), options)
+    yield from run_remote(address, calls)

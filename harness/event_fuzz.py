@@ -2,7 +2,7 @@
 the event stream for queued events, `/run/predict` for the rest, with junk of every JSON type in the inputs, the
 event data and the trigger id, and with event indexes that name nothing.
 
-    python tests/event_fuzz.py URL [SENDS_PER_EVENT]
+    python -m harness.event_fuzz URL [SENDS_PER_EVENT]
 
 Each answer is tallied: ok, refused with a message (the message counted), refused bare (no message, or just
 "Error": what the issue calls a bare Error), or no answer within the wait (a lab run that trains). Used by
