@@ -9,7 +9,7 @@ At once, against `python app.py` on the default bundle (behind one trusted proxy
 client): 16 clients posting distinct 6300x6300 PNGs to the JSON API; one client queuing lab runs and never listening;
 200 MB declared bodies and 3M-item lists; distinct 19 MB uploads never searched; `--slow` connections that never
 finish their headers (held from a process of their own, re-opened when the app closes them); and the private-event
-fuzz of tests/event_fuzz.py in a loop. Writes bench/results/abuse.json and .md.
+fuzz of harness/event_fuzz.py in a loop. Writes bench/results/abuse.json and .md.
 """
 from __future__ import annotations
 

@@ -196,6 +196,7 @@ maps = _as_written("map", "Maps coloured by where two objectives disagree")
 flood = _as_written("flood", "One client floods the JSON API with large pictures")
 abuse = _as_written("abuse", "Every abuse at once, for five minutes")
 abuse_probes = _as_written("abuse_probes", "A public host, round two: each hostile probe once, beside its target")
+startup = _as_written("startup", "Start-up: ready after torch and gradio are imported, beside a one-button app")
 ray_study = _as_written("ray_study", "A study one at a time, with --jobs 2 and on Ray")
 
 
@@ -271,6 +272,7 @@ BLOCKS: list[Callable[[], str | None]] = [
     wikipedia,
     studies,
     *map(_speed, ("train_speed", "extraction", "search", "app", "soak")),
+    startup,
     flood,
     abuse,
     abuse_probes,

@@ -15,7 +15,7 @@ from cmr_demo.ui.leaderboard import LEADERBOARD_COLUMNS, leaderboard_rows
 from cmr_demo.ui.context import class_for, Context, given, item_id as item_id_of, stated_for
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, class_choices
-from cmr_demo.ui.search_tab import clear, selected_row
+from cmr_demo.ui.search_endpoints import clear, selected_row
 
 ITEM_LABEL = "…or a gallery item id (overrides the text)"
 DISAGREEMENT_COLUMNS = ["id", "class", "AP A", "AP B", "A − B", "over seeds", "caption"]

@@ -18,7 +18,7 @@ from cmr_demo.ui import glossary, plots, region
 from cmr_demo.ui.context import Context, given, item_id as item_id_of, others_than
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, Pager
-from cmr_demo.ui.search_tab import selected_row
+from cmr_demo.ui.search_endpoints import selected_row
 
 
 class MapTab:

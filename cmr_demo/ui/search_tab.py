@@ -1,118 +1,29 @@
-"""The Search tab: a text, a picture or a gallery item as the query; results as pictures or a list; a click on a
-result searches with it. Its handlers are the named endpoints `/search_text`, `/search_image`, `/search_item` and
-`/query_info_image`."""
+"""The Search tab's layout and wiring: a text, a picture or a gallery item as the query; results as pictures or a
+list; a click on a result searches with it. What it answers (the named endpoints `/search_text`, `/search_image`,
+`/search_item` and `/query_info_image`) is cmr_demo.ui.search_endpoints."""
 from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
 
-from cmr_demo.serve.inputs import MAX_K, InputError, check_flag
-from cmr_demo.serve.schema import SearchResult
+from cmr_demo.serve.inputs import MAX_K, InputError
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui import browser, glossary, pictures, views
-from cmr_demo.ui.context import class_for, Context, item_id as item_id_of, stated_for
+from cmr_demo.ui.context import class_for, Context, stated_for
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.gradio_adapter import example_click, example_pictures
+from cmr_demo.ui.search_endpoints import SearchEndpoints, clear, selected_row
 from cmr_demo.ui.pager import QUIET, Pager, class_choices
 
 IMAGE_EXAMPLES = range(0, 60, 6)  # gallery rows offered as image examples
 
 
-def clear():
-    """An empty value: a stated class is cleared when the query it was stated for changes."""
-    return ""
-
-
-def selected_row(evt: gr.SelectData) -> int | None:
-    """The clicked row: galleries give an index, tables a [row, column] pair; anything else is no row."""
-    return as_row(evt.index)
-
-
-def as_row(index) -> int | None:
-    index = index[0] if isinstance(index, (list, tuple)) and index else index
-    return index if isinstance(index, int) and not isinstance(index, bool) else None
-
-
-def render(result: SearchResult, s: RetrievalService):
-    """A SearchResult -> (image gallery, text table, summary, hits for clicks)."""
-    texts = s.bundle.has_texts
-    table = pd.DataFrame(views.text_rows(result, s.bundle.has_pictures, texts), columns=views.text_columns(texts))
-    return (views.gallery_value(result, s), table, views.summary(result, s.class_names),
-            {"bundle": s.name, "pictures": views.shows_pictures(result, s),
-             "hits": [{"index": h.index, "modality": h.modality} for h in result.hits]})
-
-
 class SearchTab:
+    """The Search tab's layout and wiring; what it answers is `SearchEndpoints` (`self.api`)."""
+
     def __init__(self, ctx: Context):
         self.ctx = ctx
-
-    def _target(self, query, same_modality) -> str | None:
-        """The modality to search: the query's own when asked, else None (the service's default: the other one)."""
-        return query.modality if check_flag(same_modality, "same_modality") else None
-
-    @user_errors
-    def search_text(self, query: str, objective: str, k: int, query_class: str = "", same_modality: bool = False,
-                    stated_for: str | None = None, bundle: str = "", request: gr.Request = None):
-        """Text query -> ranked images with captions (or texts with same_modality), in `bundle` (default the first)."""
-        s = self.ctx.for_request(bundle, request)
-        q = s.text_query(query, class_for(query_class, query, stated_for))
-        return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
-
-    @user_errors
-    def search_image(self, image: dict, objective: str, k: int, query_class: str = "", same_modality: bool = False,
-                     bundle: str = "", request: gr.Request = None):
-        """Uploaded image file -> ranked texts (or images with same_modality)."""
-        s = self.ctx.for_request(bundle, request)
-        s.encoder.require()  # a features-only bundle refuses first, before the upload is read
-        q = s.image_query(self.ctx.uploads.read(image), query_class, self.ctx.uploads.source(image))
-        return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
-
-    @user_errors
-    def search_item(self, item_id: str, modality: str = "image", objective: str = "", k: int = 12,
-                    same_modality: bool = False, bundle: str = "", request: gr.Request = None):
-        """A gallery item (its id; its image or its text) as the query: its class is known, so AP is shown.
-        The way to query a features-only bundle."""
-        s = self.ctx.for_request(bundle, request)
-        q = s.item_query(item_id_of(item_id), modality)
-        return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
-
-    def _search_row(self, s: RetrievalService, row, modality, objective, k, same_modality):
-        if not isinstance(row, int):
-            raise InputError("that result is no longer on screen: run the search again")
-        q = s.item_query(row, modality)
-        return *render(s.search(q, objective, k, self._target(q, same_modality)), s), None
-
-    @user_errors
-    def search_hit(self, state: dict, row: int, objective: str, k: int, same_modality: bool, bundle: str,
-                   request: gr.Request = None):
-        """A click on a result (its row, as `picked` kept it): search with that gallery item (its class is known, so
-        AP is shown)."""
-        row, s = as_row(row), self.ctx.for_request(bundle, request)
-        state = state if isinstance(state, dict) else {}
-        hits = state.get("hits")
-        if not isinstance(hits, list) or row is None or not 0 <= row < len(hits) or not isinstance(hits[row], dict) \
-                or state.get("bundle") != s.name:
-            raise InputError("that result is no longer on screen: run the search again")
-        return self._search_row(s, hits[row].get("index"), hits[row].get("modality"), objective, k, same_modality)
-
-    @user_errors
-    def search_browsed(self, page: dict, row: int, objective: str, k: int, same_modality: bool, bundle: str,
-                       request: gr.Request = None):
-        """A click in the gallery list (its row, as `picked` kept it): search with that item (its picture when shown,
-        else its image features)."""
-        page = page if isinstance(page, dict) else {}
-        rows, row, s = page.get("rows"), as_row(row), self.ctx.for_request(bundle, request)
-        if not isinstance(rows, list) or row is None or not 0 <= row < len(rows) or page.get("bundle") != s.name:
-            raise InputError("that item is no longer listed: open the gallery list again")
-        return self._search_row(s, rows[row], "image", objective, k, same_modality)
-
-    @user_errors
-    def query_info_image(self, image: dict, objective: str = "", bundle: str = "") -> dict:
-        """What the bundle can say about an uploaded picture: its likely class, how sure, in or out of its world."""
-        s = self.ctx.service(bundle)
-        s.encoder.require()
-        objective = self.ctx.resolve(s, "objective", objective)
-        return s.query_info(s.image_query(self.ctx.uploads.read(image)), objective or None).to_dict()
+        self.api = SearchEndpoints(ctx)
 
     @user_errors
     def show_target(self, state: dict):
@@ -236,7 +147,7 @@ class SearchTab:
         # `success`: a click that failed (an item no longer listed) must not search with what the box held before
         searched = event.success(self.cleared, None, [self.gallery, self.table, self.summary], queue=False,
                                  **QUIET).then(
-            self.search_item, self._item_inputs(bundle_pick), self._outputs(), api_visibility="private")
+            self.api.search_item, self._item_inputs(bundle_pick), self._outputs(), api_visibility="private")
         searched.failure(self._failed, None, self.summary, queue=False, **QUIET)
         searched.then(self.show_target, self.hits, [self.gallery, self.table], queue=False, **QUIET).then(
             None, js=browser.SHOW_RESULTS_JS, **QUIET)
@@ -248,21 +159,21 @@ class SearchTab:
         click_inputs = [self.hits, self.picked, self.objective, self.k, self.same, bundle_pick]
         browse_inputs = [self.browse.rows, self.picked, self.objective, self.k, self.same, bundle_pick]
         events = [
-            (self.text_btn.click, self.search_text, text_inputs, out, "search_text"),
-            (self.text_in.submit, self.search_text, text_inputs, out, None),
+            (self.text_btn.click, self.api.search_text, text_inputs, out, "search_text"),
+            (self.text_in.submit, self.api.search_text, text_inputs, out, None),
             (
                 self.image_btn.click,
-                self.search_image,
+                self.api.search_image,
                 [self.image_in, self.objective, self.k, self.image_class, self.same, bundle_pick],
                 out,
                 "search_image",
             ),
-            (self.item_btn.click, self.search_item, item_inputs, out, "search_item"),
-            (self.item_in.submit, self.search_item, item_inputs, out, None),
-            (self.gallery.select, self.search_hit, click_inputs, [*out, self.image_in], None),
-            (self.table.select, self.search_hit, click_inputs, [*out, self.image_in], None),
-            (self.browse.gallery.select, self.search_browsed, browse_inputs, [*out, self.image_in], None),
-            (self.browse.table.select, self.search_browsed, browse_inputs, [*out, self.image_in], None),
+            (self.item_btn.click, self.api.search_item, item_inputs, out, "search_item"),
+            (self.item_in.submit, self.api.search_item, item_inputs, out, None),
+            (self.gallery.select, self.api.search_hit, click_inputs, [*out, self.image_in], None),
+            (self.table.select, self.api.search_hit, click_inputs, [*out, self.image_in], None),
+            (self.browse.gallery.select, self.api.search_browsed, browse_inputs, [*out, self.image_in], None),
+            (self.browse.table.select, self.api.search_browsed, browse_inputs, [*out, self.image_in], None),
         ]
         for trigger, fn, inputs, outputs, api_name in events:
             # public endpoints take raw values: the app checks each itself (gradio's checks answer in its own words,
@@ -278,7 +189,7 @@ class SearchTab:
             searched.failure(self._failed, None, self.summary, queue=False, **QUIET)  # no "searching…" under an error
             event = searched.then(self.show_target, self.hits, [self.gallery, self.table], queue=False, **QUIET)
             event.then(None, js=browser.SHOW_RESULTS_JS, **QUIET)
-            if fn == self.search_text:
+            if fn == self.api.search_text:
                 event.then(self.sync_class, [self.text_in, self.text_class, self.text_stated], self.text_class,
                            queue=False, **QUIET)
         # A stated class belongs to the query it was stated for (✓/✗ and AP stay true). Typing clears it at once
@@ -293,7 +204,7 @@ class SearchTab:
         # a picture the visitor gives (upload, paste, clear) drops the class; an example sets both, and keeps both
         self.image_in.input(clear, None, self.image_class, queue=False, **QUIET)
         self.objective.change(self.explain, [self.objective, bundle_pick], self.objective, queue=False, **QUIET)
-        self.info_btn.click(self.query_info_image, [self.image_in, self.objective, bundle_pick], self.info_json,
+        self.info_btn.click(self.api.query_info_image, [self.image_in, self.objective, bundle_pick], self.info_json,
                             api_name="query_info_image", preprocess=False)
         self.browse.wire(bundle_pick)
 

@@ -1,0 +1,114 @@
+"""What the Search tab answers, apart from how it is laid out and wired (cmr_demo.ui.search_tab): a text, a
+picture or a gallery item as the query, a click on a result or a listed item as the next query, and a picture's
+likely class. Each handler is a named endpoint or a private event of the page."""
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from cmr_demo.serve.inputs import InputError, check_flag
+from cmr_demo.serve.schema import SearchResult
+from cmr_demo.serve.service import RetrievalService
+from cmr_demo.ui import views
+from cmr_demo.ui.context import Context, class_for, item_id as item_id_of
+from cmr_demo.ui.errors import user_errors
+
+
+def clear():
+    """An empty value: a stated class is cleared when the query it was stated for changes."""
+    return ""
+
+
+def selected_row(evt: gr.SelectData) -> int | None:
+    """The clicked row: galleries give an index, tables a [row, column] pair; anything else is no row."""
+    return as_row(evt.index)
+
+
+def as_row(index) -> int | None:
+    index = index[0] if isinstance(index, (list, tuple)) and index else index
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
+
+
+def render(result: SearchResult, s: RetrievalService):
+    """A SearchResult -> (image gallery, text table, summary, hits for clicks)."""
+    texts = s.bundle.has_texts
+    table = pd.DataFrame(views.text_rows(result, s.bundle.has_pictures, texts), columns=views.text_columns(texts))
+    return (views.gallery_value(result, s), table, views.summary(result, s.class_names),
+            {"bundle": s.name, "pictures": views.shows_pictures(result, s),
+             "hits": [{"index": h.index, "modality": h.modality} for h in result.hits]})
+
+
+class SearchEndpoints:
+    """The Search tab's named endpoints (`/search_text`, `/search_image`, `/search_item`, `/query_info_image`) and
+    its result clicks: request in, rendered answer out, no component of the page in sight."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def _target(self, query, same_modality) -> str | None:
+        """The modality to search: the query's own when asked, else None (the service's default: the other one)."""
+        return query.modality if check_flag(same_modality, "same_modality") else None
+
+    @user_errors
+    def search_text(self, query: str, objective: str, k: int, query_class: str = "", same_modality: bool = False,
+                    stated_for: str | None = None, bundle: str = "", request: gr.Request = None):
+        """Text query -> ranked images with captions (or texts with same_modality), in `bundle` (default the first)."""
+        s = self.ctx.for_request(bundle, request)
+        q = s.text_query(query, class_for(query_class, query, stated_for))
+        return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
+
+    @user_errors
+    def search_image(self, image: dict, objective: str, k: int, query_class: str = "", same_modality: bool = False,
+                     bundle: str = "", request: gr.Request = None):
+        """Uploaded image file -> ranked texts (or images with same_modality)."""
+        s = self.ctx.for_request(bundle, request)
+        s.encoder.require()  # a features-only bundle refuses first, before the upload is read
+        q = s.image_query(self.ctx.uploads.read(image), query_class, self.ctx.uploads.source(image))
+        return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
+
+    @user_errors
+    def search_item(self, item_id: str, modality: str = "image", objective: str = "", k: int = 12,
+                    same_modality: bool = False, bundle: str = "", request: gr.Request = None):
+        """A gallery item (its id; its image or its text) as the query: its class is known, so AP is shown.
+        The way to query a features-only bundle."""
+        s = self.ctx.for_request(bundle, request)
+        q = s.item_query(item_id_of(item_id), modality)
+        return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
+
+    def _search_row(self, s: RetrievalService, row, modality, objective, k, same_modality):
+        if not isinstance(row, int):
+            raise InputError("that result is no longer on screen: run the search again")
+        q = s.item_query(row, modality)
+        return *render(s.search(q, objective, k, self._target(q, same_modality)), s), None
+
+    @user_errors
+    def search_hit(self, state: dict, row: int, objective: str, k: int, same_modality: bool, bundle: str,
+                   request: gr.Request = None):
+        """A click on a result (its row, as `picked` kept it): search with that gallery item (its class is known, so
+        AP is shown)."""
+        row, s = as_row(row), self.ctx.for_request(bundle, request)
+        state = state if isinstance(state, dict) else {}
+        hits = state.get("hits")
+        if not isinstance(hits, list) or row is None or not 0 <= row < len(hits) or not isinstance(hits[row], dict) \
+                or state.get("bundle") != s.name:
+            raise InputError("that result is no longer on screen: run the search again")
+        return self._search_row(s, hits[row].get("index"), hits[row].get("modality"), objective, k, same_modality)
+
+    @user_errors
+    def search_browsed(self, page: dict, row: int, objective: str, k: int, same_modality: bool, bundle: str,
+                       request: gr.Request = None):
+        """A click in the gallery list (its row, as `picked` kept it): search with that item (its picture when shown,
+        else its image features)."""
+        page = page if isinstance(page, dict) else {}
+        rows, row, s = page.get("rows"), as_row(row), self.ctx.for_request(bundle, request)
+        if not isinstance(rows, list) or row is None or not 0 <= row < len(rows) or page.get("bundle") != s.name:
+            raise InputError("that item is no longer listed: open the gallery list again")
+        return self._search_row(s, rows[row], "image", objective, k, same_modality)
+
+    @user_errors
+    def query_info_image(self, image: dict, objective: str = "", bundle: str = "") -> dict:
+        """What the bundle can say about an uploaded picture: its likely class, how sure, in or out of its world."""
+        s = self.ctx.service(bundle)
+        s.encoder.require()
+        objective = self.ctx.resolve(s, "objective", objective)
+        return s.query_info(s.image_query(self.ctx.uploads.read(image)), objective or None).to_dict()
