@@ -3,7 +3,7 @@ their class, and texts from outside the world. Used to check the app's examples,
 and the out-of-world notice; the issue's own, different sets are checked separately."""
 import numpy as np
 
-from cmr_demo.ui.views import text_examples
+from cmr_demo.ui.bundle_texts import text_examples
 
 
 # (query, class): every class of the default world (a shape in a colour), varied wording, counts, sizes and places

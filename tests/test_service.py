@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cmr_demo.ui import plots, views
+from cmr_demo.ui import bundle_texts, plots, views
 from cmr_demo.bundle.load import load_bundle
 from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
@@ -165,7 +165,8 @@ def test_views_format_results(service):
     rows = views.text_rows(texts)
     assert len(rows) == 3 and rows[0][0] == 1 and rows[0][3] in ("✓", "✗")
     assert views.gallery_value(texts, service) == [] and "AP" in views.column_header(texts)
-    assert "pcl" in views.about_markdown(service) and "python -m cmr_demo.bundle build" in views.about_markdown(service)
+    about = bundle_texts.about_markdown(service)
+    assert "pcl" in about and "python -m cmr_demo.bundle build" in about
     heat = plots.heatmap_figure(*service.class_ap())
     assert np.asarray(heat.data[0].z).shape == (len(service.class_names), len(service.objectives))
 
@@ -269,6 +270,6 @@ def test_a_damaged_gallery_picture_is_a_placeholder_not_a_failure(small_bundle, 
     placeholders = [t for t, _ in tiles if not isinstance(t, str)]
     assert len(tiles) == s.size and len(placeholders) == 1
     assert all(str(damaged) != t for t, _ in tiles)
-    strip = views.class_examples(s)
+    strip = bundle_texts.class_examples(s)
     assert len(strip) == len(s.class_names)
     assert "shown as a placeholder" in caplog.text and s.bundle.items[0]["image"] in caplog.text

@@ -296,13 +296,6 @@ def check_reload(
     return backbone, float(max(diffs))
 
 
-def extraction_speed(backbone: Backbone, images: Sequence[Any]) -> float:
-    """Images per second through Backbone.encode_images, PIL preprocessing included."""
-    start = time.perf_counter()
-    backbone.encode_images(images, progress=False)
-    return len(images) / (time.perf_counter() - start)
-
-
 def pretrain(cfg: PretrainConfig, out: str | Path, sitting: Sitting = Sitting()) -> dict[str, Any]:
     """Build `cfg.arch` at random (or resume it), train it, save, reload and score it zero-shot."""
     wall = time.perf_counter()
@@ -346,9 +339,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, sitting: Sitting = Sitting())
                "zero_shot_test": zero_shot_accuracy(backbone, evaluation.test),
                "zero_shot_val": zero_shot_accuracy(backbone, evaluation.val),
                "reload_max_abs_diff": diff, "backbone_spec": f"{cfg.arch}:{path}",
-               "weights_bytes": path.stat().st_size,
-               "extract_images_per_s": extraction_speed(backbone, evaluation.test.images),
-               "versions": package_versions()}
+               "weights_bytes": path.stat().st_size, "versions": package_versions()}
     summary["wall_s"] = time.perf_counter() - wall
     save_json(out / SUMMARY_FILE, summary)
     return summary
@@ -388,9 +379,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     zs = s["zero_shot_test"]
     print(f"zero-shot test accuracy {zs['accuracy']:.3f} (chance {zs['chance']:.2f}) | final loss "
           f"{s['final_loss']:.3f} | {s['steps']} steps, stopped by {s['stopped_by']} | train {s['train_s']:.0f} s, "
-          f"wall {s['wall_s']:.0f} s | {s['weights_bytes'] / 1e6:.1f} MB | extract {s['extract_images_per_s']:.0f} "
-          f"img/s")
-    print(f"load it with --backbone {s['backbone_spec']}")
+          f"wall {s['wall_s']:.0f} s | {s['weights_bytes'] / 1e6:.1f} MB")
+    print(f"load it with --backbone {s['backbone_spec']}; its extraction speed: python bench/extract.py --backbones "
+          f"{s['backbone_spec']}")
     return s
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from cmr_demo.serve.inputs import InputError, check_choice
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import browser, glossary, plots, views
+from cmr_demo.ui import browser, bundle_texts, glossary, plots, views
 from cmr_demo.ui.leaderboard import LEADERBOARD_COLUMNS, leaderboard_rows
 from cmr_demo.ui.context import class_for, Context, given, item_id as item_id_of, stated_for
 from cmr_demo.ui.errors import user_errors
@@ -143,7 +143,7 @@ class CompareTab:
             self.query = gr.Textbox(label="Text query", value=d.query, scale=3, visible=first.encodes)
             self.klass = gr.Dropdown(class_choices(first), value=d.query_class, label="Class of the query (optional)",
                                      visible=first.encodes)
-            self.item = gr.Textbox("" if first.encodes else views.item_examples(first)[0][0],
+            self.item = gr.Textbox("" if first.encodes else bundle_texts.item_examples(first)[0][0],
                                    label=ITEM_LABEL if first.encodes else "Gallery item id",
                                    placeholder=first.bundle.items[0]["id"])
             self.modality = gr.Radio(["image", "text"], value="image", label="item modality")
@@ -240,7 +240,7 @@ class CompareTab:
         return {self.query: gr.Textbox(value=d.query, visible=s.encodes), self.why: d.why,
                 self.stated: d.query if d.query_class else None,
                 self.klass: gr.Dropdown(class_choices(s), value=d.query_class, visible=s.encodes),
-                self.item: gr.Textbox(value="" if s.encodes else views.item_examples(s)[0][0], placeholder=first_id,
-                                      label=ITEM_LABEL if s.encodes else "Gallery item id"),
+                self.item: gr.Textbox(value="" if s.encodes else bundle_texts.item_examples(s)[0][0],
+                                      placeholder=first_id, label=ITEM_LABEL if s.encodes else "Gallery item id"),
                 self.json: None, self.results: {}, self.notice: "",
                 **{part: gr.Column(visible=False) for part in self.parts[1::4]}, self.dis_table: []}

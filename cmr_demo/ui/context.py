@@ -17,7 +17,7 @@ from cmr_demo.serve.analytics import showcase, showcase_reason, spread
 from cmr_demo.serve.inputs import InputError, check_choice, shown
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.serve.upload_store import UploadStore
-from cmr_demo.ui.views import text_examples
+from cmr_demo.ui.bundle_texts import text_examples
 
 PAGE = 60  # gallery items per page when browsing
 

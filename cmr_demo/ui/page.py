@@ -10,7 +10,7 @@ import gradio as gr
 
 from cmr_demo.serve.clients import client_address
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import browser, glossary, views
+from cmr_demo.ui import browser, bundle_texts, glossary
 from cmr_demo.ui.compare_tab import CompareTab
 from cmr_demo.ui.context import Context
 from cmr_demo.ui.errors import user_errors
@@ -41,15 +41,16 @@ class Page:
         ctx, first = self.ctx, self.ctx.first
         with gr.Row(equal_height=False, elem_id="hero-row"):
             with gr.Column(scale=5, min_width=300):
-                self.hero = gr.Markdown(views.hero_markdown(first), elem_id="hero")
+                self.hero = gr.Markdown(bundle_texts.hero_markdown(first), elem_id="hero")
             self.bundle_pick = gr.Dropdown(ctx.names, value=ctx.names[0], label="Bundle", scale=1, min_width=180,
                                            elem_id="bundle-pick", visible=len(ctx.names) > 1,
                                            info="switch the gallery and models")
-        with gr.Accordion(views.details_title(first), open=False, elem_id="gallery-details") as self.details_box:
-            self.header = gr.Markdown(views.details_markdown(first), elem_id="header-card")
-            self.class_strip = gr.Gallery(views.class_examples(first), columns=10, height=150, allow_preview=False,
-                                          label="One gallery picture of each class", elem_id="class-examples",
-                                          object_fit="contain", visible=first.bundle.has_pictures)
+        with gr.Accordion(bundle_texts.details_title(first), open=False, elem_id="gallery-details") as self.details_box:
+            self.header = gr.Markdown(bundle_texts.details_markdown(first), elem_id="header-card")
+            self.class_strip = gr.Gallery(bundle_texts.class_examples(first), columns=10, height=150,
+                                          allow_preview=False, label="One gallery picture of each class",
+                                          elem_id="class-examples", object_fit="contain",
+                                          visible=first.bundle.has_pictures)
         with gr.Tabs(elem_id="tabs") as self.tabs:
             with gr.Tab("Search", id="search"):
                 self.search.build()
@@ -60,7 +61,7 @@ class Page:
             with gr.Tab("Objective lab", id="lab"):
                 self.lab.build()
             with gr.Tab("About", id="about"):
-                self.about = gr.Markdown(views.about_markdown(first))
+                self.about = gr.Markdown(bundle_texts.about_markdown(first))
                 # cheap to show: a few PNGs the studies already wrote (absent outside a checkout)
                 if self.study_figures:
                     with gr.Accordion("The paper's studies, as measured (bench/results/study)", open=False):
@@ -96,11 +97,11 @@ class Page:
 
     def switched(self, s: RetrievalService, probe: bool = False) -> dict:
         """`switch`'s answer for service `s` (`probe`: which components it sets, its figures left unmade)."""
-        return {self.hero: views.hero_markdown(s), self.header: views.details_markdown(s),
-                self.details_box: gr.Accordion(label=views.details_title(s)),
-                self.class_strip: gr.Gallery(views.class_examples(s), visible=s.bundle.has_pictures),
+        return {self.hero: bundle_texts.hero_markdown(s), self.header: bundle_texts.details_markdown(s),
+                self.details_box: gr.Accordion(label=bundle_texts.details_title(s)),
+                self.class_strip: gr.Gallery(bundle_texts.class_examples(s), visible=s.bundle.has_pictures),
                 **self.search.reset(s), **self.compare.reset(s), **self.maps.reset(s), **self.lab.reset(s),
-                self.about: views.about_markdown(s), **self.objective_lists(s, probe)}
+                self.about: bundle_texts.about_markdown(s), **self.objective_lists(s, probe)}
 
     def wire_across(self, demo) -> None:
         """Events whose outputs span the tabs: which components they set is asked outside the Blocks context (inside

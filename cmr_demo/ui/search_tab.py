@@ -8,7 +8,7 @@ import pandas as pd
 
 from cmr_demo.serve.inputs import MAX_K, InputError
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import browser, glossary, pictures, views
+from cmr_demo.ui import browser, bundle_texts, glossary, pictures, views
 from cmr_demo.ui.context import class_for, Context, stated_for
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.gradio_adapter import example_click, example_pictures
@@ -42,7 +42,7 @@ class SearchTab:
             with gr.Column(scale=2, min_width=300, elem_id="query-column"):
                 self._query_inputs(first)
             with gr.Column(scale=3, min_width=300, elem_id="results-column"):
-                self.summary = gr.Markdown(views.waiting(first), elem_id="search-summary")
+                self.summary = gr.Markdown(bundle_texts.waiting(first), elem_id="search-summary")
                 # no label chip (it covered the first row); two columns on a phone (browser.CSS)
                 self.gallery = gr.Gallery(columns=4, height="auto", show_label=False,
                                           elem_id="results-gallery", allow_preview=False, object_fit="contain",
@@ -65,8 +65,8 @@ class SearchTab:
         """The query column: a text (with its examples), the objective, a picture, a gallery item, the options."""
         with gr.Group(visible=first.encodes) as self.text_box:
             # filled with the first example: a first click on "Search images" shows results, not an empty-text error
-            self.text_in = gr.Textbox(views.first_text(first), label="Text query", placeholder=views.placeholder(first),
-                                      lines=1, elem_id="text-query")
+            self.text_in = gr.Textbox(bundle_texts.first_text(first), label="Text query",
+                                      placeholder=bundle_texts.placeholder(first), lines=1, elem_id="text-query")
             self.text_class = gr.Dropdown(class_choices(first), value="",
                                           label="Its class (optional: shows ✓/✗, AP, P@k)")
             self.text_btn = gr.Button("Search images", variant="primary", elem_id="search-text-btn")
@@ -85,7 +85,7 @@ class SearchTab:
             self._examples("picture")
         with gr.Accordion("…or with a gallery item (its class is known: AP is always shown)",
                           open=not first.encodes) as self.item_box:
-            self.item_in = gr.Textbox(views.first_item(first), label="Gallery item id",
+            self.item_in = gr.Textbox(bundle_texts.first_item(first), label="Gallery item id",
                                       placeholder=first.bundle.items[0]["id"], elem_id="item-query")
             self.item_modality = gr.Radio(["image", "text"], value="image", label="query with its")
             self.item_btn = gr.Button("Search with this item", elem_id="search-item-btn",
@@ -100,7 +100,7 @@ class SearchTab:
         kind gets no box: an empty one still takes a row's gap)."""
         for name, s in self.ctx.services.items():
             if kind == "text":
-                rows = [list(e) for e in views.text_examples(s)] if s.encodes else []
+                rows = [list(e) for e in bundle_texts.text_examples(s)] if s.encodes else []
                 labels = [f"{t} ({c})" if c else t for t, c in rows]
                 inputs, label = [self.text_in, self.text_class], "Examples (with their class)"
             elif kind == "picture":
@@ -111,7 +111,7 @@ class SearchTab:
                 rows = [[shown[i], s.class_names[int(s.bundle.labels[i])]] for i in picked]
                 inputs, label, labels = [self.image_in, self.image_class], "Example pictures", None
             else:
-                found = views.item_examples(s)
+                found = bundle_texts.item_examples(s)
                 rows, labels = [list(r[:2]) for r in found], [r[2] for r in found]
                 inputs, label = [self.item_in, self.item_modality], "Items that retrieve well"
             if not rows:
@@ -236,11 +236,11 @@ class SearchTab:
         return {self.text_box: gr.Group(visible=s.encodes),
                 self.picture_box: gr.Accordion(visible=s.encodes), self.item_box: gr.Accordion(open=not s.encodes),
                 self.item_btn: gr.Button(variant="secondary" if s.encodes else "primary"),
-                self.text_in: gr.Textbox(value=views.first_text(s), placeholder=views.placeholder(s)),
+                self.text_in: gr.Textbox(value=bundle_texts.first_text(s), placeholder=bundle_texts.placeholder(s)),
                 self.text_class: gr.Dropdown(classes, value=""),
                 self.image_in: None, self.image_class: gr.Dropdown(classes, value=""), self.text_stated: None,
-                self.item_in: gr.Textbox(value=views.first_item(s), placeholder=s.bundle.items[0]["id"]),
-                self.summary: views.waiting(s),
+                self.item_in: gr.Textbox(value=bundle_texts.first_item(s), placeholder=s.bundle.items[0]["id"]),
+                self.summary: bundle_texts.waiting(s),
                 self.gallery: gr.Gallery(value=[], visible=s.bundle.has_pictures),
                 self.table: gr.Dataframe(value=pd.DataFrame(columns=views.text_columns(s.bundle.has_texts)),
                                          column_widths=views.text_column_widths(s.bundle.has_texts),
