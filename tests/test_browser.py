@@ -51,7 +51,7 @@ def test_header_says_what_the_gallery_is(page):
     assert "runs/" not in header  # the backbone is named as the bundle holds it, not by a build-machine path
     page.locator("#class-examples img").first.wait_for(state="visible")
     names = page.get_by_role("tablist").first.get_by_role("tab").all_inner_texts()  # one row of tabs, all five
-    assert [n.strip() for n in names] == ["Search", "Compare objectives", "Embedding map", "Objective lab", "About"], (
+    assert [n.strip() for n in names] == ["Search", "Compare", "Map", "Lab", "About"], (
         names
     )
     assert page.locator("#class-examples img").count() >= 2
@@ -66,7 +66,7 @@ def test_search_errors_show_the_apps_message(page):
 
 
 def test_a_stated_class_is_cleared_when_the_query_changes(page):
-    open_tab(page, "Compare objectives")
+    open_tab(page, "Compare")
     box = page.get_by_label("Text query").nth(1)
     dropdown = page.get_by_label("Class of the query (optional)")
     assert dropdown.input_value() not in ("", "(unknown)")  # the first example, with the class it was stated for
@@ -93,9 +93,10 @@ def test_a_query_from_outside_the_world_is_flagged(page):
 def test_search_shows_result_images(page, shots):
     page.get_by_label("Text query").first.fill("a red star on a striped background")
     page.locator("#search-text-btn").click()
-    images = page.locator("#results-gallery img")
-    images.first.wait_for(state="visible")
-    assert images.count() >= 5
+    # the page is shared with earlier tests: wait for this query's answer, then for its pictures (they arrive one by
+    # one: counting right after the first appeared once saw 0 of them)
+    page.locator("#search-summary").get_by_text("a red star on a striped background", exact=False).wait_for()
+    page.wait_for_function("() => document.querySelectorAll('#results-gallery img').length >= 5")
     assert "query:" in page.locator("#search-summary").inner_text()
     page.wait_for_timeout(800)  # let the thumbnails finish loading for the screenshot
     page.screenshot(path=str(shots / "search.png"), full_page=True)
@@ -133,7 +134,7 @@ def test_an_uploaded_picture_searches_texts_and_can_be_searched_again(page, smal
 
 
 def test_compare_tab_shows_columns_and_plots(page, shots, classes):
-    open_tab(page, "Compare objectives")
+    open_tab(page, "Compare")
     page.get_by_label("Text query").nth(1).fill("two hearts")
     page.get_by_label("Class of the query (optional)").click()
     page.get_by_role("option", name=a_class(classes, "heart"), exact=True).click()
@@ -148,7 +149,7 @@ def test_compare_tab_shows_columns_and_plots(page, shots, classes):
 
 
 def test_map_tab_shows_the_maps(page, shots):
-    open_tab(page, "Embedding map")
+    open_tab(page, "Map")
     page.locator("#map-btn").click()
     plot = page.locator("#map-plot .js-plotly-plot")
     plot.wait_for(state="visible")
@@ -160,7 +161,7 @@ def test_map_tab_shows_the_maps(page, shots):
 def test_the_map_picks_an_item_from_a_paged_list(page, shots, classes):
     """The map tab's item list is paged and filtered like Search's (not the whole gallery at once): filtered by
     a class, a click selects that item, whose id fills the box, and the maps are drawn again with it."""
-    open_tab(page, "Embedding map")
+    open_tab(page, "Map")
     page.get_by_text("Pick a gallery item to highlight it").click()
     where = page.locator("#pick-where")
     where.get_by_text("page 1 of", exact=False).wait_for()
@@ -196,7 +197,7 @@ def drag_box(page, plot, start=(0.1, 0.1), end=(0.6, 0.6)) -> None:
 
 
 def colour_by_ap_difference(page):
-    open_tab(page, "Embedding map")
+    open_tab(page, "Map")
     page.locator("#map-colour-by").get_by_text("AP difference", exact=False).click()
     page.locator("#map-other").wait_for(state="visible")
     plot = page.locator("#map-plot .js-plotly-plot")
@@ -227,7 +228,7 @@ def test_the_map_colours_by_ap_difference_and_lists_a_selected_region(page, shot
     table.get_by_text(item_id, exact=True).filter(visible=True).first.click()
     page.locator("#search-summary").get_by_text(item_id, exact=False).wait_for(state="visible")
     assert "AP" in page.locator("#search-summary").inner_text()
-    open_tab(page, "Embedding map")
+    open_tab(page, "Map")
     page.locator("#map-clear-region").click()
     region.get_by_text("Select a region", exact=False).wait_for()
     page.locator("#map-colour-by").get_by_text("class", exact=True).click()
@@ -244,14 +245,14 @@ def test_about_tab(page, shots):
 
 
 def test_the_lab_trains_live_and_its_run_joins_compare(page, shots):
-    open_tab(page, "Objective lab")
+    open_tab(page, "Lab")
     page.locator("#lab-train-btn").click()
     page.locator("#lab-result").get_by_text("test mAP@all", exact=False).wait_for(timeout=150_000)  # runs <= 90 s
     assert "It is now in Compare" in page.locator("#lab-result").inner_text()
     page.locator("#lab-plot .js-plotly-plot").wait_for(state="visible")
     page.wait_for_timeout(500)
     page.screenshot(path=str(shots / "lab.png"), full_page=True)
-    open_tab(page, "Compare objectives")
+    open_tab(page, "Compare")
     page.locator("#compare-btn").click()
     page.get_by_text("lab 1:", exact=False).filter(visible=True).first.wait_for()
 
@@ -273,7 +274,7 @@ def test_switching_to_a_features_only_bundle(page, shots):
     assert "AP" in page.locator("#search-summary").inner_text()
     page.wait_for_timeout(500)
     page.screenshot(path=str(shots / "features-only.png"), full_page=True)
-    open_tab(page, "Compare objectives")
+    open_tab(page, "Compare")
     page.locator("#compare-btn").click()  # the item id is filled in for a bundle without text queries
     page.get_by_text("first relevant #", exact=False).filter(visible=True).first.wait_for()
     page.wait_for_timeout(500)

@@ -107,7 +107,7 @@ def test_a_phone_gets_a_page_that_fits_and_its_results_come_into_view(browser, s
                            " return r.top >= 0 && r.bottom <= window.innerHeight; }")  # scrolled into view
     page.wait_for_timeout(800)
     page.screenshot(path=str(shots / "phone-search.png"))
-    page.get_by_role("tab", name="Compare objectives").click()
+    page.get_by_role("tab", name="Compare").click()
     page.locator("#compare-btn").click()
     page.get_by_text("first relevant #", exact=False).filter(visible=True).first.wait_for()
     page.wait_for_timeout(500)
@@ -130,7 +130,9 @@ def test_every_term_is_explained_on_the_page(browser, shipped_app):
     best = httpx.get(shipped_app + "api/v1/bundles", timeout=30).json()[0]["objectives"][0]  # the default objective
     words = describe(best)[1].split(":")[0]
     assert words in page.locator("#search-objective").inner_text()  # the picked objective, in words
-    page.get_by_role("tab", name="Compare objectives").click()
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_text("What the objectives and the numbers mean").click()  # folded: Compare stays short
+    page.locator("#glossary").get_by_text("cross-entropy", exact=False).first.wait_for()
     glossary = page.locator("#glossary").inner_text()
     for term in ("mean average precision", "precision at k", "average precision", "cosine similarity",
                  "pair-wise", "class-wise", "contrastive", "triplet", "modality invariance", "label regression",
@@ -226,4 +228,93 @@ def test_api_docs_render_with_no_network_beyond_the_app(browser, shipped_app):
     page.goto(shipped_app + "api/docs")
     page.get_by_text("/api/v1/search/text").first.wait_for(state="visible", timeout=30_000)
     assert not outside, outside
+    page.close()
+
+
+CELLS_NARROWER_THAN_A_WORD = """() => {
+  const c = document.createElement('canvas').getContext('2d'), bad = [];
+  for (const cell of document.querySelectorAll('td, th, [role=gridcell], [role=columnheader]')) {
+    if (!cell.offsetParent) continue;
+    const st = getComputedStyle(cell);
+    c.font = `${st.fontWeight} ${st.fontSize} ${st.fontFamily}`;
+    const room = cell.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
+    for (const word of (cell.innerText || '').split(/\\s+/).filter(Boolean))
+      if (c.measureText(word).width > room + 1) bad.push([word, Math.round(c.measureText(word).width), room]);
+  }
+  return bad;
+}"""
+
+
+def test_an_example_searches_when_clicked_and_compare_arrives_filled_and_short(browser, shipped_app, shots):
+    """Issue 37: an example's click is the search (no button after it); Compare opens with its query already run
+    under every objective, says what it searched, has its disagreement table loaded, and fits 4,000 px."""
+    page = visit(browser, shipped_app, LAPTOP)
+    example = page.locator("#query-column button.gallery-item:not(:has(img))").nth(1)
+    text = example.inner_text().rsplit(" (", 1)[0]
+    example.click()
+    page.locator("#search-summary").get_by_text(text, exact=False).wait_for()
+    page.wait_for_function("() => document.querySelectorAll('#results-gallery img').length >= 5")
+    assert "AP" in page.locator("#search-summary").inner_text()  # its class came along
+    page.get_by_role("tab", name="Compare").click()
+    notice = page.locator("#compare-notice")
+    notice.get_by_text("Compared", exact=False).wait_for()
+    assert "objectives" in notice.inner_text() and "class" in notice.inner_text()
+    page.wait_for_function("() => document.querySelectorAll('#compare-columns > div').length > 0 && "
+                           "[...document.querySelectorAll('#compare-columns > div')].filter(c => c.offsetParent)"
+                           ".length >= 5")
+    page.wait_for_function("() => [...document.querySelectorAll('[role=row]')].filter(r => r.offsetParent)"
+                           ".length >= 14")  # the leaderboard's rows and the disagreement table's
+    page.locator("#class-heatmap .js-plotly-plot").wait_for(state="visible")
+    page.wait_for_timeout(800)
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height <= 4000, height
+    page.screenshot(path=str(shots / "compare-arrival.png"), full_page=True)
+    page.close()
+
+
+def test_a_drawing_on_the_canvas_searches_texts(browser, shipped_app, shots):
+    """Issue 37: Search has a canvas; a red ring drawn on it reads as a red ring and retrieves texts about one."""
+    import math
+    page = visit(browser, shipped_app, LAPTOP)
+    page.get_by_text("…or draw one").click()
+    canvas = page.locator("#sketch canvas").first
+    canvas.wait_for(state="visible")
+    page.locator("#sketch button[aria-label='Brush'].selected, #sketch button[aria-label='Brush']").first.wait_for()
+    page.wait_for_timeout(1000)  # the brush is taken up as the canvas opens
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.3
+    page.mouse.move(cx + r, cy)
+    page.mouse.down()
+    for angle in range(0, 370, 10):
+        page.mouse.move(cx + r * math.cos(math.radians(angle)), cy + r * math.sin(math.radians(angle)), steps=2)
+    page.mouse.up()
+    page.wait_for_timeout(500)
+    page.locator("#search-sketch-btn").click()
+    summary = page.locator("#search-summary")
+    summary.get_by_text("your drawing", exact=False).wait_for()
+    assert "→ texts" in summary.inner_text() and "red" in summary.inner_text(), summary.inner_text()
+    page.wait_for_function("() => document.querySelectorAll('#results-table [role=row]').length >= 6")
+    page.screenshot(path=str(shots / "search-drawing.png"), full_page=True)
+    page.close()
+
+
+def test_a_phone_reaches_every_tab_and_no_table_breaks_a_word(browser, shipped_app, shots):
+    """Issue 37: on a 390 px phone all five tabs are in the bar (none behind "⋯"), and no table cell is narrower than
+    its longest word, in every tab (results of a text and of a picture, Compare, the map's lists, About)."""
+    page = visit(browser, shipped_app, PHONE)
+    page.wait_for_timeout(1000)
+    for name in ("Search", "Compare", "Map", "Lab", "About"):
+        assert page.get_by_role("tab", name=name).is_visible(), name
+    page.locator("#search-text-btn").click()
+    page.wait_for_function("() => document.querySelectorAll('#results-gallery img').length >= 5")
+    assert page.evaluate(CELLS_NARROWER_THAN_A_WORD) == []
+    page.locator("#query-column button.gallery-item:has(img)").first.click()  # a picture: texts, in a table
+    page.wait_for_function("() => document.querySelectorAll('#results-table [role=row]').length >= 6")
+    assert page.evaluate(CELLS_NARROWER_THAN_A_WORD) == []
+    page.screenshot(path=str(shots / "phone-search-texts.png"), full_page=True)
+    for name in ("Compare", "Map", "Lab", "About"):
+        page.get_by_role("tab", name=name).click()
+        page.wait_for_timeout(3000 if name == "Compare" else 1500)
+        assert page.evaluate(CELLS_NARROWER_THAN_A_WORD) == [], name
     page.close()

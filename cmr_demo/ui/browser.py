@@ -25,12 +25,16 @@ CSS = """
 #hero { padding-bottom: 0; }
 #gallery-details { margin-top: 0; }
 .table-wrap, .table-container { max-width: 100%; overflow-x: auto; }
-#compare-columns > div { flex: 1 1 210px !important; max-width: 300px; }
+/* a word is never broken inside a table cell (column widths fit the longest word; a phone scrolls the table) */
+.table-wrap td, .table-wrap th { word-break: normal; overflow-wrap: normal; }
+#compare-columns > div { flex: 1 1 160px !important; max-width: 230px; }
 #results-legend, #results-legend * { font-size: 0.85rem; color: var(--body-text-color); }
 @media (max-width: 640px) {
   #hero h2 { font-size: 1.2rem; }
   #results-gallery .grid-container { --grid-cols: 2 !important; }
   .gradio-container { padding-left: 8px !important; padding-right: 8px !important; }
+  /* all five tabs in the bar on a phone (gradio moves the ones that do not fit behind a "⋯" menu) */
+  #tabs .tab-container button { padding-left: 7px !important; padding-right: 7px !important; font-size: 0.9rem; }
 }
 """
 
@@ -84,4 +88,14 @@ MAP_SELECT_JS = """() => {
       });
     });
   }, 500);
+}"""
+
+# the drawing canvas opens with its brush in hand (gradio's canvas waits for a click on its brush tool first)
+BRUSH_JS = """() => {
+  const take = (tries) => {
+    const brush = document.querySelector('#sketch button[aria-label="Brush"]');
+    if (brush) { if (!brush.classList.contains('selected')) brush.click(); }
+    else if (tries > 0) setTimeout(() => take(tries - 1), 150);
+  };
+  setTimeout(() => take(20), 100);
 }"""

@@ -21,7 +21,7 @@ def hero_markdown(service: RetrievalService) -> str:
         examples = [t for t, _ in text_examples(service)[:2] if t]
         tries = " or ".join(f"*{t}*" for t in examples) or "a few words"
         what = (f"Find pictures from words, or words from a picture (a photo or a drawing), among {world}. "
-                f"**Try** {tries}, or drop a picture; then open **Compare objectives** to see the same query ranked "
+                f"**Try** {tries}, or drop a picture; then open **Compare** to see the same query ranked "
                 f"by every objective.")
         title_line = "CLIP4CMR demo: supervised cross-modal search on a frozen CLIP"
         if _own_backbone(m):  # not an OpenAI / LAION CLIP: say so where the title says CLIP
@@ -29,7 +29,7 @@ def hero_markdown(service: RetrievalService) -> str:
     else:
         what = (f"Search {world} with a gallery item. This bundle ships features only ({_features(m)}) and no "
                 f"backbone, so it cannot read a new text or picture. **Try** an example item on the left; then open "
-                f"**Compare objectives**.")
+                f"**Compare**.")
         title_line = "CLIP4CMR demo: supervised cross-modal retrieval on precomputed features"
     return (f"## {title_line}\n{what} Each *objective* trained its own projection heads with the class labels; "
             f"the words are explained where they appear.")

@@ -15,7 +15,7 @@ from cmr_demo.ui.leaderboard import LEADERBOARD_COLUMNS, leaderboard_rows
 from cmr_demo.ui.context import class_for, Context, given, item_id as item_id_of, stated_for
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, class_choices
-from cmr_demo.ui.search_endpoints import clear, selected_row
+from cmr_demo.ui.search_endpoints import selected_row
 
 ITEM_LABEL = "…or a gallery item id (overrides the text)"
 DISAGREEMENT_COLUMNS = ["id", "class", "AP A", "AP B", "A − B", "over seeds", "caption"]
@@ -83,8 +83,9 @@ class CompareTab:
         first = next(iter(results.values()), None)
         info = first.info if first is not None else None
         out = [views.info_line(info) if info and info.in_domain is False else ""]
-        if first is not None:
-            out[0] = "\n\n".join(filter(None, [out[0], views.seed_note(first, s)]))
+        if first is not None:  # what was searched, exactly: the text or the gallery item, its class, k
+            out[0] = "\n\n".join(filter(None, [views.compare_heading(first, len(results), s.class_names), out[0],
+                                                views.seed_note(first, s)]))
         per_bundle = self.ctx.lab_runs.per_bundle
         labs = [n for n in results if n not in self.ctx.all_objectives and n in s.objectives][:per_bundle]
         for name in self.ctx.all_objectives + labs + [""] * (per_bundle - len(labs)):
@@ -98,6 +99,25 @@ class CompareTab:
                     gr.Gallery(value=views.gallery_value(r, s), visible=views.shows_pictures(r, s)),
                     views.text_list(r, s.bundle.has_pictures)]
         return out
+
+    @user_errors
+    def arrive(self, arrived: bool, query: str, objectives: list[str], k: int, query_class: str, item_id: str,
+               item_modality: str, stated: str | None, bundle: str, a: str, b: str, direction: str,
+               request: gr.Request = None):
+        """The tab filled the first time it is opened (after a page load or a bundle switch): the opening query under
+        every objective and the disagreement table of the opening pair, in one round trip. Later openings change
+        nothing (`arrived`)."""
+        if arrived:
+            return [gr.skip()] * (4 + len(self.parts))
+        answers, results = self.compare(query, objectives, k, query_class, item_id, item_modality, stated, bundle,
+                                        progress=lambda *args, **kwargs: None, request=request)
+        return [True, answers, results, *self.render_columns(results, bundle, request=request),
+                self.disagreements(a, b, direction, bundle, request=request)]
+
+    @property
+    def arrival_outputs(self) -> list:
+        """What `arrive` sets, in its order."""
+        return [self.arrived, self.json, self.results, *self.parts, self.dis_table]
 
     @user_errors
     def disagreements(self, a: str, b: str, direction: str, bundle: str = "", request: gr.Request = None):
@@ -158,11 +178,11 @@ class CompareTab:
         self.parts = [self.notice]
         with gr.Row(equal_height=False, elem_id="compare-columns"):
             for name in ctx.all_objectives + [""] * ctx.lab_runs.per_bundle:  # then one column per lab run kept
-                with gr.Column(min_width=190, visible=False) as col:
+                with gr.Column(min_width=165, visible=False) as col:  # 7 to a row on a laptop
                     self.parts += [col, gr.Markdown(f"### {name}"),
-                                   gr.Gallery(columns=2, height="auto", allow_preview=False, show_label=False),
+                                   gr.Gallery(columns=3, height=210, allow_preview=False, show_label=False),
                                    gr.Markdown()]
-        with gr.Accordion("What the objectives and the numbers mean", open=True, elem_id="glossary"):
+        with gr.Accordion("What the objectives and the numbers mean", open=False, elem_id="glossary"):
             self.glossary = gr.Markdown(glossary.glossary_markdown(first))
         gr.Markdown("## Leaderboard (test split of the bundle)\nOrdered by the mean over training seeds. *Against the "
                     "best*: a paired test over the same test queries and seeds; *tied* where the evidence does not "
@@ -170,14 +190,17 @@ class CompareTab:
                     "the two (p ≥ 0.05). Rows marked *paper's setting* show an objective at the official code's "
                     "setting where validation chose another (the glossary above says more).")
         self.board = gr.Dataframe(leaderboard_rows(first), headers=LEADERBOARD_COLUMNS,
-                                  interactive=False, wrap=True, elem_id="leaderboard",
+                                  interactive=False, wrap=True, elem_id="leaderboard", max_height=400,
                                   # in pixels: on a phone the table scrolls sideways instead of breaking words
                                   column_widths=["190px", "330px", "190px", "130px", "170px"])
         # the figures come when the tab is first opened (`figures`), from a cache the app fills once it is up: made
         # here they cost a second of every start (plotly's first figure)
-        self.board_plot = gr.Plot(None, elem_id="leaderboard-plot")
-        self.heat_dir = gr.Radio(["avg", "i2t", "t2i"], value="avg", label="direction")
-        self.heatmap = gr.Plot(None, elem_id="class-heatmap")
+        with gr.Row(equal_height=False):  # side by side on a laptop, one under the other on a phone
+            with gr.Column(min_width=360):
+                self.board_plot = gr.Plot(None, elem_id="leaderboard-plot")
+            with gr.Column(min_width=360):
+                self.heat_dir = gr.Radio(["avg", "i2t", "t2i"], value="avg", label="heatmap direction")
+                self.heatmap = gr.Plot(None, elem_id="class-heatmap")
         gr.Markdown("## Where two objectives disagree most\nThe gallery items whose AP as a query differs most between "
                     "objective A and B (the AP Compare shows for that item). *Over seeds*: whether every training seed "
                     "puts A and B in the same order on that query, or the difference is within the seed spread (some "
@@ -187,9 +210,10 @@ class CompareTab:
             self.dis_b = gr.Dropdown(glossary.objective_choices(first), value=d.b, label="objective B")
             self.dis_dir = gr.Radio(["t2i", "i2t"], value="t2i", label="query direction")
             self.dis_btn = gr.Button("Find disagreements")
-        self.dis_table = gr.Dataframe(headers=DISAGREEMENT_COLUMNS, interactive=False, wrap=True,
-                                      column_widths=["18%", "11%", "7%", "7%", "7%", "14%", "36%"])  # the caption wraps
+        self.dis_table = gr.Dataframe(headers=DISAGREEMENT_COLUMNS, interactive=False, wrap=True, max_height=420,
+                                      column_widths=["110px", "124px", "72px", "72px", "80px", "150px", "330px"])
         self.stated = gr.State(None)  # None for API calls (their class is theirs); a page load sets it
+        self.arrived = gr.State(False)  # the tab was filled for this bundle (`arrive`)
 
     def inputs(self, bundle_pick) -> list:
         return [self.query, self.objectives, self.k, self.klass, self.item, self.modality, self.stated, bundle_pick]
@@ -204,7 +228,8 @@ class CompareTab:
 
     def wire(self, bundle_pick, demo) -> None:
         inputs = self.inputs(bundle_pick)
-        self.query.input(clear, None, self.klass, queue=False, **QUIET)
+        # a text typed is what is searched: the class stated for another text and an item picked before both go
+        self.query.input(lambda: ("", ""), None, [self.klass, self.item], queue=False, **QUIET)
         self.klass.change(stated_for, [self.query, self.klass], self.stated, queue=False, **QUIET)
         self.btn.click(self.cleared, None, self.parts, js=browser.FRESH_JS, queue=False, **QUIET).then(
             self.compare, inputs, [self.json, self.results], api_name="compare", preprocess=False).then(
@@ -242,5 +267,5 @@ class CompareTab:
                 self.klass: gr.Dropdown(class_choices(s), value=d.query_class, visible=s.encodes),
                 self.item: gr.Textbox(value="" if s.encodes else bundle_texts.item_examples(s)[0][0],
                                       placeholder=first_id, label=ITEM_LABEL if s.encodes else "Gallery item id"),
-                self.json: None, self.results: {}, self.notice: "",
+                self.json: None, self.results: {}, self.notice: "", self.arrived: False,
                 **{part: gr.Column(visible=False) for part in self.parts[1::4]}, self.dis_table: []}

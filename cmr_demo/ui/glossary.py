@@ -15,7 +15,7 @@ FAMILIES = {
                   "class",
     "hybrid": "a weighted sum of objectives of both families",
     "baseline": "no training with labels: the frozen backbone's own common space",
-    "lab": "a run you trained in the Objective lab (this page's session only)",
+    "lab": "a run you trained in the Lab tab (this page's session only)",
 }
 ZERO_SHOT = "the backbone alone: CLIP's own image and text embeddings, no heads trained (the baseline to beat)"
 

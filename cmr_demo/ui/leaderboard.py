@@ -31,7 +31,8 @@ def seeds_cell(row: dict) -> str:
 
 
 def interval_cell(row: dict) -> str:
-    return f"{row['ci_low']:.3f}–{row['ci_high']:.3f}" if row["n"] > 1 else "–"
+    # word joiners around the dash: an interval is one word, never broken across lines in a narrow cell
+    return f"{row['ci_low']:.3f}\u2060–\u2060{row['ci_high']:.3f}" if row["n"] > 1 else "–"
 
 
 def versus_cell(row: dict) -> str:

@@ -54,11 +54,11 @@ class Page:
         with gr.Tabs(elem_id="tabs") as self.tabs:
             with gr.Tab("Search", id="search"):
                 self.search.build()
-            with gr.Tab("Compare objectives", id="compare") as self.compare_tab:
+            with gr.Tab("Compare", id="compare") as self.compare_tab:
                 self.compare.build()
-            with gr.Tab("Embedding map", id="map"):
+            with gr.Tab("Map", id="map"):
                 self.maps.build()
-            with gr.Tab("Objective lab", id="lab"):
+            with gr.Tab("Lab", id="lab"):
                 self.lab.build()
             with gr.Tab("About", id="about"):
                 self.about = gr.Markdown(bundle_texts.about_markdown(first))
@@ -70,9 +70,14 @@ class Page:
                             gr.Image(str(path), show_label=False, interactive=False, buttons=["fullscreen"])
         self.search.wire(self.bundle_pick)
         self.compare.wire(self.bundle_pick, demo)
+        # Compare arrives filled: its figures, then (the first time for a bundle) the opening query under every
+        # objective and the opening pair's disagreements
         self.compare_tab.select(self.compare.figures, [self.compare.heat_dir, self.bundle_pick],
                                 [self.compare.board_plot, self.compare.heatmap], api_visibility="private",
-                                queue=False, show_progress="hidden")
+                                queue=False, show_progress="hidden").then(
+            self.compare.arrive, [self.compare.arrived, *self.compare.inputs(self.bundle_pick), self.compare.dis_a,
+                                  self.compare.dis_b, self.compare.dis_dir],
+            self.compare.arrival_outputs, api_visibility="private", show_progress="minimal")
         self.maps.wire(self.bundle_pick, self.search.text_btn, self.search.text_in)
         self.maps.wire_region_clicks(self.tabs, self.search, self.compare, self.bundle_pick)
         demo.load(None, js=browser.MAP_SELECT_JS, **QUIET)  # reports a region selected on a map (see map_tab)

@@ -106,6 +106,19 @@ class SearchEndpoints:
         return self._search_row(s, rows[row], "image", objective, k, same_modality)
 
     @user_errors
+    def search_drawing(self, drawing: dict, objective: str, k: int, query_class: str = "", same_modality: bool = False,
+                       bundle: str = "", request: gr.Request = None):
+        """A drawing made on the page's canvas -> ranked texts (or pictures with same_modality): the canvas's
+        flattened picture (`composite`), read like any uploaded picture."""
+        s = self.ctx.for_request(bundle, request)
+        s.encoder.require()
+        composite = drawing.get("composite") if isinstance(drawing, dict) else None
+        if composite is None or not (drawing.get("layers") or drawing.get("background")):
+            raise InputError("the canvas is empty: draw a shape (a star, a heart, a ring ...) in a colour, then search")
+        q = s.image_query(self.ctx.uploads.read(composite), query_class, "your drawing")
+        return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
+
+    @user_errors
     def query_info_image(self, image: dict, objective: str = "", bundle: str = "") -> dict:
         """What the bundle can say about an uploaded picture: its likely class, how sure, in or out of its world."""
         s = self.ctx.service(bundle)

@@ -16,6 +16,8 @@ from cmr_demo.ui.search_endpoints import SearchEndpoints, clear, selected_row
 from cmr_demo.ui.pager import QUIET, Pager, class_choices
 
 IMAGE_EXAMPLES = range(0, 60, 6)  # gallery rows offered as image examples
+# the canvas brush: the default world's colours (red, yellow, green, blue; data/shape_geometry.py) and black
+SKETCH_COLOURS = ["#dc2828", "#f0d71e", "#28a03c", "#285adc", "#000000"]
 
 
 class SearchTab:
@@ -70,7 +72,9 @@ class SearchTab:
             self.text_class = gr.Dropdown(class_choices(first), value="",
                                           label="Its class (optional: shows ✓/✗, AP, P@k)")
             self.text_btn = gr.Button("Search images", variant="primary", elem_id="search-text-btn")
-        self.example_boxes, self.image_examples, self.example_rows, self.text_example_events = {}, [], [], []
+        # each example list's click (it fills the inputs), by kind: the search follows it (`wire`)
+        self.example_boxes, self.image_examples, self.example_rows = {}, [], []
+        self.example_clicks: dict[str, list] = {"text": [], "picture": [], "item": []}
         self._examples("text")
         self.objective = gr.Dropdown(glossary.objective_choices(first), value=first.best, label="Objective",
                                      info=glossary.objective_info(first, first.best), elem_id="search-objective")
@@ -83,6 +87,12 @@ class SearchTab:
             self.image_class = gr.Dropdown(class_choices(first), value="", label="Its class (optional)")
             self.image_btn = gr.Button("Search texts", elem_id="search-image-btn")
             self._examples("picture")
+        with gr.Accordion("…or draw one", open=False, visible=first.encodes) as self.sketch_box:
+            # the world's colours, and black for outlines; what is drawn is read like an uploaded picture
+            self.sketch = gr.Sketchpad(type="filepath", label="Drawing", height=300, canvas_size=(320, 320),
+                                       brush=gr.Brush(colors=SKETCH_COLOURS, default_color=SKETCH_COLOURS[0],
+                                                      default_size=10), layers=False, elem_id="sketch")
+            self.sketch_btn = gr.Button("Search texts with the drawing", elem_id="search-sketch-btn")
         with gr.Accordion("…or with a gallery item (its class is known: AP is always shown)",
                           open=not first.encodes) as self.item_box:
             self.item_in = gr.Textbox(bundle_texts.first_item(first), label="Gallery item id",
@@ -120,9 +130,8 @@ class SearchTab:
                 examples = gr.Examples(rows, inputs=inputs, label=label, example_labels=labels,
                                        visible_columns=[0])  # pictures as a gallery; the class comes along
             self.example_boxes.setdefault(name, []).append(box)
-            if kind == "text":
-                self.text_example_events.append(example_click(examples))
-            elif kind == "picture":
+            self.example_clicks[kind].append(example_click(examples))
+            if kind == "picture":
                 self.image_examples.append(examples)
                 self.example_rows.append((s, picked))
 
@@ -158,16 +167,19 @@ class SearchTab:
         item_inputs = self._item_inputs(bundle_pick)
         click_inputs = [self.hits, self.picked, self.objective, self.k, self.same, bundle_pick]
         browse_inputs = [self.browse.rows, self.picked, self.objective, self.k, self.same, bundle_pick]
+        image_inputs = [self.image_in, self.objective, self.k, self.image_class, self.same, bundle_pick]
+        # an example searches as soon as it is clicked (a text example first records the text its class belongs to)
+        recorded = [loaded.then(stated_for, [self.text_in, self.text_class], self.text_stated, queue=False, **QUIET)
+                    for loaded in self.example_clicks["text"]]
+        examples = [*[(r.then, self.api.search_text, text_inputs, out, None) for r in recorded],
+                    *[(e.then, self.api.search_image, image_inputs, out, None) for e in self.example_clicks["picture"]],
+                    *[(e.then, self.api.search_item, item_inputs, out, None) for e in self.example_clicks["item"]]]
         events = [
+            *examples,
             (self.text_btn.click, self.api.search_text, text_inputs, out, "search_text"),
             (self.text_in.submit, self.api.search_text, text_inputs, out, None),
-            (
-                self.image_btn.click,
-                self.api.search_image,
-                [self.image_in, self.objective, self.k, self.image_class, self.same, bundle_pick],
-                out,
-                "search_image",
-            ),
+            (self.image_btn.click, self.api.search_image, image_inputs, out, "search_image"),
+            (self.sketch_btn.click, self.api.search_drawing, [self.sketch, *image_inputs[1:]], out, "search_drawing"),
             (self.item_btn.click, self.api.search_item, item_inputs, out, "search_item"),
             (self.item_in.submit, self.api.search_item, item_inputs, out, None),
             (self.gallery.select, self.api.search_hit, click_inputs, [*out, self.image_in], None),
@@ -199,11 +211,10 @@ class SearchTab:
         # (`input`, not `change`: an example sets the text and the class at once, and a `change` of the class could
         # read the text before it; the example records its own pair once both are set)
         self.text_class.input(stated_for, [self.text_in, self.text_class], self.text_stated, queue=False, **QUIET)
-        for loaded in self.text_example_events:
-            loaded.then(stated_for, [self.text_in, self.text_class], self.text_stated, queue=False, **QUIET)
         # a picture the visitor gives (upload, paste, clear) drops the class; an example sets both, and keeps both
         self.image_in.input(clear, None, self.image_class, queue=False, **QUIET)
         self.objective.change(self.explain, [self.objective, bundle_pick], self.objective, queue=False, **QUIET)
+        self.sketch_box.expand(None, js=browser.BRUSH_JS, **QUIET)
         self.info_btn.click(self.api.query_info_image, [self.image_in, self.objective, bundle_pick], self.info_json,
                             api_name="query_info_image", preprocess=False)
         self.browse.wire(bundle_pick)
@@ -234,7 +245,8 @@ class SearchTab:
         """Every component of the tab set for a newly picked bundle; results of the previous one cleared."""
         classes = class_choices(s)
         return {self.text_box: gr.Group(visible=s.encodes),
-                self.picture_box: gr.Accordion(visible=s.encodes), self.item_box: gr.Accordion(open=not s.encodes),
+                self.picture_box: gr.Accordion(visible=s.encodes), self.sketch_box: gr.Accordion(visible=s.encodes),
+                self.item_box: gr.Accordion(open=not s.encodes),
                 self.item_btn: gr.Button(variant="secondary" if s.encodes else "primary"),
                 self.text_in: gr.Textbox(value=bundle_texts.first_text(s), placeholder=bundle_texts.placeholder(s)),
                 self.text_class: gr.Dropdown(classes, value=""),

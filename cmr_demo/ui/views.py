@@ -68,9 +68,9 @@ def text_columns(texts: bool = True) -> list[str]:
 
 
 def text_column_widths(texts: bool = True) -> list[str]:
-    """Widths of the results table's columns: the short ones just fit their headers ("rank" broke into "ran / k"
-    and the id went off the table's right edge when the caption took all the room)."""
-    return ["9%", "11%", "17%", "8%", "35%", "20%"] if texts else ["12%", "16%", "34%", "10%", "28%"]
+    """Widths of the results table's columns, in pixels: each fits its longest word (a share of a phone's width broke
+    "rank" into "ran / k"), the caption wraps, and a phone scrolls the table sideways instead of breaking words."""
+    return ["64px", "80px", "124px", "52px", "300px", "110px"] if texts else ["64px", "80px", "160px", "52px", "130px"]
 
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~])")
@@ -98,6 +98,16 @@ def summary(result: SearchResult, class_names: Sequence[str]) -> str:
     notes = "".join(f"\n\n> note: {n}" for n in result.notes)
     info = f"\n\n{info_line(result.info)}" if result.info else ""
     return head + tail + info + notes + ("" if result.exact else "\n\n> approximate index (HNSW)")
+
+
+def compare_heading(result: SearchResult, objectives: int, class_names: Sequence[str] = ()) -> str:
+    """What Compare searched, exactly: the query as the service read it (a text, or a gallery item, which overrides
+    the text), its class when known, the modality searched and how many objectives."""
+    label = result.query_label
+    klass = f" · class **{class_names[label]}**" if label is not None and 0 <= label < len(class_names) else (
+        " · class stated" if label is not None else " · class unknown (no ✓/✗ or AP)")
+    return (f"**Compared**: {as_text(result.query)}{klass} · {len(result.hits)} {result.target}s per objective · "
+            f"{objectives} objective{'s' if objectives != 1 else ''}")
 
 
 def column_header(result: SearchResult, about: str = "") -> str:
