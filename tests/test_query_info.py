@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from cmr_demo.train.objectives import OBJECTIVES, build_objective
-from cmr_demo.serve.query_info import ClassScorer, WorldCheck, content_words, fit_temperature
+from cmr_demo.serve.index import GalleryIndex
+from cmr_demo.serve.query_info import ClassGroups, NeighbourScorer, WorldCheck, content_words, fit_temperature
 
 
 @pytest.mark.parametrize("name", list(OBJECTIVES) + ["pcl+0.5*tl"])
@@ -43,13 +44,41 @@ def test_calibrated_confidence_matches_accuracy_on_the_gallery():
     images, texts = draw(), draw()
     texts = texts * 3 - 2 * texts.mean(0)  # texts on another scale, as a text head's output often is
     texts /= np.linalg.norm(texts, axis=1, keepdims=True)
-    scorer = ClassScorer(None, images, texts, labels, 4)  # no class parameters: gallery centroids
-    assert scorer.source == "class centroids"
+    indexes = {"image": GalleryIndex.build(images, "flat"), "text": GalleryIndex.build(texts, "flat")}
+    scorer = NeighbourScorer(lambda emb, modality, k: indexes[modality].search(emb, k), labels, 4, images, texts)
+    assert scorer.source == "nearest gallery items"
     for modality, emb in (("image", images), ("text", texts)):  # each modality calibrated on its own
-        probs = scorer.probabilities(emb, modality)
-        accuracy = (probs.argmax(1) == labels).mean()
-        assert 0.5 < accuracy < 0.99
-        assert abs(probs.max(1).mean() - accuracy) < 0.03  # confidence means what it says, on the gallery
+        probs = np.concatenate([scorer.probabilities(emb[[n]], modality) for n in range(0, 800, 4)])
+        accuracy = (probs.argmax(1) == labels[::4]).mean()
+        assert 0.5 < accuracy < 0.999
+        assert abs(probs.max(1).mean() - accuracy) < 0.06  # confidence means what it says, on the gallery
+
+
+def test_the_class_read_agrees_with_the_ranking():
+    """The read comes from the query's own nearest items of the modality searched: where every top result is of
+    one class, that is the class named (an objective's own classifier once named another)."""
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(3), 50)
+    images = np.eye(3, 6)[labels] + rng.normal(scale=0.3, size=(150, 6))
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    index = GalleryIndex.build(images, "flat")
+    scorer = NeighbourScorer(lambda emb, modality, k: index.search(emb, k), labels, 3, images, images)
+    queries = np.eye(3, 6) + rng.normal(scale=0.1, size=(3, 6))
+    for query in queries:
+        _, rows = index.search(query[None], 5)
+        top = np.bincount(labels[rows[0]], minlength=3)
+        if top.max() == 5:  # all five results of one class
+            assert scorer.probabilities(query[None], "text")[0].argmax() == top.argmax()
+
+
+def test_a_text_naming_a_colour_or_a_shape_no_class_has_is_told_so():
+    groups = ClassGroups({"shape": {"star": ["red star", "blue star"], "ring": ["red ring", "blue ring"]},
+                          "colour": {"red": ["red star", "red ring"], "blue": ["blue star", "blue ring"]}},
+                         ["red star", "blue star", "red ring", "blue ring"])
+    assert groups.unknown("three small purple circles") == {"colour": ["purple"], "shape": ["circle"]}
+    assert groups.unknown("a blue pentagon") == {"shape": ["pentagon"]}
+    assert groups.unknown("two red stars on a white background") == {}  # the white is the background
+    assert groups.unknown("a picture") == {}
 
 
 def test_world_check_on_words():

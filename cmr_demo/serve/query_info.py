@@ -6,11 +6,12 @@ confident-looking scores. The app states instead (a) the class the objective its
 with a confidence calibrated on the bundle, and (b) an in/out-of-world flag, so a user can tell a
 bad answer from a question the gallery cannot answer.
 
-- Class scores come from the objective's own class structure (`Objective.class_scores`: classifier,
-  prototypes or proxies; the class prompts for zero-shot); objectives without one (pair-wise) use class
-  centroids of the gallery embeddings. One temperature per objective and modality turns scores into
-  probabilities; each is fitted on the bundle's gallery items of that modality (labels known; a seeded
-  sample of 10,000 items on larger galleries) by minimising the negative log-likelihood.
+- Class scores come from the ranking itself (`NeighbourScorer`): the query's nearest gallery items of the other
+  modality, found by the index that ranks the results, so the read cannot contradict them (an objective's own
+  classifier once read "a green triangle" as a red triangle while every result was a green triangle). One
+  temperature per objective and modality turns scores into probabilities, fitted on gallery items as queries (their
+  own pair left out; a seeded sample of 2,000 on larger galleries) by minimising the negative log-likelihood.
+  A text naming a colour or a shape no class has is told so (`ClassGroups.unknown`).
 - Texts: the share of the query's content words that the gallery's captions use. A caption-trained
   backbone has never seen other words (a tiny CLIP pre-trained on its world has untrained embeddings
   for them), and feature distances do not separate such texts (measured: kNN similarity to the
@@ -63,6 +64,34 @@ class ClassGroups:
                 best = rows[int(np.argmax(probs[rows]))]
         return best, out
 
+    def unknown(self, text: str) -> dict[str, list[str]]:
+        """Words of `text` that name a value of a grouping's kind that no class has ({"colour": ["purple"]} where the
+        classes come in red, yellow, green and blue), when the text names no value the classes have ("a blue circle on
+        a white background" names its class's colour: the white is its background): the read then says so instead
+        of quietly naming the nearest class. The kinds known by their words: colours and shapes (KIND_WORDS)."""
+        said = set(words(text))
+        said |= {w[:-1] for w in said if w.endswith("s")} | {w[:-2] for w in said if w.endswith("es")}
+        out = {}
+        for kind, groups in self.groupings.items():
+            known = {w for g in groups for w in words(g)}
+            vocabulary = KIND_WORDS.get(kind.lower().replace("color", "colour"), set())
+            missing = sorted(w for w in said & vocabulary if w not in known)
+            if missing and not said & known:
+                out[kind] = missing
+        return out
+
+    def names(self, kind: str) -> list[str]:
+        """The groups of one grouping, in order (e.g. the classes' colours)."""
+        return list(self.groupings.get(kind, {}))
+
+
+# words that name a colour or a shape (English): a query naming one that no class has is told so
+KIND_WORDS = {
+    "colour": set("red orange yellow green blue purple violet pink brown black white grey gray cyan magenta teal "
+                  "turquoise navy gold silver beige maroon lime indigo".split()),
+    "shape": set("star heart circle square triangle cross ring crescent hexagon arrow pentagon octagon oval ellipse "
+                 "rectangle rhombus trapezoid".split())}  # not their synonyms (moon, disc, box): captions use those
+
 
 def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
@@ -97,40 +126,50 @@ def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp((lo + hi) / 2))
 
 
-class ClassScorer:
-    """Calibrated class probabilities for one objective's common-space embeddings."""
+NEIGHBOURS = 30  # gallery items of the searched modality a class read looks at (the top of the query's own ranking)
+PER_CLASS = 3  # a class's score: the mean similarity of its best PER_CLASS among them
+NEIGHBOUR_ROWS = 2000  # gallery queries of each modality the neighbour read's temperature is fitted on
 
-    def __init__(self, objective_module, image_emb: np.ndarray, text_emb: np.ndarray, labels: np.ndarray,
-                 num_classes: int, related: tuple[np.ndarray, np.ndarray] | None = None):
-        """`related`: ([M, D] embeddings, [M] labels) of labelled pictures beside the gallery (the world's drawings):
-        the image temperature is fitted on them too, since that is what visitors upload."""
-        self.module = objective_module
-        self.source = getattr(objective_module, "class_source", None) or "class centroids"
-        if self.source == "class centroids":  # pair-wise: centroids of both modalities' gallery embeddings
-            both, both_labels = np.concatenate([image_emb, text_emb]), np.concatenate([labels, labels])
-            cents = np.stack([both[both_labels == c].mean(0) if (both_labels == c).any() else np.zeros(both.shape[1])
-                              for c in range(num_classes)])
-            self.centroids = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
-        # one temperature per modality: an image's and a text's scores come on different scales (measured on the
-        # default world: one shared temperature left drawings' shape reads under-confident, ECE 0.11-0.16; one per
-        # modality, 0.03-0.04 on drawings and 0.02 on the gallery's pictures)
-        rows = _calibration_rows(len(labels), TEMPERATURE_ROWS)
-        images, image_labels = image_emb[rows], labels[rows]
+
+class NeighbourScorer:
+    """Class reads from the ranking itself: a class's score is the mean similarity of its PER_CLASS best items among
+    the query's NEIGHBOURS nearest gallery items of the other modality, found by the same index that ranks the
+    results (`search(embeddings, modality, k) -> (scores, rows)`), so the read cannot contradict them (a query
+    whose top results are green rings is read as a green ring). A class with fewer items among the neighbours has
+    its missing ones counted a little below the last neighbour. One temperature per query modality, fitted on
+    gallery items as queries with their own pair left out (and on the bundle's labelled related pictures)."""
+    source = "nearest gallery items"
+
+    def __init__(self, search, labels: np.ndarray, num_classes: int, image_emb: np.ndarray, text_emb: np.ndarray,
+                 related: tuple[np.ndarray, np.ndarray] | None = None):
+        self.search, self.labels, self.num_classes = search, np.asarray(labels), num_classes
+        rows = _calibration_rows(len(labels), NEIGHBOUR_ROWS)
+        image_scores, image_labels = self.scores(image_emb[rows], "image", own=rows), self.labels[rows]
         if related is not None:
-            images, image_labels = np.concatenate([images, related[0]]), np.concatenate([image_labels, related[1]])
-        self.temperature = {"image": fit_temperature(self.scores(images), image_labels),
-                            "text": fit_temperature(self.scores(text_emb[rows]), labels[rows])}
+            image_scores = np.concatenate([image_scores, self.scores(related[0], "image")])
+            image_labels = np.concatenate([image_labels, related[1]])
+        self.temperature = {"image": fit_temperature(image_scores, image_labels),
+                            "text": fit_temperature(self.scores(text_emb[rows], "text", own=rows), self.labels[rows])}
 
-    def scores(self, emb: np.ndarray) -> np.ndarray:
-        """[N, D] -> [N, C] uncalibrated class scores."""
-        if self.source == "class centroids":
-            return np.asarray(emb, np.float32) @ self.centroids.T.astype(np.float32)
-        with torch.no_grad():
-            return self.module.class_scores(torch.from_numpy(np.asarray(emb, np.float32))).double().numpy()
+    def scores(self, emb: np.ndarray, modality: str, own: np.ndarray | None = None) -> np.ndarray:
+        """[N, D] queries of `modality` -> [N, C] class scores from their neighbours among the other modality's
+        gallery items (`own`: each query's own gallery row, left out of its neighbours)."""
+        sims, ids = self.search(np.atleast_2d(emb), "text" if modality == "image" else "image", NEIGHBOURS + 1)
+        out = np.empty((len(sims), self.num_classes))
+        for n, (s, rows) in enumerate(zip(sims, ids)):
+            keep = rows >= 0 if own is None else (rows >= 0) & (rows != own[n])
+            s, classes = s[keep][:NEIGHBOURS], self.labels[rows[keep][:NEIGHBOURS]]
+            floor = (s[-1] if len(s) else 0.0) - 0.05
+            best = np.full((self.num_classes, PER_CLASS), floor)
+            for c in np.unique(classes):
+                top = s[classes == c][:PER_CLASS]  # neighbours come best first
+                best[c, :len(top)] = top
+            out[n] = best.mean(1)
+        return out
 
     def probabilities(self, emb: np.ndarray, modality: str) -> np.ndarray:
         """[N, D] embeddings of one modality's queries -> [N, C] calibrated class probabilities."""
-        z = self.scores(np.atleast_2d(emb)) / self.temperature[modality]
+        z = self.scores(np.atleast_2d(emb), modality) / self.temperature[modality]
         z = z - z.max(1, keepdims=True)
         p = np.exp(z)
         return p / p.sum(1, keepdims=True)

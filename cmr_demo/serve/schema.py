@@ -85,11 +85,13 @@ class QueryInfo:
     confidence: float  # calibrated probability of predicted_class under the objective
     in_domain: bool | None  # None: the bundle cannot tell (no captions or no stored features)
     objective: str
-    class_source: str  # "classifier", "prototypes", "proxies", "class prompts" or "class centroids"
+    class_source: str  # where the read comes from: "nearest gallery items" (the ranking's own neighbours)
     reason: str  # one line for people: why in or out of the world
     # per grouping of the classes the bundle declares (e.g. "shape"): the most probable group and its probability,
     # the sum of its classes' ({"shape": {"name": "star", "confidence": 0.97}}); empty when it declares none
     groups: dict[str, Any] = field(default_factory=dict)
+    # words of the query naming a colour or a shape no class has, by grouping ({"colour": ["purple"]}); a text only
+    unknown: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -25,7 +25,7 @@ from cmr_demo.serve.catalog import Catalog
 from cmr_demo.serve.encoder import Encoder
 from cmr_demo.serve.index import BundleIndexes
 from cmr_demo.serve.inputs import InputError, check_choice, check_class, clean_text, load_image
-from cmr_demo.serve.query_info import ClassGroups, ClassScorer, WorldCheck
+from cmr_demo.serve.query_info import ClassGroups, NeighbourScorer, WorldCheck
 from cmr_demo.serve.ranking import SERVED_AP_MAX_ITEMS, rank, served_ap
 from cmr_demo.serve.schema import (MODALITIES, BundleSummary, Hit, Query, QueryInfo, SearchRequest, SearchResult,
                                    check_objectives)
@@ -75,7 +75,7 @@ class RetrievalService:
         view.heads.eval()
         return other
 
-    def _scorer(self, objective: str) -> ClassScorer:
+    def _scorer(self, objective: str) -> NeighbourScorer:
         """Calibrated class reads for `objective`: its gallery, and the bundle's labelled related pictures through its
         heads (the image temperature is fitted on both)."""
         view, related = self.bundle.objectives[objective], None
@@ -83,8 +83,8 @@ class RetrievalService:
             with torch.no_grad():
                 related = (view.heads.encode_image(torch.from_numpy(self.bundle.calibration[0])).numpy(),
                            self.bundle.calibration[1])
-        return ClassScorer(view.objective, view.image_emb, view.text_emb, self.bundle.labels, len(self.class_names),
-                           related)
+        return NeighbourScorer(lambda emb, modality, k: self.indexes[objective, modality].search(emb, k),
+                               self.bundle.labels, len(self.class_names), view.image_emb, view.text_emb, related)
 
     def _gallery(self, objective: str, modality: str) -> np.ndarray:
         view = self.bundle.objectives[objective]
@@ -181,9 +181,9 @@ class RetrievalService:
             in_domain, reason = self.world.text(query.text)
         else:
             in_domain, reason = self.world.image(features)
-        return QueryInfo(
-            self.class_names[best], float(probs[best]), in_domain, objective, scorer.source, reason, groups
-        )
+        unknown = self.groups.unknown(query.text) if query.modality == "text" and query.item is None else {}
+        return QueryInfo(self.class_names[best], float(probs[best]), in_domain, objective, scorer.source, reason,
+                         groups, unknown)
 
     # ---- bundle-level views ----------------------------------------------------------------------
     def describe(self, default: bool = False) -> BundleSummary:

@@ -113,9 +113,12 @@ class SearchEndpoints:
         s = self.ctx.for_request(bundle, request)
         s.encoder.require()
         composite = drawing.get("composite") if isinstance(drawing, dict) else None
-        if composite is None or not (drawing.get("layers") or drawing.get("background")):
+        if composite is None:
             raise InputError("the canvas is empty: draw a shape (a star, a heart, a ring ...) in a colour, then search")
         q = s.image_query(self.ctx.uploads.read(composite), query_class, "your drawing")
+        extrema = q.image.getextrema() if q.image is not None else ((0, 1),)
+        if all(low == high for low, high in (extrema if isinstance(extrema[0], tuple) else [extrema])):  # one colour
+            raise InputError("the canvas is empty: draw a shape (a star, a heart, a ring ...) in a colour, then search")
         return render(s.search(q, self.ctx.resolve(s, "objective", objective), k, self._target(q, same_modality)), s)
 
     @user_errors

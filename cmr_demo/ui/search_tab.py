@@ -174,8 +174,8 @@ class SearchTab:
         examples = [*[(r.then, self.api.search_text, text_inputs, out, None) for r in recorded],
                     *[(e.then, self.api.search_image, image_inputs, out, None) for e in self.example_clicks["picture"]],
                     *[(e.then, self.api.search_item, item_inputs, out, None) for e in self.example_clicks["item"]]]
-        events = [
-            *examples,
+        events = [  # the named endpoints first: a private event of the same function registered before one of them
+            # took its name, and the endpoint became /search_text_1
             (self.text_btn.click, self.api.search_text, text_inputs, out, "search_text"),
             (self.text_in.submit, self.api.search_text, text_inputs, out, None),
             (self.image_btn.click, self.api.search_image, image_inputs, out, "search_image"),
@@ -186,6 +186,7 @@ class SearchTab:
             (self.table.select, self.api.search_hit, click_inputs, [*out, self.image_in], None),
             (self.browse.gallery.select, self.api.search_browsed, browse_inputs, [*out, self.image_in], None),
             (self.browse.table.select, self.api.search_browsed, browse_inputs, [*out, self.image_in], None),
+            *examples,
         ]
         for trigger, fn, inputs, outputs, api_name in events:
             # public endpoints take raw values: the app checks each itself (gradio's checks answer in its own words,

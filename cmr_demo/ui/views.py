@@ -50,8 +50,10 @@ def info_line(info: QueryInfo | None) -> str:
         return (f"⚠️ **outside this gallery's world**: {info.reason}. The ranking below is what the model "
                 f"returns anyway; its scores do not mean a match. Closest class: {info.predicted_class}.")
     groups = "".join(f" · {kind}: **{g['name']}** ({g['confidence']:.0%})" for kind, g in info.groups.items())
+    unknown = "".join(f"\n\n⚠️ {' and '.join(f'**{w}**' for w in said)} {'is' if len(said) == 1 else 'are'} not a "
+                      f"{kind} of any class here: read as the nearest class" for kind, said in info.unknown.items())
     return (f"looks like **{info.predicted_class}** ({info.confidence:.0%}, from {info.objective}'s "
-            f"{info.class_source}){groups}")
+            f"{info.class_source}){groups}{unknown}")
 
 
 def text_rows(result: SearchResult, pictures: bool = True, texts: bool = True) -> list[list]:
