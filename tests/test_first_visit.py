@@ -315,6 +315,7 @@ def test_a_phone_reaches_every_tab_and_no_table_breaks_a_word(browser, shipped_a
     page.screenshot(path=str(shots / "phone-search-texts.png"), full_page=True)
     for name in ("Compare", "Map", "Lab", "About"):
         page.get_by_role("tab", name=name).click()
-        page.wait_for_timeout(3000 if name == "Compare" else 1500)
+        page.wait_for_timeout(3000 if name in ("Compare", "Map") else 1500)
         assert page.evaluate(CELLS_NARROWER_THAN_A_WORD) == [], name
+        page.screenshot(path=str(shots / f"phone-tab-{name.lower()}.png"), full_page=True)
     page.close()
