@@ -1,6 +1,6 @@
 """The shapes of a request and of its answers, one of each for every way in: the page, the JSON API and Python.
 Answers: `SearchResult` (with its `Hit`s and the query's `QueryInfo`), `BundleSummary` (/bundles), `LabAnswer` (a
-finished lab run). A map's answer is `cmr_demo.serve.placement`'s plain arrays, drawn by the page and sent by the API.
+finished lab run), `MapView` (one objective's map: arrays the page draws and the API lists, `map_colours.answer`).
 
 Why one module: a request is checked once, where it enters (`SearchRequest.check`), into a typed value every
 layer below trusts; an answer is one `SearchResult` from the service to both the page and the JSON API, which
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from pydantic import ConfigDict, Field, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -188,3 +188,37 @@ class LabAnswer:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+class MapQuery(TypedDict):
+    """A query placed on a map: where, what it is, its top hits (gallery rows), its AP and class read."""
+    xy: Any  # [2] map position
+    modality: str
+    label: int | None
+    description: str
+    target: str
+    hits: list[int]
+    ap: float | None
+    info: dict | None  # QueryInfo.to_dict()
+
+
+class MapColour(TypedDict):
+    """What a map's points are coloured by (cmr_demo.serve.map_colours)."""
+    by: str  # class, modality, ap, ap_diff, rank
+    scale: str
+    base: str | None
+    other: str | None
+    title: str
+    values: Any  # {"image": [N], "text": [N]} per-point values, or None when coloured by class or modality
+
+
+class MapView(TypedDict):
+    """One objective's map (RetrievalService.map_view): every gallery item's place for both modalities, the query
+    placed with its top hits, and the colouring. Arrays stay numpy here; the API's answer lists them."""
+    objective: str
+    image_xy: Any  # [N, 2]
+    text_xy: Any  # [N, 2]
+    labels: Any  # [N] class ids
+    class_names: list[str]
+    query: MapQuery | None
+    colour: MapColour

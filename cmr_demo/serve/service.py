@@ -27,8 +27,8 @@ from cmr_demo.serve.index import BundleIndexes
 from cmr_demo.serve.inputs import InputError, check_choice, check_class, clean_text, load_image
 from cmr_demo.serve.query_info import ClassGroups, NeighbourScorer, WorldCheck
 from cmr_demo.serve.ranking import SERVED_AP_MAX_ITEMS, rank, served_ap
-from cmr_demo.serve.schema import (MODALITIES, BundleSummary, Hit, Query, QueryInfo, SearchRequest, SearchResult,
-                                   check_objectives)
+from cmr_demo.serve.schema import (MODALITIES, BundleSummary, Hit, MapView, Query, QueryInfo, SearchRequest,
+                                   SearchResult, check_objectives)
 
 
 class RetrievalService:
@@ -239,7 +239,7 @@ class RetrievalService:
 
     def map_view(self, objective: object, query: Query | None = None, k: object = 10,
                  features: np.ndarray | None = None, colour_by: object = "class", other: object = None,
-                 base: object = None) -> dict:
+                 base: object = None) -> MapView:
         """Plain data for one objective's map: gallery points, the query placed with its top-k, and what the points
         are coloured by (`map_colours`: class, modality, each point's AP under this objective, the AP difference
         `base` minus `other`, each point's rank for the query under this objective). `objective` defaults to the
