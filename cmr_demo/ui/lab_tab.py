@@ -10,7 +10,7 @@ import gradio as gr
 from cmr_demo.serve import lab
 from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import plots, views
+from cmr_demo.ui import browser, plots, views
 from cmr_demo.serve.schema import LabAnswer
 from cmr_demo.ui.context import Context, session_of
 from cmr_demo.ui.errors import user_errors
@@ -160,7 +160,9 @@ class LabTab:
             concurrency_id=LAB_ID,
             concurrency_limit=LAB_LIMIT,
         )
-        self.btn.click(lambda: (None, ""), None, [self.plot, self.result], queue=False, **QUIET).then(
+        # the curve and the progress come into view as the run starts (on a laptop the plot began below the fold)
+        self.btn.click(lambda: (None, ""), None, [self.plot, self.result], js=browser.scroll_to("lab-plot"),
+                       queue=False, **QUIET).then(
             self.lab_page, inputs, [self.plot, self.result], api_visibility="private", preprocess=False,
             concurrency_id=LAB_ID, concurrency_limit=LAB_LIMIT).success(
             refresh, bundle_pick, lists_objectives, **QUIET)

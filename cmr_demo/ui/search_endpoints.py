@@ -32,7 +32,8 @@ def as_row(index) -> int | None:
 def render(result: SearchResult, s: RetrievalService):
     """A SearchResult -> (image gallery, text table, summary, hits for clicks)."""
     texts = s.bundle.has_texts
-    table = pd.DataFrame(views.text_rows(result, s.bundle.has_pictures, texts), columns=views.text_columns(texts))
+    pictures = s.bundle.has_pictures
+    table = pd.DataFrame(views.text_rows(result, pictures, texts), columns=views.text_columns(texts, pictures))
     return (views.gallery_value(result, s), table, views.summary(result, s.class_names),
             {"bundle": s.name, "pictures": views.shows_pictures(result, s),
              "hits": [{"index": h.index, "modality": h.modality} for h in result.hits]})

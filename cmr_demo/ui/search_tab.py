@@ -49,9 +49,11 @@ class SearchTab:
                 self.gallery = gr.Gallery(columns=4, height="auto", show_label=False,
                                           elem_id="results-gallery", allow_preview=False, object_fit="contain",
                                           visible=first.bundle.has_pictures)
-                self.table = gr.Dataframe(headers=views.text_columns(first.bundle.has_texts), interactive=False,
+                texts, shown = first.bundle.has_texts, first.bundle.has_pictures
+                self.table = gr.Dataframe(headers=views.text_columns(texts, shown), interactive=False,
                                           label="Results (click a row to search with it)", wrap=True,
-                                          column_widths=views.text_column_widths(first.bundle.has_texts),
+                                          column_widths=views.text_column_widths(texts, shown),
+                                          datatype=views.text_datatypes(texts, shown),
                                           visible=not first.bundle.has_pictures, elem_id="results-table")
                 gr.Markdown(glossary.results_legend(), elem_id="results-legend")
         self.browse = Pager(ctx, "Browse the gallery: click an item to search with it", "browse", "search with it")
@@ -244,7 +246,7 @@ class SearchTab:
 
     def reset(self, s: RetrievalService) -> dict:
         """Every component of the tab set for a newly picked bundle; results of the previous one cleared."""
-        classes = class_choices(s)
+        classes, texts_pictures = class_choices(s), (s.bundle.has_texts, s.bundle.has_pictures)
         return {self.text_box: gr.Group(visible=s.encodes),
                 self.picture_box: gr.Accordion(visible=s.encodes), self.sketch_box: gr.Accordion(visible=s.encodes),
                 self.item_box: gr.Accordion(open=not s.encodes),
@@ -255,8 +257,9 @@ class SearchTab:
                 self.item_in: gr.Textbox(value=bundle_texts.first_item(s), placeholder=s.bundle.items[0]["id"]),
                 self.summary: bundle_texts.waiting(s),
                 self.gallery: gr.Gallery(value=[], visible=s.bundle.has_pictures),
-                self.table: gr.Dataframe(value=pd.DataFrame(columns=views.text_columns(s.bundle.has_texts)),
-                                         column_widths=views.text_column_widths(s.bundle.has_texts),
+                self.table: gr.Dataframe(value=pd.DataFrame(columns=views.text_columns(*texts_pictures)),
+                                         column_widths=views.text_column_widths(*texts_pictures),
+                                         datatype=views.text_datatypes(*texts_pictures),
                                          visible=not s.bundle.has_pictures), self.hits: {},
                 **{box: gr.Column(visible=name == s.name) for name, boxes in self.example_boxes.items()
                    for box in boxes},

@@ -13,7 +13,7 @@ from cmr_demo.serve.schema import Hit, QueryInfo, SearchResult
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui.pictures import picture
 
-TEXT_COLUMNS = ["rank", "score", "class", "✓/✗", "caption", "id"]
+TEXT_COLUMNS = ["rank", "score", "class", "✓/✗", "picture", "caption", "id"]
 MARK = {True: "✓", False: "✗", None: ""}
 
 
@@ -58,21 +58,35 @@ def info_line(info: QueryInfo | None) -> str:
 
 def text_rows(result: SearchResult, pictures: bool = True, texts: bool = True) -> list[list]:
     """One table row per hit when the results are not drawn as pictures (texts, or items of a bundle
-    without pictures); [] otherwise. Without texts (a features-only bundle) there is no caption column."""
+    without pictures); [] otherwise. Without texts (a features-only bundle) there is no caption column; with
+    pictures, each text comes with its own item's picture (a caption marked ✗ that describes only part of its picture
+    read as a labelling error without it)."""
     if result.target == "image" and pictures:
         return []
-    return [[h.rank, round(h.score, 4), h.class_name, MARK[h.relevant], *([h.text] if texts else []), h.id]
-            for h in result.hits]
+    shown = pictures and texts
+    return [[h.rank, f"{h.score:.3f}", h.class_name, MARK[h.relevant],  # one number format: three decimals
+             *([f"![{h.class_name}]({h.image_url})" if h.image_url else ""] if shown else []),
+             *([h.text] if texts else []), h.id] for h in result.hits]
 
 
-def text_columns(texts: bool = True) -> list[str]:
-    return TEXT_COLUMNS if texts else [c for c in TEXT_COLUMNS if c != "caption"]
+def text_columns(texts: bool = True, pictures: bool = False) -> list[str]:
+    """The results table's columns: a picture column where the texts have pictures, a caption column where there are
+    texts (`text_rows` fills them in this order)."""
+    return [c for c in TEXT_COLUMNS if (c != "caption" or texts) and (c != "picture" or (texts and pictures))]
 
 
-def text_column_widths(texts: bool = True) -> list[str]:
+def text_column_widths(texts: bool = True, pictures: bool = False) -> list[str]:
     """Widths of the results table's columns, in pixels: each fits its longest word (a share of a phone's width broke
     "rank" into "ran / k"), the caption wraps, and a phone scrolls the table sideways instead of breaking words."""
-    return ["64px", "80px", "124px", "52px", "300px", "110px"] if texts else ["64px", "80px", "160px", "52px", "130px"]
+    widths = {"rank": "56px", "score": "72px", "class": "112px" if texts else "160px", "✓/✗": "48px",
+              "picture": "80px", "caption": "230px" if pictures else "300px", "id": "110px" if texts else "130px"}
+    return [widths[c] for c in text_columns(texts, pictures)]
+
+
+def text_datatypes(texts: bool = True, pictures: bool = False) -> list[str]:
+    """Each column's kind for the table: the picture is markdown (an image), the rest plain."""
+    return ["markdown" if c == "picture" else "number" if c == "rank" else "str"
+            for c in text_columns(texts, pictures)]
 
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~])")
