@@ -273,9 +273,13 @@ def test_an_example_searches_when_clicked_and_compare_arrives_filled_and_short(b
 
 
 def test_a_drawing_on_the_canvas_searches_texts(browser, shipped_app, shots):
-    """Issue 37: Search has a canvas; a red ring drawn on it reads as a red ring and retrieves texts about one."""
+    """Issue 37: Search has a canvas; a red ring drawn on it reads as a red ring and retrieves texts about one. An
+    example picture searched before it leaves its class in the picture's box: the drawing must not take it."""
     import math
     page = visit(browser, shipped_app, LAPTOP)
+    page.wait_for_timeout(1000)
+    page.locator("#query-column button.gallery-item:has(img)").nth(2).click()  # an example picture, with its class
+    page.locator("#search-summary").get_by_text("example picture", exact=False).wait_for()
     page.get_by_text("…or draw one").click()
     canvas = page.locator("#sketch canvas").first
     canvas.wait_for(state="visible")
@@ -294,6 +298,7 @@ def test_a_drawing_on_the_canvas_searches_texts(browser, shipped_app, shots):
     summary = page.locator("#search-summary")
     summary.get_by_text("your drawing", exact=False).wait_for()
     assert "→ texts" in summary.inner_text() and "red" in summary.inner_text(), summary.inner_text()
+    assert "state the query's class" in summary.inner_text()  # no class carried over from the example picture
     page.wait_for_function("() => document.querySelectorAll('#results-table [role=row]').length >= 6")
     page.screenshot(path=str(shots / "search-drawing.png"), full_page=True)
     page.close()

@@ -28,8 +28,8 @@ def hero_markdown(service: RetrievalService) -> str:
             what += " The backbone is a small CLIP pre-trained on this world's own pictures and captions."
     else:
         what = (f"Search {world} with a gallery item. This bundle ships features only ({_features(m)}) and no "
-                f"backbone, so it cannot read a new text or picture. **Try** an example item on the left; then open "
-                f"**Compare**.")
+                f"backbone, so it cannot read a new text or picture. **Try** one of the example items under Search; "
+                f"then open **Compare**.")
         title_line = "CLIP4CMR demo: supervised cross-modal retrieval on precomputed features"
     return (f"## {title_line}\n{what} Each *objective* trained its own projection heads with the class labels; "
             f"the words are explained where they appear.")
@@ -106,8 +106,8 @@ def _dims(manifest: dict) -> str:
 
 def waiting(service: RetrievalService) -> str:
     """What the results column says before the first search: where to start."""
-    start = ("type a text on the left (or pick an example), then **Search images**" if service.encodes else
-             "pick an example item on the left, then **Search with this item**")
+    start = ("type a text (or pick an example), then **Search images**" if service.encodes else
+             "pick an example item, then **Search with this item**")
     return f"*Results appear here: {start}.*"
 
 

@@ -46,6 +46,11 @@ def leaderboard_plot(s: RetrievalService):
     return figure_of(s, ("leaderboard",), lambda: plots.leaderboard_figure(s.leaderboard(with_paper=True)))
 
 
+def disagreement_widths(s: RetrievalService) -> list[str]:
+    """The disagreement table's columns in pixels, the id column as wide as the bundle's longest id."""
+    return [views.id_width(views.longest_id(s)), "124px", "72px", "72px", "80px", "150px", "330px"]
+
+
 def warm_figures(services) -> None:
     """Make every served bundle's Compare figures in a background thread (the app calls it once it is up), so the
     first visitor who opens Compare finds them made."""
@@ -211,7 +216,7 @@ class CompareTab:
             self.dis_dir = gr.Radio(["t2i", "i2t"], value="t2i", label="query direction")
             self.dis_btn = gr.Button("Find disagreements")
         self.dis_table = gr.Dataframe(headers=DISAGREEMENT_COLUMNS, interactive=False, wrap=True, max_height=420,
-                                      column_widths=["110px", "124px", "72px", "72px", "80px", "150px", "330px"])
+                                      column_widths=disagreement_widths(first))
         self.stated = gr.State(None)  # None for API calls (their class is theirs); a page load sets it
         self.arrived = gr.State(False)  # the tab was filled for this bundle (`arrive`)
 
@@ -221,6 +226,7 @@ class CompareTab:
     def follow(self, event, bundle_pick) -> None:
         """After `event` put an item in the item box (a click in a map's selected region, a disagreement row):
         compare every objective on it."""
+        event.success(lambda: "", None, self.why, queue=False, **QUIET)  # the opening query's explanation goes
         event.success(self.cleared, None, self.parts, queue=False, **QUIET).then(  # not after a failed click
             self.compare, self.inputs(bundle_pick), [self.json, self.results], api_visibility="private").then(
             self.render_columns, [self.results, bundle_pick], self.parts, api_visibility="private").then(
@@ -229,7 +235,7 @@ class CompareTab:
     def wire(self, bundle_pick, demo) -> None:
         inputs = self.inputs(bundle_pick)
         # a text typed is what is searched: the class stated for another text and an item picked before both go
-        self.query.input(lambda: ("", ""), None, [self.klass, self.item], queue=False, **QUIET)
+        self.query.input(lambda: ("", "", ""), None, [self.klass, self.item, self.why], queue=False, **QUIET)
         self.klass.change(stated_for, [self.query, self.klass], self.stated, queue=False, **QUIET)
         self.btn.click(self.cleared, None, self.parts, js=browser.FRESH_JS, queue=False, **QUIET).then(
             self.compare, inputs, [self.json, self.results], api_name="compare", preprocess=False).then(
@@ -268,4 +274,5 @@ class CompareTab:
                 self.item: gr.Textbox(value="" if s.encodes else bundle_texts.item_examples(s)[0][0],
                                       placeholder=first_id, label=ITEM_LABEL if s.encodes else "Gallery item id"),
                 self.json: None, self.results: {}, self.notice: "", self.arrived: False,
-                **{part: gr.Column(visible=False) for part in self.parts[1::4]}, self.dis_table: []}
+                self.dis_table: gr.Dataframe(value=None, column_widths=disagreement_widths(s)),
+                **{part: gr.Column(visible=False) for part in self.parts[1::4]}}

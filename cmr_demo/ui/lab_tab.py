@@ -121,7 +121,7 @@ class LabTab:
             self.objective = gr.Dropdown(list(lab.OBJECTIVES) + ["pcl+0.5*tl"], value=start and first.best,
                                          allow_custom_value=True, label="Objective (or a hybrid like pcl+0.5*tl)",
                                          elem_id="lab-objective")
-            self.options = gr.Textbox("", label="Options (KEY=VALUE, comma-separated; empty = defaults)",
+            self.options = gr.Textbox("", label="Options (KEY=VALUE, comma-separated; empty = the bundle's own)",
                                       placeholder=start.options_hint if start else "", elem_id="lab-options")
             self.seed = gr.Number(start.seed if start else 0, precision=0, label="seed", minimum=0)
         with gr.Row():

@@ -107,10 +107,11 @@ class SearchEndpoints:
         return self._search_row(s, rows[row], "image", objective, k, same_modality)
 
     @user_errors
-    def search_drawing(self, drawing: dict, objective: str, k: int, query_class: str = "", same_modality: bool = False,
-                       bundle: str = "", request: gr.Request = None):
+    def search_drawing(self, drawing: dict, objective: str, k: int, same_modality: bool = False, bundle: str = "",
+                       query_class: str = "", request: gr.Request = None):
         """A drawing made on the page's canvas -> ranked texts (or pictures with same_modality): the canvas's
-        flattened picture (`composite`), read like any uploaded picture."""
+        flattened picture (`composite`), read like any uploaded picture. The page states no class for it (the
+        picture box's class belongs to the picture); a program may (`query_class`)."""
         s = self.ctx.for_request(bundle, request)
         s.encoder.require()
         composite = drawing.get("composite") if isinstance(drawing, dict) else None

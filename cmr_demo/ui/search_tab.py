@@ -52,7 +52,8 @@ class SearchTab:
                 texts, shown = first.bundle.has_texts, first.bundle.has_pictures
                 self.table = gr.Dataframe(headers=views.text_columns(texts, shown), interactive=False,
                                           label="Results (click a row to search with it)", wrap=True,
-                                          column_widths=views.text_column_widths(texts, shown),
+                                          column_widths=views.text_column_widths(texts, shown,
+                                                                                 views.longest_id(first)),
                                           datatype=views.text_datatypes(texts, shown),
                                           visible=not first.bundle.has_pictures, elem_id="results-table")
                 gr.Markdown(glossary.results_legend(), elem_id="results-legend")
@@ -170,6 +171,7 @@ class SearchTab:
         click_inputs = [self.hits, self.picked, self.objective, self.k, self.same, bundle_pick]
         browse_inputs = [self.browse.rows, self.picked, self.objective, self.k, self.same, bundle_pick]
         image_inputs = [self.image_in, self.objective, self.k, self.image_class, self.same, bundle_pick]
+        drawing_inputs = [self.sketch, self.objective, self.k, self.same, bundle_pick]  # no class: see search_drawing
         # an example searches as soon as it is clicked (a text example first records the text its class belongs to)
         recorded = [loaded.then(stated_for, [self.text_in, self.text_class], self.text_stated, queue=False, **QUIET)
                     for loaded in self.example_clicks["text"]]
@@ -181,7 +183,7 @@ class SearchTab:
             (self.text_btn.click, self.api.search_text, text_inputs, out, "search_text"),
             (self.text_in.submit, self.api.search_text, text_inputs, out, None),
             (self.image_btn.click, self.api.search_image, image_inputs, out, "search_image"),
-            (self.sketch_btn.click, self.api.search_drawing, [self.sketch, *image_inputs[1:]], out, "search_drawing"),
+            (self.sketch_btn.click, self.api.search_drawing, drawing_inputs, out, "search_drawing"),
             (self.item_btn.click, self.api.search_item, item_inputs, out, "search_item"),
             (self.item_in.submit, self.api.search_item, item_inputs, out, None),
             (self.gallery.select, self.api.search_hit, click_inputs, [*out, self.image_in], None),
@@ -258,7 +260,8 @@ class SearchTab:
                 self.summary: bundle_texts.waiting(s),
                 self.gallery: gr.Gallery(value=[], visible=s.bundle.has_pictures),
                 self.table: gr.Dataframe(value=pd.DataFrame(columns=views.text_columns(*texts_pictures)),
-                                         column_widths=views.text_column_widths(*texts_pictures),
+                                         column_widths=views.text_column_widths(*texts_pictures,
+                                                                                views.longest_id(s)),
                                          datatype=views.text_datatypes(*texts_pictures),
                                          visible=not s.bundle.has_pictures), self.hits: {},
                 **{box: gr.Column(visible=name == s.name) for name, boxes in self.example_boxes.items()

@@ -75,12 +75,22 @@ def text_columns(texts: bool = True, pictures: bool = False) -> list[str]:
     return [c for c in TEXT_COLUMNS if (c != "caption" or texts) and (c != "picture" or (texts and pictures))]
 
 
-def text_column_widths(texts: bool = True, pictures: bool = False) -> list[str]:
+def text_column_widths(texts: bool = True, pictures: bool = False, id_chars: int = 9) -> list[str]:
     """Widths of the results table's columns, in pixels: each fits its longest word (a share of a phone's width broke
-    "rank" into "ran / k"), the caption wraps, and a phone scrolls the table sideways instead of breaking words."""
+    "rank" into "ran / k"; a bundle's 40-character ids broke over four lines), the caption wraps, and a phone
+    scrolls the table sideways instead of breaking words. `id_chars`: the bundle's longest item id (`id_width`)."""
     widths = {"rank": "56px", "score": "72px", "class": "112px" if texts else "160px", "✓/✗": "48px",
-              "picture": "80px", "caption": "230px" if pictures else "300px", "id": "110px" if texts else "130px"}
+              "picture": "80px", "caption": "230px" if pictures else "300px", "id": id_width(id_chars)}
     return [widths[c] for c in text_columns(texts, pictures)]
+
+
+def id_width(chars: int) -> str:
+    """A column wide enough for ids of `chars` characters in the tables' monospace font (about 8.5 px each)."""
+    return f"{max(110, int(8.6 * chars) + 26)}px"
+
+
+def longest_id(service: RetrievalService) -> int:
+    return max((len(str(it["id"])) for it in service.bundle.items), default=9)
 
 
 def text_datatypes(texts: bool = True, pictures: bool = False) -> list[str]:

@@ -59,14 +59,16 @@ class Boxes:
     embed_dim: int
     hidden_dim: int
     seed: int
-    options_hint: str  # "defaults: margin=0.1,..." (the options box's placeholder)
+    options_hint: str  # "empty = the bundle's: scale=4" (the options box's placeholder)
 
     @classmethod
     def of(cls, bundle: Bundle, objective: object) -> Boxes:
         train, heads = base_settings(bundle, check_objective(objective))
-        options = ",".join(f"{k}={v:g}" for k, v in option_defaults(train.objective).items())
+        # the bundle's own options over the objective's defaults: what an empty box trains with
+        own = {**option_defaults(train.objective), **(train.objective_options or {})}
+        options = ",".join(f"{k}={v:g}" for k, v in own.items())
         return cls(train.lr, train.batch_size, train.epochs, train.patience, heads.embed_dim, heads.hidden_dim,
-                   train.seed, f"defaults: {options or 'none'}")
+                   train.seed, f"empty = the bundle's: {options or 'none'}")
 
     def values(self) -> tuple:
         return astuple(self)
