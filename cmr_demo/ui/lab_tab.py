@@ -80,8 +80,9 @@ class LabTab:
                 if not job.history:
                     progress(None, desc="waiting for the lab (one run trains at a time)")
                     continue
-                progress((len(job.history), job.epochs), desc=f"epoch {len(job.history)} (stops early when the "
-                         f"validation mAP stops improving)")
+                # no fraction of the epoch cap: early stopping ends most runs far below it ("54/500" read as 11 %)
+                progress(None, desc=f"epoch {len(job.history)} · stops once the validation mAP stops improving "
+                         f"(at most {job.epochs} epochs or {lab.MAX_SECONDS:.0f} s)")
                 yield plots.lab_figure(job.history, "training…", reference), \
                     f"training · epoch {len(job.history)} · loss {job.history[-1]['loss']:.4f}"
         finally:  # the page went away or the event was cancelled: stop the run instead of training for no one
