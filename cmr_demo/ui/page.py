@@ -72,12 +72,15 @@ class Page:
         self.compare.wire(self.bundle_pick, demo)
         # Compare arrives filled: its figures, then (the first time for a bundle) the opening query under every
         # objective and the opening pair's disagreements
-        self.compare_tab.select(self.compare.figures, [self.compare.heat_dir, self.bundle_pick],
+        arrival = self.compare_tab.select(self.compare.figures, [self.compare.heat_dir, self.bundle_pick],
                                 [self.compare.board_plot, self.compare.heatmap], api_visibility="private",
                                 queue=False, show_progress="hidden").then(
             self.compare.arrive, [self.compare.arrived, *self.compare.inputs(self.bundle_pick), self.compare.dis_a,
                                   self.compare.dis_b, self.compare.dis_dir],
             self.compare.arrival_outputs, api_visibility="private", show_progress="minimal")
+        # a comparison the visitor starts while the opening one still runs wins: the opening one is cancelled (its
+        # answer landing later would replace the visitor's columns)
+        self.compare.btn.click(None, None, None, cancels=[arrival], queue=False, **QUIET)
         self.maps.wire(self.bundle_pick, self.search.text_btn, self.search.text_in)
         self.maps.wire_region_clicks(self.tabs, self.search, self.compare, self.bundle_pick)
         demo.load(None, js=browser.MAP_SELECT_JS, **QUIET)  # reports a region selected on a map (see map_tab)
