@@ -78,11 +78,12 @@ def test_a_first_search_on_a_laptop_shows_its_pictures_without_scrolling(browser
     page.screenshot(path=str(shots / "first-visit.png"))
     assert "Try" in page.locator("#hero").inner_text()
     assert not page.locator("#header-card").is_visible()  # the gallery's details are folded away
-    page.get_by_text("two blue hearts (blue heart)").first.click()
-    page.locator("#search-text-btn").click()
+    page.wait_for_timeout(1000)
+    page.get_by_text("two blue hearts (blue heart)").first.click()  # an example searches by itself
+    page.locator("#search-summary").get_by_text("two blue hearts", exact=False).wait_for()
     first = page.locator("#results-gallery img").first
     first.wait_for(state="visible")
-    page.wait_for_timeout(600)
+    page.wait_for_timeout(1000)  # the results and their scroll settle
     assert page.evaluate("window.scrollY") == 0 and in_view(page, first), first.bounding_box()
     summary = page.locator("#search-summary").inner_text()
     assert "AP" in summary and "blue heart" in summary  # the example's class came with it
