@@ -80,10 +80,6 @@ class ClassGroups:
                 out[kind] = missing
         return out
 
-    def names(self, kind: str) -> list[str]:
-        """The groups of one grouping, in order (e.g. the classes' colours)."""
-        return list(self.groupings.get(kind, {}))
-
 
 # words that name a colour or a shape (English): a query naming one that no class has is told so
 KIND_WORDS = {
