@@ -162,6 +162,10 @@ class LazyBackbone:
         # ("terminate called without an active exception"); the exit waits the second or two instead
         threading.Thread(target=work, name="backbone-load").start()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the backbone has loaded or failed (its error is raised where it is used); whether it has."""
+        return self._done.wait(timeout)
+
     def get(self):
         self._done.wait()
         if self._error is not None:

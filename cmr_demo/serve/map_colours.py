@@ -11,9 +11,6 @@ Compare's ranking up to 5,000 items; past that, the build's stored values, which
 from __future__ import annotations
 
 import json
-import logging
-import threading
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +21,6 @@ from cmr_demo.serve.ranking import scores_of
 
 DIRECTION = {"image": "i2t", "text": "t2i"}  # a point's modality -> the direction it queries in
 MAX_POINTS_ITEMS = 20_000  # items an API map answer may list (x 2 points each)
-WARM_MAX_ITEMS = 2_000  # galleries whose per-point APs are computed after start-up (~0.2 s per objective at 800)
 MAX_SELECTED = 20_000  # points a selection may name (a lasso over a 6,000-item map draws at most 12,000)
 
 
@@ -166,22 +162,3 @@ def answer(service, view: dict, limit: int) -> dict:
     return {"objective": view["objective"], "color_by": colour["by"], "other": colour["other"],
             "scale": colour["scale"], "title": colour["title"], "items": len(items), "shown_items": len(rows),
             "points": points, "query": placed}
-
-
-def warm_in_background(services: dict) -> threading.Thread:
-    """Every objective's per-point APs, for each gallery of up to WARM_MAX_ITEMS items, computed in a background
-    thread once the app runs: the first AP colouring of a map (and the first disagreement
-    table) then answers at once instead of ranking the gallery first. Larger galleries compute on first use (or read
-    the build's values past SERVED_AP_MAX_ITEMS)."""
-    def run() -> None:
-        # not niced: a low-priority thread holding the GIL would stall the request threads waiting for it; the work
-        # is a few seconds, in short steps, with a pause between objectives
-        for service in list(services.values()):
-            if service.size <= WARM_MAX_ITEMS:  # best first: the page opens on the best objectives
-                for objective in [row["objective"] for row in service.leaderboard()]:
-                    point_aps(service, objective)
-                    time.sleep(0.05)
-        logging.getLogger(__name__).info("per-point APs ready for the maps")
-    thread = threading.Thread(target=run, name="item-ap-warm", daemon=True)
-    thread.start()
-    return thread
