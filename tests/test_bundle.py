@@ -239,7 +239,7 @@ def test_a_damaged_gallery_picture_is_caught_when_first_used_and_by_verify(small
 
 @pytest.mark.slow
 def test_a_large_map_is_fitted_on_a_sample_and_places_the_rest():
-    """Beyond `fit_at_most` points UMAP is fitted on a sample and transforms the others: every point gets a
+    """Beyond `fit_at_most` points UMAP is fitted on a sample and the others are placed among it: every point gets a
     place, and points keep their class's neighbourhood (most nearest 2-D neighbours share the class)."""
     from cmr_demo.bundle.maps import fit_map
     rng = np.random.default_rng(0)

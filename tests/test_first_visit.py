@@ -113,7 +113,7 @@ def test_a_phone_gets_a_page_that_fits_and_its_results_come_into_view(browser, s
     page.get_by_text("first relevant #", exact=False).filter(visible=True).first.wait_for()
     page.wait_for_timeout(500)
     assert overflow(page) <= 0
-    lefts = page.locator("#compare-columns > div").evaluate_all(
+    lefts = page.locator("#compare-columns .cmp-col").evaluate_all(
         "cols => cols.filter(c => c.offsetParent).map(c => Math.round(c.getBoundingClientRect().left))")
     assert len(lefts) >= 2 and len(set(lefts)) == 1, lefts  # the columns stack
     page.screenshot(path=str(shots / "phone-compare.png"))
@@ -260,8 +260,8 @@ def test_an_example_searches_when_clicked_and_compare_arrives_filled_and_short(b
     notice = page.locator("#compare-notice")
     notice.get_by_text("Compared", exact=False).wait_for()
     assert "objectives" in notice.inner_text() and "class" in notice.inner_text()
-    page.wait_for_function("() => document.querySelectorAll('#compare-columns > div').length > 0 && "
-                           "[...document.querySelectorAll('#compare-columns > div')].filter(c => c.offsetParent)"
+    page.wait_for_function("() => document.querySelectorAll('#compare-columns .cmp-col').length > 0 && "
+                           "[...document.querySelectorAll('#compare-columns .cmp-col')].filter(c => c.offsetParent)"
                            ".length >= 5")
     page.wait_for_function("() => [...document.querySelectorAll('[role=row]')].filter(r => r.offsetParent)"
                            ".length >= 14")  # the leaderboard's rows and the disagreement table's

@@ -10,7 +10,7 @@ from cmr_demo.bundle.load import load_bundle
 from cmr_demo.serve import map_colours
 from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import plots, region
+from cmr_demo.ui import map_figure, region
 
 
 @pytest.fixture(scope="module")
@@ -115,17 +115,17 @@ def test_the_figure_draws_one_colour_bar_and_the_region_on_every_map(service):
     q = service.text_query("two hearts")
     maps = [service.map_view(o, q, 5, colour_by="ap_diff", other="ce" if o != "ce" else "pcl") for o in ("pcl", "ce")]
     region = [(1, "image"), (4, "text")]
-    fig = plots.map_figure(maps, service.bundle.items, selection=region)
+    fig = map_figure.map_figure(maps, service.bundle.items, selection=region)
     assert fig.layout.coloraxis.cmid == 0 and fig.layout.coloraxis.colorscale  # diverging, centred on 0
     outlined = [t for t in fig.data if t.name == "selected region"]
     assert {t.xaxis or "x" for t in outlined} == {"x", "x2"}  # on both maps
     coloured = [t for t in fig.data if getattr(t.marker, "coloraxis", None) == "coloraxis"]
     assert len(coloured) == 4  # two modalities x two maps
-    ranked = plots.map_figure([service.map_view("pcl", q, 5, colour_by="rank")], service.bundle.items)
+    ranked = map_figure.map_figure([service.map_view("pcl", q, 5, colour_by="rank")], service.bundle.items)
     assert list(ranked.layout.coloraxis.colorbar.ticktext)[:2] == ["1", "3"]  # ranks on a log scale
-    by_modality = plots.map_figure([service.map_view("pcl", colour_by="modality")], service.bundle.items)
+    by_modality = map_figure.map_figure([service.map_view("pcl", colour_by="modality")], service.bundle.items)
     assert {t.marker.color for t in by_modality.data if t.name in ("images", "texts") and t.x is not None and
-            len(t.x)} == set(plots.MODALITY_COLOURS.values())
+            len(t.x)} == set(map_figure.MODALITY_COLOURS.values())
 
 
 def test_the_api_answer_holds_every_point_with_its_value(service):
@@ -140,3 +140,41 @@ def test_the_api_answer_holds_every_point_with_its_value(service):
         assert p["class"] == service.class_names[int(service.bundle.labels[row[p["id"]]])]
     by_class = map_colours.answer(service, service.map_view("pcl"), limit=1000)
     assert len(by_class["points"]) == 2 * service.size and all(p["value"] == p["class"] for p in by_class["points"])
+
+
+def _style_of(trace: dict, key: str):
+    value = trace
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value.tolist() if hasattr(value, "tolist") else (list(value) if isinstance(value, tuple) else value)
+
+
+@pytest.mark.parametrize("start, to", [("class", "ap"), ("ap", "modality"), ("modality", "ap_diff"),
+                                       ("ap_diff", "class"), ("rank", "class")])
+def test_a_recolouring_turns_the_drawn_map_into_the_map_of_the_new_colouring(service, start, to):
+    """The page recolours a drawn map in place (map_figure.recolouring, applied by browser.RECOLOUR_JS) instead of
+    drawing a new figure: applied to the figure of one colouring, it must give, trace by trace, the styles the
+    figure of the other colouring has, and the same colour bar."""
+    q = service.text_query("two hearts")
+    views = {by: [service.map_view(o, q, 5, colour_by=by, other="ce" if o != "ce" else "pcl") for o in ("pcl", "ce")]
+             for by in (start, to)}
+    drawn = map_figure.map_figure(views[start], service.bundle.items, drawing="d1").to_dict()
+    wanted = map_figure.map_figure(views[to], service.bundle.items, drawing="d1").to_dict()
+    payload = map_figure.recolouring(views[to], drawing="d1")
+    styles = {**payload["traces"], **payload["legend"]}
+    assert {t.get("meta") for t in drawn["data"] if str(t.get("meta", "")).startswith(("p", "legend"))} == set(styles)
+    for got, want in zip(drawn["data"], wanted["data"]):
+        assert got.get("meta") == want.get("meta")
+        style = styles.get(got.get("meta"))
+        if style is None:  # the query, its top-k, a selection: not a colouring's
+            continue
+        for key in payload["keys"]:
+            expected = _style_of(want, key)
+            assert style[key] == expected or (style[key] is None and expected in (None, True)), (got["meta"], key)
+    assert (payload["layout"]["coloraxis"] is None) == ("coloraxis" not in wanted["layout"])
+    if payload["layout"]["coloraxis"] is not None:  # (plotly.py spells a named colour scale out)
+        axis, want = payload["layout"]["coloraxis"], wanted["layout"]["coloraxis"]
+        assert axis["colorbar"]["title"]["text"] == want["colorbar"]["title"]["text"]
+        assert (axis.get("cmin"), axis.get("cmax"), axis.get("cmid")) == (want.get("cmin"), want.get("cmax"),
+                                                                          want.get("cmid"))
+    assert payload["layout"]["meta"] == wanted["layout"]["meta"]

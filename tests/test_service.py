@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cmr_demo.ui import bundle_texts, plots, views
+from cmr_demo.ui import bundle_texts, map_figure, plots, views
 from cmr_demo.bundle.load import load_bundle
 from cmr_demo.serve.inputs import InputError
 from cmr_demo.serve.service import RetrievalService
@@ -124,7 +124,7 @@ def test_map_view_places_a_gallery_item_on_its_own_point(service):
     spread = np.ptp(service.bundle.objectives["pcl"].image_xy, axis=0).max()
     assert np.linalg.norm(view["query"]["xy"] - own) < 0.25 * spread
     assert len(view["query"]["hits"]) == 5 and view["query"]["target"] == "text"
-    fig = plots.map_figure([view, service.map_view("ce")], service.bundle.items, classes=[0, 1], pair_lines=True,
+    fig = map_figure.map_figure([view, service.map_view("ce")], service.bundle.items, classes=[0, 1], pair_lines=True,
                            selected=7)
     names = {t.name for t in fig.data}
     assert {"query", "top 5", "selected item"} <= names
@@ -165,6 +165,10 @@ def test_views_format_results(service):
     rows = views.text_rows(texts)
     assert len(rows) == 3 and rows[0][0] == 1 and rows[0][3] in ("✓", "✗")
     assert views.gallery_value(texts, service) == [] and "AP" in views.column_header(texts)
+    columns = views.compare_columns([images, texts], service, lambda name: f"about <{name}>")
+    assert columns.count('<section class="cmp-col">') == 2 and columns.count("<img") == 3  # texts are a list
+    assert columns.count('src="media/') == 3 and "&lt;pcl&gt;" in columns and "<pcl>" not in columns  # escaped
+    assert f"{images.hits[0].score:.3f} " in columns and images.hits[0].class_name in columns  # the whole caption
     about = bundle_texts.about_markdown(service)
     assert "pcl" in about and "python -m cmr_demo.bundle build" in about
     heat = plots.heatmap_figure(*service.class_ap())
@@ -199,7 +203,7 @@ def test_a_features_only_bundle_answers_item_queries_and_refuses_new_ones(featur
     assert all(h.image_url is None and h.text == "" for h in result.hits)
     assert set(s.compare(q, k=3)) == {"pcl", "ce"} and s.map_view("ce", q)["query"]["hits"]
     assert views.gallery_value(result, s) == [] and len(views.text_rows(result, pictures=False)) == 5
-    assert "text " + result.hits[0].id in views.text_list(result, pictures=False)
+    assert "text " + result.hits[0].id in views.compare_columns([result], s)  # listed by id: no text, no picture
 
 
 def test_items_page_filters_by_class_and_id_and_pages(features_service):
@@ -227,12 +231,12 @@ def test_a_map_of_a_large_gallery_stays_small_and_keeps_what_matters_exact():
             "query": {"xy": np.zeros(2), "modality": "text", "label": None, "description": "q", "target": "image",
                       "hits": hits, "ap": None, "info": None}}
     selected = 49_999
-    fig = plots.map_figure([view, {**view, "objective": "ce"}], items, selected=selected)
+    fig = map_figure.map_figure([view, {**view, "objective": "ce"}], items, selected=selected)
     payload = fig.to_json()
     assert len(payload) < 5e6, len(payload)
     gallery = [t for t in fig.data if t.type == "scattergl"]
     drawn = sum(len(t.x) for t in gallery) // 4  # 2 modalities x 2 panels
-    assert 0 < drawn <= plots.MAX_ITEMS and len({t.legendgroup for t in gallery}) == 10  # every class kept
+    assert 0 < drawn <= map_figure.MAX_ITEMS and len({c[2] for t in gallery for c in t.customdata}) == 10  # all kept
     top = next(t for t in fig.data if t.name == "top 10")
     assert np.allclose(np.c_[top.x, top.y], view["image_xy"][hits])
     chosen = next(t for t in fig.data if t.name == "selected item")
@@ -273,3 +277,21 @@ def test_a_damaged_gallery_picture_is_a_placeholder_not_a_failure(small_bundle, 
     strip = bundle_texts.class_examples(s)
     assert len(strip) == len(s.class_names)
     assert "shown as a placeholder" in caplog.text and s.bundle.items[0]["image"] in caplog.text
+
+
+def test_every_items_ap_at_once_is_what_one_query_at_a_time_gives_ties_included():
+    """served_ap (the maps' per-point APs, the disagreement table) ranks a chunk of queries at once; each value must
+    be the AP that ranking that one query alone gives (Compare's number), where tied scores abound too: the shapes
+    world's identical texts tie, and one query at a time that took 1.9 s per objective and direction."""
+    from cmr_demo.serve import ranking
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 6, 700)
+    base = rng.normal(size=(40, 16)).astype(np.float32)
+    texts = base[rng.integers(0, 40, 700)]  # 700 texts, 40 distinct: ties everywhere
+    images = rng.normal(size=(700, 16)).astype(np.float32)
+    for queries, gallery in [(images, texts), (texts, images)]:
+        got = ranking.served_ap(queries, gallery, labels)
+        for q in range(len(queries)):
+            scores = ranking.scores_of(gallery, queries[q])
+            order, rel = ranking.ranked(scores, labels, labels[q], None)
+            assert got[q] == pytest.approx(ranking.tie_aware(rel, scores[order])[1], abs=1e-12), q

@@ -78,6 +78,25 @@ def test_the_blocks_hooks_are_where_the_adapter_overrides_them():
     assert gr.validate(False, "no")["__type__"] == "validate" and gr.skip() == {"__type__": "update"}, GRADIO
 
 
+def test_the_page_root_is_what_gradio_passes_its_events():
+    """Result pictures are sent as URLs under the root gradio computes for each event (`page_root`): gradio's
+    call_process_api passes it to process_api as `root_path`, and a handler run by ServedBlocks.process_api reads
+    it (the context reaches gradio's worker thread); outside an event there is none."""
+    import asyncio
+
+    from gradio import route_utils
+    from gradio.state_holder import SessionState
+    assert "root_path" in inspect.signature(gr.Blocks.process_api).parameters, GRADIO
+    assert "root_path=root_path" in inspect.getsource(route_utils.call_process_api), GRADIO
+    with gradio_adapter.ServedBlocks() as blocks:
+        out = gr.Textbox()
+        gr.Button().click(lambda: gradio_adapter.page_root() or "none", None, out)
+    answer = asyncio.run(blocks.process_api(block_fn=blocks.fns[0], inputs=[], state=SessionState(blocks),
+                                            root_path="http://host:1/app/"))
+    assert answer["data"] == ["http://host:1/app"], GRADIO
+    assert gradio_adapter.page_root() is None
+
+
 def test_the_fair_queue_is_built_where_gradio_builds_its_queue():
     """Blocks.queue builds its queue into `_queue` from the arguments ServedBlocks.queue passes on; the FairQueue is
     built in its place from the same settings (no class swapped on a live object)."""

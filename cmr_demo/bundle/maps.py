@@ -16,15 +16,18 @@ UMAP_NEIGHBORS = 15  # umap-learn's default: local structure without over-fragme
 UMAP_MIN_DIST = 0.1
 
 
-FIT_AT_MOST = 20_000  # points UMAP is fitted on; a larger gallery's other points are placed by UMAP's transform
+FIT_AT_MOST = 20_000  # points UMAP is fitted on; a larger gallery's other points are placed among them
+PLACE_BLOCK = 4096  # rows placed at once: [4096, 20,000] similarities, 330 MB in float32
 
 
 def fit_map(embeddings: np.ndarray, seed: int = 0, fit_at_most: int = FIT_AT_MOST) -> np.ndarray:
     """[M, D] unit-norm embeddings -> [M, 2] UMAP coordinates (cosine metric, fixed seed), centred, unit RMS.
 
-    Up to `fit_at_most` points UMAP is fitted on all of them. Beyond, it is fitted on a seeded sample and
-    the other points are placed into that map by `transform` (their nearest fitted neighbours, then a few
-    optimisation epochs with the fitted points fixed): a 100,000-point map costs a 20,000-point fit."""
+    Up to `fit_at_most` points UMAP is fitted on all of them. Beyond, it is fitted on a seeded sample and the
+    other points are placed into that map as the app places a query (cmr_demo.serve.placement.place: the
+    similarity-weighted mean of their nearest fitted points' coordinates): one matrix product per block of rows, on
+    every core. UMAP's own `transform` (nearest neighbours, then optimisation epochs, on one core) made the maps
+    of a 50,000-item bundle (two objectives, 100,000 points each) most of the build's 514 s "embeddings + maps"."""
     import umap  # heavy (numba); imported only when a map is fitted
 
     emb = np.asarray(embeddings, dtype=np.float32)
@@ -35,9 +38,13 @@ def fit_map(embeddings: np.ndarray, seed: int = 0, fit_at_most: int = FIT_AT_MOS
                         n_jobs=1, init="spectral" if len(fitted) > n_neighbors + 2 else "random")
     coords = reducer.fit_transform(fitted)
     if sample is not None:
+        from cmr_demo.serve.placement import place
         rest = np.setdiff1d(np.arange(len(emb)), sample)
         placed = np.empty((len(emb), 2), np.float32)
-        placed[sample], placed[rest] = coords, reducer.transform(emb[rest])
+        placed[sample] = coords
+        for start in range(0, len(rest), PLACE_BLOCK):
+            rows = rest[start:start + PLACE_BLOCK]
+            placed[rows] = place(emb[rows], fitted, coords)
         coords = placed
     return _normalise(coords)
 

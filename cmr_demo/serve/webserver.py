@@ -142,6 +142,10 @@ class EventBodies:
         return await self.app(scope, replay, send)
 
 
+# a served bundle's pictures never change while it is served: a browser keeps each for the visit and beyond
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
 def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
     """GET /media/{bundle}/{item_id}: a gallery item's picture, looked up by id in a served bundle."""
     router = fastapi.APIRouter()
@@ -157,7 +161,7 @@ def media_router(services: Callable[[], dict]) -> fastapi.APIRouter:
             return JSONResponse({"error": str(err)}, 500)
         if path is None:  # unknown, or a features-only bundle
             return JSONResponse({"error": f"no picture for bundle {bundle[:60]!r}, item {item_id[:60]!r}"}, 404)
-        return FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
+        return FileResponse(path, headers={"Cache-Control": IMMUTABLE})
     return router
 
 

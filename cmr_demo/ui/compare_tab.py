@@ -81,48 +81,58 @@ class CompareTab:
 
     @user_errors
     def render_columns(self, results: dict, bundle: str, request: gr.Request = None):
-        """The notice about the query (only when it lies outside the world: each column says its own likely class),
-        then one column per objective, a user's lab runs last."""
+        """The notice about the query (what was searched; a warning when it lies outside the world: each column
+        says its own likely class), then every objective's column in one block (views.compare_columns), a user's
+        lab runs last."""
         s = self.ctx.for_request(bundle, request)
         results = results if isinstance(results, dict) else {}
         first = next(iter(results.values()), None)
-        info = first.info if first is not None else None
-        out = [views.info_line(info) if info and info.in_domain is False else ""]
-        if first is not None:  # what was searched, exactly: the text or the gallery item, its class, k
-            out[0] = "\n\n".join(filter(None, [views.compare_heading(first, len(results), s.class_names), out[0],
-                                                views.seed_note(first, s)]))
+        if first is None:
+            return "", ""
+        if any(r.bundle != s.name for r in results.values()):  # results of another bundle (switched meanwhile)
+            raise InputError("the page sent results this app cannot show: run the comparison again")
+        info = first.info
+        notice = "\n\n".join(filter(None, [views.compare_heading(first, len(results), s.class_names),
+                                            views.info_line(info) if info and info.in_domain is False else "",
+                                            views.seed_note(first, s)]))
         per_bundle = self.ctx.lab_runs.per_bundle
         labs = [n for n in results if n not in self.ctx.all_objectives and n in s.objectives][:per_bundle]
-        for name in self.ctx.all_objectives + labs + [""] * (per_bundle - len(labs)):
-            r = results.get(name)
-            if r is None or name not in s.objectives:
-                out += [gr.Column(visible=False), "", gr.Gallery(value=[]), ""]
-                continue
-            if r.bundle != s.name:  # results of another bundle (switched meanwhile)
-                raise InputError("the page sent results this app cannot show: run the comparison again")
-            out += [gr.Column(visible=True), views.column_header(r, glossary.objective_short(s, name)),
-                    gr.Gallery(value=views.gallery_value(r, s), visible=views.shows_pictures(r, s)),
-                    views.text_list(r, s.bundle.has_pictures)]
-        return out
+        shown = [results[n] for n in self.ctx.all_objectives + labs if n in results and n in s.objectives]
+        return notice, views.compare_columns(shown, s, lambda name: glossary.objective_short(s, name))
+
+    @user_errors
+    def compare_page(self, query: str, objectives: list[str], k: int, query_class: str = "", item_id: str = "",
+                     item_modality: str = "image", stated: str | None = None, bundle: str = "",
+                     request: gr.Request = None):
+        """A comparison as the page runs it, in one round trip: the results, the columns, and the class box emptied
+        (and its `stated`) when the class it held was stated for another text (ignored: the page shows what was
+        used). The JSON the
+        API answers is not sent: the page does not show it."""
+        _, results = self.compare(query, objectives, k, query_class, item_id, item_modality, stated, bundle,
+                                  progress=lambda *args, **kwargs: None, request=request)
+        ignored = class_for(query_class, query, stated) != query_class
+        return [results, *self.render_columns(results, bundle, request=request),
+                *(["", None] if ignored else [gr.skip(), gr.skip()])]
 
     @user_errors
     def arrive(self, arrived: bool, query: str, objectives: list[str], k: int, query_class: str, item_id: str,
                item_modality: str, stated: str | None, bundle: str, a: str, b: str, direction: str,
-               request: gr.Request = None):
+               direction_of_heatmap: str = "avg", request: gr.Request = None):
         """The tab filled the first time it is opened (after a page load or a bundle switch): the opening query under
-        every objective and the disagreement table of the opening pair, in one round trip. Later openings change
-        nothing (`arrived`)."""
+        every objective, the disagreement table of the opening pair and the figures (from the cache the app fills
+        once it is up), in one round trip. Later openings change nothing (`arrived`)."""
         if arrived:
-            return [gr.skip()] * (4 + len(self.parts))
-        answers, results = self.compare(query, objectives, k, query_class, item_id, item_modality, stated, bundle,
-                                        progress=lambda *args, **kwargs: None, request=request)
-        return [True, answers, results, *self.render_columns(results, bundle, request=request),
-                self.disagreements(a, b, direction, bundle, request=request)]
+            return [gr.skip()] * len(self.arrival_outputs)
+        _, results = self.compare(query, objectives, k, query_class, item_id, item_modality, stated, bundle,
+                                  progress=lambda *args, **kwargs: None, request=request)
+        return [True, results, *self.render_columns(results, bundle, request=request),
+                self.disagreements(a, b, direction, bundle, request=request),
+                *self.figures(direction_of_heatmap, bundle, request=request)]
 
     @property
     def arrival_outputs(self) -> list:
         """What `arrive` sets, in its order."""
-        return [self.arrived, self.json, self.results, *self.parts, self.dis_table]
+        return [self.arrived, self.results, self.notice, self.columns, self.dis_table, self.board_plot, self.heatmap]
 
     @user_errors
     def disagreements(self, a: str, b: str, direction: str, bundle: str = "", request: gr.Request = None):
@@ -154,13 +164,6 @@ class CompareTab:
     def heatmap_for(self, direction: str, bundle: str = "", request: gr.Request = None):
         return heatmap(self.ctx.for_request(bundle, request), direction)
 
-    def cleared(self):
-        """The notice emptied and every column hidden: a new comparison never shows under the last one's."""
-        return ["", *[gr.Column(visible=False) if n % 4 == 0 else gr.skip() for n in range(len(self.parts) - 1)]]
-
-    def sync_class(self, query: str, query_class: str, stated: str | None):
-        return "" if class_for(query_class, query, stated) != query_class else gr.skip()
-
     def build(self) -> None:
         ctx, first = self.ctx, self.ctx.first
         d = ctx.defaults[ctx.names[0]]
@@ -180,13 +183,7 @@ class CompareTab:
         self.json = gr.JSON(visible=False)
         self.results = gr.State({})
         self.notice = gr.Markdown(elem_id="compare-notice")
-        self.parts = [self.notice]
-        with gr.Row(equal_height=False, elem_id="compare-columns"):
-            for name in ctx.all_objectives + [""] * ctx.lab_runs.per_bundle:  # then one column per lab run kept
-                with gr.Column(min_width=165, visible=False) as col:  # 7 to a row on a laptop
-                    self.parts += [col, gr.Markdown(f"### {name}"),
-                                   gr.Gallery(columns=3, height=210, allow_preview=False, show_label=False),
-                                   gr.Markdown()]
+        self.columns = gr.HTML("", elem_id="compare-columns")  # every objective's column (views.compare_columns)
         with gr.Accordion("What the objectives and the numbers mean", open=False, elem_id="glossary"):
             self.glossary = gr.Markdown(glossary.glossary_markdown(first))
         gr.Markdown("## Leaderboard (test split of the bundle)\nOrdered by the mean over training seeds. *Against the "
@@ -219,28 +216,35 @@ class CompareTab:
                                       column_widths=disagreement_widths(first))
         self.stated = gr.State(None)  # None for API calls (their class is theirs); a page load sets it
         self.arrived = gr.State(False)  # the tab was filled for this bundle (`arrive`)
+        self.api_btn = gr.Button(visible=False)  # `/compare`'s trigger: the page's own button runs `compare_page`
 
     def inputs(self, bundle_pick) -> list:
         return [self.query, self.objectives, self.k, self.klass, self.item, self.modality, self.stated, bundle_pick]
 
     def follow(self, event, bundle_pick) -> None:
         """After `event` put an item in the item box (a click in a map's selected region, a disagreement row):
-        compare every objective on it."""
-        event.success(lambda: "", None, self.why, queue=False, **QUIET)  # the opening query's explanation goes
-        event.success(self.cleared, None, self.parts, queue=False, **QUIET).then(  # not after a failed click
-            self.compare, self.inputs(bundle_pick), [self.json, self.results], api_visibility="private").then(
-            self.render_columns, [self.results, bundle_pick], self.parts, api_visibility="private").then(
+        compare every objective on it (the opening query's explanation goes; not after a failed click)."""
+        event.success(None, None, self.why, js=browser.empties(1), **QUIET)
+        event.success(self.compare_page, self.inputs(bundle_pick), self.page_outputs, api_visibility="private",
+                      show_progress="minimal", show_progress_on=[self.columns], preprocess=False).success(
             None, js=browser.scroll_to("compare-notice"), **QUIET)  # the columns sit far above the table clicked
+
+    @property
+    def page_outputs(self) -> list:
+        """What `compare_page` sets, in its order."""
+        return [self.results, self.notice, self.columns, self.klass, self.stated]
 
     def wire(self, bundle_pick, demo) -> None:
         inputs = self.inputs(bundle_pick)
+        # `/compare` for programs (its answers as JSON); registered before the page's own events
+        self.api_btn.click(self.compare, inputs, [self.json, self.results], api_name="compare", preprocess=False)
         # a text typed is what is searched: the class stated for another text and an item picked before both go
-        self.query.input(lambda: ("", "", ""), None, [self.klass, self.item, self.why], queue=False, **QUIET)
-        self.klass.change(stated_for, [self.query, self.klass], self.stated, queue=False, **QUIET)
-        self.btn.click(self.cleared, None, self.parts, js=browser.FRESH_JS, queue=False, **QUIET).then(
-            self.compare, inputs, [self.json, self.results], api_name="compare", preprocess=False).then(
-            self.render_columns, [self.results, bundle_pick], self.parts, api_visibility="private").then(
-            self.sync_class, [self.query, self.klass, self.stated], self.klass, queue=False, **QUIET)
+        self.query.input(None, None, [self.klass, self.item, self.why], js=browser.empties(3), **QUIET)
+        # (`input`: a class the visitor picks; one the page sets comes with its own `stated`)
+        self.klass.input(stated_for, [self.query, self.klass], self.stated, queue=False, **QUIET)
+        # one round trip: answers, columns and the class box together (the toasts of the last one close first)
+        self.btn.click(self.compare_page, inputs, self.page_outputs, js=browser.FRESH_JS, api_visibility="private",
+                       show_progress="minimal", show_progress_on=[self.columns], preprocess=False)  # raw, as /compare
         self.heat_dir.change(self.heatmap_for, [self.heat_dir, bundle_pick], self.heatmap, api_visibility="private")
         self.dis_btn.click(self.disagreements, [self.dis_a, self.dis_b, self.dis_dir, bundle_pick], self.dis_table,
                            api_name="disagreements", preprocess=False)
@@ -273,6 +277,5 @@ class CompareTab:
                 self.klass: gr.Dropdown(class_choices(s), value=d.query_class, visible=s.encodes),
                 self.item: gr.Textbox(value="" if s.encodes else bundle_texts.item_examples(s)[0][0],
                                       placeholder=first_id, label=ITEM_LABEL if s.encodes else "Gallery item id"),
-                self.json: None, self.results: {}, self.notice: "", self.arrived: False,
-                self.dis_table: gr.Dataframe(value=None, column_widths=disagreement_widths(s)),
-                **{part: gr.Column(visible=False) for part in self.parts[1::4]}}
+                self.json: None, self.results: {}, self.notice: "", self.columns: "", self.arrived: False,
+                self.dis_table: gr.Dataframe(value=None, column_widths=disagreement_widths(s))}

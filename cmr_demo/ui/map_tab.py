@@ -8,32 +8,36 @@ The region: plotly reports selected points in the browser only, so `browser.MAP_
 modalities) into a hidden textbox whose change lists them here; the ids are checked like any other input."""
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
+
 import gradio as gr
 
 from cmr_demo.serve import map_colours
 from cmr_demo.serve.inputs import InputError, check_choices, check_flag
 from cmr_demo.serve.schema import check_objectives
 from cmr_demo.serve.service import RetrievalService
-from cmr_demo.ui import glossary, plots, region
+from cmr_demo.ui import browser, glossary, map_figure, region
 from cmr_demo.ui.context import Context, given, item_id as item_id_of, others_than
 from cmr_demo.ui.errors import user_errors
 from cmr_demo.ui.pager import QUIET, Pager
 from cmr_demo.ui.search_endpoints import selected_row
 
 
+def _groups(s: RetrievalService) -> dict | None:
+    """The bundle's class groups (colour, shape ...), which decide each class's marker."""
+    return (s.bundle.manifest.get("about") or {}).get("class_groups")
+
+
 class MapTab:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
-    @user_errors
-    def embedding_map(self, objective: str, query: str = "", others: list[str] | None = None,
-                      classes: list[str] | None = None, lines: bool = False, k: int = 10, selected: str = "",
-                      colour_by: str = "class", other: str = "", selection: str = "", bundle: str = "",
-                      progress=gr.Progress(), request: gr.Request = None):
-        """The common space of `objective` (and `others` beside it) with the query and its top-k placed on it, points
-        coloured by `colour_by` (class, modality, ap, ap_diff: AP under `objective` minus AP under `other` on every
-        map, rank for the query: the text, else the selected item's picture), a selected region (`selection`, as the
-        map sends it) outlined on every map."""
+    def _views(self, objective, query, others, classes, lines, k, selected, colour_by, other, selection, bundle,
+               request, progress=lambda *args, **kwargs: None) -> tuple:
+        """The inputs checked and each panel's view: (service, views, chosen classes, lines, selected row, region,
+        signature). The signature names what was drawn apart from its colours (a recolouring applies to it only)."""
         s = self.ctx.for_request(bundle, request)
         objective, others = self.ctx.resolve(s, "objective", objective), self.ctx.resolve(s, "others", others)
         query = self.ctx.resolve(s, "query", query)
@@ -52,8 +56,50 @@ class MapTab:
         for n, name in enumerate(names):
             progress((n, len(names)), desc=f"placing the query on {name}")
             maps.append(s.map_view(name, q, k, colour_by=colour.name, other=other, base=names[0]))
-        return plots.map_figure(maps, s.bundle.items, chosen or None, lines, sel,
-                                (s.bundle.manifest.get("about") or {}).get("class_groups"), region)
+        drawn = json.dumps([s.name, names, sorted(chosen), lines, sel, [q.modality, q.text, q.item] if q else None,
+                            [int(h) for h in maps[0]["query"]["hits"]] if q is not None else None, region],
+                           default=str)
+        signature = hashlib.sha1(drawn.encode()).hexdigest()[:16]
+        return s, maps, chosen, lines, sel, region, signature
+
+    @user_errors
+    def embedding_map(self, objective: str, query: str = "", others: list[str] | None = None,
+                      classes: list[str] | None = None, lines: bool = False, k: int = 10, selected: str = "",
+                      colour_by: str = "class", other: str = "", selection: str = "", bundle: str = "",
+                      progress=gr.Progress(), request: gr.Request = None):
+        """The common space of `objective` (and `others` beside it) with the query and its top-k placed on it, points
+        coloured by `colour_by` (class, modality, ap, ap_diff: AP under `objective` minus AP under `other` on every
+        map, rank for the query: the text, else the selected item's picture), a selected region (`selection`, as the
+        map sends it) outlined on every map. The page also keeps what it drew (`drawn`, a State: programs get the
+        figure alone)."""
+        s, maps, chosen, lines, sel, region, signature = self._views(
+            objective, query, others, classes, lines, k, selected, colour_by, other, selection, bundle, request,
+            progress)
+        drawing = uuid.uuid4().hex[:12]
+        figure = map_figure.map_figure(maps, s.bundle.items, chosen or None, lines, sel, _groups(s), region, drawing)
+        return figure, {"signature": signature, "drawing": drawing, "colour_by": maps[0]["colour"]["by"]}
+
+    @user_errors
+    def recolour(self, objective: str, query: str, others: list[str] | None, classes: list[str] | None, lines: bool,
+                 k: int, selected: str, colour_by: str, other: str, selection: str, bundle: str, drawn: dict,
+                 request: gr.Request = None):
+        """A change of colouring (or of the AP difference's second objective): when the map shown is the one these
+        inputs draw, only its new styles (`map_figure.recolouring`, ~40 kB, applied in the browser by
+        browser.RECOLOUR_JS) instead of a new figure (~400 kB, and plotly drawing it anew); otherwise (an input
+        changed since it was drawn) the whole figure. The second objective's picker shows with the AP difference."""
+        s, maps, chosen, lines, sel, region, signature = self._views(
+            objective, query, others, classes, lines, k, selected, colour_by, other, selection, bundle, request)
+        drawn = drawn if isinstance(drawn, dict) else {}
+        by = maps[0]["colour"]["by"]
+        picker = gr.skip() if (drawn.get("colour_by") == "ap_diff") == (by == "ap_diff") else \
+            gr.update(visible=by == "ap_diff")
+        if drawn.get("signature") != signature or not drawn.get("drawing"):
+            drawing = uuid.uuid4().hex[:12]
+            figure = map_figure.map_figure(maps, s.bundle.items, chosen or None, lines, sel, _groups(s), region,
+                                           drawing)
+            return figure, None, {"signature": signature, "drawing": drawing, "colour_by": by}, picker
+        payload = map_figure.recolouring(maps, chosen or None, _groups(s), drawn["drawing"])
+        return gr.skip(), payload, {**drawn, "colour_by": by}, picker
 
     @user_errors
     def list_region(self, selection: str, objective: str, others: list[str] | None, colour_by: str = "class",
@@ -125,6 +171,8 @@ class MapTab:
                                        placeholder=f"e.g. {first.bundle.items[0]['id']}, or pick one below")
             self.btn = gr.Button("Draw maps", variant="primary", elem_id="map-btn")
         self.plot = gr.Plot(elem_id="map-plot", show_label=False)  # its label chip covered the legend
+        self.drawn = gr.State({})  # what the plot shows: its signature and colouring (`recolour`)
+        self.colours = gr.JSON(visible=False)  # a recolouring, applied in the browser (browser.RECOLOUR_JS)
         self.selection = gr.Textbox("", visible="hidden", elem_id="map-selection")  # written by MAP_SELECT_JS
         with gr.Row(equal_height=True):
             self.region_note = gr.Markdown(region.region_markdown(None, {}), elem_id="map-region")
@@ -137,6 +185,11 @@ class MapTab:
         self.region_listed = gr.State({})
         self.pick = Pager(ctx, "Pick a gallery item to highlight it on every map", "pick", "highlight it")
 
+    @property
+    def outputs(self) -> list:
+        """What drawing the map sets: the figure, and what it shows (`drawn`)."""
+        return [self.plot, self.drawn]
+
     def inputs(self, bundle_pick) -> list:
         return [self.objective, self.query, self.others, self.classes, self.lines, self.k, self.selected,
                 self.colour_by, self.other, self.selection, bundle_pick]
@@ -145,14 +198,15 @@ class MapTab:
         inputs = self.inputs(bundle_pick)
         self.objective.change(self.side_choices, [self.objective, self.others, bundle_pick], self.others, queue=False,
                               **QUIET)
-        self.btn.click(self.embedding_map, inputs, self.plot, api_name="embedding_map", preprocess=False)
-        self.colour_by.change(
-            lambda by: gr.Dropdown(visible=by == "ap_diff"), self.colour_by, self.other, queue=False, **QUIET
-        ).then(self.embedding_map, inputs, self.plot, api_visibility="private")
-        self.other.input(self.embedding_map, inputs, self.plot, api_visibility="private")
+        self.btn.click(self.embedding_map, inputs, self.outputs, api_name="embedding_map", preprocess=False)
+        # a new colouring: one round trip answering the new styles, applied in the browser (`recolour`)
+        for trigger in (self.colour_by.input, self.other.input):
+            trigger(self.recolour, [*inputs, self.drawn], [self.plot, self.colours, self.drawn, self.other],
+                    api_visibility="private", preprocess=False, show_progress="hidden").success(
+                None, self.colours, None, js=browser.RECOLOUR_JS, **QUIET)
         for listing in (self.pick.gallery, self.pick.table):
             listing.select(self.picked_id, self.pick.rows, self.selected, api_visibility="private").then(
-                self.embedding_map, inputs, self.plot, api_visibility="private")
+                self.embedding_map, inputs, self.outputs, api_visibility="private")
         region_out = [self.region_note, self.region_gallery, self.region_table, self.region_listed]
         self.selection.change(
             self.list_region,
@@ -160,9 +214,10 @@ class MapTab:
             region_out,
             api_visibility="private",
             show_progress="minimal",
-        ).then(self.embedding_map, inputs, self.plot, api_visibility="private")
+        ).then(self.embedding_map, inputs, self.outputs, api_visibility="private")
         self.clear_region.click(lambda: "", None, self.selection, queue=False, **QUIET)
-        search_text_btn.click(lambda q: q, search_text_in, self.query, api_visibility="private")  # the map follows
+        # the map's query follows the searched text, in the browser (a queued step cost a second round trip)
+        search_text_btn.click(None, search_text_in, self.query, js="(q) => q", **QUIET)
         self.pick.wire(bundle_pick)
 
     def wire_region_clicks(self, tabs, search, compare, bundle_pick) -> None:
@@ -189,6 +244,8 @@ class MapTab:
             self.selected: gr.Textbox(value="", placeholder=f"e.g. {s.bundle.items[0]['id']}, or pick one below"),
             self.colour_by: "class",
             self.other: gr.Dropdown(visible=False),
+            self.drawn: {},
+            self.colours: None,
             self.selection: "",
             self.region_note: region.region_markdown(None, {}),
             self.region_gallery: gr.Gallery(value=[], visible=False),

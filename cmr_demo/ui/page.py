@@ -70,13 +70,11 @@ class Page:
                             gr.Image(str(path), show_label=False, interactive=False, buttons=["fullscreen"])
         self.search.wire(self.bundle_pick)
         self.compare.wire(self.bundle_pick, demo)
-        # Compare arrives filled: its figures, then (the first time for a bundle) the opening query under every
-        # objective and the opening pair's disagreements
-        arrival = self.compare_tab.select(self.compare.figures, [self.compare.heat_dir, self.bundle_pick],
-                                [self.compare.board_plot, self.compare.heatmap], api_visibility="private",
-                                queue=False, show_progress="hidden").then(
+        # Compare arrives filled: the first time for a bundle, its figures, the opening query under every objective
+        # and the opening pair's disagreements, in one round trip
+        arrival = self.compare_tab.select(
             self.compare.arrive, [self.compare.arrived, *self.compare.inputs(self.bundle_pick), self.compare.dis_a,
-                                  self.compare.dis_b, self.compare.dis_dir],
+                                  self.compare.dis_b, self.compare.dis_dir, self.compare.heat_dir],
             self.compare.arrival_outputs, api_visibility="private", show_progress="minimal")
         # a comparison the visitor starts while the opening one still runs wins: the opening one is cancelled (its
         # answer landing later would replace the visitor's columns)
@@ -84,7 +82,9 @@ class Page:
         self.maps.wire(self.bundle_pick, self.search.text_btn, self.search.text_in)
         self.maps.wire_region_clicks(self.tabs, self.search, self.compare, self.bundle_pick)
         demo.load(None, js=browser.MAP_SELECT_JS, **QUIET)  # reports a region selected on a map (see map_tab)
-        demo.load(self.maps.embedding_map, self.maps.inputs(self.bundle_pick), self.maps.plot, api_visibility="private")
+        demo.load(None, js=browser.plotly_preload(), **QUIET)  # the Map tab's first map draws at once
+        demo.load(self.maps.embedding_map, self.maps.inputs(self.bundle_pick), self.maps.outputs,
+                  api_visibility="private")
 
     def objective_lists(self, s: RetrievalService, probe: bool = False) -> dict:
         """The components that list the bundle's objectives (a user's lab runs included) or show its leaderboard."""
@@ -119,7 +119,8 @@ class Page:
         with demo:
             self.bundle_pick.change(self.switch, self.bundle_pick, switched, api_visibility="private",
                                     show_progress="minimal").then(
-                self.maps.embedding_map, self.maps.inputs(self.bundle_pick), self.maps.plot, api_visibility="private")
+                self.maps.embedding_map, self.maps.inputs(self.bundle_pick), self.maps.outputs,
+                api_visibility="private")
             self.lab.wire(self.bundle_pick, self.refresh, lists, demo)
 
 

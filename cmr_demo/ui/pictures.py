@@ -6,6 +6,7 @@ import functools
 import logging
 
 from cmr_demo.serve.service import RetrievalService
+from cmr_demo.ui.gradio_adapter import page_root
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +23,16 @@ def placeholder_picture():
 
 
 def picture(service: RetrievalService, row: int):
-    """A gallery item's picture for a gallery component: its path, or, when the file was changed or damaged since
-    the bundle was built, a placeholder (logged once per item): one bad file never fails a search or the start-up,
-    and is never served."""
+    """A gallery item's picture for a gallery component: inside an event, the URL of the app's /media route for it
+    (gradio passes a URL on untouched, and /media tells browsers to keep it: each thumbnail is fetched once per
+    visit); outside one (the page as built, a handler called directly), its path. When the file was changed or
+    damaged since the bundle was built, a placeholder (logged once per item): one bad file never fails a search or
+    the start-up, and is never served. (/media sits beside gradio, which the app mounts at '/': the same root.)"""
     from cmr_demo.files import CheckpointError
     try:
-        return str(service.bundle.image_path(row))
+        path = service.bundle.image_path(row)
+        root, url = page_root(), service.catalog.media_url(row)
+        return root + url if root is not None and url is not None else str(path)
     except CheckpointError as err:
         if (service.name, row) not in _reported:
             _reported.add((service.name, row))

@@ -9,10 +9,9 @@ import pandas as pd
 from cmr_demo.serve.inputs import MAX_K, InputError
 from cmr_demo.serve.service import RetrievalService
 from cmr_demo.ui import browser, bundle_texts, glossary, pictures, views
-from cmr_demo.ui.context import class_for, Context, stated_for
-from cmr_demo.ui.errors import user_errors
+from cmr_demo.ui.context import Context, stated_for
 from cmr_demo.ui.gradio_adapter import example_click, example_pictures
-from cmr_demo.ui.search_endpoints import SearchEndpoints, clear, selected_row
+from cmr_demo.ui.search_endpoints import SearchEndpoints
 from cmr_demo.ui.pager import QUIET, Pager, class_choices
 
 IMAGE_EXAMPLES = range(0, 60, 6)  # gallery rows offered as image examples
@@ -26,17 +25,6 @@ class SearchTab:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.api = SearchEndpoints(ctx)
-
-    @user_errors
-    def show_target(self, state: dict):
-        """Results drawn as pictures (images of a bundle that has them) or as a table (a separate step: the API
-        stays plain)."""
-        pictures = (state if isinstance(state, dict) else {}).get("pictures", True) is not False
-        return gr.Gallery(visible=pictures), gr.Dataframe(visible=not pictures)
-
-    def sync_class(self, query: str, query_class: str, stated: str | None):
-        """After a search, clear a class the search ignored, so the page shows what was used."""
-        return "" if class_for(query_class, query, stated) != query_class else gr.skip()
 
     def build(self) -> None:
         ctx, first = self.ctx, self.ctx.first
@@ -61,10 +49,12 @@ class SearchTab:
         self.hits = gr.State({})
         self.info_json = gr.JSON(visible=False)
         self.info_btn = gr.Button(visible=False)
+        # the named endpoints' trigger: programs call them by name; the page's own events are private and answer
+        # what a click needs in one round trip (the text search also empties a class it ignored)
+        self.api_btn = gr.Button(visible=False)
         # the text the stated class belongs to, set whenever the class is set (a State outside a Tab would end the
         # group of tabs: keep it inside)
         self.text_stated = gr.State(None)
-        self.picked = gr.State(None)  # the row of the result or gallery item clicked last
 
     def _query_inputs(self, first: RetrievalService) -> None:
         """The query column: a text (with its examples), the objective, a picture, a gallery item, the options."""
@@ -157,67 +147,70 @@ class SearchTab:
         """After `event` put an item in the item box (a click in a map's selected region): search with it, as the
         item button does."""
         # `success`: a click that failed (an item no longer listed) must not search with what the box held before
-        searched = event.success(self.cleared, None, [self.gallery, self.table, self.summary], queue=False,
-                                 **QUIET).then(
-            self.api.search_item, self._item_inputs(bundle_pick), self._outputs(), api_visibility="private")
-        searched.failure(self._failed, None, self.summary, queue=False, **QUIET)
-        searched.then(self.show_target, self.hits, [self.gallery, self.table], queue=False, **QUIET).then(
-            None, js=browser.SHOW_RESULTS_JS, **QUIET)
+        self._shown(event.success(self.api.search_item, [*self._item_inputs(bundle_pick), self.hits], self._outputs(),
+                                  api_visibility="private", show_progress="minimal", preprocess=False))
+
+    def _shown(self, searched) -> None:
+        """After a search: its results scrolled into view (in the browser), or, when it failed, no results left
+        under its error (one more round trip, on failure only)."""
+        searched.success(None, js=browser.SHOW_RESULTS_JS, **QUIET)
+        searched.failure(self._failed, None, [self.gallery, self.table, self.summary], queue=False, **QUIET)
 
     def wire(self, bundle_pick) -> None:
         out = self._outputs()
         text_inputs = [self.text_in, self.objective, self.k, self.text_class, self.same, self.text_stated, bundle_pick]
         item_inputs = self._item_inputs(bundle_pick)
-        click_inputs = [self.hits, self.picked, self.objective, self.k, self.same, bundle_pick]
-        browse_inputs = [self.browse.rows, self.picked, self.objective, self.k, self.same, bundle_pick]
+        click_inputs = [self.hits, self.objective, self.k, self.same, bundle_pick]
+        browse_inputs = [self.browse.rows, self.objective, self.k, self.same, bundle_pick, self.hits]
         image_inputs = [self.image_in, self.objective, self.k, self.image_class, self.same, bundle_pick]
         drawing_inputs = [self.sketch, self.objective, self.k, self.same, bundle_pick]  # no class: see search_drawing
-        # an example searches as soon as it is clicked (a text example first records the text its class belongs to)
-        recorded = [loaded.then(stated_for, [self.text_in, self.text_class], self.text_stated, queue=False, **QUIET)
-                    for loaded in self.example_clicks["text"]]
-        examples = [*[(r.then, self.api.search_text, text_inputs, out, None) for r in recorded],
-                    *[(e.then, self.api.search_image, image_inputs, out, None) for e in self.example_clicks["picture"]],
-                    *[(e.then, self.api.search_item, item_inputs, out, None) for e in self.example_clicks["item"]]]
-        events = [  # the named endpoints first: a private event of the same function registered before one of them
-            # took its name, and the endpoint became /search_text_1
-            (self.text_btn.click, self.api.search_text, text_inputs, out, "search_text"),
-            (self.text_in.submit, self.api.search_text, text_inputs, out, None),
-            (self.image_btn.click, self.api.search_image, image_inputs, out, "search_image"),
-            (self.sketch_btn.click, self.api.search_drawing, drawing_inputs, out, "search_drawing"),
-            (self.item_btn.click, self.api.search_item, item_inputs, out, "search_item"),
-            (self.item_in.submit, self.api.search_item, item_inputs, out, None),
-            (self.gallery.select, self.api.search_hit, click_inputs, [*out, self.image_in], None),
-            (self.table.select, self.api.search_hit, click_inputs, [*out, self.image_in], None),
-            (self.browse.gallery.select, self.api.search_browsed, browse_inputs, [*out, self.image_in], None),
-            (self.browse.table.select, self.api.search_browsed, browse_inputs, [*out, self.image_in], None),
-            *examples,
+        # the named endpoints (programs call them by name; public endpoints take raw values: the app checks each
+        # itself: gradio's checks answer in its own words, and its Image preprocessing would open a path named by
+        # the client), registered before any private event of the same function (one registered first took the
+        # name, and the endpoint became /search_text_1)
+        for fn, inputs, name in [(self.api.search_text, text_inputs, "search_text"),
+                                 (self.api.search_image, image_inputs, "search_image"),
+                                 (self.api.search_drawing, drawing_inputs, "search_drawing"),
+                                 (self.api.search_item, item_inputs, "search_item")]:
+            self.api_btn.click(fn, inputs, out, api_name=name, preprocess=False)
+        # the page's events also send the last search's hits (`before`: which of gallery and table shows)
+        text_page = (self.api.search_text_page, [*text_inputs, self.hits], [*out, self.text_class])
+        picture = (self.api.search_image, [*image_inputs, self.hits], out)
+        item = (self.api.search_item, [*item_inputs, self.hits], out)
+        drawing = (self.api.search_drawing, [*drawing_inputs, self.hits], out)
+        # an example searches as soon as it is clicked (a text example also records the text its class belongs to)
+        text_example = (self.api.search_text_example, [*text_inputs[:5], bundle_pick, self.hits],
+                        [*out, self.text_stated])
+        events = [
+            (self.text_btn.click, *text_page), (self.text_in.submit, *text_page),
+            (self.image_btn.click, *picture), (self.sketch_btn.click, *drawing),
+            (self.item_btn.click, *item), (self.item_in.submit, *item),
+            # a click on a result or a listed item: its row comes with the click (gr.SelectData)
+            (self.gallery.select, self.api.search_hit, click_inputs, [*out, self.image_in]),
+            (self.table.select, self.api.search_hit, click_inputs, [*out, self.image_in]),
+            (self.browse.gallery.select, self.api.search_browsed, browse_inputs, [*out, self.image_in]),
+            (self.browse.table.select, self.api.search_browsed, browse_inputs, [*out, self.image_in]),
+            *[(e.then, *text_example) for e in self.example_clicks["text"]],
+            *[(e.then, *picture) for e in self.example_clicks["picture"]],
+            *[(e.then, *item) for e in self.example_clicks["item"]],
         ]
-        for trigger, fn, inputs, outputs, api_name in events:
-            # public endpoints take raw values: the app checks each itself (gradio's checks answer in its own words,
-            # and its Image preprocessing would open a path named by the client); queued: outside the queue gradio
-            # drops gr.Error's text and the page shows a bare "Error" badge. First the last results and error toasts
-            # go (a failed search must not leave them under its error), then the search, then it is shown.
-            # A click's row is kept in that first step: a chained step gets no event data.
-            visibility = {"api_name": api_name, "preprocess": False} if api_name else {"api_visibility": "private"}
-            clicked = self.picked in inputs
-            searched = trigger(self.pick if clicked else self.cleared, None,
-                            [*([self.picked] if clicked else []), self.gallery, self.table, self.summary],
-                            js=browser.FRESH_JS, queue=False, **QUIET).then(fn, inputs, outputs, **visibility)
-            searched.failure(self._failed, None, self.summary, queue=False, **QUIET)  # no "searching…" under an error
-            event = searched.then(self.show_target, self.hits, [self.gallery, self.table], queue=False, **QUIET)
-            event.then(None, js=browser.SHOW_RESULTS_JS, **QUIET)
-            if fn == self.api.search_text:
-                event.then(self.sync_class, [self.text_in, self.text_class, self.text_stated], self.text_class,
-                           queue=False, **QUIET)
+        for trigger, fn, inputs, outputs in events:
+            # one round trip: the search answers its results and which of gallery and table shows them; in the
+            # browser first the error toasts of the last search close (FRESH_JS), after it the results scroll into
+            # view. Queued: outside the queue gradio drops gr.Error's text and the page shows a bare "Error" badge.
+            # Raw values, as the named endpoints take them (the app checks each; gradio's Image preprocessing would
+            # hand over a path instead of the upload it can check).
+            self._shown(trigger(fn, inputs, outputs, js=browser.FRESH_JS, api_visibility="private",
+                                show_progress="minimal", preprocess=False))
         # A stated class belongs to the query it was stated for (✓/✗ and AP stay true). Typing clears it at once
         # (`input`: an example that sets a text and its class keeps both); any other change of the text is caught at
         # search time against the text recorded when the class was set. A new picture clears the image's class.
-        self.text_in.input(clear, None, self.text_class, queue=False, **QUIET)
+        self.text_in.input(None, None, self.text_class, js=browser.empties(1), **QUIET)
         # (`input`, not `change`: an example sets the text and the class at once, and a `change` of the class could
         # read the text before it; the example records its own pair once both are set)
         self.text_class.input(stated_for, [self.text_in, self.text_class], self.text_stated, queue=False, **QUIET)
         # a picture the visitor gives (upload, paste, clear) drops the class; an example sets both, and keeps both
-        self.image_in.input(clear, None, self.image_class, queue=False, **QUIET)
+        self.image_in.input(None, None, self.image_class, js=browser.empties(1), **QUIET)
         self.objective.change(self.explain, [self.objective, bundle_pick], self.objective, queue=False, **QUIET)
         self.sketch_box.expand(None, js=browser.BRUSH_JS, **QUIET)
         self.info_btn.click(self.api.query_info_image, [self.image_in, self.objective, bundle_pick], self.info_json,
@@ -225,18 +218,10 @@ class SearchTab:
         self.browse.wire(bundle_pick)
 
     @staticmethod
-    def cleared():
-        """No results and a line saying a search runs: what the page shows between a search and its answer."""
-        return [], None, "*searching…*"
-
-    @staticmethod
     def _failed():
-        """The summary after a search that raised: its message is in the corner, the results stay cleared."""
-        return "*No results: the message at the top right says why.*"
-
-    def pick(self, evt: gr.SelectData):
-        """The clicked row (kept for the search that follows), and the page cleared as `cleared` does."""
-        return selected_row(evt), *self.cleared()
+        """The results after a search that raised: none (results of the search before must not read as its
+        answer), and a line pointing at its message in the corner."""
+        return [], None, "*No results: the message at the top right says why.*"
 
     def explain(self, objective: str, bundle: str, request: gr.Request = None):
         """The picked objective's one line under the picker (a lab run of this page's session included)."""

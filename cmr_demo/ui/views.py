@@ -137,20 +137,47 @@ def compare_heading(result: SearchResult, objectives: int, class_names: Sequence
 
 
 def column_header(result: SearchResult, about: str = "") -> str:
-    """A Compare column's head: the objective (and what it is, `about`), its AP and P@5 for this query."""
+    """A Compare column's head, as HTML: the objective (and what it is, `about`), its AP and P@5 for this query, how
+    the objective reads the query."""
     info = result.info
     guess = "" if not info else (f"outside this world; closest class {info.predicted_class}"
                                  if info.in_domain is False else
                                  f"looks like {info.predicted_class} ({info.confidence:.0%})")
-    about = f"\n\n<small>{about}</small>" if about else ""
+    about = f'<p class="cmp-about">{html.escape(about)}</p>' if about else ""
+    head = f"<h3>{html.escape(result.objective)}</h3>"
     if result.query_label is None:
-        return f"### {result.objective}\n{guess or 'class of the query unknown'}{about}"
+        return f"{head}<p>{html.escape(guess or 'class of the query unknown')}</p>{about}"
     p = result.p_at_k or {}
     seeds = ""
     if result.ap_over_seeds:  # a gallery item: how far its AP moves with the training seed alone
         seeds = f" (seeds: {_fmt(result.ap_over_seeds[0])}–{_fmt(result.ap_over_seeds[1])})"
-    return (f"### {result.objective}\nAP **{_fmt(result.ap)}**{seeds} · P@5 {_fmt(p.get('5'), 2)} · "
-            f"first relevant #{result.first_relevant_rank or '–'}" + (f"\n\n{guess}" if guess else "") + about)
+    return (f"{head}<p>AP <b>{_fmt(result.ap)}</b>{seeds} · P@5 {_fmt(p.get('5'), 2)} · first relevant "
+            f"#{result.first_relevant_rank or '–'}</p>" + (f"<p>{html.escape(guess)}</p>" if guess else "") + about)
+
+
+def compare_columns(results: Sequence[SearchResult], service: RetrievalService, about=lambda name: "") -> str:
+    """Compare's columns, one per objective, as one block of HTML: each column's head, then its results as pictures
+    with their whole caption (score, ✓/✗, class) or as a numbered list of texts. One component for every column:
+    as eleven galleries (and their columns and headings), a comparison was 47 components for gradio to send and the
+    browser to lay out, and a gallery cut each caption at its thumbnail's width ("0.832 ✓ gr…"). Pictures are
+    linked by the app's /media route, relative to the page (right behind a proxy's path too), and kept by the
+    browser for the visit."""
+    columns = []
+    for r in results:
+        if shows_pictures(r, service):
+            tiles = []
+            for h in r.hits:
+                url = service.catalog.media_url(h.index) if isinstance(picture(service, h.index), str) else None
+                img = (f'<img src="{html.escape(url.lstrip("/"))}" alt="{html.escape(h.class_name)}">' if url else
+                       '<div class="cmp-damaged">picture damaged</div>')
+                tiles.append(f'<figure title="#{h.rank} {html.escape(h.id)}">{img}<figcaption>{h.score:.3f} '
+                             f'{MARK[h.relevant]}<br>{html.escape(h.class_name)}</figcaption></figure>')
+            body = f'<div class="cmp-tiles">{"".join(tiles)}</div>'
+        else:
+            body = "<ol>" + "".join(f"<li>{MARK[h.relevant]} <i>{html.escape(h.class_name)}</i> {h.score:.3f} — "
+                                    f"{html.escape(h.text or h.modality + ' ' + h.id)}</li>" for h in r.hits) + "</ol>"
+        columns.append(f'<section class="cmp-col">{column_header(r, about(r.objective))}{body}</section>')
+    return f'<div class="cmp-grid">{"".join(columns)}</div>' if columns else ""
 
 
 def seed_note(result: SearchResult, service: RetrievalService) -> str:
@@ -168,17 +195,6 @@ def seed_note(result: SearchResult, service: RetrievalService) -> str:
     return (f"<small>These columns are the served seed's heads. The training seed alone moves one query's AP by "
             f"{typical[0]:.2f} for half of the gallery's queries and by {typical[1]:.2f} or more for one in ten (range "
             f"over seeds): a difference of that size between two columns says little.</small>")
-
-
-def text_list(result: SearchResult, pictures: bool = True) -> str:
-    """Markdown list of the hits not drawn as pictures (for the compare columns): texts, or the items of a
-    bundle without pictures (by id when they have no text)."""
-    if result.target == "image" and pictures:
-        return ""
-    return "\n".join(
-        f"{h.rank}. {MARK[h.relevant]} *{h.class_name}* {h.score:.3f} — {h.text or h.modality + ' ' + h.id}"
-        for h in result.hits
-    )
 
 
 def lab_markdown(answer: dict) -> str:

@@ -11,6 +11,8 @@ that moves it.
 | `Queue.push`, `event_queue_per_concurrency_id`, `active_jobs`, `remove_from_queue`, `pending_messages_per_session`,
 `pending_event_ids_session`, `event_ids_to_events`, `Event` | `queue.FairQueue`, `queue.Streams` |
 `test_the_queue_internals_the_adapter_reads_are_where_it_reads_them` |
+| `process_api(root_path=...)` as gradio's `call_process_api` passes it | `blocks.page_root` |
+`test_the_page_root_is_what_gradio_passes_its_events` |
 | `Blocks.state_session_capacity` | `blocks.ServedBlocks` (`sessions`) |
 `test_the_blocks_hooks_are_where_the_adapter_overrides_them` |
 | `Blocks.upload_file_set`, `temp_file_sets`, `Block.keep_in_cache`, `utils.get_upload_folder` | `files.GradioFiles` |
@@ -24,10 +26,10 @@ that moves it.
 
 Public API only elsewhere: `gr.validate`, `gr.skip`, `gr.Error`.
 """
-from cmr_demo.ui.gradio_adapter.blocks import ServedBlocks
+from cmr_demo.ui.gradio_adapter.blocks import ServedBlocks, page_root
 from cmr_demo.ui.gradio_adapter.files import GradioFiles, cache_folder, example_click, example_pictures
 from cmr_demo.ui.gradio_adapter.queue import FairQueue, OwnQueue, Streams
 from cmr_demo.ui.gradio_adapter.routes import GradioRoutes
 
 __all__ = ["FairQueue", "GradioFiles", "GradioRoutes", "OwnQueue", "ServedBlocks", "Streams", "cache_folder",
-           "example_click", "example_pictures"]
+           "example_click", "example_pictures", "page_root"]

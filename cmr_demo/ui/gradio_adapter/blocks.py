@@ -7,7 +7,10 @@ only when the app says so, the fair queue built in place of gradio's, and a cap 
   (`opens(path)`), and a failure is the user's, told in the app's words.
 - `process_api`: whatever gradio itself fails on while reading a request (an event that runs in the browser only,
   malformed event data, a value outside a dropdown's choices) is answered in the app's words, with a short prefix
-  of the input and no traceback; an app failure outside `user_errors` is still logged in full.
+  of the input and no traceback; an app failure outside `user_errors` is still logged in full. It also keeps the
+  root URL gradio gives the event's files (`root_path`: the page's address, behind a proxy too) where handlers
+  read it (`page_root`): result pictures are sent as URLs of the app's /media route, which gradio passes on
+  untouched (a server path costs a path check per picture, twice, and a copy into its cache).
 - `queue`: gradio's `Blocks.queue` building `queue.FairQueue` in place of its queue (and no throw-away web app).
 - `sessions`: how many sessions' component values gradio keeps is a `launch` option; the mounted app reads the
   attribute `state_session_capacity`.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
+from contextvars import ContextVar
 
 import gradio as gr
 
@@ -27,6 +31,14 @@ from cmr_demo.ui.gradio_adapter.queue import FairQueue, OwnQueue
 
 log = logging.getLogger(__name__)
 QUOTED = 120  # characters of a client's input an error message may quote
+# the root URL gradio computed for the event being processed (handlers run in a copy of this context)
+_PAGE_ROOT: ContextVar[str | None] = ContextVar("page_root", default=None)
+
+
+def page_root() -> str | None:
+    """The root URL (no trailing slash) gradio gives the current event's files: where the page reaches this app.
+    None outside an event (a handler called directly)."""
+    return _PAGE_ROOT.get()
 
 
 class ServedBlocks(gr.Blocks):
@@ -85,6 +97,8 @@ class ServedBlocks(gr.Blocks):
             raise unreadable(err) from None
 
     async def process_api(self, block_fn, *args, **kwargs):
+        root = kwargs.get("root_path")
+        token = _PAGE_ROOT.set(root.rstrip("/") if isinstance(root, str) and root else None)
         try:
             return await super().process_api(block_fn, *args, **kwargs)
         except gr.Error as err:
@@ -99,6 +113,8 @@ class ServedBlocks(gr.Blocks):
                                print_exception=False) from None
             log.warning("a request gradio could not read was refused: %s", shortened(f"{type(err).__name__}: {err}"))
             raise unreadable(err) from None
+        finally:
+            _PAGE_ROOT.reset(token)
 
 
 def shortened(text: str, limit: int = 3 * QUOTED) -> str:
