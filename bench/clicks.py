@@ -303,9 +303,10 @@ def verdict(value: float | None, target: float | None) -> str:
 
 def write(result: dict, out: Path) -> None:
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    head = (f"# Clicks as a visitor feels them\n\n{result['date']} on {result['machine']}: `{result['command']}`; "
-            f"medians of {result['runs']} held-out clicks, Chromium 1366x768, from the click until the answer is on "
-            f"the page and nothing is pending.\n\n")
+    head = (f"*{result['date']}, {result['machine']}; `{result['command']}`*\n\nMedians of {result['runs']} "
+            f"held-out clicks, headless Chromium at 1366x768, from the click until the answer is on the page (pictures "
+            f"loaded, the plot drawn) and no request of the page is pending; the app as shipped (`python app.py`), "
+            f"ready after {result['ready_s']:.1f} s (its backbones loaded).\n\n")
     out.with_suffix(".md").write_text(head + table(result) + "\n")
     print(head + table(result))
 

@@ -198,6 +198,7 @@ abuse = _as_written("abuse", "Every abuse at once, for five minutes")
 abuse_probes = _as_written("abuse_probes", "A public host, round two: each hostile probe once, beside its target")
 startup = _as_written("startup", "Start-up: ready after torch and gradio are imported, beside a one-button app")
 ray_study = _as_written("ray_study", "A study one at a time, with --jobs 2 and on Ray")
+clicks = _as_written("clicks", "Clicks as a visitor feels them, beside gradio's own floor")
 
 
 def standardize() -> str | None:
@@ -273,6 +274,7 @@ BLOCKS: list[Callable[[], str | None]] = [
     studies,
     *map(_speed, ("train_speed", "extraction", "search", "app", "soak")),
     startup,
+    clicks,
     flood,
     abuse,
     abuse_probes,

@@ -201,3 +201,24 @@ def test_concurrent_texts_share_backbone_calls_and_keep_their_results(service):
     assert np.allclose(np.concatenate(got[:24]), expected, atol=1e-5)
     assert all(np.allclose(got[24 + n], expected[n], atol=1e-5) for n in range(5))
     assert batcher.texts == 24 and batcher.batches < 24  # every text encoded once, in shared calls
+
+
+def test_the_media_cache_keeps_recent_pictures_within_its_limit(tmp_path):
+    """/media answers from memory once a picture was read (MediaCache); the least recently used leave past the
+    limit, and a file too large for it is read each time, never kept."""
+    from cmr_demo.serve.webserver import MediaCache
+    files = []
+    for n in range(10):
+        files.append(tmp_path / f"{n}.png")
+        files[-1].write_bytes(bytes([n]) * 100)
+    cache = MediaCache(limit=850)  # room for eight 100-byte files; one over 850 // 8 bytes is never kept
+    assert cache.read(files[0]) == bytes([0]) * 100 and cache.read(files[1]) == bytes([1]) * 100
+    files[0].write_bytes(b"changed")  # served from memory: a bundle's pictures do not change while it is served
+    assert cache.read(files[0]) == bytes([0]) * 100
+    for f in files[2:]:
+        cache.read(f)
+    assert cache.size <= 850 and len(cache.kept) == 8
+    assert str(files[0]) not in cache.kept and str(files[1]) not in cache.kept and str(files[9]) in cache.kept
+    big = tmp_path / "big.png"
+    big.write_bytes(b"x" * 500)
+    assert cache.read(big) == b"x" * 500 and str(big) not in cache.kept
