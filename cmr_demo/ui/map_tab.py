@@ -25,6 +25,10 @@ from cmr_demo.ui.pager import QUIET, Pager
 from cmr_demo.ui.search_endpoints import selected_row
 
 
+def _quiet(*args, **kwargs) -> None:
+    """No progress bar (a step of a larger answer)."""
+
+
 def _groups(s: RetrievalService) -> dict | None:
     """The bundle's class groups (colour, shape ...), which decide each class's marker."""
     return (s.bundle.manifest.get("about") or {}).get("class_groups")
@@ -119,6 +123,22 @@ class MapTab:
                 {"bundle": s.name, "points": [(r["id"], r["modality"]) for r in rows[:region.REGION_SHOWN]]})
 
     @user_errors
+    def region_map(self, objective, query, others, classes, lines, k, selected, colour_by, other, selection, bundle,
+                   request: gr.Request = None):
+        """A region selected on a map (or cleared): its list, and the map redrawn with it outlined on every panel."""
+        listed = self.list_region(selection, objective, others, colour_by, other, bundle, request=request)
+        return *listed, *self.embedding_map(objective, query, others, classes, lines, k, selected, colour_by, other,
+                                            selection, bundle, progress=_quiet, request=request)
+
+    @user_errors
+    def picked_map(self, page: dict, objective, query, others, classes, lines, k, selected, colour_by, other,
+                   selection, bundle, evt: gr.SelectData, request: gr.Request = None):
+        """A click in the map's gallery list: that item's id, and the map redrawn with it selected."""
+        picked = self.picked_id(page, evt)
+        return picked, *self.embedding_map(objective, query, others, classes, lines, k, picked, colour_by, other,
+                                           selection, bundle, progress=_quiet, request=request)
+
+    @user_errors
     def region_pick(self, listed: dict, evt: gr.SelectData):
         """A click on a listed item of the region: its id and modality, twice (the queries of Search and Compare),
         and the Search tab shown."""
@@ -204,18 +224,15 @@ class MapTab:
             trigger(self.recolour, [*inputs, self.drawn], [self.plot, self.colours, self.drawn, self.other],
                     api_visibility="private", preprocess=False, show_progress="hidden").success(
                 None, self.colours, None, js=browser.RECOLOUR_JS, **QUIET)
+        # one round trip each: a pick from the list (the item and the map redrawn with it), a region (its list and
+        # the map with it outlined)
         for listing in (self.pick.gallery, self.pick.table):
-            listing.select(self.picked_id, self.pick.rows, self.selected, api_visibility="private").then(
-                self.embedding_map, inputs, self.outputs, api_visibility="private")
+            listing.select(self.picked_map, [self.pick.rows, *inputs], [self.selected, *self.outputs],
+                           api_visibility="private")
         region_out = [self.region_note, self.region_gallery, self.region_table, self.region_listed]
-        self.selection.change(
-            self.list_region,
-            [self.selection, self.objective, self.others, self.colour_by, self.other, bundle_pick],
-            region_out,
-            api_visibility="private",
-            show_progress="minimal",
-        ).then(self.embedding_map, inputs, self.outputs, api_visibility="private")
-        self.clear_region.click(lambda: "", None, self.selection, queue=False, **QUIET)
+        self.selection.change(self.region_map, inputs, [*region_out, *self.outputs], api_visibility="private",
+                              show_progress="minimal")
+        self.clear_region.click(None, None, self.selection, js=browser.empties(1), **QUIET)
         # the map's query follows the searched text, in the browser (a queued step cost a second round trip)
         search_text_btn.click(None, search_text_in, self.query, js="(q) => q", **QUIET)
         self.pick.wire(bundle_pick)
