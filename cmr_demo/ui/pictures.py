@@ -22,17 +22,19 @@ def placeholder_picture():
     return tile
 
 
-def picture(service: RetrievalService, row: int):
-    """A gallery item's picture for a gallery component: inside an event, the URL of the app's /media route for it
-    (gradio passes a URL on untouched, and /media tells browsers to keep it: each thumbnail is fetched once per
-    visit); outside one (the page as built, a handler called directly), its path. When the file was changed or
-    damaged since the bundle was built, a placeholder (logged once per item): one bad file never fails a search or
-    the start-up, and is never served. (/media sits beside gradio, which the app mounts at '/': the same root.)"""
+def picture(service: RetrievalService, row: int, url: bool = True):
+    """A gallery item's picture for a gallery component: inside an event of the page, the URL of the app's /media
+    route for it (gradio passes a URL on untouched, and /media tells browsers to keep it: each thumbnail is fetched
+    once per visit); outside one (the page as built, a handler called directly), or for a program's call (`url`
+    False: gradio_client downloads a result's file through gradio's file route, which refuses a URL), its path.
+    When the file was changed or damaged since the bundle was built, a placeholder (logged once per item): one bad
+    file never fails a search or the start-up, and is never served. (/media sits beside gradio, which the app
+    mounts at '/': the same root.)"""
     from cmr_demo.files import CheckpointError
     try:
         path = service.bundle.image_path(row)
-        root, url = page_root(), service.catalog.media_url(row)
-        return root + url if root is not None and url is not None else str(path)
+        root, media = page_root(), service.catalog.media_url(row) if url else None
+        return root + media if root is not None and media is not None else str(path)
     except CheckpointError as err:
         if (service.name, row) not in _reported:
             _reported.add((service.name, row))

@@ -34,7 +34,7 @@ def render(result: SearchResult, s: RetrievalService, before: dict | None = None
     pictures = s.bundle.has_pictures
     shown = views.shows_pictures(result, s)
     table = pd.DataFrame(views.text_rows(result, pictures, texts), columns=views.text_columns(texts, pictures))
-    gallery = views.gallery_value(result, s)
+    gallery = views.gallery_value(result, s, urls=before is not None)  # a program downloads paths, not URLs
     hits = {"bundle": s.name, "pictures": shown, "hits": [{"index": h.index, "modality": h.modality}
                                                           for h in result.hits]}
     summary = views.summary(result, s.class_names)

@@ -33,10 +33,10 @@ def shows_pictures(result: SearchResult, service: RetrievalService) -> bool:
     return result.target == "image" and service.bundle.has_pictures
 
 
-def gallery_value(result: SearchResult, service: RetrievalService) -> list[tuple[str, str]]:
+def gallery_value(result: SearchResult, service: RetrievalService, urls: bool = True) -> list[tuple[str, str]]:
     """(image path, caption) per hit when the results are pictures; [] otherwise. Paths are looked up here,
     on the server: results that leave the process (API answers) carry URLs, not paths."""
-    return ([(picture(service, h.index), caption(h)) for h in result.hits]
+    return ([(picture(service, h.index, urls), caption(h)) for h in result.hits]
             if shows_pictures(result, service) else [])
 
 
