@@ -24,7 +24,7 @@ def fit_map(embeddings: np.ndarray, seed: int = 0, fit_at_most: int = FIT_AT_MOS
     """[M, D] unit-norm embeddings -> [M, 2] UMAP coordinates (cosine metric, fixed seed), centred, unit RMS.
 
     Up to `fit_at_most` points UMAP is fitted on all of them. Beyond, it is fitted on a seeded sample and the
-    other points are placed into that map as the app places a query (cmr_demo.serve.placement.place: the
+    other points are placed into that map as the app places a query (cmr_demo.nearest.place: the
     similarity-weighted mean of their nearest fitted points' coordinates): one matrix product per block of rows, on
     every core. UMAP's own `transform` (nearest neighbours, then optimisation epochs, on one core) made the maps
     of a 50,000-item bundle (two objectives, 100,000 points each) most of the build's 514 s "embeddings + maps"."""
@@ -38,7 +38,7 @@ def fit_map(embeddings: np.ndarray, seed: int = 0, fit_at_most: int = FIT_AT_MOS
                         n_jobs=1, init="spectral" if len(fitted) > n_neighbors + 2 else "random")
     coords = reducer.fit_transform(fitted)
     if sample is not None:
-        from cmr_demo.serve.placement import place
+        from cmr_demo.nearest import place
         rest = np.setdiff1d(np.arange(len(emb)), sample)
         placed = np.empty((len(emb), 2), np.float32)
         placed[sample] = coords

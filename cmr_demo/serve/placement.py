@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from cmr_demo.bundle.load import ObjectiveView
+from cmr_demo.nearest import PLACE_K, place, weighted_places
+
+__all__ = ["MAP_ITEMS", "PLACE_K", "map_points", "place", "place_points", "place_query", "sampled"]
 
 MAP_ITEMS = 6000  # gallery items on a map (x 2 modalities) unless asked otherwise; beyond, a class-stratified sample
-PLACE_K = 10  # neighbours used to place a query; more smooths, fewer follows the closest items
 
 
 def map_points(view: ObjectiveView, labels: np.ndarray, class_names: list[str]) -> dict:
@@ -23,28 +25,6 @@ def place_query(view: ObjectiveView, emb: np.ndarray) -> np.ndarray:
     return place(emb, both, np.concatenate([view.image_xy, view.text_xy]))[0]
 
 
-def place(query: np.ndarray, gallery: np.ndarray, coords: np.ndarray, k: int = PLACE_K,
-          sharpness: float = 20.0) -> np.ndarray:
-    """[Q, D] queries -> [Q, 2]: softmax(similarity * sharpness)-weighted mean of the k nearest gallery points.
-
-    A query that equals a gallery item lands (almost) on that item; the weights follow similarity, so
-    a query between two clusters lands between them.
-    """
-    query = np.atleast_2d(np.asarray(query, dtype=np.float32))
-    sims = query @ np.asarray(gallery, dtype=np.float32).T  # [Q, M]
-    return _weighted_places(sims, coords, min(k, sims.shape[1]), sharpness)
-
-
-def _weighted_places(sims: np.ndarray, coords: np.ndarray, k: int, sharpness: float) -> np.ndarray:
-    """[Q, M] similarities -> [Q, 2]: softmax(similarity * sharpness)-weighted mean of the k most similar rows'
-    coordinates."""
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # [Q, k]
-    top_sims = np.take_along_axis(sims, top, axis=1)
-    weights = np.exp(sharpness * (top_sims - top_sims.max(1, keepdims=True)))
-    weights /= weights.sum(1, keepdims=True)
-    return np.einsum("qk,qkc->qc", weights, coords[top]).astype(np.float32)
-
-
 def place_points(embeddings: np.ndarray, coords: np.ndarray, k: int = PLACE_K, sharpness: float = 20.0) -> np.ndarray:
     """[M, D] embeddings of the gallery under another model -> [M, 2] places on a map of the same M items: each
     point at the similarity-weighted mean of the map coordinates of its k nearest *other* items in its own
@@ -55,7 +35,7 @@ def place_points(embeddings: np.ndarray, coords: np.ndarray, k: int = PLACE_K, s
     for start in range(0, len(emb), 2048):  # rows in blocks: memory stays bounded for large galleries
         sims = emb[start:start + 2048] @ emb.T
         sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
-        out[start:start + len(sims)] = _weighted_places(sims, coords, k, sharpness)
+        out[start:start + len(sims)] = weighted_places(sims, coords, k, sharpness)
     return out
 
 
