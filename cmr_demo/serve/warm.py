@@ -60,8 +60,8 @@ def check_pictures(service) -> int:
 
 
 def warm_in_background(services: dict) -> threading.Thread:
-    """Both steps for every served bundle, pictures first (the first search shows them), the best objectives' APs
-    first (the maps open on them)."""
+    """For every served bundle: the first query, then the pictures (the first search shows them), then the
+    per-point APs, the best objectives first (the maps open on them)."""
     def run() -> None:
         # not niced: a low-priority thread holding the GIL would stall the request threads waiting for it; the work
         # is short steps with a pause between objectives

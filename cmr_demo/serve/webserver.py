@@ -9,7 +9,9 @@ gradio is mounted at "/" with the same options `launch` would get.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import threading
 from collections.abc import Callable
 
 import fastapi
@@ -155,8 +157,6 @@ class MediaCache:
     35-60 ms apiece on two busy cores, in waves of six (bench/clicks.py); from memory it is one send."""
 
     def __init__(self, limit: int = MEDIA_CACHE_BYTES):
-        import collections
-        import threading
         self.limit, self.size = limit, 0
         self.kept: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self.lock = threading.Lock()

@@ -106,8 +106,7 @@ class CompareTab:
                      request: gr.Request = None):
         """A comparison as the page runs it, in one round trip: the results, the columns, and the class box emptied
         (and its `stated`) when the class it held was stated for another text (ignored: the page shows what was
-        used). The JSON the
-        API answers is not sent: the page does not show it."""
+        used). The JSON the API answers is not sent: the page does not show it."""
         _, results = self.compare(query, objectives, k, query_class, item_id, item_modality, stated, bundle,
                                   progress=lambda *args, **kwargs: None, request=request)
         ignored = class_for(query_class, query, stated) != query_class

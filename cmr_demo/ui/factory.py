@@ -45,21 +45,18 @@ def create(bundles: Sequence[str], study_figures: Sequence[Path] = (), sessions:
     return demo, app
 
 
-def gallery_folders(ctx: Context) -> list[Path]:
-    """The served bundles' picture folders, resolved: the only files of theirs the page hands out."""
-    return [Path(s.bundle.folder).resolve() / "gallery" / "images" for s in ctx.services.values()]
-
-
 def launch_options(ctx: Context) -> dict:
     """What gradio is served with: only the gallery images as files, no tracebacks to clients, the page's CSS."""
-    return {"allowed_paths": [str(f) for f in gallery_folders(ctx)], "show_error": False, "css": CSS}
+    return {"allowed_paths": [str(Path(s.bundle.folder).resolve() / "gallery" / "images")
+                              for s in ctx.services.values()],
+            "show_error": False, "css": CSS}
 
 
 def background(ctx: Context, uploads: UploadStore):
     """The ASGI lifespan that, when a server starts it, waits for the bundles' backbones (the server answers only
-    then), then starts the app's housekeeping: memory handed back to the OS
-    every 10 s, the gallery pictures checked and the maps' AP colourings and Compare's figures made before anyone
-    asks (cmr_demo.serve.warm), the upload folder swept."""
+    then), then starts the app's housekeeping: memory handed back to the OS every 10 s, the gallery pictures checked
+    and the maps' AP colourings and Compare's figures made before anyone asks (cmr_demo.serve.warm), the upload
+    folder swept."""
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await asyncio.to_thread(wait_for_backbones, ctx.services)  # "ready": a text is encoded at once

@@ -34,6 +34,13 @@ def _groups(s: RetrievalService) -> dict | None:
     return (s.bundle.manifest.get("about") or {}).get("class_groups")
 
 
+def _draw(s: RetrievalService, maps: list, chosen: list, lines: bool, sel, region, signature: str) -> tuple:
+    """A new drawing of the maps: (figure, what the page keeps of it: its signature, its id, its colouring)."""
+    drawing = uuid.uuid4().hex[:12]
+    figure = map_figure.map_figure(maps, s.bundle.items, chosen or None, lines, sel, _groups(s), region, drawing)
+    return figure, {"signature": signature, "drawing": drawing, "colour_by": maps[0]["colour"]["by"]}
+
+
 class MapTab:
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -79,9 +86,7 @@ class MapTab:
         s, maps, chosen, lines, sel, region, signature = self._views(
             objective, query, others, classes, lines, k, selected, colour_by, other, selection, bundle, request,
             progress)
-        drawing = uuid.uuid4().hex[:12]
-        figure = map_figure.map_figure(maps, s.bundle.items, chosen or None, lines, sel, _groups(s), region, drawing)
-        return figure, {"signature": signature, "drawing": drawing, "colour_by": maps[0]["colour"]["by"]}
+        return _draw(s, maps, chosen, lines, sel, region, signature)
 
     @user_errors
     def recolour(self, objective: str, query: str, others: list[str] | None, classes: list[str] | None, lines: bool,
@@ -98,10 +103,8 @@ class MapTab:
         picker = gr.skip() if (drawn.get("colour_by") == "ap_diff") == (by == "ap_diff") else \
             gr.update(visible=by == "ap_diff")
         if drawn.get("signature") != signature or not drawn.get("drawing"):
-            drawing = uuid.uuid4().hex[:12]
-            figure = map_figure.map_figure(maps, s.bundle.items, chosen or None, lines, sel, _groups(s), region,
-                                           drawing)
-            return figure, None, {"signature": signature, "drawing": drawing, "colour_by": by}, picker
+            figure, kept = _draw(s, maps, chosen, lines, sel, region, signature)
+            return figure, None, kept, picker
         payload = map_figure.recolouring(maps, chosen or None, _groups(s), drawn["drawing"])
         return gr.skip(), payload, {**drawn, "colour_by": by}, picker
 

@@ -167,7 +167,8 @@ def compare_columns(results: Sequence[SearchResult], service: RetrievalService, 
         if shows_pictures(r, service):
             tiles = []
             for h in r.hits:
-                url = service.catalog.media_url(h.index) if isinstance(picture(service, h.index), str) else None
+                # the hit's /media URL, unless its file failed its hash check (picture() logs it, once)
+                url = h.image_url if isinstance(picture(service, h.index, url=False), str) else None
                 img = (f'<img src="{html.escape(url.lstrip("/"))}" alt="{html.escape(h.class_name)}">' if url else
                        '<div class="cmp-damaged">picture damaged</div>')
                 tiles.append(f'<figure title="#{h.rank} {html.escape(h.id)}">{img}<figcaption>{h.score:.3f} '
